@@ -1,0 +1,69 @@
+#pragma once
+/// Prefill + decode loop over a KV cache (or recomputation for `no_cache`), greedy or sampled.
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eli/config.h"
+#include "eli/kv_cache.h"
+#include "eli/model.h"
+
+namespace eli {
+
+struct SamplingConfig {
+  float temperature = 0.0f;  // 0 = greedy; > 0 samples
+  int top_k = 0;             // 0 = off; else keep the k most likely
+  float top_p = 1.0f;        // (0, 1]; 1 = off
+  uint64_t seed = 42;
+  void validate() const;
+};
+
+struct GenerationConfig {
+  int max_new_tokens = 64;
+  std::vector<int64_t> stop_tokens;  // generation of a sequence ends after emitting one
+  SamplingConfig sampling;
+  std::string method = "full_cache";  // any make_cache method/spec, or "no_cache"
+  CacheConfig cache;
+  QuantizationConfig quant;
+  void validate() const;
+};
+
+/// Called once per generated step: (sequence index in the batch, token id).
+using TokenCallback = std::function<void(int64_t seq, int64_t token)>;
+
+struct StepTiming {
+  double prefill_ms = 0;              // time to first token
+  std::vector<double> decode_ms;      // one entry per decode step after the first token
+};
+
+struct GenerationResult {
+  std::vector<std::vector<int64_t>> tokens;  // generated ids per sequence (stop token included)
+  StepTiming timing;
+  CacheStats cache_stats;  // at the end of generation (zeros for no_cache)
+};
+
+class Generator {
+ public:
+  explicit Generator(const model::GPT2& model) : model_(&model) {}
+  /// prompts: a batch of token-id sequences, all the same non-zero length.
+  /// Throws eli::Error for an empty/ragged batch, ids out of range, or
+  /// prompt + max_new_tokens > n_positions (names the numbers).
+  GenerationResult generate(const std::vector<std::vector<int64_t>>& prompts,
+                            const GenerationConfig& cfg,
+                            const TokenCallback& on_token = nullptr) const;
+
+  /// The cache that `generate` would build for `cfg` (nullptr for no_cache).
+  std::unique_ptr<KVCache> make_cache_for(const GenerationConfig& cfg, int64_t batch) const;
+
+ private:
+  const model::GPT2* model_;
+};
+
+/// Picks the next token per row of logits [B, V] (float). `gen` is a CPU generator.
+at::Tensor sample_next(const at::Tensor& logits, const SamplingConfig& cfg, at::Generator& gen);
+
+}  // namespace eli

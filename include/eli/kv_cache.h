@@ -1,0 +1,74 @@
+#pragma once
+/// The KV-cache interface (see ../docs/CACHES.md for every implementation).
+///
+/// One KVCache object holds every layer of one batch. Per layer and decode step the model
+/// calls `append(layer, k, v)` with this step's keys/values and then `attend(layer, q)` with
+/// the queries of the same new positions.
+///
+/// Contract of attend(): query i of the T_q new positions attends to
+///   (a) every token the cache still holds from *earlier* appends, as stored (quantized,
+///       pooled, windowed ...), and
+///   (b) the new positions 0..i of the latest append (causal). Implementations may use the
+///       latest append's keys/values at full precision for (b).
+/// Layout-specific masks (sliding window, sinks) apply to (a) and (b) alike, so prefill with
+/// T > window equals full attention under the sliding-window mask.
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eli/config.h"
+#include "eli/model_config.h"
+
+namespace eli {
+
+struct CacheStats {
+  int64_t tokens_seen = 0;      // positions appended per sequence since the last reset
+  int64_t tokens_stored = 0;    // token slots held per sequence (incl. summaries, sinks)
+  int64_t tokens_evicted = 0;   // positions dropped or pooled away per sequence
+  int64_t payload_bytes = 0;    // K/V codes or values held for stored tokens (all layers, batch)
+  int64_t scale_bytes = 0;      // scales and zero-points
+  int64_t residual_bytes = 0;   // unquantized residual window (quantized codecs)
+  int64_t metadata_bytes = 0;   // block tables, counters, per-slot counts
+  int64_t reserved_bytes = 0;   // allocated but not holding a token (capacity, block padding)
+  int64_t blocks_in_use = 0;    // paged only
+  int64_t blocks_total = 0;     // paged only
+  int64_t padding_bytes = 0;    // paged only: unused slots in partly filled blocks (in reserved)
+
+  /// Bytes that hold the stored tokens: payload + scales + residual + metadata.
+  int64_t total_bytes() const { return payload_bytes + scale_bytes + residual_bytes + metadata_bytes; }
+  /// total_bytes() + reserved_bytes: what the cache actually has allocated.
+  int64_t allocated_bytes() const { return total_bytes() + reserved_bytes; }
+};
+
+class KVCache {
+ public:
+  virtual ~KVCache() = default;
+  /// k, v: [B, H, T_new, D] for `layer`, in the model's dtype and on the cache's device.
+  virtual void append(int layer, const at::Tensor& k, const at::Tensor& v) = 0;
+  /// q: [B, H, T_q, D] (T_q == T_new of the latest append). Returns [B, H, T_q, D].
+  virtual at::Tensor attend(int layer, const at::Tensor& q) = 0;
+  virtual CacheStats stats() const = 0;
+  /// Forget every token; return all blocks/memory to the state right after construction.
+  virtual void reset() = 0;
+  /// Human-readable description, e.g. "paged(block=64)+int8/per_token_head".
+  virtual std::string name() const = 0;
+};
+
+/// Creates the cache for a method name or spec (see docs/CACHES.md for the syntax), e.g.
+/// "full_cache", "quant_int4", "paged_attention", "sliding_window+int4", "paged+int8".
+/// `batch` is the number of sequences; `dtype`/`device` those of the model.
+/// "no_cache" is not a cache: make_cache throws for it (the generator recomputes instead).
+/// Unknown names -> eli::Error listing the valid ones.
+std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape& shape,
+                                    int64_t batch, const CacheConfig& cache_cfg,
+                                    const QuantizationConfig& quant_cfg, at::ScalarType dtype,
+                                    at::Device device);
+
+/// The eight method names, in the canonical order.
+const std::vector<std::string>& method_names();
+
+}  // namespace eli

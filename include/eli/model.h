@@ -1,0 +1,72 @@
+#pragma once
+/// GPT-2 forward pass in LibTorch: fp32 on CPU, fp16 on CUDA, under InferenceMode.
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "eli/kv_cache.h"
+#include "eli/model_config.h"
+
+namespace eli::model {
+
+/// Weights of one transformer block, in nn.Linear layout ([out, in]) after loading.
+struct Block {
+  at::Tensor ln_1_w, ln_1_b;
+  at::Tensor c_attn_w, c_attn_b;  // [3E, E], [3E]
+  at::Tensor c_proj_w, c_proj_b;  // [E, E], [E]
+  at::Tensor ln_2_w, ln_2_b;
+  at::Tensor fc_w, fc_b;          // [inner, E], [inner]
+  at::Tensor mlp_proj_w, mlp_proj_b;  // [E, inner], [E]
+};
+
+class GPT2 {
+ public:
+  /// Loads a Hugging Face GPT-2 directory (config.json + model.safetensors).
+  /// Accepts names with or without the "transformer." prefix, Conv1D [in, out] weights,
+  /// ties lm_head to wte when absent, ignores attn.bias / attn.masked_bias buffers.
+  /// Missing, unexpected or wrongly shaped tensors -> eli::Error naming the tensor.
+  static GPT2 load(const std::string& dir, at::Device device, at::ScalarType dtype);
+  /// Random weights (N(0, 0.02), like HF's init) of the given shape, seeded.
+  static GPT2 random(const GPT2Config& cfg, uint64_t seed, at::Device device,
+                     at::ScalarType dtype);
+  /// Resolves "random:NAME" (see GPT2Config::named), "default" or a directory.
+  static GPT2 from_spec(const std::string& spec, at::Device device, at::ScalarType dtype,
+                        uint64_t seed = 0);
+
+  /// ids: [B, T] int64 on any device; positions start at `past` (the tokens already in the
+  /// cache). cache == nullptr means plain causal attention over `ids` alone (no_cache).
+  /// Returns logits [B, T, vocab] in the model dtype. Throws eli::Error for ids out of range or
+  /// past + T > n_positions.
+  at::Tensor forward(const at::Tensor& ids, int64_t past, KVCache* cache) const;
+  /// Same as forward() but returns logits only for the last position: [B, vocab].
+  at::Tensor forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const;
+
+  const GPT2Config& config() const { return cfg_; }
+  ModelShape shape() const { return ModelShape::of(cfg_); }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+  int64_t num_parameters() const;
+  /// Bytes of all weights (lm_head counted once when tied).
+  int64_t weight_bytes() const;
+
+ private:
+  at::Tensor hidden(const at::Tensor& ids, int64_t past, KVCache* cache) const;
+  GPT2Config cfg_;
+  at::Device device_ = at::kCPU;
+  at::ScalarType dtype_ = at::kFloat;
+  at::Tensor wte_, wpe_, ln_f_w_, ln_f_b_, lm_head_;
+  bool tied_ = true;
+  std::vector<Block> blocks_;
+};
+
+/// Where the shipped default model lives (assets/models/...), resolved at runtime from
+/// $ELI_ASSETS, then the source tree's assets/ (compiled in), then the install prefix.
+std::string default_model_dir();
+std::string assets_dir();
+/// "auto" -> cuda when available else cpu; validates "cpu", "cuda", "cuda:N".
+at::Device resolve_device(const std::string& spec);
+/// fp16 on CUDA, fp32 on CPU.
+at::ScalarType default_dtype(at::Device device);
+
+}  // namespace eli::model

@@ -1,0 +1,110 @@
+#include "eli/generator.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "eli/error.h"
+
+namespace eli {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+}  // namespace
+
+void GenerationConfig::validate() const {
+  ELI_CHECK(max_new_tokens >= 0, "GenerationConfig.max_new_tokens = {} must be >= 0",
+            max_new_tokens);
+  sampling.validate();
+  cache.validate();
+  quant.validate();
+}
+
+std::unique_ptr<KVCache> Generator::make_cache_for(const GenerationConfig& cfg,
+                                                   int64_t batch) const {
+  if (cfg.method == "no_cache") return nullptr;
+  return make_cache(cfg.method, model_->shape(), batch, cfg.cache, cfg.quant, model_->dtype(),
+                    model_->device());
+}
+
+GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& prompts,
+                                     const GenerationConfig& cfg,
+                                     const TokenCallback& on_token) const {
+  cfg.validate();
+  const GPT2Config& mc = model_->config();
+  ELI_CHECK(!prompts.empty(), "generate: the batch of prompts is empty");
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  const int64_t plen = static_cast<int64_t>(prompts[0].size());
+  ELI_CHECK(plen > 0, "generate: prompt 0 is empty (at least one token is needed)");
+  for (int64_t b = 0; b < batch; ++b) {
+    ELI_CHECK(static_cast<int64_t>(prompts[b].size()) == plen,
+              "generate: prompts must have equal lengths; prompt 0 has {} tokens, prompt {} has {}",
+              plen, b, prompts[b].size());
+    for (int64_t id : prompts[b]) {
+      ELI_CHECK(id >= 0 && id < mc.vocab_size, "generate: prompt {} has token id {} out of range "
+                "[0, {})", b, id, mc.vocab_size);
+    }
+  }
+  // The last generated token is never fed back, so the model sees plen + max_new - 1 positions.
+  const int64_t needed = plen + std::max(0, cfg.max_new_tokens - 1);
+  ELI_CHECK(needed <= mc.n_positions,
+            "generate: prompt of {} tokens + {} new tokens needs {} positions, but the model has "
+            "n_positions = {}", plen, cfg.max_new_tokens, needed, mc.n_positions);
+
+  c10::InferenceMode guard;
+  GenerationResult res;
+  res.tokens.assign(batch, {});
+  if (cfg.max_new_tokens == 0) return res;
+
+  std::unique_ptr<KVCache> cache = make_cache_for(cfg, batch);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);
+  std::vector<int64_t> flat;
+  flat.reserve(batch * plen);
+  for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
+  at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU, grows for no_cache
+  std::vector<bool> done(batch, false);
+  int64_t n_done = 0;
+
+  auto emit = [&](const at::Tensor& next_cpu) {
+    const int64_t* p = next_cpu.data_ptr<int64_t>();
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[b]) continue;
+      res.tokens[b].push_back(p[b]);
+      if (on_token) on_token(b, p[b]);
+      if (std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), p[b]) !=
+          cfg.stop_tokens.end()) {
+        done[b] = true;
+        ++n_done;
+      }
+    }
+  };
+
+  auto t0 = Clock::now();
+  at::Tensor logits = model_->forward_last(all_ids, 0, cache.get());
+  at::Tensor next = sample_next(logits, cfg.sampling, gen).contiguous();  // CPU int64 [B]
+  res.timing.prefill_ms = ms_since(t0);
+  emit(next);
+  int64_t past = plen;
+  for (int step = 1; step < cfg.max_new_tokens && n_done < batch; ++step) {
+    t0 = Clock::now();
+    if (cache) {
+      logits = model_->forward_last(next.view({batch, 1}), past, cache.get());
+    } else {
+      all_ids = at::cat({all_ids, next.view({batch, 1})}, 1);
+      logits = model_->forward_last(all_ids, 0, nullptr);
+    }
+    next = sample_next(logits, cfg.sampling, gen).contiguous();
+    res.timing.decode_ms.push_back(ms_since(t0));
+    ++past;
+    emit(next);
+  }
+  if (cache) res.cache_stats = cache->stats();
+  return res;
+}
+
+}  // namespace eli

@@ -1,0 +1,220 @@
+#include "eli/model.h"
+
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "eli/error.h"
+#include "eli/safetensors.h"
+
+namespace eli::model {
+
+namespace {
+
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, w, b, eps);
+}
+
+/// Causal attention of q [B,H,T,D] over k, v [B,H,T,D] (the no_cache path).
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+#else
+  const int64_t t = q.size(2);
+  auto scores = at::matmul(q.to(at::kFloat), k.to(at::kFloat).transpose(-2, -1)) /
+                std::sqrt(static_cast<double>(q.size(-1)));
+  auto mask = at::ones({t, t}, q.options().dtype(at::kBool)).triu(1);
+  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  return at::matmul(at::softmax(scores, -1), v.to(at::kFloat)).to(q.scalar_type());
+#endif
+}
+
+}  // namespace
+
+at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) const {
+  ELI_CHECK(ids_in.dim() == 2, "input ids must be 2-D [batch, tokens], got {}-D", ids_in.dim());
+  ELI_CHECK(ids_in.scalar_type() == at::kLong, "input ids must be int64, got {}",
+            c10::toString(ids_in.scalar_type()));
+  const int64_t batch = ids_in.size(0), t = ids_in.size(1);
+  ELI_CHECK(batch >= 1 && t >= 1, "input ids must be non-empty, got [{}, {}]", batch, t);
+  ELI_CHECK(past >= 0, "past = {} must be >= 0", past);
+  ELI_CHECK(past + t <= cfg_.n_positions,
+            "sequence of {} tokens ({} cached + {} new) exceeds the model's n_positions = {}",
+            past + t, past, t, cfg_.n_positions);
+  {
+    const int64_t lo = ids_in.min().item<int64_t>(), hi = ids_in.max().item<int64_t>();
+    ELI_CHECK(lo >= 0 && hi < cfg_.vocab_size, "token id {} out of range [0, {})",
+              lo < 0 ? lo : hi, cfg_.vocab_size);
+  }
+  const at::Tensor ids = ids_in.to(device_);
+  const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
+  const double eps = cfg_.layer_norm_epsilon;
+
+  at::Tensor x = at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0);
+  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
+    const Block& blk = blocks_[l];
+    at::Tensor a = layer_norm(x, blk.ln_1_w, blk.ln_1_b, eps);
+    auto qkv = at::linear(a, blk.c_attn_w, blk.c_attn_b).split(e, -1);
+    auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
+    at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
+    at::Tensor att;
+    if (cache != nullptr) {
+      cache->append(static_cast<int>(l), k, v);
+      att = cache->attend(static_cast<int>(l), q.contiguous());
+    } else {
+      att = causal_attention(q, k, v);
+    }
+    att = att.transpose(1, 2).reshape({batch, t, e});
+    x = x + at::linear(att, blk.c_proj_w, blk.c_proj_b);
+    at::Tensor m = layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps);
+    m = at::gelu(at::linear(m, blk.fc_w, blk.fc_b), "tanh");
+    x = x + at::linear(m, blk.mlp_proj_w, blk.mlp_proj_b);
+  }
+  return layer_norm(x, ln_f_w_, ln_f_b_, eps);
+}
+
+at::Tensor GPT2::forward(const at::Tensor& ids, int64_t past, KVCache* cache) const {
+  c10::InferenceMode guard;
+  return at::linear(hidden(ids, past, cache), lm_head_);
+}
+
+at::Tensor GPT2::forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const {
+  c10::InferenceMode guard;
+  at::Tensor x = hidden(ids, past, cache);
+  return at::linear(x.select(1, x.size(1) - 1), lm_head_);
+}
+
+int64_t GPT2::num_parameters() const {
+  int64_t n = wte_.numel() + wpe_.numel() + ln_f_w_.numel() + ln_f_b_.numel();
+  if (!tied_) n += lm_head_.numel();
+  for (const auto& b : blocks_) {
+    for (const auto* t : {&b.ln_1_w, &b.ln_1_b, &b.c_attn_w, &b.c_attn_b, &b.c_proj_w,
+                          &b.c_proj_b, &b.ln_2_w, &b.ln_2_b, &b.fc_w, &b.fc_b, &b.mlp_proj_w,
+                          &b.mlp_proj_b}) {
+      n += t->numel();
+    }
+  }
+  return n;
+}
+
+int64_t GPT2::weight_bytes() const {
+  return num_parameters() * static_cast<int64_t>(c10::elementSize(dtype_));
+}
+
+GPT2 GPT2::random(const GPT2Config& cfg, uint64_t seed, at::Device device, at::ScalarType dtype) {
+  cfg.validate();
+  c10::InferenceMode guard;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  auto normal = [&](std::vector<int64_t> shape, double std) {
+    return at::empty(shape, opts).normal_(0.0, std, gen).to(device, dtype);
+  };
+  auto zeros = [&](int64_t n) { return at::zeros({n}, opts.device(device).dtype(dtype)); };
+  auto ones = [&](int64_t n) { return at::ones({n}, opts.device(device).dtype(dtype)); };
+  const int64_t e = cfg.n_embd, inner = cfg.inner();
+  const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg.n_layer));
+  GPT2 m;
+  m.cfg_ = cfg;
+  m.device_ = device;
+  m.dtype_ = dtype;
+  m.wte_ = normal({cfg.vocab_size, e}, 0.02);
+  m.wpe_ = normal({cfg.n_positions, e}, 0.01);
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    Block b;
+    b.ln_1_w = ones(e), b.ln_1_b = zeros(e);
+    b.c_attn_w = normal({3 * e, e}, 0.02), b.c_attn_b = zeros(3 * e);
+    b.c_proj_w = normal({e, e}, proj_std), b.c_proj_b = zeros(e);
+    b.ln_2_w = ones(e), b.ln_2_b = zeros(e);
+    b.fc_w = normal({inner, e}, 0.02), b.fc_b = zeros(inner);
+    b.mlp_proj_w = normal({e, inner}, proj_std), b.mlp_proj_b = zeros(e);
+    m.blocks_.push_back(std::move(b));
+  }
+  m.ln_f_w_ = ones(e), m.ln_f_b_ = zeros(e);
+  m.lm_head_ = m.wte_;
+  m.tied_ = true;
+  return m;
+}
+
+GPT2 GPT2::load(const std::string& dir, at::Device device, at::ScalarType dtype) {
+  const GPT2Config cfg = GPT2Config::from_json_file(dir + "/config.json");
+  const std::string path = dir + "/model.safetensors";
+  const auto file = safetensors::File::open(path);
+  c10::InferenceMode guard;
+
+  // HF checkpoints name tensors with or without the "transformer." prefix.
+  std::map<std::string, std::string> by_name;  // canonical name -> stored name
+  for (const auto& stored : file.names()) {
+    std::string n = stored;
+    if (n.rfind("transformer.", 0) == 0) n = n.substr(12);
+    auto ends_with = [&](const char* suffix) {
+      const std::string sfx(suffix);
+      return n.size() >= sfx.size() && n.compare(n.size() - sfx.size(), sfx.size(), sfx) == 0;
+    };
+    if (ends_with(".attn.bias") || ends_with(".attn.masked_bias")) continue;  // mask buffers
+    ELI_CHECK(by_name.emplace(n, stored).second, "{}: tensor '{}' appears twice (with and without "
+              "the 'transformer.' prefix)", path, n);
+  }
+  std::set<std::string> used;
+  auto take = [&](const std::string& name, std::vector<int64_t> shape) {
+    auto it = by_name.find(name);
+    ELI_CHECK(it != by_name.end(), "{}: missing tensor '{}'", path, name);
+    const auto& info = file.info(it->second);
+    ELI_CHECK(info.shape == shape, "{}: tensor '{}' has shape [{}], config.json implies [{}]",
+              path, it->second, fmt::join(info.shape, ", "), fmt::join(shape, ", "));
+    ELI_CHECK(info.dtype == safetensors::DType::kF32 || info.dtype == safetensors::DType::kF16 ||
+                  info.dtype == safetensors::DType::kBF16 || info.dtype == safetensors::DType::kF64,
+              "{}: tensor '{}' has dtype {}, expected a floating-point type", path, it->second,
+              safetensors::dtype_name(info.dtype));
+    used.insert(name);
+    return file.tensor(it->second).to(device, dtype).contiguous();
+  };
+  // Conv1D stores [in, out]; at::linear wants [out, in].
+  auto take_conv1d = [&](const std::string& name, int64_t in, int64_t out) {
+    return take(name, {in, out}).t().contiguous();
+  };
+  const int64_t e = cfg.n_embd, inner = cfg.inner();
+  GPT2 m;
+  m.cfg_ = cfg;
+  m.device_ = device;
+  m.dtype_ = dtype;
+  m.wte_ = take("wte.weight", {cfg.vocab_size, e});
+  m.wpe_ = take("wpe.weight", {cfg.n_positions, e});
+  for (int64_t l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = fmt::format("h.{}.", l);
+    Block b;
+    b.ln_1_w = take(p + "ln_1.weight", {e}), b.ln_1_b = take(p + "ln_1.bias", {e});
+    b.c_attn_w = take_conv1d(p + "attn.c_attn.weight", e, 3 * e);
+    b.c_attn_b = take(p + "attn.c_attn.bias", {3 * e});
+    b.c_proj_w = take_conv1d(p + "attn.c_proj.weight", e, e);
+    b.c_proj_b = take(p + "attn.c_proj.bias", {e});
+    b.ln_2_w = take(p + "ln_2.weight", {e}), b.ln_2_b = take(p + "ln_2.bias", {e});
+    b.fc_w = take_conv1d(p + "mlp.c_fc.weight", e, inner);
+    b.fc_b = take(p + "mlp.c_fc.bias", {inner});
+    b.mlp_proj_w = take_conv1d(p + "mlp.c_proj.weight", inner, e);
+    b.mlp_proj_b = take(p + "mlp.c_proj.bias", {e});
+    m.blocks_.push_back(std::move(b));
+  }
+  m.ln_f_w_ = take("ln_f.weight", {e});
+  m.ln_f_b_ = take("ln_f.bias", {e});
+  if (by_name.count("lm_head.weight")) {
+    m.lm_head_ = take("lm_head.weight", {cfg.vocab_size, e});
+    m.tied_ = false;
+  } else {
+    m.lm_head_ = m.wte_;
+    m.tied_ = true;
+  }
+  for (const auto& [name, stored] : by_name) {
+    ELI_CHECK(used.count(name), "{}: unexpected tensor '{}' (not part of GPT-2 with n_layer = {})",
+              path, stored, cfg.n_layer);
+  }
+  return m;
+}
+
+}  // namespace eli::model

@@ -1,0 +1,183 @@
+#pragma once
+/// Device helpers shared by the kernels: dtype conversion, compile-time dispatch macros,
+/// row addressing and branch-free decoding of INT8/INT4 codes to fp32.
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "eli_kernels.cuh"
+
+namespace eli::cuda {
+
+/// Records the message returned by last_error_message(); returns cudaErrorInvalidValue.
+cudaError_t invalid_argument(const char* what, long long value);
+/// Multiprocessors of the current device (132 if the query fails).
+int device_sm_count();
+
+}  // namespace eli::cuda
+
+#define ELI_DISPATCH_HEAD_DIM(value, kD, ...)                                   \
+  switch (value) {                                                              \
+    case 64: {                                                                  \
+      constexpr int kD = 64;                                                    \
+      __VA_ARGS__;                                                              \
+    } break;                                                                    \
+    case 128: {                                                                 \
+      constexpr int kD = 128;                                                   \
+      __VA_ARGS__;                                                              \
+    } break;                                                                    \
+    default:                                                                    \
+      return ::eli::cuda::invalid_argument("head_dim (valid: 64, 128)", value); \
+  }
+
+#define ELI_DISPATCH_DTYPE(value, T, ...)                                             \
+  switch (value) {                                                                    \
+    case ::eli::cuda::DType::kHalf: {                                                 \
+      using T = __half;                                                               \
+      __VA_ARGS__;                                                                    \
+    } break;                                                                          \
+    case ::eli::cuda::DType::kFloat: {                                                \
+      using T = float;                                                                \
+      __VA_ARGS__;                                                                    \
+    } break;                                                                          \
+    default:                                                                          \
+      return ::eli::cuda::invalid_argument("dtype (valid: half, float)", int(value)); \
+  }
+
+/// Quantized formats only (kInt8, kInt4).
+#define ELI_DISPATCH_QFORMAT(value, kF, ...)                                                    \
+  switch (value) {                                                                              \
+    case ::eli::cuda::Format::kInt8: {                                                          \
+      constexpr ::eli::cuda::Format kF = ::eli::cuda::Format::kInt8;                            \
+      __VA_ARGS__;                                                                              \
+    } break;                                                                                    \
+    case ::eli::cuda::Format::kInt4: {                                                          \
+      constexpr ::eli::cuda::Format kF = ::eli::cuda::Format::kInt4;                            \
+      __VA_ARGS__;                                                                              \
+    } break;                                                                                    \
+    default:                                                                                    \
+      return ::eli::cuda::invalid_argument("quantized format (valid: int8, int4)", int(value)); \
+  }
+
+/// Any storage format (kFp, kInt8, kInt4).
+#define ELI_DISPATCH_FORMAT(value, kF, ...)                                                       \
+  switch (value) {                                                                                \
+    case ::eli::cuda::Format::kFp: {                                                              \
+      constexpr ::eli::cuda::Format kF = ::eli::cuda::Format::kFp;                                \
+      __VA_ARGS__;                                                                                \
+    } break;                                                                                      \
+    case ::eli::cuda::Format::kInt8: {                                                            \
+      constexpr ::eli::cuda::Format kF = ::eli::cuda::Format::kInt8;                              \
+      __VA_ARGS__;                                                                                \
+    } break;                                                                                      \
+    case ::eli::cuda::Format::kInt4: {                                                            \
+      constexpr ::eli::cuda::Format kF = ::eli::cuda::Format::kInt4;                              \
+      __VA_ARGS__;                                                                                \
+    } break;                                                                                      \
+    default:                                                                                      \
+      return ::eli::cuda::invalid_argument("storage format (valid: fp, int8, int4)", int(value)); \
+  }
+
+namespace eli::cuda::detail {
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
+
+__device__ __forceinline__ int64_t row_of(const RowMap& m, int b, int h, int t) {
+  if (m.block_table == nullptr) return (int64_t(b) * m.heads + h) * m.block_size + t;
+  const int64_t block = m.block_table[b * m.table_stride + t / m.block_size];
+  return (block * m.heads + h) * m.block_size + t % m.block_size;
+}
+
+/// Storage traits: bytes of one row and elements per 16-byte vector.
+template <Format F, typename T>
+struct Storage;
+template <typename T>
+struct Storage<Format::kFp, T> {
+  static constexpr int kElemsPerVec = 16 / int(sizeof(T));
+  static constexpr int row_bytes(int d) { return d * int(sizeof(T)); }
+};
+template <typename T>
+struct Storage<Format::kInt8, T> {
+  static constexpr int kElemsPerVec = 16;
+  static constexpr int row_bytes(int d) { return d; }
+};
+template <typename T>
+struct Storage<Format::kInt4, T> {
+  static constexpr int kElemsPerVec = 32;
+  static constexpr int row_bytes(int d) { return d / 2; }
+};
+
+/// A code c decodes to x = scale * c + bias_per_group. decode_codes() writes c as exact fp32
+/// integers (the 2^23 magic-number trick: one PRMT + one FADD per element, no I2F).
+/// `flip` xors INT8 words (0x80808080 turns signed codes into offset-128 bytes) and `sub`
+/// removes the magic and the offset: INT8 sym 2^23+128, INT8 asym 2^23, INT4 sym 2^23+8,
+/// INT4 asym 2^23.
+struct CodeDecoder {
+  uint32_t flip;
+  float sub;
+  static __host__ __device__ CodeDecoder make(Format f, bool zero_point) {
+    const float magic = 8388608.f;
+    if (f == Format::kInt8) return {zero_point ? 0u : 0x80808080u, magic + (zero_point ? 0 : 128)};
+    return {0u, magic + (zero_point ? 0 : 8)};
+  }
+};
+
+__device__ __forceinline__ float magic_byte(uint32_t w, uint32_t sel) {
+  return __uint_as_float(__byte_perm(w, 0x4B000000u, sel));
+}
+
+template <Format F, typename T>
+__device__ __forceinline__ void decode_vec(const uint4& v, const CodeDecoder& dec,
+                                           float (&out)[Storage<F, T>::kElemsPerVec]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  if constexpr (F == Format::kFp) {
+    if constexpr (sizeof(T) == 2) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        __half2 h2 = *reinterpret_cast<const __half2*>(&w[i]);
+        float2 f2 = __half22float2(h2);
+        out[2 * i] = f2.x;
+        out[2 * i + 1] = f2.y;
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) out[i] = __uint_as_float(w[i]);
+    }
+  } else if constexpr (F == Format::kInt8) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t x = w[i] ^ dec.flip;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) out[4 * i + j] = magic_byte(x, 0x7440u | j) - dec.sub;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = w[i] & 0x0F0F0F0Fu;         // even elements
+      const uint32_t hi = (w[i] >> 4) & 0x0F0F0F0Fu;  // odd elements
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        out[8 * i + 2 * j] = magic_byte(lo, 0x7440u | j) - dec.sub;
+        out[8 * i + 2 * j + 1] = magic_byte(hi, 0x7440u | j) - dec.sub;
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ uint4 load_vec(const void* p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+}  // namespace eli::cuda::detail

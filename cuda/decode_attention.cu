@@ -1,0 +1,81 @@
+// Launcher for fused decode attention: argument checks, split planning, format dispatch.
+#include <algorithm>
+
+#include "decode_attention.cuh"
+
+namespace eli::cuda {
+
+namespace detail {
+extern template cudaError_t launch_decode_attention_for<Format::kFp>(const DecodeAttentionParams&,
+                                                                     const SplitPlan&, float*,
+                                                                     float*, cudaStream_t);
+extern template cudaError_t launch_decode_attention_for<Format::kInt8>(const DecodeAttentionParams&,
+                                                                       const SplitPlan&, float*,
+                                                                       float*, cudaStream_t);
+extern template cudaError_t launch_decode_attention_for<Format::kInt4>(const DecodeAttentionParams&,
+                                                                       const SplitPlan&, float*,
+                                                                       float*, cudaStream_t);
+}  // namespace detail
+
+namespace {
+
+/// Long enough that a block amortizes its setup, short enough that B * H * splits fills the
+/// card about eight blocks per SM deep; multiples of 64 tokens, at most kMaxSplitLen.
+detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
+  const int max_len = std::max(p.max_len, 1);
+  const int64_t work = int64_t(p.B) * p.H * max_len;
+  const int64_t target_blocks = int64_t(device_sm_count()) * 8;
+  int64_t len = (work + target_blocks - 1) / target_blocks;
+  len = (len + 63) / 64 * 64;
+  len = std::clamp<int64_t>(len, 64, detail::kMaxSplitLen);
+  const int splits = int((max_len + len - 1) / len);
+  return {int(len), splits};
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+cudaError_t check_operand(const QuantView& v, int D, const char* which_data) {
+  if (v.data == nullptr || !aligned16(v.data)) return invalid_argument(which_data, 0);
+  if (v.format == Format::kFp) return cudaSuccess;
+  if (v.tensor_scale != nullptr) return cudaSuccess;
+  if (v.scales == nullptr) return invalid_argument("attention scales pointer (null)", 0);
+  if (v.group != 32 && v.group != 64 && v.group != D)
+    return invalid_argument("attention scale group (valid: 32, 64, head_dim)", v.group);
+  return cudaSuccess;
+}
+
+}  // namespace
+
+size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p) {
+  const detail::SplitPlan plan = plan_splits(p);
+  return size_t(p.B) * p.H * plan.num_splits * (size_t(p.D) + 2) * sizeof(float);
+}
+
+cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* workspace,
+                                    size_t workspace_bytes, cudaStream_t stream) {
+  if (p.B <= 0) return invalid_argument("attention batch", p.B);
+  if (p.H <= 0 || p.map.heads != p.H) return invalid_argument("attention heads", p.H);
+  if (p.D != 64 && p.D != 128) return invalid_argument("head_dim (valid: 64, 128)", p.D);
+  if (p.max_len < 0) return invalid_argument("attention max_len", p.max_len);
+  if (p.map.block_size <= 0)
+    return invalid_argument("attention block_size/capacity", p.map.block_size);
+  if (p.q == nullptr || p.out == nullptr || p.seq_lens == nullptr)
+    return invalid_argument("attention q/out/seq_lens pointer (null)", 0);
+  if (cudaError_t e = check_operand(p.k, p.D, "attention K pointer (null or not 16-byte aligned)"))
+    return e;
+  if (cudaError_t e = check_operand(p.v, p.D, "attention V pointer (null or not 16-byte aligned)"))
+    return e;
+  const size_t need = decode_attention_workspace_bytes(p);
+  if (workspace == nullptr || workspace_bytes < need)
+    return invalid_argument("attention workspace bytes (too small)", (long long)workspace_bytes);
+  const detail::SplitPlan plan = plan_splits(p);
+  if (plan.num_splits > 65535) return invalid_argument("attention splits", plan.num_splits);
+  float* part_acc = static_cast<float*>(workspace);
+  float* part_ml = part_acc + size_t(p.B) * p.H * plan.num_splits * p.D;
+  ELI_DISPATCH_FORMAT(p.k.format, kFK, {
+    return detail::launch_decode_attention_for<kFK>(p, plan, part_acc, part_ml, stream);
+  });
+  return cudaSuccess;
+}
+
+}  // namespace eli::cuda

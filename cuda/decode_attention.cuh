@@ -1,0 +1,273 @@
+#pragma once
+/// Fused decode attention (flash-decoding): grid (split, head, batch); each block scores one
+/// split of one sequence's tokens straight from the stored codes, keeps the softmax partials
+/// (max, sum, unnormalized output) in fp32, and a second kernel merges the splits.
+///
+/// Per 16-byte vector of a row, a thread needs one scale s and one bias m (groups are >= the
+/// 16/32 elements a vector holds), so x = s * c + m folds into the dot product:
+///   q.k = s * sum(q_i c_i) + m * sum(q_i),   acc_i += (p s) c_i  and  sum(p m) once per thread.
+/// Group size and zero-point therefore stay runtime values at no cost in the inner loop.
+
+#include <cmath>
+
+#include "common.cuh"
+
+namespace eli::cuda::detail {
+
+constexpr int kAttnThreads = 128;
+constexpr int kAttnUnroll = 4;
+constexpr int kMaxSplitLen = 1024;
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v, float* s_red) {
+#pragma unroll
+  for (int off = 16; off >= 1; off /= 2) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = kMax ? fmaxf(v, o) : v + o;
+  }
+  if (threadIdx.x % 32 == 0) s_red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = s_red[0];
+#pragma unroll
+  for (int w = 1; w < kAttnThreads / 32; ++w) r = kMax ? fmaxf(r, s_red[w]) : r + s_red[w];
+  __syncthreads();
+  return r;
+}
+
+/// What one thread needs to read the (scale, bias) of its vector in a row of one operand.
+template <Format F>
+struct OperandReader {
+  const uint8_t* data;
+  const __half* scales;
+  const __half* minima;
+  float tensor_scale;  // > 0 when per-tensor
+  int groups;          // scales per row
+  int g;               // this thread's group
+  CodeDecoder dec;
+
+  __device__ OperandReader(const QuantView& v, int d, int first_elem) {
+    data = static_cast<const uint8_t*>(v.data);
+    scales = static_cast<const __half*>(v.scales);
+    minima = static_cast<const __half*>(v.minima);
+    tensor_scale = 0.f;
+    groups = 1;
+    g = 0;
+    dec = CodeDecoder::make(F, v.minima != nullptr);
+    if constexpr (F != Format::kFp) {
+      if (v.tensor_scale != nullptr) {
+        tensor_scale = *v.tensor_scale;
+        scales = nullptr;
+        minima = nullptr;
+      } else {
+        groups = d / v.group;
+        g = first_elem / v.group;
+      }
+    }
+  }
+  __device__ __forceinline__ void scale_of(int64_t row, float& s, float& m) const {
+    s = 1.f;
+    m = 0.f;
+    if constexpr (F != Format::kFp) {
+      if (scales == nullptr) {
+        s = tensor_scale;
+      } else {
+        const int64_t i = row * groups + g;
+        s = __half2float(scales[i]);
+        if (minima != nullptr) m = __half2float(minima[i]);
+      }
+    }
+  }
+};
+
+template <typename T, int kD, Format FK, Format FV>
+__global__ void __launch_bounds__(kAttnThreads)
+    decode_attention_kernel(DecodeAttentionParams p, int split_len, float* __restrict__ part_acc,
+                            float* __restrict__ part_ml) {
+  constexpr int kEK = Storage<FK, T>::kElemsPerVec, kEV = Storage<FV, T>::kElemsPerVec;
+  constexpr int kTprK = kD / kEK, kTprV = kD / kEV;  // threads per row
+  constexpr int kRowsK = kAttnThreads / kTprK, kRowsV = kAttnThreads / kTprV;
+  constexpr int kRowBytesK = Storage<FK, T>::row_bytes(kD);
+  constexpr int kRowBytesV = Storage<FV, T>::row_bytes(kD);
+  static_assert(kTprK <= 32 && kTprV <= 32, "a row must fit in one warp");
+
+  __shared__ float s_logit[kMaxSplitLen];
+  __shared__ float s_red[kAttnThreads / 32];
+  __shared__ float s_acc[kRowsV][kD];
+
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t bh = int64_t(b) * p.H + h;
+  const int64_t pidx = bh * gridDim.x + split;
+  const int start = split * split_len;
+  const int end = min(p.seq_lens[b], start + split_len);
+  if (start >= end) {
+    if (threadIdx.x == 0) {
+      part_ml[2 * pidx] = -INFINITY;
+      part_ml[2 * pidx + 1] = 0.f;
+    }
+    return;
+  }
+  const int tid = threadIdx.x;
+
+  // ---- scores: logit_t (log2 domain) into shared memory
+  {
+    const int lk = tid % kTprK, rk = tid / kTprK;
+    const OperandReader<FK> rd(p.k, kD, lk * kEK);
+    const T* q = static_cast<const T*>(p.q) + bh * kD + lk * kEK;
+    const float qscale = p.sm_scale * kLog2e;
+    float qf[kEK];
+    float qsum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kEK; ++i) {
+      qf[i] = to_float(q[i]) * qscale;
+      qsum += qf[i];
+    }
+    for (int base = start; base < end; base += kRowsK * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float ks[kAttnUnroll], km[kAttnUnroll];
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        const int t = base + u * kRowsK + rk;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        ks[u] = 0.f;
+        km[u] = 0.f;
+        if (t < end) {
+          const int64_t row = row_of(p.map, b, h, t);
+          raw[u] = load_vec(rd.data + row * kRowBytesK + lk * 16);
+          rd.scale_of(row, ks[u], km[u]);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        float c[kEK];
+        decode_vec<FK, T>(raw[u], rd.dec, c);
+        float dot = 0.f;
+#pragma unroll
+        for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
+        float logit = fmaf(ks[u], dot, km[u] * qsum);
+#pragma unroll
+        for (int off = kTprK / 2; off >= 1; off /= 2)
+          logit += __shfl_xor_sync(0xffffffffu, logit, off);
+        const int t = base + u * kRowsK + rk;
+        if (lk == 0 && t < end) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
+          s_logit[t - start] = logit;
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  // ---- softmax partials of this split
+  const int n = end - start;
+  float mx = -INFINITY;
+  for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
+  mx = block_reduce<true>(mx, s_red);
+  float sum = 0.f;
+  for (int i = tid; i < n; i += kAttnThreads) {
+    const float e = exp2f(s_logit[i] - mx);
+    s_logit[i] = e;
+    sum += e;
+  }
+  sum = block_reduce<false>(sum, s_red);  // its barrier also publishes s_logit
+
+  // ---- values: acc = sum_t p_t v_t
+  {
+    const int lv = tid % kTprV, rv = tid / kTprV;
+    const OperandReader<FV> rd(p.v, kD, lv * kEV);
+    float acc[kEV];
+#pragma unroll
+    for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
+    float macc = 0.f;
+    for (int base = start; base < end; base += kRowsV * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        const int t = base + u * kRowsV + rv;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        vs[u] = 0.f;
+        vm[u] = 0.f;
+        pw[u] = 0.f;
+        if (t < end) {
+          const int64_t row = row_of(p.map, b, h, t);
+          raw[u] = load_vec(rd.data + row * kRowBytesV + lv * 16);
+          rd.scale_of(row, vs[u], vm[u]);
+          pw[u] = s_logit[t - start];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        float c[kEV];
+        decode_vec<FV, T>(raw[u], rd.dec, c);
+        const float ps = pw[u] * vs[u];
+#pragma unroll
+        for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
+        macc = fmaf(pw[u], vm[u], macc);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kEV; ++i) s_acc[rv][lv * kEV + i] = acc[i] + macc;
+  }
+  __syncthreads();
+  for (int d = tid; d < kD; d += kAttnThreads) {
+    float o = 0.f;
+#pragma unroll 8
+    for (int r = 0; r < kRowsV; ++r) o += s_acc[r][d];
+    part_acc[pidx * kD + d] = o;
+  }
+  if (tid == 0) {
+    part_ml[2 * pidx] = mx;
+    part_ml[2 * pidx + 1] = sum;
+  }
+}
+
+/// One block of kD threads per (b, h): merges the splits' (max, sum, acc).
+template <typename T, int kD>
+__global__ void decode_attention_reduce_kernel(const float* __restrict__ part_acc,
+                                               const float* __restrict__ part_ml, int num_splits,
+                                               T* __restrict__ out, float* __restrict__ lse) {
+  const int64_t bh = blockIdx.x;
+  const int d = threadIdx.x;
+  const float* ml = part_ml + 2 * bh * num_splits;
+  float mx = -INFINITY;
+  for (int s = 0; s < num_splits; ++s)
+    if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
+  float l = 0.f, o = 0.f;
+  for (int s = 0; s < num_splits; ++s) {
+    const float ls = ml[2 * s + 1];
+    if (ls > 0.f) {
+      const float w = exp2f(ml[2 * s] - mx);
+      l = fmaf(ls, w, l);
+      o = fmaf(w, part_acc[(bh * num_splits + s) * kD + d], o);
+    }
+  }
+  out[bh * kD + d] = from_float<T>(l > 0.f ? o / l : 0.f);
+  if (lse != nullptr && d == 0) lse[bh] = l > 0.f ? (mx + log2f(l)) / kLog2e : -INFINITY;
+}
+
+/// Grid shape chosen by the launcher (see decode_attention.cu).
+struct SplitPlan {
+  int split_len;
+  int num_splits;
+};
+
+/// Launches both kernels for one K format; instantiated once per format in
+/// decode_attention_{fp,int8,int4}.cu so the 36 kernels compile in parallel.
+template <Format FK>
+cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const SplitPlan& plan,
+                                        float* part_acc, float* part_ml, cudaStream_t stream) {
+  const dim3 grid(plan.num_splits, p.H, p.B);
+  ELI_DISPATCH_DTYPE(p.dtype, T,
+                     ELI_DISPATCH_HEAD_DIM(
+                         p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
+                           decode_attention_kernel<T, kD, FK, kFV>
+                               <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
+                                                                   part_ml);
+                           decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
+                               part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
+                         })));
+  return cudaGetLastError();
+}
+
+}  // namespace eli::cuda::detail

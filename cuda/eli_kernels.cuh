@@ -1,0 +1,84 @@
+#pragma once
+/// Host-side API of the torch-free kernels: plain structs, raw device pointers, sizes and a
+/// cudaStream_t. Every launcher returns cudaError_t; on cudaErrorInvalidValue
+/// `last_error_message()` names the bad argument. Includable from plain C++ (no device code).
+///
+/// Storage is the layout of include/eli/quant_layout.h. A token row is addressed through a
+/// RowMap: contiguous caches [B, H, cap, row] or a paged pool [num_blocks, H, block_size, row]
+/// with a block table [B, table_stride] int32.
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace eli::cuda {
+
+enum class DType : int { kHalf = 0, kFloat = 1 };
+/// How one of K or V is stored: kFp = elements of the query's dtype, kInt8, kInt4 (packed).
+enum class Format : int { kFp = 0, kInt8 = 8, kInt4 = 4 };
+
+/// row(b, h, t) = contiguous ? (b * H + h) * block_size + t
+///                           : (table[b * table_stride + t / block_size] * H + h) * block_size
+///                             + t % block_size
+struct RowMap {
+  const int32_t* block_table = nullptr;  // [B, table_stride] int32, or nullptr = contiguous
+  int64_t table_stride = 0;
+  int block_size = 0;  // paged: tokens per block; contiguous: capacity per (b, h)
+  int heads = 0;       // H
+};
+
+/// One quantized (or fp) K or V store, read-only.
+struct QuantView {
+  Format format = Format::kFp;
+  const void* data = nullptr;    // fp: [rows, D] T; INT8: [rows, D] int8/uint8; INT4 [rows, D/2]
+  const void* scales = nullptr;  // fp16 [rows, D / group]; nullptr for fp or per-tensor
+  const void* minima = nullptr;  // fp16 like scales for zero-point storage, else nullptr
+  const float* tensor_scale = nullptr;  // per-tensor: one fp32 on the device, else nullptr
+  int group = 0;                        // elements per scale along D: 32, 64 or D (per token-head)
+};
+
+/// Destination of quantize: same fields, writable.
+struct QuantTarget {
+  Format format = Format::kInt8;
+  void* data = nullptr;
+  void* scales = nullptr;               // written (nullptr for per-tensor)
+  void* minima = nullptr;               // written for zero-point, else nullptr
+  const float* tensor_scale = nullptr;  // per-tensor: read, one fp32 on the device
+  int group = 0;                        // 32, 64 or D; ignored for per-tensor
+  float eps = 1e-8f;                    // scales below eps are raised to eps
+};
+
+/// The message for the last cudaErrorInvalidValue returned by a launcher on this thread.
+const char* last_error_message();
+
+/// x [B, H, T, D] (dtype) -> rows (b, h, t0 + t) of `dst` through `map`. D in {64, 128}.
+cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int D,
+                            const QuantTarget& dst, const RowMap& map, int t0, cudaStream_t stream);
+
+/// rows (b, h, t0 + t) of `src` through `map` -> out [B, H, T, D] (dtype). D in {64, 128}.
+cudaError_t launch_dequantize(DType dtype, const QuantView& src, const RowMap& map, int t0, int B,
+                              int H, int T, int D, void* out, cudaStream_t stream);
+
+/// Fused decode attention: one query per sequence against the cache as stored.
+struct DecodeAttentionParams {
+  DType dtype = DType::kHalf;
+  const void* q = nullptr;            // [B, H, D] dtype
+  void* out = nullptr;                // [B, H, D] dtype
+  float* lse = nullptr;               // optional [B, H] fp32 natural-log sum-exp of the logits
+  QuantView k, v;                     // K and V storage (kFp means dtype elements)
+  RowMap map;                         // shared by K and V
+  const int32_t* seq_lens = nullptr;  // [B] int32, tokens stored per sequence (<= max_len)
+  const float* bias = nullptr;        // optional [B, bias_stride] fp32 added to logit of slot t
+  int64_t bias_stride = 0;
+  int B = 0, H = 0, D = 0;  // D in {64, 128}
+  int max_len = 0;          // upper bound of seq_lens (sizes the grid)
+  float sm_scale = 0.f;     // logit = sm_scale * q.k + bias
+};
+
+/// Bytes of scratch that launch_decode_attention needs for these parameters.
+size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p);
+cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* workspace,
+                                    size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace eli::cuda

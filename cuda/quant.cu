@@ -1,0 +1,104 @@
+// Launchers for quantize / dequantize: argument checks, grid math, compile-time dispatch.
+#include <algorithm>
+
+#include "quant.cuh"
+
+namespace eli::cuda {
+
+namespace {
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+}  // namespace
+
+namespace {
+
+template <typename Elem, int kD, Format F, int kGroup, bool kZp>
+cudaError_t run_quantize(const void* x, int B, int H, int T, const QuantTarget& dst,
+                         const RowMap& map, int t0, cudaStream_t stream) {
+  constexpr int kWarps = 8;
+  const int64_t rows = int64_t(B) * H * T;
+  const int64_t blocks = (rows + kWarps - 1) / kWarps;
+  detail::quantize_kernel<Elem, kD, F, kGroup, kZp><<<unsigned(blocks), kWarps * 32, 0, stream>>>(
+      static_cast<const Elem*>(x), B, H, T, t0, map, dst);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int D,
+                            const QuantTarget& dst, const RowMap& map, int t0,
+                            cudaStream_t stream) {
+  if (B <= 0 || H <= 0 || T < 0)
+    return invalid_argument("quantize rows (B*H*T)", int64_t(B) * H * T);
+  if (T == 0) return cudaSuccess;
+  if (t0 < 0) return invalid_argument("quantize t0", t0);
+  if (dst.data == nullptr) return invalid_argument("quantize destination pointer", 0);
+  const bool per_tensor = dst.tensor_scale != nullptr;
+  const bool zp = dst.minima != nullptr;
+  if (!per_tensor && dst.scales == nullptr) return invalid_argument("quantize scales pointer", 0);
+  if (per_tensor && zp) return invalid_argument("per-tensor zero-point (unsupported)", 1);
+  const int group = per_tensor ? 0 : (dst.group == D ? -1 : dst.group);
+  ELI_DISPATCH_DTYPE(
+      dtype, T_,
+      ELI_DISPATCH_HEAD_DIM(
+          D, kD, ELI_DISPATCH_QFORMAT(dst.format, kF, {
+            switch (group) {
+              case 0:
+                return run_quantize<T_, kD, kF, 0, false>(x, B, H, T, dst, map, t0, stream);
+              case -1:
+                return zp ? run_quantize<T_, kD, kF, kD, true>(x, B, H, T, dst, map, t0, stream)
+                          : run_quantize<T_, kD, kF, kD, false>(x, B, H, T, dst, map, t0, stream);
+              case 32:
+                return zp ? run_quantize<T_, kD, kF, 32, true>(x, B, H, T, dst, map, t0, stream)
+                          : run_quantize<T_, kD, kF, 32, false>(x, B, H, T, dst, map, t0, stream);
+              case 64:
+                return zp ? run_quantize<T_, kD, kF, 64, true>(x, B, H, T, dst, map, t0, stream)
+                          : run_quantize<T_, kD, kF, 64, false>(x, B, H, T, dst, map, t0, stream);
+              default:
+                return invalid_argument("quantize group (valid: 32, 64, head_dim)", dst.group);
+            }
+          })));
+  return cudaSuccess;
+}
+
+namespace {
+
+template <typename Elem, int kD, Format F>
+cudaError_t run_dequantize(const QuantView& src, const RowMap& map, int t0, int B, int H, int T,
+                           void* out, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  constexpr int kVecPerRow = kD / detail::Storage<F, Elem>::kElemsPerVec;
+  const int64_t rows = int64_t(B) * H * T;
+  const bool direct = map.block_table == nullptr && t0 == 0 && T == map.block_size;
+  const int64_t want = (rows * kVecPerRow + kThreads - 1) / kThreads;
+  const int64_t blocks = std::min<int64_t>(want, int64_t(device_sm_count()) * 32);
+  detail::dequantize_kernel<Elem, kD, F><<<unsigned(blocks), kThreads, 0, stream>>>(
+      src, map, H, T, t0, rows, direct, static_cast<Elem*>(out));
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_dequantize(DType dtype, const QuantView& src, const RowMap& map, int t0, int B,
+                              int H, int T, int D, void* out, cudaStream_t stream) {
+  if (B <= 0 || H <= 0 || T < 0)
+    return invalid_argument("dequantize rows (B*H*T)", int64_t(B) * H * T);
+  if (T == 0) return cudaSuccess;
+  if (t0 < 0) return invalid_argument("dequantize t0", t0);
+  if (src.data == nullptr || !aligned16(src.data))
+    return invalid_argument("dequantize codes pointer (16-byte aligned)", 0);
+  if (!aligned16(out)) return invalid_argument("dequantize output pointer (16-byte aligned)", 0);
+  if (src.tensor_scale == nullptr) {
+    if (src.scales == nullptr) return invalid_argument("dequantize scales pointer", 0);
+    if (src.group != 32 && src.group != 64 && src.group != D)
+      return invalid_argument("dequantize group (valid: 32, 64, head_dim)", src.group);
+  }
+  QuantView s = src;
+  if (s.tensor_scale != nullptr) s.group = D;
+  ELI_DISPATCH_DTYPE(dtype, T_, ELI_DISPATCH_HEAD_DIM(D, kD, ELI_DISPATCH_QFORMAT(src.format, kF, {
+                                                        return run_dequantize<T_, kD, kF>(
+                                                            s, map, t0, B, H, T, out, stream);
+                                                      })));
+  return cudaSuccess;
+}
+
+}  // namespace eli::cuda

@@ -1,0 +1,241 @@
+#pragma once
+// Cache<Layout, KCodec, VCodec>: any layout (layouts.h) with any codec for keys and for values
+// (codecs.h). append() keeps the latest append pending at full precision; attend() runs over
+// stored history + pending (kv_cache.h contract) and then commits the pending tokens into the
+// layout. The one place a CUDA fused path plugs in is attend_impl() (and the codecs' encode).
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "cache/attention.h"
+#include "cache/codecs.h"
+#include "cache/layouts.h"
+#include "eli/error.h"
+#include "eli/kv_cache.h"
+
+namespace eli::cache {
+
+struct CacheArgs {
+  ModelShape shape;
+  int64_t batch = 1;
+  int64_t capacity = 0;  // positions per sequence
+  CacheConfig cfg;
+  CodecArgs k_codec, v_codec;
+  int64_t residual_tokens = 0;  // newest tokens kept unquantized (quantized sides only)
+  bool rotate_k = false, rotate_v = false;
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+};
+
+template <class Layout, class KCodec, class VCodec>
+class Cache final : public KVCache, private Recoder {
+ public:
+  explicit Cache(const CacheArgs& a)
+      : a_(a), kc_(a.k_codec), vc_(a.v_codec), layout_(layout_args(a, kc_, vc_)) {
+    const size_t nl = static_cast<size_t>(a.shape.n_layer);
+    n_.assign(nl, 0);
+    pk_.resize(nl);
+    pv_.resize(nl);
+    if (a_.rotate_k || a_.rotate_v) rot_ = quant::hadamard(a_.shape.head_dim, a_.device);
+    resid_ = std::min(a_.residual_tokens, a_.capacity);
+    if (resid_ > 0 && (KCodec::kQuantized || VCodec::kQuantized)) {
+      auto opts = at::TensorOptions().dtype(a_.dtype).device(a_.device);
+      for (size_t l = 0; l < nl; ++l) {
+        const std::vector<int64_t> sz{a_.batch, a_.shape.n_head, resid_, a_.shape.head_dim};
+        rk_.push_back(KCodec::kQuantized ? at::zeros(sz, opts) : at::Tensor());
+        rv_.push_back(VCodec::kQuantized ? at::zeros(sz, opts) : at::Tensor());
+      }
+    } else {
+      resid_ = 0;
+    }
+  }
+
+  void append(int layer, const at::Tensor& k, const at::Tensor& v) override {
+    check_layer(layer);
+    check_rows("k", k);
+    check_rows("v", v);
+    ELI_CHECK(k.sizes() == v.sizes(), "append: k {} and v {} differ in shape", shape_str(k),
+              shape_str(v));
+    const size_t l = static_cast<size_t>(layer);
+    if (pk_[l].defined()) commit(layer);
+    ELI_CHECK(n_[l] + k.size(2) <= a_.capacity,
+              "KV cache capacity exceeded: {} stored + {} new > max_tokens {} (layer {}); raise "
+              "CacheConfig.max_tokens (<= n_positions)",
+              n_[l], k.size(2), a_.capacity, layer);
+    pk_[l] = a_.rotate_k ? rotate(k) : k;
+    pv_[l] = a_.rotate_v ? rotate(v) : v;
+  }
+
+  at::Tensor attend(int layer, const at::Tensor& q) override {
+    check_layer(layer);
+    check_rows("q", q);
+    const size_t l = static_cast<size_t>(layer);
+    ELI_CHECK(pk_[l].defined(), "attend(layer {}) without a preceding append", layer);
+    ELI_CHECK(q.size(2) == pk_[l].size(2), "attend: q has {} positions, the latest append {}",
+              q.size(2), pk_[l].size(2));
+    auto out = attend_impl(layer, q);
+    commit(layer);
+    return out;
+  }
+
+  CacheStats stats() const override {
+    // A pure function of the positions seen (pending included), so it is exact at any time.
+    const int64_t n = n_[0] + (pk_[0].defined() ? pk_[0].size(2) : 0);
+    const Footprint f = layout_.footprint(n);
+    int64_t pay = 0, scl = 0;
+    for (const auto& p : kc_.parts()) (p.is_scale ? scl : pay) += p.bytes();
+    for (const auto& p : vc_.parts()) (p.is_scale ? scl : pay) += p.bytes();
+    const int64_t per_slot = a_.shape.n_layer * a_.shape.n_head;  // (layer, head) pairs
+    CacheStats s;
+    s.tokens_seen = n;
+    s.tokens_stored = f.stored_per_seq;
+    s.tokens_evicted = f.evicted_per_seq;
+    s.payload_bytes = per_slot * f.slots_stored * pay;
+    s.scale_bytes = per_slot * f.slots_stored * scl + kc_.tensor_scale_bytes() +
+                    vc_.tensor_scale_bytes();
+    const int64_t row = a_.shape.head_dim * static_cast<int64_t>(at::elementSize(a_.dtype));
+    const int64_t sides = (KCodec::kQuantized ? 1 : 0) + (VCodec::kQuantized ? 1 : 0);
+    const int64_t rows_per_tok = resid_ > 0 ? per_slot * a_.batch * sides : 0;
+    const int64_t held = std::min(resid_, n);
+    s.residual_bytes = rows_per_tok * held * row;
+    s.metadata_bytes = f.metadata_bytes;
+    s.padding_bytes = per_slot * f.padding_slots * (pay + scl);
+    s.reserved_bytes = per_slot * (f.slots_allocated - f.slots_stored) * (pay + scl) +
+                       rows_per_tok * (resid_ - held) * row;
+    s.blocks_in_use = f.blocks_in_use;
+    s.blocks_total = f.blocks_total;
+    return s;
+  }
+
+  void reset() override {
+    std::fill(n_.begin(), n_.end(), 0);
+    for (auto& t : pk_) t = at::Tensor();
+    for (auto& t : pv_) t = at::Tensor();
+    kc_.reset();
+    vc_.reset();
+    layout_.reset();
+  }
+
+  std::string name() const override {
+    std::string n = layout_.name() + "+";
+    n += kc_.name() == vc_.name() ? kc_.name() : "k:" + kc_.name() + ",v:" + vc_.name();
+    if (resid_ > 0) n += fmt::format("+residual={}", resid_);
+    if (a_.rotate_k || a_.rotate_v) n += "+rotate";
+    return n;
+  }
+
+  const Layout& layout() const { return layout_; }
+  const KCodec& k_codec() const { return kc_; }
+  const VCodec& v_codec() const { return vc_; }
+
+ private:
+  static LayoutArgs layout_args(const CacheArgs& a, const KCodec& kc, const VCodec& vc) {
+    return LayoutArgs{a.shape, a.batch, a.capacity, a.cfg, kc.parts(), vc.parts(), a.device};
+  }
+
+  at::Tensor attend_impl(int layer, const at::Tensor& q) {
+    // CUDA fused path goes here: when q.is_cuda() and ops:: provides decode attention for this
+    // layout/codec pair (packed codes + fp16 scales, block tables for Paged), call it and
+    // return. Until then CUDA tensors take the ATen path below, like the CPU.
+    return attend_aten(layer, q);
+  }
+
+  at::Tensor attend_aten(int layer, const at::Tensor& q) {
+    const size_t l = static_cast<size_t>(layer);
+    Gathered g = layout_.gather(layer, n_[l]);
+    at::Tensor kh, vh;
+    if (g.size() > 0) {
+      kh = kc_.decode(layer, g.k);
+      vh = vc_.decode(layer, g.v);
+      overlay_residual(layer, g.pos, kh, vh);
+    }
+    AttendMask m{n_[l], layout_.window(), layout_.sinks()};
+    auto out =
+        attend_history(a_.rotate_k ? rotate(q) : q, kh, vh, g.pos, g.bias, pk_[l], pv_[l], m);
+    if (a_.rotate_v) out = at::matmul(out, rot_);  // H is symmetric and orthonormal
+    return out.to(a_.dtype);
+  }
+
+  // The newest resid_ stored positions are read from full-precision copies instead of codes.
+  void overlay_residual(int layer, const std::vector<int64_t>& pos, at::Tensor& kh,
+                        at::Tensor& vh) const {
+    if (resid_ == 0) return;
+    const int64_t n = n_[static_cast<size_t>(layer)];
+    std::vector<int64_t> dst, src;
+    for (size_t j = 0; j < pos.size(); ++j) {
+      if (pos[j] >= 0 && pos[j] >= n - resid_) {
+        dst.push_back(static_cast<int64_t>(j));
+        src.push_back(pos[j] % resid_);
+      }
+    }
+    if (dst.empty()) return;
+    auto opts = at::TensorOptions().dtype(at::kLong);
+    auto d = at::tensor(dst, opts).to(a_.device), s = at::tensor(src, opts).to(a_.device);
+    const size_t l = static_cast<size_t>(layer);
+    if (KCodec::kQuantized) kh.index_copy_(2, d, rk_[l].index_select(2, s).to(at::kFloat));
+    if (VCodec::kQuantized) vh.index_copy_(2, d, rv_[l].index_select(2, s).to(at::kFloat));
+  }
+
+  void commit(int layer) {
+    const size_t l = static_cast<size_t>(layer);
+    const at::Tensor xk = pk_[l], xv = pv_[l];
+    pk_[l] = at::Tensor();
+    pv_[l] = at::Tensor();
+    const float k_old = kc_.observe(layer, xk), v_old = vc_.observe(layer, xv);
+    if (k_old > 0.0f) layout_.for_each_buffer(layer, false, [&](Parts& b) { kc_.rescale(layer, b, k_old); });
+    if (v_old > 0.0f) layout_.for_each_buffer(layer, true, [&](Parts& b) { vc_.rescale(layer, b, v_old); });
+    layout_.write(layer, n_[l], xk, xv, kc_.encode(layer, xk), vc_.encode(layer, xv), *this);
+    if (resid_ > 0) {
+      const int64_t t = xk.size(2), keep = std::min(t, resid_);
+      std::vector<int64_t> slots;
+      for (int64_t p = n_[l] + t - keep; p < n_[l] + t; ++p) slots.push_back(p % resid_);
+      auto idx = at::tensor(slots, at::TensorOptions().dtype(at::kLong)).to(a_.device);
+      if (KCodec::kQuantized) rk_[l].index_copy_(2, idx, xk.narrow(2, t - keep, keep).to(a_.dtype));
+      if (VCodec::kQuantized) rv_[l].index_copy_(2, idx, xv.narrow(2, t - keep, keep).to(a_.dtype));
+    }
+    n_[l] += xk.size(2);
+  }
+
+  Parts encode_rows(int layer, bool is_v, const at::Tensor& x) override {
+    return is_v ? vc_.encode(layer, x) : kc_.encode(layer, x);
+  }
+  at::Tensor decode_rows(int layer, bool is_v, const Parts& p) override {
+    return is_v ? vc_.decode(layer, p) : kc_.decode(layer, p);
+  }
+
+  at::Tensor rotate(const at::Tensor& x) const { return at::matmul(x.to(at::kFloat), rot_); }
+
+  static std::string shape_str(const at::Tensor& x) {
+    std::string s = "[";
+    for (int64_t i = 0; i < x.dim(); ++i) s += (i ? ", " : "") + std::to_string(x.size(i));
+    return s + "]";
+  }
+  void check_layer(int layer) const {
+    ELI_CHECK(layer >= 0 && layer < a_.shape.n_layer, "layer {} out of range [0, {})", layer,
+              a_.shape.n_layer);
+  }
+  void check_rows(const char* what, const at::Tensor& x) const {
+    ELI_CHECK(x.dim() == 4 && x.size(0) == a_.batch && x.size(1) == a_.shape.n_head &&
+                  x.size(3) == a_.shape.head_dim && x.size(2) >= 1,
+              "{}: expected [B={}, H={}, T>=1, D={}], got {}", what, a_.batch, a_.shape.n_head,
+              a_.shape.head_dim, shape_str(x));
+    ELI_CHECK(x.device().type() == a_.device.type() &&
+                  (!a_.device.has_index() || x.device().index() == a_.device.index()),
+              "{} is on {}, the cache on {}", what, x.device().str(), a_.device.str());
+  }
+
+  CacheArgs a_;
+  KCodec kc_;
+  VCodec vc_;
+  Layout layout_;
+  std::vector<int64_t> n_;       // positions committed per layer
+  std::vector<at::Tensor> pk_, pv_;  // latest append per layer (rotated when asked)
+  at::Tensor rot_;
+  int64_t resid_ = 0;
+  std::vector<at::Tensor> rk_, rv_;  // residual rings [B, H, resid, D], model dtype
+};
+
+}  // namespace eli::cache

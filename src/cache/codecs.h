@@ -1,0 +1,135 @@
+#pragma once
+// Codecs: how one of K or V is stored per token slot. A codec turns rows [B, H, T, D] into
+// "parts" (codes, scales, minima; each [B, H, T, width]) that a layout stores slot by slot,
+// and turns gathered parts back into fp32 rows. Codecs are the KCodec/VCodec template
+// arguments of Cache<Layout, KCodec, VCodec> (cache.h).
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "eli/cache/quantize.h"
+#include "eli/config.h"
+#include "eli/error.h"
+
+namespace eli::cache {
+
+/// One stored part of a slot: `width` elements of `dtype` per (sequence, head, slot).
+struct PartSpec {
+  int64_t width = 0;
+  at::ScalarType dtype = at::kFloat;
+  bool is_scale = false;  // scales / minima (CacheStats::scale_bytes) vs payload
+  int64_t bytes() const { return width * static_cast<int64_t>(at::elementSize(dtype)); }
+};
+using Parts = std::vector<at::Tensor>;
+
+/// What make_cache passes to a codec: the model side plus this codec's quantization.
+struct CodecArgs {
+  int64_t n_layer = 0;
+  int64_t head_dim = 0;
+  at::ScalarType dtype = at::kFloat;  // model dtype
+  at::Device device = at::kCPU;
+  quant::QuantSpec spec;  // ignored by IdentityCodec
+};
+
+/// Keeps values in the model dtype.
+class IdentityCodec {
+ public:
+  static constexpr bool kQuantized = false;
+  explicit IdentityCodec(const CodecArgs& a) : head_dim_(a.head_dim), dtype_(a.dtype) {}
+  std::vector<PartSpec> parts() const { return {{head_dim_, dtype_, false}}; }
+  std::string name() const { return "fp"; }
+  bool per_tensor() const { return false; }
+  /// Per-tensor bookkeeping: nothing to observe.
+  float observe(int, const at::Tensor&) { return 0.0f; }
+  Parts encode(int, const at::Tensor& x) const { return {x.to(dtype_)}; }
+  at::Tensor decode(int, const Parts& p) const { return p[0].to(at::kFloat); }
+  void rescale(int, Parts&, float) const {}
+  int64_t tensor_scale_bytes() const { return 0; }
+  void reset() {}
+
+ private:
+  int64_t head_dim_;
+  at::ScalarType dtype_;
+};
+
+/// INT8 (kBits = 8) or packed INT4 (kBits = 4) codes with fp16 scales (+ fp16 minima with a
+/// zero-point), granularity chosen at run time; per_tensor keeps one fp32 scale per layer.
+template <int kBits>
+class QuantCodec {
+ public:
+  static constexpr bool kQuantized = true;
+  explicit QuantCodec(const CodecArgs& a)
+      : head_dim_(a.head_dim), spec_(a.spec), scale_(static_cast<size_t>(a.n_layer), 0.0f) {
+    spec_.bits = kBits;
+    spec_.check(head_dim_);
+  }
+  std::vector<PartSpec> parts() const {
+    const at::ScalarType code_t = (kBits == 8 && !spec_.zero_point) ? at::kChar : at::kByte;
+    std::vector<PartSpec> p{{spec_.code_bytes(head_dim_), code_t, false}};
+    const int64_t g = spec_.groups(head_dim_);
+    if (g > 0) p.push_back({g, at::kHalf, true});
+    if (spec_.zero_point) p.push_back({g, at::kHalf, true});
+    return p;
+  }
+  std::string name() const {
+    std::string n = kBits == 8 ? "int8/" : "int4/";
+    switch (spec_.granularity) {
+      case Granularity::kPerTensor: n += "per_tensor"; break;
+      case Granularity::kPerTokenHead: n += "per_token_head"; break;
+      case Granularity::kGroup: n += "group" + std::to_string(spec_.group_size); break;
+    }
+    if (spec_.zero_point) n += "/zp";
+    return n;
+  }
+  bool per_tensor() const { return spec_.granularity == Granularity::kPerTensor; }
+  const quant::QuantSpec& spec() const { return spec_; }
+  float tensor_scale(int layer) const { return scale_[static_cast<size_t>(layer)]; }
+
+  /// per_tensor: widens layer's scale to cover x; returns the previous scale when the stored
+  /// history must be re-expressed (rescale()), else 0.
+  float observe(int layer, const at::Tensor& x) {
+    if (!per_tensor()) return 0.0f;
+    float& s = scale_[static_cast<size_t>(layer)];
+    const float want = quant::tensor_scale_for(x.abs().max().item<float>(), spec_);
+    if (want <= s) return 0.0f;
+    const float old = s;
+    s = want;
+    return old;
+  }
+  Parts encode(int layer, const at::Tensor& x) const {
+    // CUDA hook: ops::quantize_kv (cuda/ + src/ops/) replaces this when x.is_cuda().
+    quant::QTensor q = quant::quantize(x, spec_, tensor_scale(layer));
+    Parts p{q.codes};
+    if (q.scales.defined()) p.push_back(q.scales);
+    if (q.minima.defined()) p.push_back(q.minima);
+    return p;
+  }
+  at::Tensor decode(int layer, const Parts& p) const {
+    quant::QTensor q;
+    q.codes = p[0];
+    if (p.size() > 1) q.scales = p[1];
+    if (p.size() > 2) q.minima = p[2];
+    return quant::dequantize(q, spec_, tensor_scale(layer));
+  }
+  /// Re-expresses stored per_tensor codes quantized under `old_scale` under the current scale.
+  void rescale(int layer, Parts& stored, float old_scale) const {
+    if (old_scale > 0.0f) quant::rescale_codes_(stored[0], kBits, old_scale, tensor_scale(layer));
+  }
+  /// The fp32 per-layer scale of per_tensor, counted as scale bytes.
+  int64_t tensor_scale_bytes() const {
+    return per_tensor() ? static_cast<int64_t>(scale_.size() * sizeof(float)) : 0;
+  }
+  void reset() { std::fill(scale_.begin(), scale_.end(), 0.0f); }
+
+ private:
+  int64_t head_dim_;
+  quant::QuantSpec spec_;
+  std::vector<float> scale_;
+};
+
+using Int8Codec = QuantCodec<8>;
+using Int4Codec = QuantCodec<4>;
+
+}  // namespace eli::cache

@@ -1,0 +1,111 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cache/layouts.h"
+#include "eli/error.h"
+
+namespace eli::cache {
+
+ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
+    : a_(a),
+      chunk_(a.cfg.chunk_size),
+      keep_(a.cfg.keep_last),
+      ring_(std::min<int64_t>(a.cfg.keep_last + a.cfg.chunk_size, a.capacity)),
+      max_summaries_(std::max<int64_t>(a.capacity - a.cfg.keep_last, 0) / a.cfg.chunk_size) {
+  ring_buf_.allocate(a_, a_.batch, ring_);
+  sum_buf_.allocate(a_, a_.batch, max_summaries_);
+}
+
+std::string ChunkSummaryLayout::name() const {
+  return fmt::format("chunked(chunk={},keep={},bias={})", chunk_, keep_,
+                     a_.cfg.summary_log_bias ? 1 : 0);
+}
+
+int64_t ChunkSummaryLayout::summaries(int64_t n) const {
+  return std::max<int64_t>(n - keep_, 0) / chunk_;
+}
+
+void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk,
+                               const at::Tensor& xv, const Parts& k, const Parts& v,
+                               Recoder& rc) {
+  const int64_t t = k[0].size(2);
+  const int64_t n1 = pos0 + t;
+  const int64_t s0 = summaries(pos0), s1 = summaries(n1);
+  // Pool every chunk that became old, before the ring slots it occupies are reused. Tokens of
+  // earlier appends come from the ring (as stored); tokens of this append at full precision.
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t c0 = s * chunk_, c1 = c0 + chunk_;
+    auto pooled = [&](bool is_v) {
+      std::vector<at::Tensor> pieces;
+      if (c0 < pos0) {
+        std::vector<int64_t> slots;
+        for (int64_t p = c0; p < std::min(c1, pos0); ++p) slots.push_back(p % ring_);
+        pieces.push_back(rc.decode_rows(layer, is_v, read_slots(ring_buf_.side(layer, is_v), slots)));
+      }
+      if (c1 > pos0) {
+        const int64_t from = std::max(c0, pos0);
+        pieces.push_back((is_v ? xv : xk).narrow(2, from - pos0, c1 - from).to(at::kFloat));
+      }
+      auto mean = at::cat(pieces, 2).mean(2, true);  // [B, H, 1, D]
+      write_slots(sum_buf_.side(layer, is_v), rc.encode_rows(layer, is_v, mean), {0}, {s});
+    };
+    pooled(false);
+    pooled(true);
+  }
+  std::vector<int64_t> src, dst;
+  for (int64_t p = std::max(pos0, s1 * chunk_); p < n1; ++p) {
+    src.push_back(p - pos0);
+    dst.push_back(p % ring_);
+  }
+  write_slots(ring_buf_.k[layer], k, src, dst);
+  write_slots(ring_buf_.v[layer], v, src, dst);
+}
+
+Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {
+  Gathered g;
+  const int64_t s = summaries(n);
+  const float bias = a_.cfg.summary_log_bias ? std::log(static_cast<float>(chunk_)) : 0.0f;
+  std::vector<int64_t> sum_slots, ring_slots;
+  for (int64_t i = 0; i < s; ++i) {
+    sum_slots.push_back(i);
+    g.pos.push_back(-1);
+    g.bias.push_back(bias);
+  }
+  for (int64_t p = s * chunk_; p < n; ++p) {
+    ring_slots.push_back(p % ring_);
+    g.pos.push_back(p);
+    g.bias.push_back(0.0f);
+  }
+  auto join = [&](bool is_v) {
+    const auto& sb = is_v ? sum_buf_.v[layer] : sum_buf_.k[layer];
+    const auto& rb = is_v ? ring_buf_.v[layer] : ring_buf_.k[layer];
+    Parts a = read_slots(sb, sum_slots), b = read_slots(rb, ring_slots), out;
+    for (size_t i = 0; i < a.size(); ++i) {
+      out.push_back(s == 0 ? b[i] : at::cat({a[i], b[i]}, 2));
+    }
+    return out;
+  };
+  g.k = join(false);
+  g.v = join(true);
+  return g;
+}
+
+void ChunkSummaryLayout::for_each_buffer(int layer, bool is_v,
+                                         const std::function<void(Parts&)>& fn) {
+  fn(ring_buf_.side(layer, is_v));
+  fn(sum_buf_.side(layer, is_v));
+}
+
+Footprint ChunkSummaryLayout::footprint(int64_t n) const {
+  Footprint f;
+  const int64_t s = summaries(n);
+  f.stored_per_seq = s + (n - s * chunk_);
+  f.evicted_per_seq = s * chunk_;
+  f.slots_stored = a_.batch * f.stored_per_seq;
+  f.slots_allocated = a_.batch * (ring_ + max_summaries_);
+  return f;
+}
+
+}  // namespace eli::cache

@@ -1,0 +1,174 @@
+#include "eli/cache/quantize.h"
+
+#include <cmath>
+
+#include "eli/error.h"
+#include "eli/quant_layout.h"
+
+namespace eli::quant {
+namespace {
+
+constexpr float kHalfMax = 65504.0f;
+constexpr float kHalfMinSub = 5.9604644775390625e-08f;  // 2^-24
+
+int sym_max(int bits) { return bits == 8 ? kInt8SymMax : kInt4SymMax; }
+int asym_levels(int bits) { return bits == 8 ? kInt8AsymLevels : kInt4AsymLevels; }
+
+// Rows [..., D] -> [..., G, W] so that one scale covers the last dim.
+at::Tensor grouped(const at::Tensor& x, int64_t groups) {
+  auto sizes = x.sizes().vec();
+  const int64_t d = sizes.back();
+  sizes.back() = groups;
+  sizes.push_back(d / groups);
+  return x.reshape(sizes);
+}
+
+at::Tensor ungrouped(const at::Tensor& x) {
+  auto sizes = x.sizes().vec();
+  const int64_t w = sizes.back();
+  sizes.pop_back();
+  sizes.back() *= w;
+  return x.reshape(sizes);
+}
+
+}  // namespace
+
+int64_t QuantSpec::group_width(int64_t head_dim) const {
+  switch (granularity) {
+    case Granularity::kGroup: return group_size;
+    default: return head_dim;
+  }
+}
+
+int64_t QuantSpec::groups(int64_t head_dim) const {
+  switch (granularity) {
+    case Granularity::kPerTensor: return 0;
+    case Granularity::kPerTokenHead: return 1;
+    case Granularity::kGroup: return head_dim / group_size;
+  }
+  return 0;
+}
+
+void QuantSpec::check(int64_t head_dim) const {
+  ELI_CHECK(bits == 8 || bits == 4, "quantization bits = {} (valid: 8, 4)", bits);
+  ELI_CHECK(bits == 8 || head_dim % 2 == 0, "INT4 needs an even head_dim, got {}", head_dim);
+  if (granularity == Granularity::kGroup) {
+    ELI_CHECK(group_size == 32 || group_size == 64, "group_size = {} (valid: 32, 64)", group_size);
+    ELI_CHECK(head_dim % group_size == 0, "group_size {} does not divide head_dim {}", group_size,
+              head_dim);
+  }
+  ELI_CHECK(!zero_point || granularity != Granularity::kPerTensor,
+            "zero_point needs granularity group or per_token_head, not per_tensor");
+  ELI_CHECK(eps > 0.0f, "quantization eps = {} must be > 0", eps);
+}
+
+at::Tensor to_half_up(const at::Tensor& x) {
+  auto xf = x.to(at::kFloat).clamp(-kHalfMax, kHalfMax);
+  auto hf = xf.to(at::kHalf).to(at::kFloat);
+  // One step up: |h| * 2^-10 is between one and two fp16 ulps for normals, 2^-24 for subnormals.
+  auto up = hf + at::clamp_min(hf.abs() * std::ldexp(1.0f, -10), kHalfMinSub);
+  return at::where(hf < xf, up, hf).to(at::kHalf);
+}
+
+at::Tensor to_half_down(const at::Tensor& x) {
+  auto xf = x.to(at::kFloat).clamp(-kHalfMax, kHalfMax);
+  auto hf = xf.to(at::kHalf).to(at::kFloat);
+  // 2^-9 rather than 2^-10: stays a full step down where the spacing doubles at a binade edge.
+  auto down = hf - at::clamp_min(hf.abs() * std::ldexp(1.0f, -9), kHalfMinSub);
+  return at::where(hf > xf, down, hf).to(at::kHalf);
+}
+
+float tensor_scale_for(float absmax, const QuantSpec& spec) {
+  const float s = absmax / static_cast<float>(sym_max(spec.bits));
+  return std::min(std::max(s, spec.eps), kHalfMax);
+}
+
+QTensor quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale) {
+  const int64_t d = x.size(-1);
+  spec.check(d);
+  auto xf = x.to(at::kFloat);
+  QTensor out;
+  at::Tensor q;  // integer-valued fp32, [..., D]
+  if (spec.granularity == Granularity::kPerTensor) {
+    ELI_CHECK(tensor_scale > 0.0f, "per_tensor quantization needs a scale > 0, got {}",
+              tensor_scale);
+    const double qmax = sym_max(spec.bits);
+    q = at::round(xf / tensor_scale).clamp(-qmax, qmax);
+  } else {
+    const int64_t g = spec.groups(d);
+    auto xg = grouped(xf, g);  // [..., G, W]
+    if (!spec.zero_point) {
+      const double qmax = sym_max(spec.bits);
+      auto s = at::clamp_min(xg.abs().amax(-1, true) / qmax, spec.eps);
+      auto s16 = to_half_up(s);
+      q = ungrouped(at::round(xg / s16.to(at::kFloat)).clamp(-qmax, qmax));
+      out.scales = s16.squeeze(-1);
+    } else {
+      const double levels = asym_levels(spec.bits);
+      auto m16 = to_half_down(xg.amin(-1, true));
+      auto mf = m16.to(at::kFloat);
+      auto s16 = to_half_up(at::clamp_min((xg.amax(-1, true) - mf) / levels, spec.eps));
+      q = ungrouped(at::round((xg - mf) / s16.to(at::kFloat)).clamp(0.0, levels));
+      out.scales = s16.squeeze(-1);
+      out.minima = m16.squeeze(-1);
+    }
+  }
+  if (spec.bits == 8) {
+    out.codes = spec.zero_point ? q.to(at::kByte) : q.to(at::kChar);
+  } else {
+    out.codes = pack_int4((spec.zero_point ? q : q + kInt4Offset).to(at::kByte));
+  }
+  return out;
+}
+
+at::Tensor dequantize(const QTensor& qt, const QuantSpec& spec, float tensor_scale) {
+  at::Tensor q = spec.bits == 8 ? qt.codes.to(at::kFloat) : unpack_int4(qt.codes).to(at::kFloat);
+  if (spec.bits == 4 && !spec.zero_point) q = q - kInt4Offset;
+  if (spec.granularity == Granularity::kPerTensor) return q * tensor_scale;
+  const int64_t d = q.size(-1);
+  auto qg = grouped(q, spec.groups(d));
+  auto x = qg * qt.scales.to(at::kFloat).unsqueeze(-1);
+  if (spec.zero_point) x = x + qt.minima.to(at::kFloat).unsqueeze(-1);
+  return ungrouped(x);
+}
+
+void rescale_codes_(at::Tensor& codes, int bits, float from, float to) {
+  ELI_CHECK(to >= from && from > 0.0f, "rescale_codes_: scales must grow ({} -> {})", from, to);
+  if (to == from) return;
+  const double ratio = static_cast<double>(from) / static_cast<double>(to);
+  if (bits == 8) {
+    codes.copy_(at::round(codes.to(at::kFloat) * ratio).to(at::kChar));
+  } else {
+    auto q = unpack_int4(codes).to(at::kFloat) - kInt4Offset;
+    codes.copy_(pack_int4((at::round(q * ratio) + kInt4Offset).to(at::kByte)));
+  }
+}
+
+at::Tensor pack_int4(const at::Tensor& nibbles) {
+  ELI_CHECK(nibbles.scalar_type() == at::kByte, "pack_int4 needs uint8 nibbles");
+  ELI_CHECK(nibbles.size(-1) % 2 == 0, "pack_int4 needs an even last dim, got {}",
+            nibbles.size(-1));
+  auto pairs = grouped(nibbles, nibbles.size(-1) / 2);  // [..., D/2, 2]
+  auto even = pairs.select(-1, 0).bitwise_and(0xF);
+  auto odd = pairs.select(-1, 1).bitwise_and(0xF);
+  return even.bitwise_or(odd.mul(16)).contiguous();
+}
+
+at::Tensor unpack_int4(const at::Tensor& packed) {
+  ELI_CHECK(packed.scalar_type() == at::kByte, "unpack_int4 needs uint8 bytes");
+  auto even = packed.bitwise_and(0xF);
+  auto odd = packed.div(16, "floor");
+  return ungrouped(at::stack({even, odd}, -1));
+}
+
+at::Tensor hadamard(int64_t d, at::Device device) {
+  ELI_CHECK(d >= 1 && (d & (d - 1)) == 0, "Hadamard rotation needs a power-of-2 head_dim, got {}",
+            d);
+  auto h = at::ones({1, 1}, at::kFloat);
+  while (h.size(0) < d) {
+    h = at::cat({at::cat({h, h}, 1), at::cat({h, -h}, 1)}, 0);
+  }
+  return (h / std::sqrt(static_cast<double>(d))).to(device);
+}
+
+}  // namespace eli::quant

@@ -38,10 +38,19 @@ args = p.parse_args()
 
 torch.manual_seed(args.seed)
 dev = "cuda"
-tok = GPT2TokenizerFast(vocab_file=os.path.join(args.data, "encoder.json"),
-                        merges_file=os.path.join(args.data, "vocab.bpe"),
-                        unk_token="<|endoftext|>", bos_token="<|endoftext|>",
-                        eos_token="<|endoftext|>")
+_vocab_path = os.path.join(args.data, "encoder.json")
+_merges_path = os.path.join(args.data, "vocab.bpe")
+_special = dict(unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+tok = GPT2TokenizerFast(vocab_file=_vocab_path, merges_file=_merges_path, **_special)
+if tok.convert_tokens_to_ids("<|endoftext|>") != 50256:
+    # transformers 5: __init__ no longer reads vocab_file/merges_file; pass the data itself.
+    _vocab = json.load(open(_vocab_path, encoding="utf-8"))
+    with open(_merges_path, encoding="utf-8") as f:
+        _merges = [tuple(l.split()) for l in f.read().split("\n")[1:] if l.strip()]
+    tok = GPT2TokenizerFast(vocab=_vocab, merges=_merges, **_special)
+    _check = tok.encode("In the beginning God")
+    _want = [_vocab["In"], _vocab["\u0120the"], _vocab["\u0120beginning"], _vocab["\u0120God"]]
+    assert _check == _want, (_check, _want)
 eos = tok.convert_tokens_to_ids("<|endoftext|>")
 assert eos == 50256, eos
 

@@ -1,0 +1,100 @@
+#pragma once
+/// Tensor ops over KV storage: quantize / dequantize (INT8, packed INT4, fp passthrough) and
+/// fused decode attention that reads the storage as stored (see docs/KERNELS.md).
+///
+/// Every op runs on CUDA tensors through the kernels in cuda/ (head_dim 64 or 128, fp16/fp32)
+/// and on CPU tensors through ops::ref, the plain loop reference that is its specification.
+/// Layout: include/eli/quant_layout.h; rounding rules: include/eli/cache/quantize.h.
+///
+/// Storage shapes (N0 >= B sequences, H heads, S slots, D head_dim, G scales per row):
+///   contiguous: [N0, H, S, w], token t of sequence b in slot t (S = capacity)
+///   paged:      pool [num_blocks, H, S = block_size, w] + block_table [B, max_blocks] int32;
+///               token t of sequence b in slot t % S of block block_table[b][t / S]
+/// w = D (fp, INT8) or D / 2 (INT4). All storage tensors contiguous.
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "eli/cache/quantize.h"
+
+namespace eli::ops {
+
+/// One of K or V as a cache stores it.
+struct KvStore {
+  /// bits 16: [.., D] fp16/fp32 values; bits 8: [.., D] int8 (symmetric) or uint8 (zero-point);
+  /// bits 4: [.., D/2] uint8 (element 2j in the low nibble of byte j).
+  at::Tensor data;
+  at::Tensor scales;  // [.., G] fp16 (G = 1 per_token_head, D / group_size group); else undefined
+  at::Tensor minima;  // [.., G] fp16 with spec.zero_point; else undefined
+  int bits = 16;      // 16 = not quantized; 8 or 4 = quantized per `spec` (spec.bits ignored)
+  quant::QuantSpec spec;
+  float tensor_scale = 0.f;  // per_tensor: the layer's fp32 scale (> 0)
+
+  /// Storage of unquantized values.
+  static KvStore fp(at::Tensor values);
+  /// Storage of quantized codes; `spec.bits` gives the width (8 or 4).
+  static KvStore quantized(at::Tensor codes, at::Tensor scales, at::Tensor minima,
+                           const quant::QuantSpec& spec, float tensor_scale = 0.f);
+  /// head_dim implied by data's last dim and bits.
+  int64_t head_dim() const;
+};
+
+/// Which slots a [B, H, T, D] block of rows occupies: positions t0 .. t0 + T - 1 of every
+/// sequence, contiguous (block_table undefined) or through a paged block table
+/// ([B, max_blocks] int32 on the storage's device).
+struct SlotMap {
+  int64_t t0 = 0;
+  at::Tensor block_table;
+};
+
+/// Quantizes x [B, H, T, D] (fp16/fp32) into dst's preallocated tensors at `slots`.
+/// bits 16 copies the values (converted to data's dtype). per_tensor uses dst.tensor_scale.
+void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+/// Fresh contiguous storage [B, H, T, ..] for x [B, H, T, D].
+KvStore quantize(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale = 0.f);
+
+/// Reads positions slots.t0 .. + T - 1 back as values: out [B, H, T, D] fp16/fp32 (T from out).
+void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
+/// As dequantize_out into a new [B, H, T, D] tensor of `dtype` (B: the block table's rows when
+/// paged, else src.data.size(0)).
+at::Tensor dequantize(const KvStore& src, const SlotMap& slots, int64_t T, at::ScalarType dtype);
+
+struct DecodeAttentionArgs {
+  at::Tensor seq_lens;     // [B] int32 on q's device: tokens stored per sequence
+  at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous storage
+  at::Tensor bias;         // optional [B, >= max_len] fp32 added to slot t's logit (log count)
+  double sm_scale = 0.0;   // logit scale; 0 -> 1 / sqrt(D)
+  int64_t max_len = -1;    // bound on seq_lens (sizes the split grid); -1 -> storage capacity
+};
+
+/// One query per sequence against K/V storage: q [B, H, D] or [B, H, 1, D] (fp16/fp32; fp K/V
+/// storage must have q's dtype). out = softmax(sm_scale * q.K^T + bias) V over slots
+/// 0 .. seq_lens[b] - 1; fp32 accumulation; a sequence of length 0 gives zeros.
+at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                            const DecodeAttentionArgs& args);
+/// As decode_attention into out (q's shape and dtype); lse, if given, receives [B, H] fp32
+/// log-sum-exp of the logits (-inf for empty sequences), for merge_attention.
+void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                          const DecodeAttentionArgs& args, at::Tensor& out,
+                          at::Tensor* lse = nullptr);
+
+/// Combines attention over two disjoint key sets (e.g. quantized history + fp16 residual):
+/// o1, o2 [B, H, (1,) D], lse1, lse2 [B, H] fp32 -> (o [like o1], lse [B, H]).
+std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                  const at::Tensor& o2, const at::Tensor& lse2);
+
+/// The CPU specifications (tensors on CPU, any head_dim the layout allows).
+namespace ref {
+void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
+void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                          const DecodeAttentionArgs& args, at::Tensor& out,
+                          at::Tensor* lse = nullptr);
+}  // namespace ref
+
+/// True when this build has the CUDA ops (else CUDA tensors make the ops throw).
+bool has_cuda_ops();
+
+}  // namespace eli::ops

@@ -1,0 +1,144 @@
+// Op front-ends: route CUDA tensors to the kernels (ops_cuda.cpp) and CPU tensors to the
+// reference; allocation helpers and the device-independent merge.
+
+#include <cmath>
+
+#include "eli/error.h"
+#include "eli/ops.h"
+#include "ops/storage.h"
+#ifdef ELI_WITH_CUDA
+#include "ops/ops_cuda.h"
+#endif
+
+namespace eli::ops {
+
+namespace {
+[[noreturn]] void no_cuda(const char* op) {
+  ELI_FAIL("{}: CUDA tensors given but eli was built without CUDA ops (ELI_WITH_CUDA off)", op);
+}
+}  // namespace
+
+KvStore KvStore::fp(at::Tensor values) {
+  KvStore s;
+  s.data = std::move(values);
+  s.bits = 16;
+  return s;
+}
+
+KvStore KvStore::quantized(at::Tensor codes, at::Tensor scales, at::Tensor minima,
+                           const quant::QuantSpec& spec, float tensor_scale) {
+  KvStore s;
+  s.data = std::move(codes);
+  s.scales = std::move(scales);
+  s.minima = std::move(minima);
+  s.bits = spec.bits;
+  s.spec = spec;
+  s.tensor_scale = tensor_scale;
+  return s;
+}
+
+int64_t KvStore::head_dim() const {
+  ELI_CHECK(data.defined() && data.dim() >= 1, "KvStore: data undefined");
+  return bits == 4 ? 2 * data.size(-1) : data.size(-1);
+}
+
+bool has_cuda_ops() {
+#ifdef ELI_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+  if (x.defined() && x.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::quantize_out(x, dst, slots);
+#else
+    no_cuda("quantize_out");
+#endif
+  }
+  ref::quantize_out(x, dst, slots);
+}
+
+KvStore quantize(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale) {
+  ELI_CHECK(x.defined() && x.dim() == 4, "quantize: x must be [B, H, T, D]");
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
+  spec.check(D);
+  KvStore s;
+  s.bits = spec.bits;
+  s.spec = spec;
+  s.tensor_scale = tensor_scale;
+  const auto opts = x.options();
+  const at::ScalarType code_t = (spec.bits == 8 && !spec.zero_point) ? at::kChar : at::kByte;
+  s.data = at::empty({B, H, T, spec.code_bytes(D)}, opts.dtype(code_t));
+  const int64_t g = spec.groups(D);
+  if (g > 0) s.scales = at::empty({B, H, T, g}, opts.dtype(at::kHalf));
+  if (spec.zero_point) s.minima = at::empty({B, H, T, g}, opts.dtype(at::kHalf));
+  quantize_out(x, s, SlotMap{});
+  return s;
+}
+
+void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
+  if (out.defined() && out.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::dequantize_out(src, slots, out);
+#else
+    no_cuda("dequantize_out");
+#endif
+  }
+  ref::dequantize_out(src, slots, out);
+}
+
+at::Tensor dequantize(const KvStore& src, const SlotMap& slots, int64_t T, at::ScalarType dtype) {
+  ELI_CHECK(src.data.defined() && src.data.dim() == 4, "dequantize: storage data must be 4-d");
+  ELI_CHECK(T >= 0, "dequantize: T = {} must be >= 0", T);
+  const int64_t B = slots.block_table.defined() ? slots.block_table.size(0) : src.data.size(0);
+  at::Tensor out =
+      at::empty({B, src.data.size(1), T, src.head_dim()}, src.data.options().dtype(dtype));
+  dequantize_out(src, slots, out);
+  return out;
+}
+
+void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                          const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse) {
+  if (q.defined() && q.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::decode_attention_out(q, k, v, args, out, lse);
+#else
+    no_cuda("decode_attention");
+#endif
+  }
+  ref::decode_attention_out(q, k, v, args, out, lse);
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                            const DecodeAttentionArgs& args) {
+  ELI_CHECK(q.defined(), "decode_attention: q undefined");
+  at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
+  decode_attention_out(q, k, v, args, out);
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                  const at::Tensor& o2, const at::Tensor& lse2) {
+  ELI_CHECK(o1.defined() && o2.defined() && o1.sizes() == o2.sizes() && o1.dim() >= 3,
+            "merge_attention: outputs must have equal shapes [B, H, (1,) D]");
+  ELI_CHECK(lse1.defined() && lse2.defined() && lse1.dim() == 2 &&
+                lse1.sizes() == lse2.sizes() && lse1.size(0) == o1.size(0) &&
+                lse1.size(1) == o1.size(1),
+            "merge_attention: lse must be [B, H] matching the outputs");
+  const at::Tensor a = lse1.to(at::kFloat), b = lse2.to(at::kFloat);
+  at::Tensor m = at::maximum(a, b);
+  m = at::where(at::isinf(m), at::zeros_like(m), m);  // both empty: weights 0, not NaN
+  const at::Tensor w1 = at::exp(a - m), w2 = at::exp(b - m), sum = w1 + w2;
+  std::vector<int64_t> wshape = {lse1.size(0), lse1.size(1)};
+  for (int64_t i = 2; i < o1.dim(); ++i) wshape.push_back(1);
+  const at::Tensor safe = at::where(sum > 0, sum, at::ones_like(sum));
+  const at::Tensor o = (o1.to(at::kFloat) * (w1 / safe).view(wshape) +
+                        o2.to(at::kFloat) * (w2 / safe).view(wshape))
+                           .to(o1.scalar_type());
+  return {o, m + at::log(sum)};
+}
+
+}  // namespace eli::ops

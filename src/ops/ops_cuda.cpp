@@ -1,0 +1,198 @@
+// Torch glue of the CUDA ops: validation, allocation, current stream, launcher call. The only
+// file that sees both at::Tensor and the launchers of cuda/.
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <climits>
+#include <cmath>
+
+#include "eli/error.h"
+#include "eli_kernels.cuh"
+#include "ops/ops_cuda.h"
+#include "ops/storage.h"
+
+namespace eli::ops::cuda_impl {
+
+namespace {
+
+namespace ec = ::eli::cuda;
+
+void check_launch(cudaError_t e, const char* op) {
+  if (e == cudaSuccess) return;
+  ELI_FAIL("{}: CUDA launch failed: {}{}{}", op, cudaGetErrorString(e),
+           e == cudaErrorInvalidValue ? " - " : "",
+           e == cudaErrorInvalidValue ? ec::last_error_message() : "");
+}
+
+ec::DType dtype_of(at::ScalarType t, const char* op) {
+  if (t == at::kHalf) return ec::DType::kHalf;
+  if (t == at::kFloat) return ec::DType::kFloat;
+  ELI_FAIL("{}: CUDA ops take fp16 or fp32 tensors, got {}", op, c10::toString(t));
+}
+
+void check_head_dim(int64_t D, const char* op) {
+  ELI_CHECK(D == 64 || D == 128, "{}: the CUDA kernels support head_dim 64 and 128, got {}", op,
+            D);
+}
+
+void check_int(int64_t v, const char* what, const char* op) {
+  ELI_CHECK(v >= 0 && v <= INT_MAX, "{}: {} = {} exceeds the kernels' int range", op, what, v);
+}
+
+void check_device(const at::Tensor& t, const at::Tensor& ref, const char* what, const char* op) {
+  ELI_CHECK(!t.defined() || t.device() == ref.device(), "{}: {} on {} but expected {}", op, what,
+            t.device().str(), ref.device().str());
+}
+
+ec::Format format_of(const KvStore& s) {
+  return s.bits == 16 ? ec::Format::kFp : (s.bits == 8 ? ec::Format::kInt8 : ec::Format::kInt4);
+}
+
+int group_of(const KvStore& s, int64_t D) {
+  return s.spec.granularity == Granularity::kGroup ? s.spec.group_size : static_cast<int>(D);
+}
+
+ec::QuantView view_of(const KvStore& s, int64_t D) {
+  ec::QuantView v;
+  v.format = format_of(s);
+  v.data = s.data.data_ptr();
+  if (s.bits != 16) {
+    if (s.spec.granularity == Granularity::kPerTensor) {
+      v.tensor_scale = s.tensor_scale;
+    } else {
+      v.scales = s.scales.data_ptr();
+      if (s.spec.zero_point) v.minima = s.minima.data_ptr();
+      v.group = group_of(s, D);
+    }
+  }
+  return v;
+}
+
+ec::RowMap map_of(const detail::StoreInfo& info, const at::Tensor& block_table, int64_t H) {
+  ec::RowMap m;
+  m.heads = static_cast<int>(H);
+  m.block_size = static_cast<int>(info.slots);
+  if (info.paged) {
+    m.block_table = block_table.data_ptr<int32_t>();
+    m.table_stride = block_table.size(1);
+  }
+  return m;
+}
+
+}  // namespace
+
+void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+  const char* op = "quantize_out";
+  ELI_CHECK(x.dim() == 4 && at::isFloatingType(x.scalar_type()),
+            "{}: x must be a floating [B, H, T, D] tensor", op);
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
+  const detail::StoreInfo info =
+      detail::check_store(dst, B, H, D, slots.block_table, "quantize_out destination");
+  check_device(dst.data, x, "destination", op);
+  ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
+            "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
+  const c10::cuda::CUDAGuard guard(x.device());
+  if (dst.bits == 16) return detail::write_fp_rows(x, dst, info, slots);
+  check_head_dim(D, op);
+  check_int(B * H * T, "rows", op);
+  check_int(info.slots, "slots", op);
+  check_int(slots.t0 + T, "position", op);
+  const at::Tensor xc = (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)
+                            ? x.contiguous()
+                            : x.to(at::kFloat).contiguous();
+  ec::QuantTarget t;
+  t.format = format_of(dst);
+  t.data = dst.data.data_ptr();
+  if (dst.spec.granularity == Granularity::kPerTensor) {
+    t.tensor_scale = dst.tensor_scale;
+  } else {
+    t.scales = dst.scales.data_ptr();
+    if (dst.spec.zero_point) t.minima = dst.minima.data_ptr();
+    t.group = group_of(dst, D);
+  }
+  t.eps = dst.spec.eps;
+  check_launch(ec::launch_quantize(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
+                                   static_cast<int>(B), static_cast<int>(H),
+                                   static_cast<int>(T), static_cast<int>(D), t,
+                                   map_of(info, slots.block_table, H),
+                                   static_cast<int>(slots.t0),
+                                   at::cuda::getCurrentCUDAStream().stream()),
+               op);
+}
+
+void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
+  const char* op = "dequantize_out";
+  ELI_CHECK(out.dim() == 4, "{}: out must be [B, H, T, D]", op);
+  const int64_t B = out.size(0), H = out.size(1), T = out.size(2), D = out.size(3);
+  const detail::StoreInfo info =
+      detail::check_store(src, B, H, D, slots.block_table, "dequantize_out source");
+  check_device(src.data, out, "source", op);
+  ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
+            "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
+  const c10::cuda::CUDAGuard guard(out.device());
+  if (src.bits == 16) return detail::read_fp_rows(src, info, slots, out);
+  check_head_dim(D, op);
+  check_int(info.slots, "slots", op);
+  check_int(slots.t0 + T, "position", op);
+  check_int(B * H, "sequences x heads", op);
+  const ec::DType dt = dtype_of(out.scalar_type(), op);
+  at::Tensor o = out.is_contiguous() ? out : at::empty(out.sizes(), out.options());
+  check_launch(ec::launch_dequantize(dt, view_of(src, D), map_of(info, slots.block_table, H),
+                                     static_cast<int>(slots.t0), static_cast<int>(B),
+                                     static_cast<int>(H), static_cast<int>(T),
+                                     static_cast<int>(D), o.data_ptr(),
+                                     at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  if (!o.is_same(out)) out.copy_(o);
+}
+
+void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                          const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse) {
+  const char* op = "decode_attention";
+  detail::StoreInfo ki, vi;
+  const int64_t max_len = detail::check_attention(q, k, v, args, out, &ki, &vi);
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(-1);
+  check_head_dim(D, op);
+  check_int(max_len, "max_len", op);
+  check_int(ki.slots, "slots", op);
+  check_device(args.block_table, q, "block_table", op);
+  const c10::cuda::CUDAGuard guard(q.device());
+  const at::Tensor qc = q.contiguous();
+  at::Tensor o = out.is_contiguous() ? out : at::empty(out.sizes(), out.options());
+  at::Tensor lse_t;
+  if (lse != nullptr) {
+    const bool reuse = lse->defined() && lse->is_cuda() && lse->device() == q.device() &&
+                       lse->scalar_type() == at::kFloat && lse->is_contiguous() &&
+                       lse->dim() == 2 && lse->size(0) == B && lse->size(1) == H;
+    lse_t = reuse ? *lse : at::empty({B, H}, q.options().dtype(at::kFloat));
+  }
+  ec::DecodeAttentionParams p;
+  p.dtype = dtype_of(q.scalar_type(), op);
+  p.q = qc.data_ptr();
+  p.out = o.data_ptr();
+  p.lse = lse_t.defined() ? lse_t.data_ptr<float>() : nullptr;
+  p.k = view_of(k, D);
+  p.v = view_of(v, D);
+  p.map = map_of(ki, args.block_table, H);
+  p.seq_lens = args.seq_lens.data_ptr<int32_t>();
+  if (args.bias.defined()) {
+    p.bias = args.bias.data_ptr<float>();
+    p.bias_stride = args.bias.stride(0);
+  }
+  p.B = static_cast<int>(B);
+  p.H = static_cast<int>(H);
+  p.D = static_cast<int>(D);
+  p.max_len = static_cast<int>(max_len);
+  p.sm_scale = static_cast<float>(args.sm_scale > 0 ? args.sm_scale
+                                                    : 1.0 / std::sqrt(static_cast<double>(D)));
+  const size_t ws_bytes = ec::decode_attention_workspace_bytes(p);
+  at::Tensor ws = at::empty({static_cast<int64_t>(ws_bytes)}, q.options().dtype(at::kByte));
+  check_launch(ec::launch_decode_attention(p, ws.data_ptr(), ws_bytes,
+                                           at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  if (!o.is_same(out)) out.copy_(o);
+  if (lse != nullptr && !(lse->defined() && lse_t.is_same(*lse))) *lse = lse_t;
+}
+
+}  // namespace eli::ops::cuda_impl

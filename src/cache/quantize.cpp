@@ -9,7 +9,6 @@ namespace eli::quant {
 namespace {
 
 constexpr float kHalfMax = 65504.0f;
-constexpr float kHalfMinSub = 5.9604644775390625e-08f;  // 2^-24
 
 int sym_max(int bits) { return bits == 8 ? kInt8SymMax : kInt4SymMax; }
 int asym_levels(int bits) { return bits == 8 ? kInt8AsymLevels : kInt4AsymLevels; }
@@ -62,20 +61,26 @@ void QuantSpec::check(int64_t head_dim) const {
   ELI_CHECK(eps > 0.0f, "quantization eps = {} must be > 0", eps);
 }
 
+// Moves fp16 values one representable step towards +inf / -inf through their bit patterns
+// (int16 view), so the result is exactly the neighbour (as the CUDA kernels compute it).
 at::Tensor to_half_up(const at::Tensor& x) {
   auto xf = x.to(at::kFloat).clamp(-kHalfMax, kHalfMax);
-  auto hf = xf.to(at::kHalf).to(at::kFloat);
-  // One step up: |h| * 2^-10 is between one and two fp16 ulps for normals, 2^-24 for subnormals.
-  auto up = hf + at::clamp_min(hf.abs() * std::ldexp(1.0f, -10), kHalfMinSub);
-  return at::where(hf < xf, up, hf).to(at::kHalf);
+  auto h = xf.to(at::kHalf).contiguous();
+  auto hf = h.to(at::kFloat);
+  auto bits = h.view(at::kShort);
+  auto zero_up = at::full_like(bits, 0x0001);  // +-0 -> smallest positive subnormal
+  auto up = at::where(hf > 0, bits + 1, at::where(hf < 0, bits - 1, zero_up));
+  return at::where(hf < xf, up, bits).view(at::kHalf);
 }
 
 at::Tensor to_half_down(const at::Tensor& x) {
   auto xf = x.to(at::kFloat).clamp(-kHalfMax, kHalfMax);
-  auto hf = xf.to(at::kHalf).to(at::kFloat);
-  // 2^-9 rather than 2^-10: stays a full step down where the spacing doubles at a binade edge.
-  auto down = hf - at::clamp_min(hf.abs() * std::ldexp(1.0f, -9), kHalfMinSub);
-  return at::where(hf > xf, down, hf).to(at::kHalf);
+  auto h = xf.to(at::kHalf).contiguous();
+  auto hf = h.to(at::kFloat);
+  auto bits = h.view(at::kShort);
+  auto zero_down = at::full_like(bits, static_cast<int16_t>(0x8001));  // smallest negative subnormal
+  auto down = at::where(hf > 0, bits - 1, at::where(hf < 0, bits + 1, zero_down));
+  return at::where(hf > xf, down, bits).view(at::kHalf);
 }
 
 float tensor_scale_for(float absmax, const QuantSpec& spec) {

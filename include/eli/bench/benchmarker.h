@@ -1,0 +1,160 @@
+#pragma once
+/// The Benchmarker: drives Generator over KV-cache methods and measures speed, memory and
+/// quality (the C++ counterpart of the original Python KVCacheBenchmarker). See
+/// docs/BENCHMARKER.md for what every number means and how it is measured.
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "eli/generator.h"
+#include "eli/kv_cache.h"
+#include "eli/model.h"
+#include "eli/tokenizer.h"
+
+namespace eli::bench {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+struct BenchmarkConfig {
+  /// Cache, quantization and sampling settings shared by every method; `method` and
+  /// `max_new_tokens` are set per call. Greedy by default, and runs ignore stop tokens so every
+  /// method generates the same number of tokens.
+  GenerationConfig generation;
+  int warmup = 1;       // >= 0 untimed generate() calls per measured point
+  int repetitions = 3;  // >= 1 timed generate() calls per measured point
+  bool quality = true;  // measure Quality (text similarity always; stream metrics need eval_ids)
+  std::vector<int64_t> eval_ids;  // held-out token stream for perplexity / KL / top-1
+  int eval_prefix = 32;           // >= 1 tokens prefilled before scoring starts
+  int eval_tokens = 256;          // >= 1 tokens scored one by one through the cache
+  void validate() const;
+};
+
+/// Quality of one method, against the full cache. NaN / -1 where not measured.
+struct Quality {
+  int64_t eval_tokens = 0;        // tokens scored by the stream metrics (0 = not measured)
+  double perplexity = kNaN;       // through this method's cache on eval_ids
+  double full_perplexity = kNaN;  // through the full cache on the same stream
+  double kl_vs_full = kNaN;       // mean KL(full || method) of next-token distributions, nats
+  double top1_agreement = kNaN;   // fraction of scored positions with the same argmax
+  int64_t first_divergence = -1;  // first index where greedy output differs from the full
+                                  // cache's (earliest over the batch); -1 = never
+  double rouge_l = kNaN;          // token-level ROUGE-L F1 of greedy ids vs full cache, batch mean
+  double edit_similarity = kNaN;  // token-level 1 - Levenshtein / max length, batch mean
+};
+
+/// One (method, batch, prompt length) point.
+struct MethodResult {
+  std::string method;      // as requested ("quant_int4", "sliding_window+int4", ...)
+  std::string cache_name;  // KVCache::name(), "no_cache" for recomputation
+  int64_t batch = 0;
+  int64_t prompt_len = 0;  // tokens per prompt
+  int64_t new_tokens = 0;  // generated per sequence
+  int warmup = 0, repetitions = 0;
+  // Time (milliseconds; medians over the repetitions unless said otherwise).
+  std::vector<double> total_ms_reps;  // wall time of each timed generate() call
+  double total_ms = kNaN;             // prefill + all decode steps
+  double ttft_ms = kNaN;              // time to first token (the prefill step)
+  double decode_mean_ms = kNaN;       // per-token decode latency over all repetitions' steps
+  double decode_p50_ms = kNaN;
+  double decode_p90_ms = kNaN;
+  double decode_p99_ms = kNaN;
+  double tokens_per_sec = kNaN;         // batch * new_tokens / total_ms
+  double decode_tokens_per_sec = kNaN;  // batch / decode_mean_ms (steady-state decode)
+  // Memory (MB = 2^20 bytes).
+  double cpu_peak_mb = kNaN;         // peak process RSS during the timed runs
+  double cpu_start_mb = kNaN;        // RSS when they began
+  std::string cpu_peak_source;       // "vmhwm" | "vmrss_sampled" | "unavailable"
+  double gpu_peak_mb = kNaN;         // CUDA caching allocator peak (NaN on CPU / CPU builds)
+  CacheStats cache;                  // at the end of generation (exact bytes)
+  double cache_mb = kNaN;            // cache.total_bytes() in MB
+  double cache_allocated_mb = kNaN;  // cache.allocated_bytes() in MB
+  double bytes_per_token = kNaN;     // total_bytes / (batch * tokens_seen), incl. metadata
+  double bytes_per_stored_token = kNaN;
+  Quality quality;
+  std::string sample_text;                       // decoded output of sequence 0 (needs a tokenizer)
+  std::vector<std::vector<int64_t>> output_ids;  // greedy output of the last repetition
+  std::string error;  // non-empty when the method failed; the numbers are then NaN
+};
+
+struct QuantizedGeneration {
+  std::string method;  // quant_int8 | quant_int4 | quant_mixed
+  std::string text;    // decoded continuation ("" without a tokenizer)
+  std::vector<int64_t> tokens;
+  int64_t n_tokens = 0;
+  double cache_mb = 0;  // exact, from CacheStats::total_bytes
+  CacheStats cache;
+};
+
+/// Sweep over prompt length and batch size (empty lists: the prompts exactly as given).
+struct SweepConfig {
+  std::vector<int64_t> prompt_lens;
+  std::vector<int64_t> batch_sizes;
+  int max_new_tokens = 32;
+};
+
+/// Progress reports: (points done, points total, what runs now).
+using ProgressFn = std::function<void(int64_t done, int64_t total, const std::string& what)>;
+
+/// `batch` prompts of exactly `len` tokens, row b cut from `stream` starting at b * len
+/// (wrapping around, so a short stream still fills any shape). Empty stream -> eli::Error.
+std::vector<std::vector<int64_t>> make_prompt_batch(const std::vector<int64_t>& stream,
+                                                    int64_t batch, int64_t len);
+
+class Benchmarker {
+ public:
+  /// `tokenizer` may be null (token-id prompts only, no decoded text). Both must outlive this.
+  Benchmarker(const model::GPT2& model, BenchmarkConfig cfg, const Tokenizer* tokenizer = nullptr);
+
+  void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
+  const BenchmarkConfig& config() const { return cfg_; }
+
+  /// Text prompts are tokenized and cut to the shortest prompt's length (a batch must be
+  /// rectangular). Needs a tokenizer.
+  MethodResult benchmark_method(const std::vector<std::string>& prompts, const std::string& method,
+                                int max_new_tokens);
+  /// prompts: a batch of equal-length id sequences.
+  MethodResult benchmark_ids(const std::vector<std::vector<int64_t>>& prompts,
+                             const std::string& method, int max_new_tokens);
+
+  /// Greedy generation through a quantized cache; mode: "int8" | "int4" | "mixed".
+  QuantizedGeneration generate_with_quantized_kv(const std::string& prompt, int max_new_tokens,
+                                                 const std::string& mode);
+  QuantizedGeneration generate_with_quantized_kv(const std::vector<int64_t>& prompt_ids,
+                                                 int max_new_tokens, const std::string& mode);
+
+  /// Every method at every sweep point (batch-major, then prompt length, then method). With a
+  /// non-empty sweep the prompts' tokens form one stream that make_prompt_batch cuts. A method
+  /// that fails (e.g. unknown name) yields a result with `error` set; the others still run.
+  std::vector<MethodResult> compare(const std::vector<std::string>& prompts,
+                                    const std::vector<std::string>& methods,
+                                    const SweepConfig& sweep);
+  std::vector<MethodResult> compare_ids(const std::vector<std::vector<int64_t>>& prompts,
+                                        const std::vector<std::string>& methods,
+                                        const SweepConfig& sweep);
+
+  /// Perplexity, KL and top-1 of `method` on cfg.eval_ids (cached per method; needs
+  /// cfg.quality and eval_ids, else an all-NaN Quality).
+  Quality stream_quality(const std::string& method);
+
+ private:
+  MethodResult run_point(const std::vector<std::vector<int64_t>>& prompts,
+                         const std::string& method, int max_new_tokens);
+  const std::vector<std::vector<int64_t>>& reference_output(
+      const std::vector<std::vector<int64_t>>& prompts, int max_new_tokens);
+  GenerationConfig config_for(const std::string& method, int max_new_tokens) const;
+  std::vector<int64_t> eval_stream() const;
+
+  const model::GPT2* model_;
+  const Tokenizer* tok_;
+  BenchmarkConfig cfg_;
+  ProgressFn progress_;
+  at::Tensor full_stream_logits_;
+  std::map<std::string, Quality> stream_quality_;
+  std::map<std::string, std::vector<std::vector<int64_t>>> reference_outputs_;
+};
+
+}  // namespace eli::bench

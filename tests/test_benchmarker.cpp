@@ -1,0 +1,276 @@
+// The Benchmarker over every method on a tiny random model: consistent, checkable numbers.
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "eli/bench/benchmarker.h"
+#include "eli/bench/memory.h"
+#include "eli/bench/metrics.h"
+#include "eli/bench/quality.h"
+#include "eli/bench/report.h"
+#include "eli/error.h"
+
+using namespace eli;
+using namespace eli::bench;
+
+namespace {
+
+const model::GPT2& tiny_model() {
+  static const model::GPT2 m =
+      model::GPT2::random(GPT2Config::named("L2-E64-H2-V1000"), 7, at::kCPU, at::kFloat);
+  return m;
+}
+
+std::vector<int64_t> random_ids(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> d(0, 999);
+  std::vector<int64_t> ids(n);
+  for (auto& x : ids) x = d(rng);
+  return ids;
+}
+
+BenchmarkConfig small_config() {
+  BenchmarkConfig c;
+  c.warmup = 0;
+  c.repetitions = 2;
+  c.eval_ids = random_ids(70, 5);
+  c.eval_prefix = 17;
+  c.eval_tokens = 53;
+  c.generation.cache.window_size = 16;
+  c.generation.cache.chunk_size = 8;
+  c.generation.cache.keep_last = 8;
+  c.generation.cache.block_size = 8;
+  return c;
+}
+
+}  // namespace
+
+TEST(Benchmarker, EveryMethodGivesConsistentNumbers) {
+  Benchmarker b(tiny_model(), small_config());
+  const auto prompts = make_prompt_batch(random_ids(200, 1), 2, 23);
+  for (const std::string& m : method_names()) {
+    SCOPED_TRACE(m);
+    MethodResult r = b.benchmark_ids(prompts, m, 9);
+    EXPECT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.batch, 2);
+    EXPECT_EQ(r.prompt_len, 23);
+    EXPECT_EQ(r.new_tokens, 9);
+    ASSERT_EQ(r.output_ids.size(), 2u);
+    EXPECT_EQ(r.total_ms_reps.size(), 2u);
+    EXPECT_GT(r.tokens_per_sec, 0.0);
+    EXPECT_GT(r.decode_tokens_per_sec, 0.0);
+    EXPECT_GT(r.ttft_ms, 0.0);
+    EXPECT_LE(r.decode_p50_ms, r.decode_p90_ms);
+    EXPECT_LE(r.decode_p90_ms, r.decode_p99_ms);
+    EXPECT_GT(r.cpu_peak_mb, 0.0);
+    EXPECT_GE(r.cpu_peak_mb, r.cpu_start_mb - 1e-9);
+    EXPECT_TRUE(std::isnan(r.gpu_peak_mb));  // CPU model
+    EXPECT_FALSE(r.cache_name.empty());
+    // Quality: stream metrics and text similarity are in range.
+    const Quality& q = r.quality;
+    EXPECT_EQ(q.eval_tokens, 53);
+    EXPECT_GT(q.perplexity, 1.0);
+    EXPECT_GE(q.kl_vs_full, 0.0);
+    EXPECT_GE(q.top1_agreement, 0.0);
+    EXPECT_LE(q.top1_agreement, 1.0);
+    EXPECT_GE(q.rouge_l, 0.0);
+    EXPECT_LE(q.rouge_l, 1.0);
+    EXPECT_GE(q.edit_similarity, 0.0);
+    EXPECT_LE(q.edit_similarity, 1.0);
+    if (m == "no_cache") {
+      EXPECT_EQ(r.cache.total_bytes(), 0);
+      EXPECT_EQ(r.cache_mb, 0.0);
+    } else {
+      EXPECT_EQ(r.cache.tokens_seen, 23 + 9 - 1);  // the last token is never fed back
+      EXPECT_GT(r.cache.total_bytes(), 0);
+      EXPECT_DOUBLE_EQ(r.bytes_per_token, static_cast<double>(r.cache.total_bytes()) /
+                                              (2.0 * static_cast<double>(r.cache.tokens_seen)));
+    }
+    if (m == "full_cache" || m == "no_cache" || m == "paged_attention") {
+      // Exact methods: same distributions and the same greedy text as the full cache.
+      EXPECT_NEAR(q.kl_vs_full, 0.0, 1e-6);
+      EXPECT_DOUBLE_EQ(q.top1_agreement, 1.0);
+      EXPECT_NEAR(q.perplexity, q.full_perplexity, 1e-4 * q.full_perplexity);
+      EXPECT_EQ(q.first_divergence, -1);
+      EXPECT_DOUBLE_EQ(q.rouge_l, 1.0);
+    }
+  }
+}
+
+TEST(Benchmarker, QuantizedCachesAreSmallerForTheSameTokens) {
+  BenchmarkConfig c = small_config();
+  c.quality = false;
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  const auto prompts = make_prompt_batch(random_ids(100, 2), 3, 31);
+  const MethodResult full = b.benchmark_ids(prompts, "full_cache", 5);
+  const MethodResult i8 = b.benchmark_ids(prompts, "quant_int8", 5);
+  const MethodResult i4 = b.benchmark_ids(prompts, "quant_int4", 5);
+  const MethodResult mixed = b.benchmark_ids(prompts, "quant_mixed", 5);
+  EXPECT_EQ(full.cache.tokens_seen, i4.cache.tokens_seen);
+  EXPECT_LT(i4.cache_mb, i8.cache_mb);
+  EXPECT_LT(i8.cache_mb, full.cache_mb);
+  EXPECT_LT(i4.cache_mb, mixed.cache_mb);
+  EXPECT_LT(mixed.cache_mb, i8.cache_mb);
+  EXPECT_LT(i4.bytes_per_token, i8.bytes_per_token);
+  EXPECT_TRUE(std::isnan(full.quality.kl_vs_full));  // quality off
+}
+
+TEST(Benchmarker, SlidingWindowBytesStopGrowingAtTheWindow) {
+  BenchmarkConfig c = small_config();  // window 16
+  c.quality = false;
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  const auto stream = random_ids(100, 3);
+  std::vector<int64_t> bytes;
+  for (int64_t len : {6, 11, 16, 23, 40}) {
+    const MethodResult r = b.benchmark_ids(make_prompt_batch(stream, 1, len), "sliding_window", 1);
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.cache.tokens_seen, len);
+    EXPECT_LE(r.cache.tokens_stored, 16);
+    bytes.push_back(r.cache.total_bytes());
+  }
+  EXPECT_LT(bytes[0], bytes[1]);
+  EXPECT_LT(bytes[1], bytes[2]);
+  EXPECT_EQ(bytes[2], bytes[3]);
+  EXPECT_EQ(bytes[3], bytes[4]);
+}
+
+TEST(Benchmarker, GenerateWithQuantizedKv) {
+  Benchmarker b(tiny_model(), small_config());
+  const auto prompt = random_ids(19, 4);
+  const QuantizedGeneration i8 = b.generate_with_quantized_kv(prompt, 7, "int8");
+  const QuantizedGeneration i4 = b.generate_with_quantized_kv(prompt, 7, "int4");
+  const QuantizedGeneration mx = b.generate_with_quantized_kv(prompt, 7, "mixed");
+  EXPECT_EQ(i8.method, "quant_int8");
+  EXPECT_EQ(mx.method, "quant_mixed");
+  EXPECT_EQ(i8.n_tokens, 7);
+  EXPECT_EQ(i8.tokens.size(), 7u);
+  EXPECT_TRUE(i8.text.empty());  // no tokenizer
+  EXPECT_LT(i4.cache_mb, mx.cache_mb);
+  EXPECT_LT(mx.cache_mb, i8.cache_mb);
+  EXPECT_THROW(b.generate_with_quantized_kv(prompt, 7, "int3"), Error);
+  EXPECT_THROW(b.generate_with_quantized_kv(std::string("hello"), 7, "int8"), Error);  // no tok
+}
+
+TEST(Benchmarker, CompareSweepsBatchAndPromptLength) {
+  BenchmarkConfig c = small_config();
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  std::vector<std::string> seen;
+  b.set_progress([&](int64_t done, int64_t total, const std::string& what) {
+    EXPECT_LE(done, total);
+    seen.push_back(what);
+  });
+  SweepConfig sweep;
+  sweep.batch_sizes = {1, 3};
+  sweep.prompt_lens = {5, 12};
+  sweep.max_new_tokens = 4;
+  const std::vector<std::string> methods{"full_cache", "quant_int4", "no_such_method"};
+  const auto results = b.compare_ids({random_ids(13, 8), random_ids(9, 9)}, methods, sweep);
+  ASSERT_EQ(results.size(), 12u);
+  EXPECT_EQ(seen.size(), 13u);  // one per point + "done"
+  size_t i = 0;
+  for (int64_t batch : {1, 3}) {
+    for (int64_t len : {5, 12}) {
+      for (const auto& m : methods) {
+        const MethodResult& r = results[i++];
+        EXPECT_EQ(r.method, m);
+        EXPECT_EQ(r.batch, batch);
+        EXPECT_EQ(r.prompt_len, len);
+        if (m == "no_such_method") {
+          EXPECT_FALSE(r.error.empty());
+        } else {
+          EXPECT_TRUE(r.error.empty()) << r.error;
+          EXPECT_EQ(r.new_tokens, 4);
+        }
+      }
+    }
+  }
+  // More tokens in the cache -> more bytes.
+  EXPECT_LT(results[0].cache.total_bytes(), results[3].cache.total_bytes());
+  EXPECT_LT(results[3].cache.total_bytes(), results[9].cache.total_bytes());
+}
+
+TEST(Quality, FullCacheStreamEqualsOneForwardPass) {
+  const auto& m = tiny_model();
+  const auto ids = random_ids(41, 6);
+  GenerationConfig g;
+  g.method = "full_cache";
+  const at::Tensor stream = stream_logits(m, ids, 10, g);
+  ASSERT_EQ(stream.size(0), 31);
+  at::Tensor ref;
+  {
+    c10::InferenceMode guard;
+    ref = m.forward(at::tensor(ids, at::kLong).view({1, 41}), 0, nullptr)[0].narrow(0, 9, 31).to(
+        at::kFloat);
+  }
+  const double worst = (stream - ref).abs().max().item<double>();
+  EXPECT_LT(worst, 1e-4) << "worst |stream - forward| = " << worst;
+  g.method = "no_cache";
+  EXPECT_LT((stream_logits(m, ids, 10, g) - ref).abs().max().item<double>(), 1e-4);
+  EXPECT_EQ(stream_targets(ids, 10).front(), ids[10]);
+  EXPECT_THROW(stream_logits(m, ids, 0, g), Error);
+  EXPECT_THROW(stream_logits(m, ids, 41, g), Error);
+}
+
+TEST(Memory, CpuPeakSeesAnAllocationInsideTheRegion) {
+  CpuPeakMeter meter;
+  meter.start();
+  std::vector<char> block(96 << 20, 1);
+  for (size_t i = 0; i < block.size(); i += 4096) block[i] = static_cast<char>(i);
+  const CpuPeak p = meter.stop();
+  EXPECT_TRUE(p.source == "vmhwm" || p.source == "vmrss_sampled") << p.source;
+  EXPECT_GE(p.delta_mb(), 80.0) << "source " << p.source << " start " << p.start_mb;
+  EXPECT_EQ(block[4096 * 3 + 1], 1);
+  EXPECT_GT(current_rss_mb(), 0.0);
+  EXPECT_FALSE(device_name(at::kCPU).empty());
+}
+
+TEST(Report, JsonAndCsvHoldEveryPoint) {
+  BenchmarkConfig c = small_config();
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  Report rep;
+  rep.context = RunContext::of(tiny_model(), "random:L2-E64-H2-V1000");
+  rep.config = c;
+  rep.sweep.max_new_tokens = 3;
+  rep.results = b.compare_ids(make_prompt_batch(random_ids(30, 1), 2, 7),
+                              {"no_cache", "quant_int8", "bogus"}, rep.sweep);
+  const auto j = nlohmann::json::parse(to_json(rep));
+  EXPECT_EQ(j["context"]["eli_version"], version());
+  EXPECT_EQ(j["context"]["dtype"], "float32");
+  EXPECT_EQ(j["context"]["model_shape"], "L2-E64-H2-V1000-P1024");
+  EXPECT_EQ(j["config"]["cache"]["window_size"], 16);
+  ASSERT_EQ(j["results"].size(), 3u);
+  EXPECT_TRUE(j["results"][0]["gpu_peak_mb"].is_null());  // NaN -> null
+  EXPECT_EQ(j["results"][1]["cache"]["total_bytes"], rep.results[1].cache.total_bytes());
+  EXPECT_FALSE(j["results"][2]["error"].get<std::string>().empty());
+  const std::string csv = to_csv(rep);
+  std::istringstream lines(csv);
+  std::string header, line;
+  std::getline(lines, header);
+  // Separators outside double quotes (fields with commas are quoted).
+  auto fields = [](const std::string& s) {
+    int n = 1;
+    bool quoted = false;
+    for (char ch : s) {
+      if (ch == '"') quoted = !quoted;
+      if (ch == ',' && !quoted) ++n;
+    }
+    return n;
+  };
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    ++rows;
+    EXPECT_EQ(fields(line), fields(header)) << line;
+  }
+  EXPECT_EQ(rows, 3);
+  const std::string table = format_table(rep.results);
+  EXPECT_NE(table.find("quant_int8"), std::string::npos);
+  EXPECT_NE(table.find("ERROR"), std::string::npos);
+}

@@ -51,15 +51,15 @@ struct SlotMap {
 
 /// Quantizes x [B, H, T, D] (fp16/fp32) into dst's preallocated tensors at `slots`.
 /// bits 16 copies the values (converted to data's dtype). per_tensor uses dst.tensor_scale.
-void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 /// Fresh contiguous storage [B, H, T, ..] for x [B, H, T, D].
-KvStore quantize(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale = 0.f);
+KvStore quantize_kv(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale = 0.f);
 
 /// Reads positions slots.t0 .. + T - 1 back as values: out [B, H, T, D] fp16/fp32 (T from out).
-void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
-/// As dequantize_out into a new [B, H, T, D] tensor of `dtype` (B: the block table's rows when
+void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
+/// As dequantize_kv_out into a new [B, H, T, D] tensor of `dtype` (B: the block table's rows when
 /// paged, else src.data.size(0)).
-at::Tensor dequantize(const KvStore& src, const SlotMap& slots, int64_t T, at::ScalarType dtype);
+at::Tensor dequantize_kv(const KvStore& src, const SlotMap& slots, int64_t T, at::ScalarType dtype);
 
 struct DecodeAttentionArgs {
   at::Tensor seq_lens;     // [B] int32 on q's device: tokens stored per sequence
@@ -87,8 +87,8 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
 
 /// The CPU specifications (tensors on CPU, any head_dim the layout allows).
 namespace ref {
-void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
-void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
                           const DecodeAttentionArgs& args, at::Tensor& out,
                           at::Tensor* lse = nullptr);

@@ -12,10 +12,9 @@
 namespace eli::ops {
 
 void ref::decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
-                               const DecodeAttentionArgs& args, at::Tensor& out,
-                               at::Tensor* lse) {
-  for (const at::Tensor* t : {&q, &k.data, &v.data, &args.seq_lens, &args.block_table,
-                              &args.bias, static_cast<const at::Tensor*>(&out)}) {
+                               const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse) {
+  for (const at::Tensor* t : {&q, &k.data, &v.data, &args.seq_lens, &args.block_table, &args.bias,
+                              static_cast<const at::Tensor*>(&out)}) {
     ELI_CHECK(!t->defined() || t->device().is_cpu(),
               "ops::ref::decode_attention_out: every tensor must be on the CPU, got {}",
               t->device().str());
@@ -38,13 +37,14 @@ void ref::decode_attention_out(const at::Tensor& q, const KvStore& k, const KvSt
   std::vector<double> logit;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t len = lens[b];
-    ELI_CHECK(len >= 0 && len <= max_len, "decode_attention: seq_lens[{}] = {} outside [0, {}]",
-              b, len, max_len);
+    ELI_CHECK(len >= 0 && len <= max_len, "decode_attention: seq_lens[{}] = {} outside [0, {}]", b,
+              len, max_len);
     for (int64_t h = 0; h < H; ++h) {
       auto row_of = [&](int64_t t) {
         if (table == nullptr) return (b * H + h) * ki.slots + t;
-        const int64_t r = (static_cast<int64_t>(table[b * max_blocks + t / ki.slots]) * H + h) *
-                              ki.slots + t % ki.slots;
+        const int64_t r =
+            (static_cast<int64_t>(table[b * max_blocks + t / ki.slots]) * H + h) * ki.slots +
+            t % ki.slots;
         ELI_CHECK(r >= 0 && r < pool_rows, "decode_attention: block table entry outside the pool");
         return r;
       };

@@ -1,10 +1,11 @@
 // Op front-ends: route CUDA tensors to the kernels (ops_cuda.cpp) and CPU tensors to the
 // reference; allocation helpers and the device-independent merge.
 
+#include "eli/ops.h"
+
 #include <cmath>
 
 #include "eli/error.h"
-#include "eli/ops.h"
 #include "ops/storage.h"
 #ifdef ELI_WITH_CUDA
 #include "ops/ops_cuda.h"
@@ -50,18 +51,18 @@ bool has_cuda_ops() {
 #endif
 }
 
-void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
   if (x.defined() && x.is_cuda()) {
 #ifdef ELI_WITH_CUDA
-    return cuda_impl::quantize_out(x, dst, slots);
+    return cuda_impl::quantize_kv_out(x, dst, slots);
 #else
-    no_cuda("quantize_out");
+    no_cuda("quantize_kv_out");
 #endif
   }
-  ref::quantize_out(x, dst, slots);
+  ref::quantize_kv_out(x, dst, slots);
 }
 
-KvStore quantize(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale) {
+KvStore quantize_kv(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale) {
   ELI_CHECK(x.defined() && x.dim() == 4, "quantize: x must be [B, H, T, D]");
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
   spec.check(D);
@@ -75,28 +76,29 @@ KvStore quantize(const at::Tensor& x, const quant::QuantSpec& spec, float tensor
   const int64_t g = spec.groups(D);
   if (g > 0) s.scales = at::empty({B, H, T, g}, opts.dtype(at::kHalf));
   if (spec.zero_point) s.minima = at::empty({B, H, T, g}, opts.dtype(at::kHalf));
-  quantize_out(x, s, SlotMap{});
+  quantize_kv_out(x, s, SlotMap{});
   return s;
 }
 
-void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
+void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
   if (out.defined() && out.is_cuda()) {
 #ifdef ELI_WITH_CUDA
-    return cuda_impl::dequantize_out(src, slots, out);
+    return cuda_impl::dequantize_kv_out(src, slots, out);
 #else
-    no_cuda("dequantize_out");
+    no_cuda("dequantize_kv_out");
 #endif
   }
-  ref::dequantize_out(src, slots, out);
+  ref::dequantize_kv_out(src, slots, out);
 }
 
-at::Tensor dequantize(const KvStore& src, const SlotMap& slots, int64_t T, at::ScalarType dtype) {
+at::Tensor dequantize_kv(const KvStore& src, const SlotMap& slots, int64_t T,
+                         at::ScalarType dtype) {
   ELI_CHECK(src.data.defined() && src.data.dim() == 4, "dequantize: storage data must be 4-d");
   ELI_CHECK(T >= 0, "dequantize: T = {} must be >= 0", T);
   const int64_t B = slots.block_table.defined() ? slots.block_table.size(0) : src.data.size(0);
   at::Tensor out =
       at::empty({B, src.data.size(1), T, src.head_dim()}, src.data.options().dtype(dtype));
-  dequantize_out(src, slots, out);
+  dequantize_kv_out(src, slots, out);
   return out;
 }
 
@@ -124,9 +126,8 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
                                                   const at::Tensor& o2, const at::Tensor& lse2) {
   ELI_CHECK(o1.defined() && o2.defined() && o1.sizes() == o2.sizes() && o1.dim() >= 3,
             "merge_attention: outputs must have equal shapes [B, H, (1,) D]");
-  ELI_CHECK(lse1.defined() && lse2.defined() && lse1.dim() == 2 &&
-                lse1.sizes() == lse2.sizes() && lse1.size(0) == o1.size(0) &&
-                lse1.size(1) == o1.size(1),
+  ELI_CHECK(lse1.defined() && lse2.defined() && lse1.dim() == 2 && lse1.sizes() == lse2.sizes() &&
+                lse1.size(0) == o1.size(0) && lse1.size(1) == o1.size(1),
             "merge_attention: lse must be [B, H] matching the outputs");
   const at::Tensor a = lse1.to(at::kFloat), b = lse2.to(at::kFloat);
   at::Tensor m = at::maximum(a, b);
@@ -135,9 +136,9 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
   std::vector<int64_t> wshape = {lse1.size(0), lse1.size(1)};
   for (int64_t i = 2; i < o1.dim(); ++i) wshape.push_back(1);
   const at::Tensor safe = at::where(sum > 0, sum, at::ones_like(sum));
-  const at::Tensor o = (o1.to(at::kFloat) * (w1 / safe).view(wshape) +
-                        o2.to(at::kFloat) * (w2 / safe).view(wshape))
-                           .to(o1.scalar_type());
+  const at::Tensor o =
+      (o1.to(at::kFloat) * (w1 / safe).view(wshape) + o2.to(at::kFloat) * (w2 / safe).view(wshape))
+          .to(o1.scalar_type());
   return {o, m + at::log(sum)};
 }
 

@@ -1,6 +1,8 @@
 // Torch glue of the CUDA ops: validation, allocation, current stream, launcher call. The only
 // file that sees both at::Tensor and the launchers of cuda/.
 
+#include "ops/ops_cuda.h"
+
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -9,7 +11,6 @@
 
 #include "eli/error.h"
 #include "eli_kernels.cuh"
-#include "ops/ops_cuda.h"
 #include "ops/storage.h"
 
 namespace eli::ops::cuda_impl {
@@ -32,8 +33,7 @@ ec::DType dtype_of(at::ScalarType t, const char* op) {
 }
 
 void check_head_dim(int64_t D, const char* op) {
-  ELI_CHECK(D == 64 || D == 128, "{}: the CUDA kernels support head_dim 64 and 128, got {}", op,
-            D);
+  ELI_CHECK(D == 64 || D == 128, "{}: the CUDA kernels support head_dim 64 and 128, got {}", op, D);
 }
 
 void check_int(int64_t v, const char* what, const char* op) {
@@ -82,13 +82,13 @@ ec::RowMap map_of(const detail::StoreInfo& info, const at::Tensor& block_table, 
 
 }  // namespace
 
-void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
-  const char* op = "quantize_out";
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+  const char* op = "quantize_kv_out";
   ELI_CHECK(x.dim() == 4 && at::isFloatingType(x.scalar_type()),
             "{}: x must be a floating [B, H, T, D] tensor", op);
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
   const detail::StoreInfo info =
-      detail::check_store(dst, B, H, D, slots.block_table, "quantize_out destination");
+      detail::check_store(dst, B, H, D, slots.block_table, "quantize_kv_out destination");
   check_device(dst.data, x, "destination", op);
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
             "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
@@ -112,21 +112,20 @@ void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots)
     t.group = group_of(dst, D);
   }
   t.eps = dst.spec.eps;
-  check_launch(ec::launch_quantize(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
-                                   static_cast<int>(B), static_cast<int>(H),
-                                   static_cast<int>(T), static_cast<int>(D), t,
-                                   map_of(info, slots.block_table, H),
-                                   static_cast<int>(slots.t0),
-                                   at::cuda::getCurrentCUDAStream().stream()),
-               op);
+  check_launch(
+      ec::launch_quantize(dtype_of(xc.scalar_type(), op), xc.data_ptr(), static_cast<int>(B),
+                          static_cast<int>(H), static_cast<int>(T), static_cast<int>(D), t,
+                          map_of(info, slots.block_table, H), static_cast<int>(slots.t0),
+                          at::cuda::getCurrentCUDAStream().stream()),
+      op);
 }
 
-void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
-  const char* op = "dequantize_out";
+void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
+  const char* op = "dequantize_kv_out";
   ELI_CHECK(out.dim() == 4, "{}: out must be [B, H, T, D]", op);
   const int64_t B = out.size(0), H = out.size(1), T = out.size(2), D = out.size(3);
   const detail::StoreInfo info =
-      detail::check_store(src, B, H, D, slots.block_table, "dequantize_out source");
+      detail::check_store(src, B, H, D, slots.block_table, "dequantize_kv_out source");
   check_device(src.data, out, "source", op);
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
             "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
@@ -140,9 +139,8 @@ void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
   at::Tensor o = out.is_contiguous() ? out : at::empty(out.sizes(), out.options());
   check_launch(ec::launch_dequantize(dt, view_of(src, D), map_of(info, slots.block_table, H),
                                      static_cast<int>(slots.t0), static_cast<int>(B),
-                                     static_cast<int>(H), static_cast<int>(T),
-                                     static_cast<int>(D), o.data_ptr(),
-                                     at::cuda::getCurrentCUDAStream().stream()),
+                                     static_cast<int>(H), static_cast<int>(T), static_cast<int>(D),
+                                     o.data_ptr(), at::cuda::getCurrentCUDAStream().stream()),
                op);
   if (!o.is_same(out)) out.copy_(o);
 }

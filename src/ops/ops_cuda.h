@@ -6,8 +6,8 @@
 
 namespace eli::ops::cuda_impl {
 
-void quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
-void dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
                           const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse);
 

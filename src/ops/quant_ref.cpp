@@ -104,8 +104,9 @@ void encode_row(const RowCodec& c, const float* x, uint8_t* codes, at::Half* sca
       s = static_cast<float>(sh);
     }
     for (int64_t i = 0; i < c.width; ++i) {
-      const float q = c.zero_point ? std::min(std::max(std::nearbyint((xg[i] - m) / s), 0.f), levels)
-                                   : std::min(std::max(std::nearbyint(xg[i] / s), -qmax), qmax);
+      const float q = c.zero_point
+                          ? std::min(std::max(std::nearbyint((xg[i] - m) / s), 0.f), levels)
+                          : std::min(std::max(std::nearbyint(xg[i] / s), -qmax), qmax);
       store_code(c, codes, g * c.width + i, static_cast<int>(q));
     }
   }
@@ -135,7 +136,8 @@ void ref_decode_row(const KvStore& s, int64_t row, int64_t D, float* out) {
     return;
   }
   const RowCodec c = codec_of(s, D);
-  const uint8_t* codes = static_cast<const uint8_t*>(s.data.data_ptr()) + row * (c.bits == 8 ? D : D / 2);
+  const uint8_t* codes =
+      static_cast<const uint8_t*>(s.data.data_ptr()) + row * (c.bits == 8 ? D : D / 2);
   for (int64_t g = 0; g < c.groups; ++g) {
     float sc = c.tensor_scale, m = 0.f;
     if (!c.per_tensor) {
@@ -151,16 +153,17 @@ void ref_decode_row(const KvStore& s, int64_t row, int64_t D, float* out) {
 
 }  // namespace detail
 
-void ref::quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+void ref::quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
   ELI_CHECK(x.defined() && x.dim() == 4 && at::isFloatingType(x.scalar_type()),
-            "quantize_out: x must be a floating [B, H, T, D] tensor");
+            "quantize_kv_out: x must be a floating [B, H, T, D] tensor");
   check_cpu(x, "x");
   check_cpu(dst.data, "destination");
   check_cpu(slots.block_table, "block_table");
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
-  const detail::StoreInfo info = detail::check_store(dst, B, H, D, slots.block_table, "quantize_out destination");
+  const detail::StoreInfo info =
+      detail::check_store(dst, B, H, D, slots.block_table, "quantize_kv_out destination");
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
-            "quantize_out: slots [{}, {}) outside capacity {}", slots.t0, slots.t0 + T,
+            "quantize_kv_out: slots [{}, {}) outside capacity {}", slots.t0, slots.t0 + T,
             info.capacity);
   if (dst.bits == 16) return detail::write_fp_rows(x, dst, info, slots);
   const at::Tensor rows = detail::row_index(info, B, H, T, slots.t0, slots.block_table, at::kCPU);
@@ -169,7 +172,7 @@ void ref::quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& s
     const int64_t nb = dst.data.size(0);
     for (int64_t i = 0; i < rows.numel(); ++i)
       ELI_CHECK(row[i] >= 0 && row[i] < nb * H * info.slots,
-                "quantize_out: block table points outside the pool of {} blocks", nb);
+                "quantize_kv_out: block table points outside the pool of {} blocks", nb);
   }
   const at::Tensor xf = x.to(at::kFloat).contiguous();
   const RowCodec c = codec_of(dst, D);
@@ -186,16 +189,17 @@ void ref::quantize_out(const at::Tensor& x, const KvStore& dst, const SlotMap& s
   }
 }
 
-void ref::dequantize_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
+void ref::dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {
   ELI_CHECK(out.defined() && out.dim() == 4 && at::isFloatingType(out.scalar_type()),
-            "dequantize_out: out must be a floating [B, H, T, D] tensor");
+            "dequantize_kv_out: out must be a floating [B, H, T, D] tensor");
   check_cpu(out, "out");
   check_cpu(src.data, "source");
   check_cpu(slots.block_table, "block_table");
   const int64_t B = out.size(0), H = out.size(1), T = out.size(2), D = out.size(3);
-  const detail::StoreInfo info = detail::check_store(src, B, H, D, slots.block_table, "dequantize_out source");
+  const detail::StoreInfo info =
+      detail::check_store(src, B, H, D, slots.block_table, "dequantize_kv_out source");
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
-            "dequantize_out: slots [{}, {}) outside capacity {}", slots.t0, slots.t0 + T,
+            "dequantize_kv_out: slots [{}, {}) outside capacity {}", slots.t0, slots.t0 + T,
             info.capacity);
   if (src.bits == 16) return detail::read_fp_rows(src, info, slots, out);
   const at::Tensor rows = detail::row_index(info, B, H, T, slots.t0, slots.block_table, at::kCPU);

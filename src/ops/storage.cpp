@@ -50,11 +50,9 @@ StoreInfo check_store(const KvStore& s, int64_t B, int64_t H, int64_t D,
     quant::QuantSpec spec = s.spec;
     spec.bits = s.bits;
     spec.check(D);
-    const at::ScalarType want =
-        (s.bits == 8 && !spec.zero_point) ? at::kChar : at::kByte;
+    const at::ScalarType want = (s.bits == 8 && !spec.zero_point) ? at::kChar : at::kByte;
     ELI_CHECK(dt == want, "{}: INT{} {} codes must be {}, got {}", what, s.bits,
-              spec.zero_point ? "zero-point" : "symmetric", c10::toString(want),
-              c10::toString(dt));
+              spec.zero_point ? "zero-point" : "symmetric", c10::toString(want), c10::toString(dt));
     if (spec.granularity == Granularity::kPerTensor) {
       ELI_CHECK(s.tensor_scale > 0.f, "{}: per_tensor needs tensor_scale > 0, got {}", what,
                 s.tensor_scale);
@@ -72,12 +70,12 @@ StoreInfo check_store(const KvStore& s, int64_t B, int64_t H, int64_t D,
                   block_table.size(0) == B && block_table.is_contiguous(),
               "{}: block_table must be contiguous int32 [{}, max_blocks], got {} {}", what, B,
               c10::toString(block_table.scalar_type()), shape_str(block_table));
-    ELI_CHECK(block_table.device() == s.data.device(), "{}: block_table on {} but data on {}",
-              what, block_table.device().str(), s.data.device().str());
+    ELI_CHECK(block_table.device() == s.data.device(), "{}: block_table on {} but data on {}", what,
+              block_table.device().str(), s.data.device().str());
     info.capacity = block_table.size(1) * info.slots;
   } else {
-    ELI_CHECK(s.data.size(0) >= B, "{}: storage holds {} sequences, need {}", what,
-              s.data.size(0), B);
+    ELI_CHECK(s.data.size(0) >= B, "{}: storage holds {} sequences, need {}", what, s.data.size(0),
+              B);
     info.capacity = info.slots;
   }
   return info;
@@ -105,8 +103,7 @@ void write_fp_rows(const at::Tensor& x, const KvStore& dst, const StoreInfo& inf
     return;
   }
   const auto rows = row_index(info, B, H, T, slots.t0, slots.block_table, dst.data.device());
-  dst.data.view({-1, D}).index_copy_(0, rows,
-                                     x.reshape({-1, D}).to(dst.data.scalar_type()));
+  dst.data.view({-1, D}).index_copy_(0, rows, x.reshape({-1, D}).to(dst.data.scalar_type()));
 }
 
 void read_fp_rows(const KvStore& src, const StoreInfo& info, const SlotMap& slots,
@@ -121,8 +118,8 @@ void read_fp_rows(const KvStore& src, const StoreInfo& info, const SlotMap& slot
 }
 
 int64_t check_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
-                        const DecodeAttentionArgs& args, const at::Tensor& out,
-                        StoreInfo* k_info, StoreInfo* v_info) {
+                        const DecodeAttentionArgs& args, const at::Tensor& out, StoreInfo* k_info,
+                        StoreInfo* v_info) {
   ELI_CHECK(q.defined() && (q.dim() == 3 || (q.dim() == 4 && q.size(2) == 1)),
             "decode_attention: q must be [B, H, D] or [B, H, 1, D], got {}",
             q.defined() ? shape_str(q) : std::string("undefined"));
@@ -148,8 +145,7 @@ int64_t check_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
   ELI_CHECK(args.seq_lens.defined() && args.seq_lens.scalar_type() == at::kInt &&
                 args.seq_lens.dim() == 1 && args.seq_lens.size(0) == B &&
                 args.seq_lens.device() == q.device() && args.seq_lens.is_contiguous(),
-            "decode_attention: seq_lens must be contiguous int32 [{}] on {}", B,
-            q.device().str());
+            "decode_attention: seq_lens must be contiguous int32 [{}] on {}", B, q.device().str());
   const int64_t max_len = args.max_len < 0 ? k_info->capacity : args.max_len;
   ELI_CHECK(max_len <= k_info->capacity, "decode_attention: max_len {} exceeds capacity {}",
             max_len, k_info->capacity);

@@ -11,10 +11,10 @@
 namespace eli::ops::detail {
 
 struct StoreInfo {
-  int64_t width = 0;       // last dim of data: D or D / 2
-  int64_t groups = 0;      // scales per row (0: none)
-  int64_t slots = 0;       // S: capacity (contiguous) or block size (paged)
-  int64_t capacity = 0;    // positions per sequence
+  int64_t width = 0;     // last dim of data: D or D / 2
+  int64_t groups = 0;    // scales per row (0: none)
+  int64_t slots = 0;     // S: capacity (contiguous) or block size (paged)
+  int64_t capacity = 0;  // positions per sequence
   bool paged = false;
 };
 
@@ -32,12 +32,11 @@ at::Tensor row_index(const StoreInfo& info, int64_t B, int64_t H, int64_t T, int
 void write_fp_rows(const at::Tensor& x, const KvStore& dst, const StoreInfo& info,
                    const SlotMap& slots);
 /// bits 16 storage: gathers the slots into out [B, H, T, D] (any device).
-void read_fp_rows(const KvStore& src, const StoreInfo& info, const SlotMap& slots,
-                  at::Tensor& out);
+void read_fp_rows(const KvStore& src, const StoreInfo& info, const SlotMap& slots, at::Tensor& out);
 
 /// Validates q / out / args of decode attention; returns the bound on sequence lengths.
 int64_t check_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
-                        const DecodeAttentionArgs& args, const at::Tensor& out,
-                        StoreInfo* k_info, StoreInfo* v_info);
+                        const DecodeAttentionArgs& args, const at::Tensor& out, StoreInfo* k_info,
+                        StoreInfo* v_info);
 
 }  // namespace eli::ops::detail

@@ -1,0 +1,241 @@
+// CPU tests of the op references (src/ops/*_ref.cpp): the specifications of the CUDA kernels.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "eli/error.h"
+#include "eli/ops.h"
+#include "eli/quant_layout.h"
+#include "ops_test_util.h"
+
+namespace eli::ops {
+namespace {
+
+using testing::all_close;
+using testing::StoreKind;
+
+float step_bound(const KvStore& s, int64_t b, int64_t h, int64_t t, int64_t g) {
+  if (s.spec.granularity == Granularity::kPerTensor) return s.tensor_scale;
+  return s.scales[b][h][t][g].item<float>();
+}
+
+TEST(OpsRef, RoundTripWithinHalfStep) {
+  at::manual_seed(1);
+  for (const StoreKind& kind : testing::quant_kinds()) {
+    for (int64_t D : {64, 128}) {
+      const at::Tensor x = testing::random_rows({3, 2, 17, D}, at::kFloat);
+      const float ts = testing::covering_scale(x, kind.bits);
+      const KvStore s = quantize_kv(x, kind.spec(), ts);
+      const at::Tensor y = dequantize_kv(s, SlotMap{}, 17, at::kFloat);
+      const int64_t G = kind.granularity == Granularity::kPerTensor ? 1 : kind.spec().groups(D);
+      const at::Tensor err = (y - x).abs().view({3, 2, 17, G, D / G}).amax(-1);
+      double worst = -1;
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t h = 0; h < 2; ++h)
+          for (int64_t t = 0; t < 17; ++t)
+            for (int64_t g = 0; g < G; ++g) {
+              const double half_step = 0.5 * step_bound(s, b, h, t, g);
+              // x' = code * s + m is rounded once or twice in fp32: allow a few ulps of |x|.
+              const double slack = 4e-7 * x[b][h][t].abs().max().item<double>();
+              worst = std::max(worst, err[b][h][t][g].item<double>() - half_step - slack);
+            }
+      EXPECT_LE(worst, 0.0) << kind.name() << " D=" << D << ": error exceeds s/2 by " << worst;
+    }
+  }
+}
+
+TEST(OpsRef, ScalesAreTheNextHalfUp) {
+  at::manual_seed(2);
+  const at::Tensor x = testing::random_rows({2, 3, 9, 64}, at::kFloat);
+  for (int bits : {8, 4}) {
+    StoreKind kind{bits, Granularity::kPerTokenHead, 32, false};
+    const KvStore s = quantize_kv(x, kind.spec());
+    const at::Tensor want = x.abs().amax(-1, true) / (bits == 8 ? 127.0 : 7.0);
+    const at::Tensor got = s.scales.to(at::kFloat);
+    EXPECT_TRUE((got >= want).all().item<bool>()) << "INT" << bits << " scale rounded down";
+    // One fp16 step below the stored scale must be below the exact scale.
+    const at::Tensor below = (s.scales.view(at::kShort) - 1).view(at::kHalf).to(at::kFloat);
+    EXPECT_TRUE((below < want).all().item<bool>()) << "INT" << bits << " scale not the next up";
+  }
+}
+
+TEST(OpsRef, Int4PackingLowNibbleIsEvenElement) {
+  at::manual_seed(3);
+  // Integer rows with absmax 7 give scale exactly 1, so the codes are the values themselves.
+  at::Tensor x = at::randint(-7, 8, {2, 2, 5, 64}, at::kFloat);
+  x.select(-1, 5).fill_(7);
+  KvStore s = quantize_kv(x, StoreKind{4, Granularity::kPerTokenHead, 32, false}.spec());
+  ASSERT_TRUE((s.scales.to(at::kFloat) == 1).all().item<bool>());
+  const at::Tensor codes = s.data.to(at::kInt);
+  for (int64_t j = 0; j < 32; ++j) {
+    const at::Tensor even = x.select(-1, 2 * j).to(at::kInt) + quant::kInt4Offset;
+    const at::Tensor odd = x.select(-1, 2 * j + 1).to(at::kInt) + quant::kInt4Offset;
+    ASSERT_TRUE(codes.select(-1, j).equal(even + odd * 16)) << "byte " << j;
+  }
+  const auto p = quant::PackedInt4::pack(static_cast<uint8_t>(x[0][0][0][0].item<int>() + 8),
+                                         static_cast<uint8_t>(x[0][0][0][1].item<int>() + 8));
+  EXPECT_EQ(p.bits, s.data[0][0][0][0].item<uint8_t>());
+}
+
+TEST(OpsRef, WritesOnlyTheTargetSlots) {
+  at::manual_seed(4);
+  const int64_t B = 3, H = 2, T = 7, D = 64, cap = 20, t0 = 11;
+  for (const StoreKind& kind : {StoreKind{8, Granularity::kGroup, 32, true},
+                                StoreKind{4, Granularity::kPerTokenHead, 32, false},
+                                StoreKind{16, Granularity::kPerTokenHead, 32, false}}) {
+    const at::Tensor x = testing::random_rows({B, H, T, D}, at::kFloat);
+    KvStore s = testing::make_store(kind, B + 1, H, cap, D, at::kFloat, at::kCPU, 0.f);
+    const at::Tensor before = s.data.clone();
+    quantize_kv_out(x, s, SlotMap{t0, {}});
+    at::Tensor got = at::empty({B, H, T, D}, at::kFloat);
+    dequantize_kv_out(s, SlotMap{t0, {}}, got);
+    const at::Tensor want =
+        kind.bits == 16 ? x : dequantize_kv(quantize_kv(x, kind.spec()), {}, T, at::kFloat);
+    EXPECT_TRUE(all_close(got, want, 0, 0)) << kind.name();
+    // Slots before t0 and the spare sequence keep their poison.
+    EXPECT_TRUE(s.data.narrow(2, 0, t0).equal(before.narrow(2, 0, t0)) || kind.bits == 16)
+        << kind.name();
+    if (kind.bits == 16) EXPECT_TRUE(s.data.narrow(2, 0, t0).isnan().all().item<bool>());
+    EXPECT_TRUE(s.data[B].equal(before[B]) || kind.bits == 16) << kind.name();
+  }
+}
+
+TEST(OpsRef, PagedGatherWithShuffledTable) {
+  at::manual_seed(5);
+  const int64_t B = 3, H = 2, D = 64, bs = 4, max_blocks = 6, pool = 25, T1 = 9, T2 = 10;
+  const at::Tensor table = testing::shuffled_table(B, max_blocks, pool);
+  for (const StoreKind& kind : {StoreKind{16, Granularity::kPerTokenHead, 32, false},
+                                StoreKind{8, Granularity::kPerTokenHead, 32, false},
+                                StoreKind{4, Granularity::kGroup, 64, true}}) {
+    const at::Tensor x = testing::random_rows({B, H, T1 + T2, D}, at::kFloat);
+    KvStore paged = testing::make_store(kind, pool, H, bs, D, at::kFloat, at::kCPU, 0.f);
+    KvStore flat = testing::make_store(kind, B, H, T1 + T2, D, at::kFloat, at::kCPU, 0.f);
+    // Two appends, the second starting mid-block.
+    quantize_kv_out(x.narrow(2, 0, T1), paged, SlotMap{0, table});
+    quantize_kv_out(x.narrow(2, T1, T2), paged, SlotMap{T1, table});
+    quantize_kv_out(x, flat, SlotMap{});
+    const at::Tensor got = dequantize_kv(paged, SlotMap{0, table}, T1 + T2, at::kFloat);
+    const at::Tensor want = dequantize_kv(flat, SlotMap{}, T1 + T2, at::kFloat);
+    EXPECT_TRUE(all_close(got, want, 0, 0)) << kind.name();
+    const at::Tensor mid = dequantize_kv(paged, SlotMap{5, table}, 11, at::kFloat);
+    EXPECT_TRUE(all_close(mid, want.narrow(2, 5, 11), 0, 0)) << kind.name() << " offset read";
+  }
+}
+
+// Plain fp64 softmax attention over the dequantized storage.
+at::Tensor plain_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                           const DecodeAttentionArgs& a, int64_t cap, at::Tensor* lse) {
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(-1);
+  const SlotMap m{0, a.block_table};
+  const at::Tensor kd = dequantize_kv(k, m, cap, at::kDouble),
+                   vd = dequantize_kv(v, m, cap, at::kDouble);
+  at::Tensor out = at::zeros({B, H, D}, at::kDouble);
+  *lse = at::full({B, H}, -INFINITY, at::kDouble);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = a.seq_lens[b].item<int>();
+    if (len == 0) continue;
+    at::Tensor logits =
+        at::matmul(kd[b].narrow(1, 0, len), q[b].to(at::kDouble).unsqueeze(-1)).squeeze(-1) /
+        std::sqrt(static_cast<double>(D));  // [H, len]
+    if (a.bias.defined()) logits = logits + a.bias[b].narrow(0, 0, len).to(at::kDouble);
+    out[b] = at::matmul(at::softmax(logits, -1).unsqueeze(1), vd[b].narrow(1, 0, len)).squeeze(1);
+    (*lse)[b] = at::logsumexp(logits, -1);
+  }
+  return out;
+}
+
+TEST(OpsRef, AttentionEqualsPlainFp64Softmax) {
+  at::manual_seed(6);
+  const int64_t B = 4, H = 3, D = 64, cap = 40, bs = 8;
+  const std::vector<std::pair<StoreKind, StoreKind>> pairs = {
+      {{16, Granularity::kPerTokenHead, 32, false}, {16, Granularity::kPerTokenHead, 32, false}},
+      {{8, Granularity::kPerTokenHead, 32, false}, {8, Granularity::kPerTokenHead, 32, false}},
+      {{4, Granularity::kGroup, 32, true}, {4, Granularity::kGroup, 32, true}},
+      {{8, Granularity::kGroup, 64, false}, {4, Granularity::kPerTokenHead, 32, true}},
+      {{8, Granularity::kPerTensor, 32, false}, {4, Granularity::kPerTensor, 32, false}}};
+  for (bool paged : {false, true}) {
+    for (const auto& [kk, vk] : pairs) {
+      const at::Tensor q = testing::random_rows({B, H, D}, at::kFloat);
+      const at::Tensor kx = testing::random_rows({B, H, cap, D}, at::kFloat);
+      const at::Tensor vx = testing::random_rows({B, H, cap, D}, at::kFloat);
+      DecodeAttentionArgs a;
+      a.seq_lens = at::tensor({1, 17, 0, 40}, at::kInt);
+      a.bias = at::rand({B, cap}, at::kFloat) * 2;
+      const int64_t n0 = paged ? 23 : B, slots = paged ? bs : cap;
+      if (paged) a.block_table = testing::shuffled_table(B, cap / bs, n0);
+      KvStore k = testing::make_store(kk, n0, H, slots, D, at::kFloat, at::kCPU,
+                                      testing::covering_scale(kx, kk.bits));
+      KvStore v = testing::make_store(vk, n0, H, slots, D, at::kFloat, at::kCPU,
+                                      testing::covering_scale(vx, vk.bits));
+      quantize_kv_out(kx, k, SlotMap{0, a.block_table});
+      quantize_kv_out(vx, v, SlotMap{0, a.block_table});
+      at::Tensor out = at::empty_like(q), lse;
+      decode_attention_out(q, k, v, a, out, &lse);
+      at::Tensor want_lse;
+      const at::Tensor want = plain_attention(q, k, v, a, cap, &want_lse);
+      const std::string what = kk.name() + "/" + vk.name() + (paged ? " paged" : "");
+      EXPECT_TRUE(all_close(out, want, 1e-6, 1e-5)) << what;
+      EXPECT_TRUE(all_close(lse, want_lse, 1e-5, 1e-6)) << what << " lse";
+      EXPECT_TRUE((out[2] == 0).all().item<bool>()) << what << " empty sequence";
+    }
+  }
+}
+
+TEST(OpsRef, MergeOfTwoKeySetsEqualsAttentionOverBoth) {
+  at::manual_seed(7);
+  const int64_t B = 2, H = 2, D = 64, n1 = 13, n2 = 6;
+  const at::Tensor q = testing::random_rows({B, H, 1, D}, at::kFloat);
+  const at::Tensor kx = testing::random_rows({B, H, n1 + n2, D}, at::kFloat);
+  const at::Tensor vx = testing::random_rows({B, H, n1 + n2, D}, at::kFloat);
+  auto run = [&](int64_t start, int64_t n, at::Tensor* lse) {
+    DecodeAttentionArgs a;
+    a.seq_lens = at::full({B}, n, at::TensorOptions().dtype(at::kInt));
+    at::Tensor out = at::empty_like(q);
+    decode_attention_out(q, KvStore::fp(kx.narrow(2, start, n).contiguous()),
+                         KvStore::fp(vx.narrow(2, start, n).contiguous()), a, out, lse);
+    return out;
+  };
+  at::Tensor l1, l2, l;
+  const at::Tensor o1 = run(0, n1, &l1), o2 = run(n1, n2, &l2), o = run(0, n1 + n2, &l);
+  const auto merged = merge_attention(o1, l1, o2, l2);
+  EXPECT_TRUE(all_close(merged.first, o, 1e-6, 1e-5));
+  EXPECT_TRUE(all_close(merged.second, l, 1e-5, 1e-6));
+}
+
+TEST(OpsRef, BadArgumentsAreErrors) {
+  at::manual_seed(8);
+  const at::Tensor x = testing::random_rows({1, 2, 3, 64}, at::kFloat);
+  const StoreKind kind{8, Granularity::kPerTokenHead, 32, false};
+  KvStore s = testing::make_store(kind, 1, 2, 8, 64, at::kFloat, at::kCPU, 0.f);
+  EXPECT_NO_THROW(quantize_kv_out(x, s, SlotMap{5, {}}));
+  EXPECT_THROW(quantize_kv_out(x, s, SlotMap{6, {}}), eli::Error);  // past capacity
+  KvStore bad = s;
+  bad.bits = 5;
+  EXPECT_THROW(quantize_kv_out(x, bad, {}), eli::Error);
+  bad = s;
+  bad.data = s.data.to(at::kByte);  // symmetric INT8 codes must be int8
+  EXPECT_THROW(quantize_kv_out(x, bad, {}), eli::Error);
+  bad = s;
+  bad.scales = s.scales.to(at::kFloat);
+  EXPECT_THROW(quantize_kv_out(x, bad, {}), eli::Error);
+  EXPECT_THROW(quantize_kv_out(x, s, SlotMap{0, at::zeros({1, 2}, at::kLong)}), eli::Error);
+  KvStore pt = testing::make_store({8, Granularity::kPerTensor, 32, false}, 1, 2, 8, 64, at::kFloat,
+                                   at::kCPU, 0.f);
+  EXPECT_THROW(quantize_kv_out(x, pt, {}), eli::Error);  // per_tensor without a scale
+
+  DecodeAttentionArgs a;
+  a.seq_lens = at::full({1}, 3, at::TensorOptions().dtype(at::kInt));
+  const at::Tensor q = testing::random_rows({1, 2, 64}, at::kFloat);
+  EXPECT_NO_THROW(decode_attention(q, s, s, a));
+  EXPECT_THROW(decode_attention(q.to(at::kBFloat16), s, s, a), eli::Error);
+  EXPECT_THROW(decode_attention(q.narrow(2, 0, 32).contiguous(), s, s, a), eli::Error);
+  a.seq_lens = at::full({1}, 3, at::TensorOptions().dtype(at::kLong));
+  EXPECT_THROW(decode_attention(q, s, s, a), eli::Error);
+  a.seq_lens = at::full({1}, 9, at::TensorOptions().dtype(at::kInt));
+  EXPECT_THROW(decode_attention(q, s, s, a), eli::Error);  // longer than the storage
+}
+
+}  // namespace
+}  // namespace eli::ops

@@ -1,0 +1,156 @@
+// CUDA fused decode attention against the CPU reference on the same stored data
+// (label gpu; skipped without a GPU).
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eli/error.h"
+#include "eli/ops.h"
+#include "ops_test_util.h"
+
+namespace eli::ops {
+namespace {
+
+using testing::all_close;
+using testing::StoreKind;
+
+bool gpu_available() { return at::hasCUDA() && has_cuda_ops(); }
+bool quick() { return std::getenv("ELI_GPU_TEST_QUICK") != nullptr; }
+
+#define ELI_REQUIRE_GPU() \
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA device or CUDA ops not built"
+
+struct Case {
+  int64_t B, H, L, D;  // L: longest sequence
+  at::ScalarType dtype;
+  bool paged, bias;
+};
+
+using Pair = std::pair<StoreKind, StoreKind>;
+
+std::vector<Pair> pairs() {
+  const StoreKind fp{16, Granularity::kPerTokenHead, 32, false};
+  return {{fp, fp},
+          {{8, Granularity::kPerTokenHead, 32, false}, {8, Granularity::kPerTokenHead, 32, false}},
+          {{4, Granularity::kPerTokenHead, 32, false}, {4, Granularity::kPerTokenHead, 32, false}},
+          {{8, Granularity::kPerTokenHead, 32, false}, {4, Granularity::kPerTokenHead, 32, false}},
+          {{8, Granularity::kGroup, 32, true}, {4, Granularity::kGroup, 64, true}},
+          {{4, Granularity::kGroup, 32, false}, {8, Granularity::kPerTokenHead, 32, true}},
+          {{8, Granularity::kPerTensor, 32, false}, {4, Granularity::kPerTensor, 32, false}}};
+}
+
+void check_attention(const Pair& pair, const Case& c) {
+  const at::Device cuda(at::kCUDA);
+  const int64_t bs = 16, max_blocks = (c.L + bs - 1) / bs;
+  const int64_t n0 = c.paged ? c.B * max_blocks + 5 : c.B;
+  const int64_t slots = c.paged ? bs : c.L + 3;
+  const int64_t fill = c.paged ? max_blocks * bs : slots;
+  at::Tensor table;
+  if (c.paged) table = testing::shuffled_table(c.B, max_blocks, n0);
+  const at::Tensor kx = testing::random_rows({c.B, c.H, fill, c.D}, c.dtype).to(cuda);
+  const at::Tensor vx = testing::random_rows({c.B, c.H, fill, c.D}, c.dtype).to(cuda);
+  const at::Tensor q = testing::random_rows({c.B, c.H, c.D}, c.dtype).to(cuda);
+  const StoreKind& kk = pair.first;
+  const StoreKind& vk = pair.second;
+  KvStore k = testing::make_store(kk, n0, c.H, slots, c.D, c.dtype, cuda,
+                                  testing::covering_scale(kx.to(at::kFloat), kk.bits));
+  KvStore v = testing::make_store(vk, n0, c.H, slots, c.D, c.dtype, cuda,
+                                  testing::covering_scale(vx.to(at::kFloat), vk.bits));
+  const at::Tensor table_gpu = c.paged ? table.to(cuda) : at::Tensor();
+  quantize_kv_out(kx, k, SlotMap{0, table_gpu});
+  quantize_kv_out(vx, v, SlotMap{0, table_gpu});
+
+  // Lengths: the longest, 1, 0 (when B > 2) and random in between.
+  std::vector<int> lens(static_cast<size_t>(c.B));
+  for (int64_t b = 0; b < c.B; ++b)
+    lens[static_cast<size_t>(b)] = static_cast<int>(at::randint(1, c.L + 1, {1}).item<int64_t>());
+  lens[0] = static_cast<int>(c.L);
+  if (c.B > 1) lens[1] = 1;
+  if (c.B > 2) lens[2] = 0;
+  DecodeAttentionArgs cpu_args;
+  cpu_args.seq_lens = at::tensor(lens, at::TensorOptions().dtype(at::kInt));
+  cpu_args.block_table = table;
+  if (c.bias) cpu_args.bias = at::log(at::randint(1, 65, {c.B, c.L}, at::kFloat));
+  cpu_args.max_len = c.L;
+  DecodeAttentionArgs gpu_args = cpu_args;
+  gpu_args.seq_lens = cpu_args.seq_lens.to(cuda);
+  gpu_args.block_table = table_gpu;
+  if (c.bias) gpu_args.bias = cpu_args.bias.to(cuda);
+
+  at::Tensor got = at::full_like(q, NAN);
+  at::Tensor got_lse = at::full({c.B, c.H}, NAN, at::TensorOptions(at::kFloat).device(cuda));
+  decode_attention_out(q, k, v, gpu_args, got, &got_lse);
+  at::Tensor want = at::full(q.sizes(), NAN, q.scalar_type()), want_lse;
+  decode_attention_out(q.cpu(), testing::store_to(k, at::kCPU), testing::store_to(v, at::kCPU),
+                       cpu_args, want, &want_lse);
+
+  const bool half = c.dtype == at::kHalf;
+  const std::string what = kk.name() + "/" + vk.name() + " " + c10::toString(c.dtype) +
+                           " B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) +
+                           " D=" + std::to_string(c.D) + (c.paged ? " paged" : "") +
+                           (c.bias ? " bias" : "");
+  // fp16 output: its own rounding (2^-11) plus fp32 accumulation; fp32: accumulation only.
+  EXPECT_TRUE(all_close(got, want, half ? 2e-3 : 2e-5, half ? 4e-3 : 1e-4)) << what;
+  EXPECT_TRUE(all_close(got_lse, want_lse, 1e-4, 1e-5)) << what << " lse";
+}
+
+TEST(AttentionCuda, MatchesReference) {
+  ELI_REQUIRE_GPU();
+  at::manual_seed(21);
+  std::vector<Case> cases;
+  for (int64_t D : {64, 128}) {
+    for (at::ScalarType dt : {at::kHalf, at::kFloat}) {
+      for (bool paged : {false, true}) {
+        cases.push_back({1, 2, 1, D, dt, paged, false});
+        cases.push_back({3, 3, 17, D, dt, paged, true});
+        if (!quick()) cases.push_back({3, 2, 1000, D, dt, paged, paged});
+      }
+    }
+  }
+  if (!quick()) {
+    cases.push_back({32, 2, 4097, 128, at::kHalf, false, false});
+    cases.push_back({32, 2, 4097, 64, at::kHalf, true, true});
+  }
+  for (const Case& c : cases)
+    for (const Pair& p : pairs()) check_attention(p, c);
+}
+
+TEST(AttentionCuda, FourDimQueryAndDefaultMaxLen) {
+  ELI_REQUIRE_GPU();
+  at::manual_seed(22);
+  const at::Device cuda(at::kCUDA);
+  const int64_t B = 2, H = 2, cap = 70, D = 64;
+  const at::Tensor q = testing::random_rows({B, H, 1, D}, at::kHalf).to(cuda);
+  const KvStore k = KvStore::fp(testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda));
+  const KvStore v = KvStore::fp(testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda));
+  DecodeAttentionArgs a;
+  a.seq_lens = at::tensor({70, 33}, at::TensorOptions().dtype(at::kInt)).to(cuda);
+  const at::Tensor got = decode_attention(q, k, v, a);
+  ASSERT_EQ(got.sizes(), q.sizes());
+  // The plain fp32 formula on the same data.
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = b == 0 ? 70 : 33;
+    const at::Tensor kb = k.data[b].narrow(1, 0, len).to(at::kFloat);
+    const at::Tensor vb = v.data[b].narrow(1, 0, len).to(at::kFloat);
+    const at::Tensor p = at::softmax(at::matmul(q[b].to(at::kFloat), kb.transpose(1, 2)) / 8.0, -1);
+    EXPECT_TRUE(all_close(got[b], at::matmul(p, vb), 2e-3, 4e-3)) << "sequence " << b;
+  }
+}
+
+TEST(AttentionCuda, MismatchedDtypeIsAnError) {
+  ELI_REQUIRE_GPU();
+  const at::Device cuda(at::kCUDA);
+  const at::Tensor q = at::randn({1, 2, 64}, at::TensorOptions(at::kFloat).device(cuda));
+  const KvStore kv =
+      KvStore::fp(at::randn({1, 2, 8, 64}, at::TensorOptions(at::kHalf).device(cuda)));
+  DecodeAttentionArgs a;
+  a.seq_lens = at::full({1}, 8, at::TensorOptions().dtype(at::kInt).device(cuda));
+  EXPECT_THROW(decode_attention(q, kv, kv, a), eli::Error);
+}
+
+}  // namespace
+}  // namespace eli::ops

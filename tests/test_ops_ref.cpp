@@ -204,6 +204,34 @@ TEST(OpsRef, MergeOfTwoKeySetsEqualsAttentionOverBoth) {
   EXPECT_TRUE(all_close(merged.second, l, 1e-5, 1e-6));
 }
 
+TEST(OpsRef, HistoryPlusNewTokenEqualsAttentionOverAll) {
+  at::manual_seed(9);
+  const int64_t B = 3, H = 2, D = 64, cap = 12;
+  const StoreKind kind{8, Granularity::kGroup, 32, true};
+  const at::Tensor q = testing::random_rows({B, H, 1, D}, at::kFloat);
+  const at::Tensor kx = testing::random_rows({B, H, cap, D}, at::kFloat);
+  const at::Tensor vx = testing::random_rows({B, H, cap, D}, at::kFloat);
+  const std::vector<int> lens = {11, 1, 6};
+  // Expected: the new token (stored at fp32 precision) appended after the quantized history.
+  KvStore k = quantize_kv(kx, kind.spec()), v = quantize_kv(vx, kind.spec());
+  at::Tensor k_all = dequantize_kv(k, {}, cap, at::kFloat),
+             v_all = dequantize_kv(v, {}, cap, at::kFloat);
+  at::Tensor k_new = at::empty({B, H, 1, D}), v_new = at::empty({B, H, 1, D});
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = lens[static_cast<size_t>(b)];
+    k_new[b] = kx[b].narrow(1, n, 1);
+    v_new[b] = vx[b].narrow(1, n, 1);
+    k_all[b].narrow(1, n, 1).copy_(k_new[b]);
+    v_all[b].narrow(1, n, 1).copy_(v_new[b]);
+  }
+  DecodeAttentionArgs hist, all;
+  hist.seq_lens = at::tensor(lens, at::TensorOptions().dtype(at::kInt));
+  all.seq_lens = hist.seq_lens + 1;
+  const at::Tensor got = decode_attention_with_new(q, k, v, hist, k_new, v_new);
+  const at::Tensor want = decode_attention(q, KvStore::fp(k_all), KvStore::fp(v_all), all);
+  EXPECT_TRUE(all_close(got, want, 1e-6, 1e-5));
+}
+
 TEST(OpsRef, BadArgumentsAreErrors) {
   at::manual_seed(8);
   const at::Tensor x = testing::random_rows({1, 2, 3, 64}, at::kFloat);

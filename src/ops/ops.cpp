@@ -122,6 +122,23 @@ at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore
   return out;
 }
 
+at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
+                                     const DecodeAttentionArgs& args, const at::Tensor& k_new,
+                                     const at::Tensor& v_new) {
+  ELI_CHECK(q.defined() && q.dim() == 4 && q.size(2) == 1,
+            "decode_attention_with_new: q must be [B, H, 1, D]");
+  ELI_CHECK(k_new.defined() && v_new.defined() && k_new.sizes() == q.sizes() &&
+                v_new.sizes() == q.sizes(),
+            "decode_attention_with_new: k_new and v_new must be [B, H, 1, D] like q");
+  at::Tensor hist = at::empty_like(q, at::MemoryFormat::Contiguous), lse;
+  decode_attention_out(q, k, v, args, hist, &lse);
+  const double scale =
+      args.sm_scale > 0 ? args.sm_scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  const at::Tensor lse_new =
+      (q.to(at::kFloat) * k_new.to(at::kFloat)).sum({2, 3}) * scale;  // [B, H]
+  return merge_attention(hist, lse, v_new.to(q.scalar_type()), lse_new).first;
+}
+
 std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
                                                   const at::Tensor& o2, const at::Tensor& lse2) {
   ELI_CHECK(o1.defined() && o2.defined() && o1.sizes() == o2.sizes() && o1.dim() >= 3,

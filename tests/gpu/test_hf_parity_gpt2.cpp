@@ -3,6 +3,8 @@
 // machine; set ELI_HF_GPT2_DIR=DIR. Skipped without a GPU or without that directory.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 
 #include "eli/kv_cache.h"

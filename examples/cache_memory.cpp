@@ -30,10 +30,11 @@ int main(int argc, char** argv) {
     for (const auto& m : eli::method_names()) {
       if (m != "no_cache") specs.push_back(m);
     }
-    for (const char* s : {"full+int8/per_tensor", "full+int8/group32", "full+int8/per_token_head/zp",
-                          "full+int4/group64", "full+int4/group32/zp", "full+int4/per_token_head",
-                          "paged+int8", "paged(block=16)+mixed", "sliding_window+int4",
-                          "chunked_cache+int8", "full+int4+residual=32", "full+mixed+rotate"}) {
+    for (const char* s :
+         {"full+int8/per_tensor", "full+int8/group32", "full+int8/per_token_head/zp",
+          "full+int4/group64", "full+int4/group32/zp", "full+int4/per_token_head", "paged+int8",
+          "paged(block=16)+mixed", "sliding_window+int4", "chunked_cache+int8",
+          "full+int4+residual=32", "full+mixed+rotate"}) {
       specs.push_back(s);
     }
     const std::map<std::string, double> targets{
@@ -70,8 +71,9 @@ int main(int argc, char** argv) {
                  s.tokens_stored, s.payload_bytes, s.scale_bytes, s.residual_bytes,
                  s.metadata_bytes, s.reserved_bytes, ratio, mark);
     }
-    fmt::print("ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
-               "reserved (unused capacity, block padding) is reported apart.\n");
+    fmt::print(
+        "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
+        "reserved (unused capacity, block padding) is reported apart.\n");
     return ok ? 0 : 1;
   } catch (const eli::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -30,20 +30,23 @@ at::Tensor reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   auto mask = at::zeros({t, n}, at::kDouble);
   for (int64_t i = 0; i < t; ++i) {
     for (int64_t j = 0; j < n; ++j) {
-      if (!(j <= p0 + i && visible(p0 + i, j))) mask[i][j] = -std::numeric_limits<double>::infinity();
+      if (!(j <= p0 + i && visible(p0 + i, j)))
+        mask[i][j] = -std::numeric_limits<double>::infinity();
     }
   }
   auto s = at::matmul(q.to(at::kDouble), k.to(at::kDouble).transpose(-2, -1)) /
-               std::sqrt(double(q.size(3))) + mask;
+               std::sqrt(double(q.size(3))) +
+           mask;
   return at::matmul(at::softmax(s, -1), v.to(at::kDouble));
 }
 
-void expect_close(const at::Tensor& got, const at::Tensor& want, double tol, const std::string& what) {
+void expect_close(const at::Tensor& got, const at::Tensor& want, double tol,
+                  const std::string& what) {
   auto diff = (got.to(at::kDouble) - want).abs().flatten();
   const int64_t i = diff.argmax().item<int64_t>();
-  EXPECT_LE(diff[i].item<double>(), tol) << what << ": worst element " << i << " got "
-                                         << got.flatten()[i].item<double>() << " want "
-                                         << want.flatten()[i].item<double>();
+  EXPECT_LE(diff[i].item<double>(), tol)
+      << what << ": worst element " << i << " got " << got.flatten()[i].item<double>() << " want "
+      << want.flatten()[i].item<double>();
 }
 
 TEST(CacheLayouts, PagedBitIdenticalToContiguousOver300Steps) {
@@ -58,8 +61,8 @@ TEST(CacheLayouts, PagedBitIdenticalToContiguousOver300Steps) {
         full->append(l, k, v);
         paged->append(l, k, v);
         auto a = full->attend(l, q), b = paged->attend(l, q);
-        ASSERT_TRUE(at::equal(a, b)) << codec << " layer " << l << " max diff "
-                                     << (a - b).abs().max().item<float>();
+        ASSERT_TRUE(at::equal(a, b))
+            << codec << " layer " << l << " max diff " << (a - b).abs().max().item<float>();
       }
     };
     step(13);  // prefill
@@ -67,8 +70,9 @@ TEST(CacheLayouts, PagedBitIdenticalToContiguousOver300Steps) {
     auto s = paged->stats();
     EXPECT_EQ(s.tokens_seen, 313);
     EXPECT_EQ(s.blocks_in_use, kBatch * ((313 + 6) / 7));
-    auto* pl = dynamic_cast<cache::Cache<cache::PagedLayout, cache::IdentityCodec,
-                                         cache::IdentityCodec>*>(paged.get());
+    auto* pl =
+        dynamic_cast<cache::Cache<cache::PagedLayout, cache::IdentityCodec, cache::IdentityCodec>*>(
+            paged.get());
     if (pl) EXPECT_EQ(pl->layout().free_blocks(), s.blocks_total - s.blocks_in_use);
     paged->reset();
     EXPECT_EQ(paged->stats().blocks_in_use, 0);
@@ -101,7 +105,8 @@ void check_against_masked(const std::string& method, const CacheConfig& c, Visib
 TEST(CacheLayouts, SlidingWindowEqualsMaskedFullAttention) {
   CacheConfig c;
   c.window_size = 16;
-  check_against_masked("sliding_window", c, [](int64_t p, int64_t j) { return p - j < 16; }, 1e-5);
+  check_against_masked(
+      "sliding_window", c, [](int64_t p, int64_t j) { return p - j < 16; }, 1e-5);
   auto s = make("sliding_window", c)->stats();
   EXPECT_EQ(s.tokens_stored, 0);
 }
@@ -110,8 +115,8 @@ TEST(CacheLayouts, SinksPlusWindowEqualsMaskedFullAttention) {
   CacheConfig c;
   c.window_size = 12;
   c.sink_tokens = 4;
-  check_against_masked("sliding_window", c,
-                       [](int64_t p, int64_t j) { return j < 4 || p - j < 12; }, 1e-5);
+  check_against_masked(
+      "sliding_window", c, [](int64_t p, int64_t j) { return j < 4 || p - j < 12; }, 1e-5);
   auto cache = make("sliding_window", c);
   for (int l = 0; l < 2; ++l) {
     cache->append(l, rnd(100), rnd(100));

@@ -50,10 +50,17 @@ TEST(CacheMatrix, EveryLayoutAndCodecRuns200StepsResetsAndHitsCapacity) {
   c.max_tokens = 230;
   QuantizationConfig q;
   q.residual_tokens = 5;
-  const std::vector<std::string> codecs{
-      "fp",          "int8",          "int8/per_tensor",     "int8/group64/zp",
-      "int4",        "int4/per_tensor", "int4/per_token_head/zp", "int4/group64",
-      "k:int8,v:int4", "k:int4/group32/zp,v:int8/per_tensor", "k:fp,v:int4"};
+  const std::vector<std::string> codecs{"fp",
+                                        "int8",
+                                        "int8/per_tensor",
+                                        "int8/group64/zp",
+                                        "int4",
+                                        "int4/per_tensor",
+                                        "int4/per_token_head/zp",
+                                        "int4/group64",
+                                        "k:int8,v:int4",
+                                        "k:int4/group32/zp,v:int8/per_tensor",
+                                        "k:fp,v:int4"};
   for (const std::string layout : {"full", "sliding", "paged", "chunked"}) {
     for (const auto& codec : codecs) {
       for (const std::string extra : {"", "+rotate"}) {
@@ -162,7 +169,8 @@ TEST(CacheMatrix, MethodNamesAndErrors) {
   EXPECT_EQ(make("paged+int8")->name(), "paged(block=64)+int8/per_token_head");
   EXPECT_EQ(make("sliding_window(window=32,sinks=4)+int4")->name(),
             "sliding(window=32,sinks=4)+int4/group32");
-  EXPECT_EQ(make("full+k:int8,v:int4/group64")->name(), "full+k:int8/per_token_head,v:int4/group64");
+  EXPECT_EQ(make("full+k:int8,v:int4/group64")->name(),
+            "full+k:int8/per_token_head,v:int4/group64");
   try {
     make("fancy_cache");
     FAIL() << "unknown name accepted";

@@ -52,8 +52,8 @@ TEST(CacheModel, PagedLogitsBitIdenticalToContiguousOver300Steps) {
   for (const std::string codec : {"", "+int8", "+mixed"}) {
     auto a = run("full" + codec, 300, c), b = run("paged" + codec, 300, c);
     for (size_t i = 0; i < a.size(); ++i) {
-      ASSERT_TRUE(at::equal(a[i], b[i])) << codec << " step " << i << " diff "
-                                         << (a[i] - b[i]).abs().max().item<float>();
+      ASSERT_TRUE(at::equal(a[i], b[i]))
+          << codec << " step " << i << " diff " << (a[i] - b[i]).abs().max().item<float>();
     }
   }
 }
@@ -63,9 +63,9 @@ TEST(CacheModel, QuantizedLogitsWithinMeasuredBounds) {
   // 100 steps (logits of this random model have std ~0.6).
   auto ref = run("full_cache", 100);
   const std::map<std::string, double> bound{
-      {"quant_int8", 1.6e-3}, {"quant_int4", 2.8e-2}, {"quant_mixed", 2.8e-2},
-      {"full+int8/per_tensor", 2.5e-3}, {"full+int4/group32/zp", 2.1e-2},
-      {"full+int4+rotate", 2.2e-2}};
+      {"quant_int8", 1.6e-3},           {"quant_int4", 2.8e-2},
+      {"quant_mixed", 2.8e-2},          {"full+int8/per_tensor", 2.5e-3},
+      {"full+int4/group32/zp", 2.1e-2}, {"full+int4+rotate", 2.2e-2}};
   std::map<std::string, double> got;
   for (const auto& [m, b] : bound) {
     got[m] = max_diff(run(m, 100), ref);

@@ -44,8 +44,9 @@ void expect_half_step(const QuantSpec& spec, const std::string& what) {
     auto excess = ((x - xr).abs() - step * 0.5 * (1 + 1e-6)).flatten();
     const int64_t worst = excess.argmax().item<int64_t>();
     EXPECT_LE(excess[worst].item<float>(), 0.0f)
-        << what << " d=" << d << ": worst element " << worst << " x=" << x.flatten()[worst].item<float>()
-        << " x'=" << xr.flatten()[worst].item<float>() << " step=" << step.flatten()[worst].item<float>();
+        << what << " d=" << d << ": worst element " << worst
+        << " x=" << x.flatten()[worst].item<float>() << " x'=" << xr.flatten()[worst].item<float>()
+        << " step=" << step.flatten()[worst].item<float>();
     // The error is not trivially zero: quantization happened.
     EXPECT_GT((x - xr).abs().max().item<float>(), 0.0f) << what;
     if (q.scales.defined()) EXPECT_EQ(q.scales.scalar_type(), at::kHalf) << what;
@@ -122,7 +123,8 @@ TEST(Codec, PackUnpackInt4MatchesStruct) {
   auto flat_p = packed.reshape({-1, 19});
   for (int64_t r = 0; r < flat_n.size(0); ++r) {
     for (int64_t j = 0; j < 19; ++j) {
-      auto byte = PackedInt4::pack(flat_n[r][2 * j].item<uint8_t>(), flat_n[r][2 * j + 1].item<uint8_t>());
+      auto byte =
+          PackedInt4::pack(flat_n[r][2 * j].item<uint8_t>(), flat_n[r][2 * j + 1].item<uint8_t>());
       ASSERT_EQ(flat_p[r][j].item<uint8_t>(), byte.bits) << "row " << r << " byte " << j;
     }
   }

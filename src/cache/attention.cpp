@@ -22,15 +22,13 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
     float* row = bias.data() + i * (s + t);
     for (int64_t j = 0; j < s; ++j) {
       const int64_t kp = hist_pos[static_cast<size_t>(j)];
-      const bool visible =
-          kp < 0 || mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
+      const bool visible = kp < 0 || mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
       row[j] = visible ? hist_bias[static_cast<size_t>(j)] : neg_inf;
       any = any || row[j] != 0.0f;
     }
     for (int64_t j = 0; j < t; ++j) {
       const int64_t kp = mask.q_pos0 + j;
-      const bool visible =
-          j <= i && (mask.window <= 0 || kp < mask.sinks || p - kp < mask.window);
+      const bool visible = j <= i && (mask.window <= 0 || kp < mask.sinks || p - kp < mask.window);
       row[s + j] = visible ? 0.0f : neg_inf;
       any = any || !visible;
     }

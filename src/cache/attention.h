@@ -11,9 +11,9 @@
 namespace eli::cache {
 
 struct AttendMask {
-  int64_t q_pos0 = 0;   // absolute position of query 0 (= positions stored before the append)
-  int64_t window = 0;   // > 0: key j visible to query p only if p - j < window ...
-  int64_t sinks = 0;    // ... or j < sinks
+  int64_t q_pos0 = 0;  // absolute position of query 0 (= positions stored before the append)
+  int64_t window = 0;  // > 0: key j visible to query p only if p - j < window ...
+  int64_t sinks = 0;   // ... or j < sinks
 };
 
 /// q, k_new, v_new: [B, H, T, D] (any float dtype); k_hist, v_hist: [B, H, S, D] fp32 (S may be
@@ -21,7 +21,6 @@ struct AttendMask {
 /// hist_bias[S]: additive logit bias. Returns fp32 [B, H, T, D].
 at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const at::Tensor& v_hist,
                           const std::vector<int64_t>& hist_pos, const std::vector<float>& hist_bias,
-                          const at::Tensor& k_new, const at::Tensor& v_new,
-                          const AttendMask& mask);
+                          const at::Tensor& k_new, const at::Tensor& v_new, const AttendMask& mask);
 
 }  // namespace eli::cache

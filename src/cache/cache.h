@@ -94,8 +94,8 @@ class Cache final : public KVCache, private Recoder {
     s.tokens_stored = f.stored_per_seq;
     s.tokens_evicted = f.evicted_per_seq;
     s.payload_bytes = per_slot * f.slots_stored * pay;
-    s.scale_bytes = per_slot * f.slots_stored * scl + kc_.tensor_scale_bytes() +
-                    vc_.tensor_scale_bytes();
+    s.scale_bytes =
+        per_slot * f.slots_stored * scl + kc_.tensor_scale_bytes() + vc_.tensor_scale_bytes();
     const int64_t row = a_.shape.head_dim * static_cast<int64_t>(at::elementSize(a_.dtype));
     const int64_t sides = (KCodec::kQuantized ? 1 : 0) + (VCodec::kQuantized ? 1 : 0);
     const int64_t rows_per_tok = resid_ > 0 ? per_slot * a_.batch * sides : 0;
@@ -185,8 +185,10 @@ class Cache final : public KVCache, private Recoder {
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
     const float k_old = kc_.observe(layer, xk), v_old = vc_.observe(layer, xv);
-    if (k_old > 0.0f) layout_.for_each_buffer(layer, false, [&](Parts& b) { kc_.rescale(layer, b, k_old); });
-    if (v_old > 0.0f) layout_.for_each_buffer(layer, true, [&](Parts& b) { vc_.rescale(layer, b, v_old); });
+    if (k_old > 0.0f)
+      layout_.for_each_buffer(layer, false, [&](Parts& b) { kc_.rescale(layer, b, k_old); });
+    if (v_old > 0.0f)
+      layout_.for_each_buffer(layer, true, [&](Parts& b) { vc_.rescale(layer, b, v_old); });
     layout_.write(layer, n_[l], xk, xv, kc_.encode(layer, xk), vc_.encode(layer, xv), *this);
     if (resid_ > 0) {
       const int64_t t = xk.size(2), keep = std::min(t, resid_);
@@ -231,7 +233,7 @@ class Cache final : public KVCache, private Recoder {
   KCodec kc_;
   VCodec vc_;
   Layout layout_;
-  std::vector<int64_t> n_;       // positions committed per layer
+  std::vector<int64_t> n_;           // positions committed per layer
   std::vector<at::Tensor> pk_, pv_;  // latest append per layer (rotated when asked)
   at::Tensor rot_;
   int64_t resid_ = 0;

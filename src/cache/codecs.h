@@ -77,9 +77,15 @@ class QuantCodec {
   std::string name() const {
     std::string n = kBits == 8 ? "int8/" : "int4/";
     switch (spec_.granularity) {
-      case Granularity::kPerTensor: n += "per_tensor"; break;
-      case Granularity::kPerTokenHead: n += "per_token_head"; break;
-      case Granularity::kGroup: n += "group" + std::to_string(spec_.group_size); break;
+      case Granularity::kPerTensor:
+        n += "per_tensor";
+        break;
+      case Granularity::kPerTokenHead:
+        n += "per_token_head";
+        break;
+      case Granularity::kGroup:
+        n += "group" + std::to_string(spec_.group_size);
+        break;
     }
     if (spec_.zero_point) n += "/zp";
     return n;

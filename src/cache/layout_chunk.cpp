@@ -27,9 +27,8 @@ int64_t ChunkSummaryLayout::summaries(int64_t n) const {
   return std::max<int64_t>(n - keep_, 0) / chunk_;
 }
 
-void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk,
-                               const at::Tensor& xv, const Parts& k, const Parts& v,
-                               Recoder& rc) {
+void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
+                               const Parts& k, const Parts& v, Recoder& rc) {
   const int64_t t = k[0].size(2);
   const int64_t n1 = pos0 + t;
   const int64_t s0 = summaries(pos0), s1 = summaries(n1);
@@ -42,7 +41,8 @@ void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk,
       if (c0 < pos0) {
         std::vector<int64_t> slots;
         for (int64_t p = c0; p < std::min(c1, pos0); ++p) slots.push_back(p % ring_);
-        pieces.push_back(rc.decode_rows(layer, is_v, read_slots(ring_buf_.side(layer, is_v), slots)));
+        pieces.push_back(
+            rc.decode_rows(layer, is_v, read_slots(ring_buf_.side(layer, is_v), slots)));
       }
       if (c1 > pos0) {
         const int64_t from = std::max(c0, pos0);

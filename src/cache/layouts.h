@@ -6,8 +6,8 @@
 // Every layout has the same surface:
 //   write(layer, pos0, xk, xv, k_parts, v_parts, recoder)  stores positions [pos0, pos0 + T)
 //   gather(layer, n) -> Gathered                            stored history after n positions
-//   for_each_buffer(layer, is_v, fn)                        every storage buffer (per_tensor rescale)
-//   footprint(n) -> Footprint                               slot counts after n positions
+//   for_each_buffer(layer, is_v, fn)                        every storage buffer (per_tensor
+//   rescale) footprint(n) -> Footprint                               slot counts after n positions
 //   window(), sinks()                                       attention mask (0 window = none)
 //   reset(), name()
 
@@ -43,14 +43,14 @@ struct Gathered {
 
 /// Slot counts of a layout after n positions (totals over the batch unless noted).
 struct Footprint {
-  int64_t stored_per_seq = 0;    // slots holding a token or summary, per sequence
-  int64_t evicted_per_seq = 0;   // positions dropped or pooled, per sequence
-  int64_t slots_stored = 0;      // batch total
-  int64_t slots_allocated = 0;   // batch total (incl. free blocks, empty ring slots)
-  int64_t padding_slots = 0;     // paged: unused slots of partly filled blocks
+  int64_t stored_per_seq = 0;   // slots holding a token or summary, per sequence
+  int64_t evicted_per_seq = 0;  // positions dropped or pooled, per sequence
+  int64_t slots_stored = 0;     // batch total
+  int64_t slots_allocated = 0;  // batch total (incl. free blocks, empty ring slots)
+  int64_t padding_slots = 0;    // paged: unused slots of partly filled blocks
   int64_t blocks_in_use = 0;
   int64_t blocks_total = 0;
-  int64_t metadata_bytes = 0;    // block tables
+  int64_t metadata_bytes = 0;  // block tables
 };
 
 /// The codec side a layout may call back into (chunk summaries are re-encoded means).
@@ -141,9 +141,9 @@ class PagedLayout {
   void ensure_blocks(int64_t n_end);
   LayoutArgs a_;
   int64_t bs_, max_blocks_, num_blocks_;
-  SlotBuffers pool_;                   // [num_blocks, H, block_size, w]
-  std::vector<int32_t> table_;         // host copy, [B * max_blocks]
-  std::vector<int32_t> free_;          // stack of free pool blocks
+  SlotBuffers pool_;            // [num_blocks, H, block_size, w]
+  std::vector<int32_t> table_;  // host copy, [B * max_blocks]
+  std::vector<int32_t> free_;   // stack of free pool blocks
   at::Tensor table_dev_;
 };
 

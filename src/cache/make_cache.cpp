@@ -21,9 +21,12 @@ std::unique_ptr<KVCache> build(const CacheArgs& a) {
 template <class L, class K>
 std::unique_ptr<KVCache> with_v(QuantMode v, const CacheArgs& a) {
   switch (v) {
-    case QuantMode::kNone: return build<L, K, cache::IdentityCodec>(a);
-    case QuantMode::kInt8: return build<L, K, cache::Int8Codec>(a);
-    case QuantMode::kInt4: return build<L, K, cache::Int4Codec>(a);
+    case QuantMode::kNone:
+      return build<L, K, cache::IdentityCodec>(a);
+    case QuantMode::kInt8:
+      return build<L, K, cache::Int8Codec>(a);
+    case QuantMode::kInt4:
+      return build<L, K, cache::Int4Codec>(a);
   }
   ELI_FAIL("unknown V quantization mode");
 }
@@ -31,9 +34,12 @@ std::unique_ptr<KVCache> with_v(QuantMode v, const CacheArgs& a) {
 template <class L>
 std::unique_ptr<KVCache> with_k(QuantMode k, QuantMode v, const CacheArgs& a) {
   switch (k) {
-    case QuantMode::kNone: return with_v<L, cache::IdentityCodec>(v, a);
-    case QuantMode::kInt8: return with_v<L, cache::Int8Codec>(v, a);
-    case QuantMode::kInt4: return with_v<L, cache::Int4Codec>(v, a);
+    case QuantMode::kNone:
+      return with_v<L, cache::IdentityCodec>(v, a);
+    case QuantMode::kInt8:
+      return with_v<L, cache::Int8Codec>(v, a);
+    case QuantMode::kInt4:
+      return with_v<L, cache::Int4Codec>(v, a);
   }
   ELI_FAIL("unknown K quantization mode");
 }
@@ -62,14 +68,14 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
   cache_cfg.validate();
   quant_cfg.validate();
   const cache::CacheSpec spec = cache::parse_cache_spec(method, cache_cfg, quant_cfg);
-  ELI_CHECK(shape.n_layer >= 1 && shape.n_head >= 1 && shape.head_dim >= 1 &&
-                shape.n_positions >= 1,
-            "make_cache: bad model shape (layers {}, heads {}, head_dim {}, positions {})",
-            shape.n_layer, shape.n_head, shape.head_dim, shape.n_positions);
+  ELI_CHECK(
+      shape.n_layer >= 1 && shape.n_head >= 1 && shape.head_dim >= 1 && shape.n_positions >= 1,
+      "make_cache: bad model shape (layers {}, heads {}, head_dim {}, positions {})", shape.n_layer,
+      shape.n_head, shape.head_dim, shape.n_positions);
   ELI_CHECK(batch >= 1, "make_cache: batch = {} must be >= 1", batch);
-  ELI_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 ||
-                dtype == at::kDouble,
-            "make_cache: dtype {} is not a floating type", c10::toString(dtype));
+  ELI_CHECK(
+      dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kDouble,
+      "make_cache: dtype {} is not a floating type", c10::toString(dtype));
 
   CacheArgs a;
   a.shape = shape;
@@ -97,9 +103,9 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
 }
 
 const std::vector<std::string>& method_names() {
-  static const std::vector<std::string> names{
-      "no_cache",   "full_cache",  "sliding_window",  "quant_int8",
-      "quant_int4", "quant_mixed", "paged_attention", "chunked_cache"};
+  static const std::vector<std::string> names{"no_cache",        "full_cache",   "sliding_window",
+                                              "quant_int8",      "quant_int4",   "quant_mixed",
+                                              "paged_attention", "chunked_cache"};
   return names;
 }
 

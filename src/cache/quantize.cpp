@@ -34,16 +34,21 @@ at::Tensor ungrouped(const at::Tensor& x) {
 
 int64_t QuantSpec::group_width(int64_t head_dim) const {
   switch (granularity) {
-    case Granularity::kGroup: return group_size;
-    default: return head_dim;
+    case Granularity::kGroup:
+      return group_size;
+    default:
+      return head_dim;
   }
 }
 
 int64_t QuantSpec::groups(int64_t head_dim) const {
   switch (granularity) {
-    case Granularity::kPerTensor: return 0;
-    case Granularity::kPerTokenHead: return 1;
-    case Granularity::kGroup: return head_dim / group_size;
+    case Granularity::kPerTensor:
+      return 0;
+    case Granularity::kPerTokenHead:
+      return 1;
+    case Granularity::kGroup:
+      return head_dim / group_size;
   }
   return 0;
 }
@@ -78,7 +83,8 @@ at::Tensor to_half_down(const at::Tensor& x) {
   auto h = xf.to(at::kHalf).contiguous();
   auto hf = h.to(at::kFloat);
   auto bits = h.view(at::kShort);
-  auto zero_down = at::full_like(bits, static_cast<int16_t>(0x8001));  // smallest negative subnormal
+  auto zero_down =
+      at::full_like(bits, static_cast<int16_t>(0x8001));  // smallest negative subnormal
   auto down = at::where(hf > 0, bits - 1, at::where(hf < 0, bits + 1, zero_down));
   return at::where(hf > xf, down, bits).view(at::kHalf);
 }

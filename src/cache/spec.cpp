@@ -51,18 +51,25 @@ int to_int(const std::string& key, const std::string& value, const std::string& 
 }
 
 std::string canonical_layout(const std::string& name, const std::string& spec) {
-  static const std::map<std::string, std::string> names{
-      {"full", "full"},       {"full_cache", "full"},       {"contiguous", "full"},
-      {"sliding", "sliding"}, {"sliding_window", "sliding"}, {"window", "sliding"},
-      {"paged", "paged"},     {"paged_attention", "paged"}, {"chunked", "chunked"},
-      {"chunked_cache", "chunked"}, {"chunk", "chunked"}};
+  static const std::map<std::string, std::string> names{{"full", "full"},
+                                                        {"full_cache", "full"},
+                                                        {"contiguous", "full"},
+                                                        {"sliding", "sliding"},
+                                                        {"sliding_window", "sliding"},
+                                                        {"window", "sliding"},
+                                                        {"paged", "paged"},
+                                                        {"paged_attention", "paged"},
+                                                        {"chunked", "chunked"},
+                                                        {"chunked_cache", "chunked"},
+                                                        {"chunk", "chunked"}};
   auto it = names.find(name);
   if (it != names.end()) return it->second;
   std::string methods;
   for (const auto& m : method_names()) methods += (methods.empty() ? "" : ", ") + m;
-  ELI_FAIL("unknown cache method or layout '{}' in '{}' (methods: {}; layouts: {}; see "
-           "docs/CACHES.md)",
-           name, spec, methods, kLayouts);
+  ELI_FAIL(
+      "unknown cache method or layout '{}' in '{}' (methods: {}; layouts: {}; see "
+      "docs/CACHES.md)",
+      name, spec, methods, kLayouts);
 }
 
 void apply_param(CacheSpec& s, const std::string& kv, const std::string& spec) {
@@ -86,9 +93,10 @@ void apply_param(CacheSpec& s, const std::string& kv, const std::string& spec) {
   } else if (s.layout == "chunked" && key == "bias") {
     s.cfg.summary_log_bias = v != 0;
   } else {
-    ELI_FAIL("cache spec '{}': unknown parameter '{}' for layout {} (valid: max; sliding: window, "
-             "sinks; paged: block; chunked: chunk, keep, bias)",
-             spec, key, s.layout);
+    ELI_FAIL(
+        "cache spec '{}': unknown parameter '{}' for layout {} (valid: max; sliding: window, "
+        "sinks; paged: block; chunked: chunk, keep, bias)",
+        spec, key, s.layout);
   }
 }
 

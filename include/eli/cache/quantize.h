@@ -18,11 +18,11 @@ namespace eli::quant {
 
 /// How one tensor of head vectors is quantized.
 struct QuantSpec {
-  int bits = 8;                                    // 8 or 4
+  int bits = 8;  // 8 or 4
   Granularity granularity = Granularity::kPerTokenHead;
-  int group_size = 32;                             // kGroup: 32 or 64, divides head_dim
-  bool zero_point = false;                         // asymmetric (kGroup / kPerTokenHead only)
-  float eps = 1e-8f;                               // scale floor
+  int group_size = 32;      // kGroup: 32 or 64, divides head_dim
+  bool zero_point = false;  // asymmetric (kGroup / kPerTokenHead only)
+  float eps = 1e-8f;        // scale floor
   /// Elements sharing one scale for a row of `head_dim` values.
   int64_t group_width(int64_t head_dim) const;
   /// Scales per row: 1 (per_token_head), head_dim / group_size (group), 0 (per_tensor).
@@ -35,8 +35,10 @@ struct QuantSpec {
 
 /// A quantized tensor of rows [..., D].
 struct QTensor {
-  at::Tensor codes;   // [..., D] int8 (symmetric INT8) / uint8 (asymmetric INT8); [..., D/2] uint8 (INT4)
-  at::Tensor scales;  // [..., G] fp16; undefined for per_tensor (the scale is a caller's fp32 scalar)
+  at::Tensor
+      codes;  // [..., D] int8 (symmetric INT8) / uint8 (asymmetric INT8); [..., D/2] uint8 (INT4)
+  at::Tensor
+      scales;  // [..., G] fp16; undefined for per_tensor (the scale is a caller's fp32 scalar)
   at::Tensor minima;  // [..., G] fp16; only with zero_point
 };
 

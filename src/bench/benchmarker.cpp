@@ -13,6 +13,7 @@ namespace eli::bench {
 
 void BenchmarkConfig::validate() const {
   ELI_CHECK(warmup >= 0, "BenchmarkConfig.warmup = {} must be >= 0", warmup);
+  ELI_CHECK(warmup_tokens >= 0, "BenchmarkConfig.warmup_tokens = {} must be >= 0", warmup_tokens);
   ELI_CHECK(repetitions >= 1, "BenchmarkConfig.repetitions = {} must be >= 1", repetitions);
   ELI_CHECK(eval_prefix >= 1, "BenchmarkConfig.eval_prefix = {} must be >= 1", eval_prefix);
   ELI_CHECK(eval_tokens >= 1, "BenchmarkConfig.eval_tokens = {} must be >= 1", eval_tokens);
@@ -123,7 +124,11 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   res.warmup = cfg_.warmup;
   res.repetitions = cfg_.repetitions;
 
-  for (int i = 0; i < cfg_.warmup; ++i) gen.generate(prompts, gcfg);
+  // Warm-up runs prefill at full size and decode a few steps: allocator pools and caches are
+  // then warm without paying for a whole generation.
+  GenerationConfig warm = gcfg;
+  if (cfg_.warmup_tokens > 0) warm.max_new_tokens = std::min(cfg_.warmup_tokens, max_new_tokens);
+  for (int i = 0; i < cfg_.warmup; ++i) gen.generate(prompts, warm);
 
   const at::Device device = model_->device();
   CpuPeakMeter cpu;

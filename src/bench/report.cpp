@@ -127,6 +127,7 @@ json context_json(const RunContext& c) {
 json config_json(const BenchmarkConfig& b) {
   const GenerationConfig& g = b.generation;
   return {{"warmup", b.warmup},
+          {"warmup_tokens", b.warmup_tokens},
           {"repetitions", b.repetitions},
           {"quality", b.quality},
           {"eval_prefix", b.eval_prefix},

@@ -24,9 +24,10 @@ struct BenchmarkConfig {
   /// `max_new_tokens` are set per call. Greedy by default, and runs ignore stop tokens so every
   /// method generates the same number of tokens.
   GenerationConfig generation;
-  int warmup = 1;       // >= 0 untimed generate() calls per measured point
-  int repetitions = 3;  // >= 1 timed generate() calls per measured point
-  bool quality = true;  // measure Quality (text similarity always; stream metrics need eval_ids)
+  int warmup = 1;         // >= 0 untimed generate() calls per measured point
+  int warmup_tokens = 4;  // >= 0 tokens per warm-up call (0 = as many as measured)
+  int repetitions = 3;    // >= 1 timed generate() calls per measured point
+  bool quality = true;    // measure Quality (text similarity always; stream metrics need eval_ids)
   std::vector<int64_t> eval_ids;  // held-out token stream for perplexity / KL / top-1
   int eval_prefix = 32;           // >= 1 tokens prefilled before scoring starts
   int eval_tokens = 256;          // >= 1 tokens scored one by one through the cache

@@ -1,0 +1,54 @@
+// basic_benchmark: every KV-cache method (or those given) at one (batch, prompt length) point:
+// throughput, latency, memory, exact cache bytes and quality against the full cache.
+#include "bench_common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"eli basic_benchmark: compare KV-cache methods at one batch size and prompt length"};
+  examples::CommonOptions o;
+  o.repetitions = 3;
+  std::string prompt;
+  examples::add_common_options(app, o);
+  app.add_option("--prompt", prompt,
+                 "Prompt text (default: --prompt-len tokens of the evaluation text)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto s = examples::load(o, "random:L4-E256-H4");
+    if (o.methods.empty()) o.methods = eli::method_names();
+    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
+                              s.tokenizer ? &*s.tokenizer : nullptr);
+    std::vector<std::vector<int64_t>> prompts;
+    if (!prompt.empty()) {
+      ELI_CHECK(s.tokenizer.has_value(),
+                "--prompt needs a model whose vocabulary matches the "
+                "tokenizer's");
+      prompts.assign(static_cast<size_t>(o.batch.front()), s.tokenizer->encode(prompt));
+    } else {
+      prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
+                                              o.prompt_len.front());
+    }
+    eli::bench::ProgressLine progress(std::cerr);
+    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
+    eli::bench::Report rep;
+    rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
+    rep.context.command = examples::command_line(argc, argv);
+    rep.context.notes = s.notes;
+    rep.config = b.config();
+    rep.sweep.max_new_tokens = o.max_new_tokens;
+    rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
+    progress.finish();
+    examples::emit(rep, o.json, o.csv);
+    if (s.tokenizer) {
+      std::cout << "\nGreedy continuations (sequence 0):\n";
+      for (const auto& r : rep.results) {
+        if (!r.error.empty()) continue;
+        std::string text = r.sample_text;
+        for (char& ch : text) ch = ch == '\n' ? ' ' : ch;
+        std::cout << fmt::format("  {:<18} {}\n", r.method, text.substr(0, 100));
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,214 @@
+#pragma once
+// Shared by basic_benchmark, quantized_cache and comprehensive_benchmark: the common flags
+// (--model --device --methods --max-new-tokens --batch --prompt-len --json --csv ...), model,
+// tokenizer and evaluation-text loading, and writing the reports. Header-only: each example is
+// one executable.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "eli/bench/benchmarker.h"
+#include "eli/bench/metrics.h"
+#include "eli/bench/report.h"
+#include "eli/eli.h"
+
+namespace examples {
+
+struct CommonOptions {
+  std::string model = "default";
+  std::string device = "auto";
+  std::string tokenizer;  // directory; default: the model's, else assets/tokenizer
+  std::vector<std::string> methods;
+  int max_new_tokens = 32;
+  std::vector<int64_t> batch{1};
+  std::vector<int64_t> prompt_len{128};
+  std::string json, csv;
+  int warmup = 1;
+  int repetitions = 3;
+  bool no_quality = false;
+  std::string eval_file;  // default: assets/eval/kjv_heldout.txt
+  int eval_prefix = 64;
+  int eval_tokens = 256;
+  uint64_t seed = 42;
+  eli::CacheConfig cache;
+  eli::QuantizationConfig quant;
+  std::string granularity = "per_token_head";
+};
+
+inline void add_common_options(CLI::App& app, CommonOptions& o) {
+  app.add_option("--model", o.model,
+                 "Hugging Face GPT-2 directory, 'default' (assets/models), or random:NAME "
+                 "(gpt2, tiny, L<l>-E<e>-H<h>[-V<v>][-P<p>])")
+      ->capture_default_str();
+  app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--tokenizer", o.tokenizer,
+                 "Tokenizer directory (default: the model's, else assets/tokenizer)");
+  app.add_option("--methods", o.methods,
+                 "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
+                 "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, "
+                 "chunked_cache, or e.g. sliding_window+int4 (docs/CACHES.md)")
+      ->delimiter(',');
+  app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
+      ->capture_default_str();
+  app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--prompt-len", o.prompt_len, "Prompt length(s) in tokens, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--json", o.json, "Write every number and the run context as JSON here");
+  app.add_option("--csv", o.csv, "Write one CSV row per (method, batch, prompt length) here");
+  app.add_option("--warmup", o.warmup, "Untimed runs per point")->capture_default_str();
+  app.add_option("--repetitions", o.repetitions, "Timed runs per point")->capture_default_str();
+  app.add_flag("--no-quality", o.no_quality, "Skip perplexity / KL / top-1 / text similarity");
+  app.add_option("--eval-file", o.eval_file,
+                 "Held-out text for perplexity and KL (default: assets/eval/kjv_heldout.txt)");
+  app.add_option("--eval-prefix", o.eval_prefix, "Tokens prefilled before scoring")
+      ->capture_default_str();
+  app.add_option("--eval-tokens", o.eval_tokens, "Tokens scored one by one through the cache")
+      ->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed (random weights)")->capture_default_str();
+  app.add_option("--window", o.cache.window_size, "sliding_window: tokens kept")
+      ->capture_default_str();
+  app.add_option("--sinks", o.cache.sink_tokens, "sliding_window: attention-sink tokens")
+      ->capture_default_str();
+  app.add_option("--block-size", o.cache.block_size, "paged_attention: tokens per block")
+      ->capture_default_str();
+  app.add_option("--chunk-size", o.cache.chunk_size, "chunked_cache: tokens per summary")
+      ->capture_default_str();
+  app.add_option("--keep-last", o.cache.keep_last, "chunked_cache: newest tokens kept exact")
+      ->capture_default_str();
+  app.add_option("--granularity", o.granularity,
+                 "Quantization scales: per_token_head | group | per_tensor")
+      ->capture_default_str();
+  app.add_option("--group-size", o.quant.group_size, "group granularity: 32 or 64")
+      ->capture_default_str();
+  app.add_option("--residual", o.quant.residual_tokens, "Newest tokens kept unquantized")
+      ->capture_default_str();
+}
+
+struct Setup {
+  std::string model_spec;  // what was loaded (after a fallback)
+  at::Device device = at::kCPU;
+  std::optional<eli::model::GPT2> model;
+  std::optional<eli::Tokenizer> tokenizer;  // only when its vocabulary matches the model's
+  std::vector<int64_t> text_ids;            // the evaluation text, tokenized (ids < vocab)
+  std::vector<std::string> notes;
+};
+
+inline bool file_exists(const std::string& p) { return std::filesystem::is_regular_file(p); }
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ELI_CHECK(static_cast<bool>(in), "cannot read '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Loads model, tokenizer and evaluation text. "default" falls back to a random model with a
+/// note when the shipped model is missing.
+inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
+  Setup s;
+  s.device = eli::model::resolve_device(o.device);
+  const at::ScalarType dtype = eli::model::default_dtype(s.device);
+  s.model_spec = o.model;
+  if (o.model == "default" && !file_exists(eli::model::default_model_dir() + "/config.json")) {
+    s.notes.push_back(
+        fmt::format("the default model ({}) is missing; using {} (random weights: "
+                    "speed and memory are real, quality numbers are not)",
+                    eli::model::default_model_dir(), fallback_model));
+    s.model_spec = fallback_model;
+  }
+  s.model.emplace(eli::model::GPT2::from_spec(s.model_spec, s.device, dtype, o.seed));
+  const int64_t vocab = s.model->config().vocab_size;
+
+  std::vector<std::string> dirs;
+  if (!o.tokenizer.empty()) dirs.push_back(o.tokenizer);
+  if (s.model_spec.rfind("random:", 0) != 0) {
+    dirs.push_back(s.model_spec == "default" ? eli::model::default_model_dir() : s.model_spec);
+  }
+  dirs.push_back(eli::model::assets_dir() + "/tokenizer");
+  std::optional<eli::Tokenizer> tok;
+  for (const auto& d : dirs) {
+    try {
+      tok.emplace(eli::Tokenizer::from_dir(d));
+      break;
+    } catch (const eli::Error&) {
+      if (!o.tokenizer.empty() && d == o.tokenizer) throw;
+    }
+  }
+  ELI_CHECK(tok.has_value(), "no tokenizer found (tried the model directory and assets/tokenizer)");
+
+  const std::string eval =
+      o.eval_file.empty() ? eli::model::assets_dir() + "/eval/kjv_heldout.txt" : o.eval_file;
+  s.text_ids = tok->encode(read_file(eval));
+  ELI_CHECK(s.text_ids.size() >= 2, "evaluation text '{}' has fewer than 2 tokens", eval);
+  if (tok->vocab_size() == vocab) {
+    s.tokenizer = std::move(tok);
+  } else {
+    // A random model with a small vocabulary: fold the ids into it. Speed and memory are
+    // unaffected; text and quality then only compare methods with each other.
+    for (int64_t& id : s.text_ids) id %= vocab;
+    s.notes.push_back(
+        fmt::format("model vocabulary ({}) differs from the tokenizer's ({}): token "
+                    "ids of the text are folded modulo {}, no decoded text",
+                    vocab, tok->vocab_size(), vocab));
+  }
+  return s;
+}
+
+/// The benchmark configuration from the flags; the first eval_prefix + eval_tokens tokens of
+/// the evaluation text score quality, the prompts come from the text after them.
+inline eli::bench::BenchmarkConfig bench_config(const CommonOptions& o, const Setup& s) {
+  eli::bench::BenchmarkConfig c;
+  c.warmup = o.warmup;
+  c.repetitions = o.repetitions;
+  c.quality = !o.no_quality;
+  c.eval_prefix = o.eval_prefix;
+  c.eval_tokens = o.eval_tokens;
+  c.eval_ids = s.text_ids;
+  c.generation.cache = o.cache;
+  c.generation.quant = o.quant;
+  c.generation.quant.granularity = eli::parse_granularity(o.granularity);
+  c.generation.sampling.seed = o.seed;
+  return c;
+}
+
+/// Token stream for prompts: the evaluation text after the part used for quality.
+inline std::vector<int64_t> prompt_stream(const CommonOptions& o, const Setup& s) {
+  const size_t skip = static_cast<size_t>(o.eval_prefix + o.eval_tokens);
+  if (s.text_ids.size() > skip + 16) return {s.text_ids.begin() + skip, s.text_ids.end()};
+  return s.text_ids;
+}
+
+inline std::string command_line(int argc, char** argv) {
+  std::string c;
+  for (int i = 0; i < argc; ++i) c += (i ? " " : "") + std::string(argv[i]);
+  return c;
+}
+
+/// Prints the table and notes on stdout; writes JSON / CSV when paths are given.
+inline void emit(const eli::bench::Report& rep, const std::string& json, const std::string& csv) {
+  const auto& c = rep.context;
+  std::cout << fmt::format("eli {} | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads\n",
+                           c.eli_version, c.model, c.model_shape, c.n_params / 1e6, c.device,
+                           c.device_name, c.dtype, c.threads);
+  for (const auto& n : c.notes) std::cout << "note: " << n << "\n";
+  std::cout << eli::bench::format_table(rep.results);
+  if (!json.empty()) {
+    eli::bench::write_text_file(json, eli::bench::to_json(rep));
+    std::cout << "wrote " << json << "\n";
+  }
+  if (!csv.empty()) {
+    eli::bench::write_text_file(csv, eli::bench::to_csv(rep));
+    std::cout << "wrote " << csv << "\n";
+  }
+}
+
+}  // namespace examples

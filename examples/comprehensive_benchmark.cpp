@@ -1,0 +1,207 @@
+// comprehensive_benchmark: the main job. With no arguments: all eight KV-cache methods on the
+// default model (CUDA when present, else CPU), swept over batch size and prompt length, with
+// quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots.
+#include <ATen/Context.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "bench_common.h"
+
+namespace {
+
+// The plot script: $ELI_PLOT_SCRIPT, the source tree's scripts/, or ./scripts/.
+std::string find_plot_script() {
+  if (const char* env = std::getenv("ELI_PLOT_SCRIPT"); env && *env) return env;
+  for (const std::string& p : {eli::model::assets_dir() + "/../scripts/plot_results.py",
+                               std::string("scripts/plot_results.py")}) {
+    if (examples::file_exists(p)) return std::filesystem::weakly_canonical(p).string();
+  }
+  return "";
+}
+
+// A python3 that can import matplotlib: the one on PATH, else Debian's.
+std::string find_python() {
+  for (const char* py : {"python3", "/usr/bin/python3"}) {
+    const std::string cmd = fmt::format("{} -c 'import matplotlib' >/dev/null 2>&1", py);
+    if (std::system(cmd.c_str()) == 0) return py;
+  }
+  return "";
+}
+
+// One sweep size; the first that fits the time budget runs (see estimate_s).
+struct Plan {
+  std::vector<int64_t> batch, lens;
+  int max_new, reps, eval_tokens;
+};
+
+const std::vector<Plan>& ladder() {
+  static const std::vector<Plan> plans{{{1, 4, 8}, {128, 512, 896}, 32, 3, 448},
+                                       {{1, 4}, {128, 384, 896}, 32, 2, 448},
+                                       {{1, 4}, {64, 256, 512}, 32, 2, 320},
+                                       {{1, 2}, {64, 256}, 24, 2, 192},
+                                       {{1}, {32, 128}, 16, 1, 128}};
+  return plans;
+}
+
+// Seconds the plan should take, from per-token costs measured on this machine: prefill ms per
+// token (batched) and decode ms per step and sequence. Decode cost is taken as linear in the
+// batch, no_cache as a prefill of the whole sequence at every step.
+double estimate_s(const Plan& p, const std::vector<std::string>& methods, int eval_prefix,
+                  int warmup, int warmup_tokens, double pre_ms, double dec_ms) {
+  double ms = 0;
+  const bool has_full = std::find(methods.begin(), methods.end(), "full_cache") != methods.end();
+  for (int64_t b : p.batch) {
+    for (int64_t len : p.lens) {
+      auto gen_ms = [&](const std::string& m, int n) {
+        if (m == "no_cache") return n * b * (len + n / 2.0) * pre_ms;
+        return b * len * pre_ms + (n - 1) * b * dec_ms;
+      };
+      for (const auto& m : methods) {
+        ms +=
+            p.reps * gen_ms(m, p.max_new) + warmup * gen_ms(m, std::min(warmup_tokens, p.max_new));
+      }
+      if (!has_full) ms += gen_ms("full_cache", p.max_new);
+    }
+  }
+  ms += static_cast<double>(methods.size() + 1) * (eval_prefix * pre_ms + p.eval_tokens * dec_ms);
+  return ms / 1000.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "eli comprehensive_benchmark: every KV-cache method, swept over batch size and prompt "
+      "length, with quality against the full cache. No arguments = the README's main job."};
+  examples::CommonOptions o;
+  o.batch = {1, 4};
+  o.prompt_len = {128, 384, 896};
+  o.max_new_tokens = 32;
+  o.warmup = 1;
+  o.repetitions = 2;
+  o.eval_prefix = 64;
+  o.eval_tokens = 448;  // longer than the window / keep_last so eviction and pooling show
+  // Small enough that eviction and pooling happen at the sweep's contexts.
+  o.cache.window_size = 128;
+  o.cache.chunk_size = 32;
+  o.cache.keep_last = 64;
+  std::string out_dir = "results", plots_dir;
+  bool no_plots = false;
+  double budget_s = 200;
+  examples::add_common_options(app, o);
+  app.add_option("--time-budget", budget_s,
+                 "Seconds the default sweep may take: the largest preset sweep whose estimate "
+                 "(from a short calibration run) fits is chosen; ignored when --batch, "
+                 "--prompt-len, --max-new-tokens, --repetitions or --eval-tokens is given")
+      ->capture_default_str();
+  app.add_option("--out-dir", out_dir,
+                 "Directory for comprehensive.json / .csv when --json / --csv are not given")
+      ->capture_default_str();
+  app.add_option("--plots", plots_dir, "Directory for the PNG plots (default: OUT_DIR/plots)");
+  app.add_flag("--no-plots", no_plots, "Do not run scripts/plot_results.py");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (o.json.empty()) o.json = out_dir + "/comprehensive.json";
+    if (o.csv.empty()) o.csv = out_dir + "/comprehensive.csv";
+    if (plots_dir.empty()) plots_dir = out_dir + "/plots";
+    auto s = examples::load(o, "random:L4-E256-H4");
+    if (o.methods.empty()) o.methods = eli::method_names();
+    const bool explicit_sweep = app.count("--batch") + app.count("--prompt-len") +
+                                    app.count("--max-new-tokens") + app.count("--repetitions") +
+                                    app.count("--eval-tokens") >
+                                0;
+    if (!explicit_sweep) {
+      // Calibrate: per-token prefill and decode cost of the full cache on this machine.
+      const eli::Generator gen(*s.model);
+      eli::GenerationConfig g;
+      g.max_new_tokens = 9;
+      const auto calib_prompt = eli::bench::make_prompt_batch(s.text_ids, 1, 64);
+      gen.generate(calib_prompt, g);
+      const auto r = gen.generate(calib_prompt, g);
+      const double pre_ms = r.timing.prefill_ms / 64.0;
+      const double dec_ms = eli::bench::mean(r.timing.decode_ms);
+      const Plan* chosen = &ladder().back();
+      double est = 0;
+      for (const Plan& p : ladder()) {
+        est = estimate_s(p, o.methods, o.eval_prefix, o.warmup, 4, pre_ms, dec_ms);
+        if (est <= budget_s) {
+          chosen = &p;
+          break;
+        }
+      }
+      o.batch = chosen->batch;
+      o.prompt_len = chosen->lens;
+      o.max_new_tokens = chosen->max_new;
+      o.repetitions = chosen->reps;
+      o.eval_tokens = chosen->eval_tokens;
+      s.notes.push_back(fmt::format(
+          "sweep chosen for a {:.0f} s budget (calibration: prefill {:.2f} ms/token, decode "
+          "{:.2f} ms/step): batch {}, prompt lengths {}, {} new tokens, {} repetitions, "
+          "{} scored tokens; estimated {:.0f} s",
+          budget_s, pre_ms, dec_ms, fmt::join(o.batch, ","), fmt::join(o.prompt_len, ","),
+          o.max_new_tokens, o.repetitions, o.eval_tokens, est));
+    }
+    const int64_t n_pos = s.model->config().n_positions;
+    std::vector<int64_t> lens;
+    for (int64_t len : o.prompt_len) {
+      if (len + o.max_new_tokens - 1 <= n_pos) {
+        lens.push_back(len);
+      } else {
+        s.notes.push_back(
+            fmt::format("prompt length {} skipped: with {} new tokens it exceeds "
+                        "n_positions = {}",
+                        len, o.max_new_tokens, n_pos));
+      }
+    }
+    ELI_CHECK(!lens.empty(), "no prompt length fits the model's n_positions = {}", n_pos);
+    if (o.device == "auto" && !s.device.is_cuda()) {
+      s.notes.push_back(at::hasCUDA() ? "running on the CPU"
+                                      : "no CUDA device (or a CPU-only build): running on the CPU");
+    }
+
+    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
+                              s.tokenizer ? &*s.tokenizer : nullptr);
+    eli::bench::ProgressLine progress(std::cerr);
+    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
+    eli::bench::Report rep;
+    rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
+    rep.context.command = examples::command_line(argc, argv);
+    rep.sweep.batch_sizes = o.batch;
+    rep.sweep.prompt_lens = lens;
+    rep.sweep.max_new_tokens = o.max_new_tokens;
+    rep.config = b.config();
+    rep.results = b.compare_ids({examples::prompt_stream(o, s)}, o.methods, rep.sweep);
+    progress.finish();
+
+    if (!no_plots) {
+      const std::string script = find_plot_script();
+      const std::string python = find_python();
+      if (script.empty()) {
+        s.notes.push_back("plots skipped: scripts/plot_results.py not found (set ELI_PLOT_SCRIPT)");
+      } else if (python.empty()) {
+        s.notes.push_back(fmt::format(
+            "plots skipped: python3 with matplotlib is not available (Debian: apt-get install "
+            "python3-matplotlib), then run: python3 {} {} --out {}",
+            script, o.json, plots_dir));
+        no_plots = true;
+      }
+      rep.context.notes = s.notes;
+      examples::emit(rep, o.json, o.csv);
+      if (!script.empty() && !no_plots) {
+        const std::string cmd =
+            fmt::format("{} '{}' '{}' --out '{}'", python, script, o.json, plots_dir);
+        if (std::system(cmd.c_str()) != 0) {
+          std::fprintf(stderr, "warning: plotting failed: %s\n", cmd.c_str());
+        }
+      }
+    } else {
+      rep.context.notes = s.notes;
+      examples::emit(rep, o.json, o.csv);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,69 @@
+// quantized_cache: greedy generation through INT8, INT4 and mixed (INT8 K / INT4 V) caches next
+// to the full cache: the text each produces, the exact cache bytes, and quality.
+#include "bench_common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"eli quantized_cache: what INT8 / INT4 / mixed KV caches cost and save"};
+  examples::CommonOptions o;
+  o.max_new_tokens = 48;
+  o.repetitions = 2;
+  std::string prompt = "And God said unto Moses,";
+  std::vector<std::string> modes{"int8", "int4", "mixed"};
+  examples::add_common_options(app, o);
+  app.add_option("--prompt", prompt, "Prompt for the side-by-side generations")
+      ->capture_default_str();
+  app.add_option("--modes", modes, "Quantization modes: int8, int4, mixed")
+      ->delimiter(',')
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto s = examples::load(o, "random:L4-E256-H4");
+    const eli::Tokenizer* tok = s.tokenizer ? &*s.tokenizer : nullptr;
+    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s), tok);
+    std::vector<int64_t> prompt_ids = tok ? tok->encode(prompt) : examples::prompt_stream(o, s);
+    if (!tok) prompt_ids.resize(std::min<size_t>(prompt_ids.size(), 16));
+
+    // Side by side: the full cache, then each quantized mode.
+    const eli::Generator gen(*s.model);
+    eli::GenerationConfig full = b.config().generation;
+    full.method = "full_cache";
+    full.max_new_tokens = o.max_new_tokens;
+    const auto ref = gen.generate({prompt_ids}, full);
+    const double full_mb = eli::bench::to_mb(static_cast<double>(ref.cache_stats.total_bytes()));
+    auto show = [&](const std::string& name, const std::vector<int64_t>& ids, double mb) {
+      std::string text = tok ? tok->decode(ids) : fmt::format("{} token ids", ids.size());
+      for (char& ch : text) ch = ch == '\n' ? ' ' : ch;
+      std::cout << fmt::format("{:<12} {:>8.4f} MB  {:>5.2f}x  ROUGE-L {:.3f}\n  {}\n", name, mb,
+                               full_mb / mb, eli::bench::rouge_l_f1(ref.tokens[0], ids), text);
+    };
+    std::cout << "prompt: " << (tok ? prompt : fmt::format("{} ids", prompt_ids.size())) << "\n";
+    std::cout << "cache        cache size  saving   (ROUGE-L: token level, vs full_cache)\n";
+    show("full_cache", ref.tokens[0], full_mb);
+    std::vector<std::string> methods{"full_cache"};
+    for (const auto& m : modes) {
+      const auto q = b.generate_with_quantized_kv(prompt_ids, o.max_new_tokens, m);
+      show(q.method, q.tokens, q.cache_mb);
+      methods.push_back(q.method);
+    }
+    std::cout << "\n";
+
+    eli::bench::ProgressLine progress(std::cerr);
+    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
+    eli::bench::Report rep;
+    rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
+    rep.context.command = examples::command_line(argc, argv);
+    rep.context.notes = s.notes;
+    rep.config = b.config();
+    rep.sweep.batch_sizes = o.batch;
+    rep.sweep.prompt_lens = o.prompt_len;
+    rep.sweep.max_new_tokens = o.max_new_tokens;
+    rep.results = b.compare_ids({examples::prompt_stream(o, s)},
+                                o.methods.empty() ? methods : o.methods, rep.sweep);
+    progress.finish();
+    examples::emit(rep, o.json, o.csv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Plots from an eli benchmark JSON (comprehensive_benchmark --json): PNG files.
+
+  python3 scripts/plot_results.py results/comprehensive.json [--out results/plots]
+
+Writes, one panel per batch size where it applies:
+  throughput_vs_context.png   decode tokens/s vs prompt length, one line per method
+  cache_memory_vs_context.png exact cache MB (CacheStats::total_bytes) vs context length
+  quality_vs_bytes.png        KL(full || method) and top-1 agreement vs cache bytes per token
+Needs python3 and matplotlib (Debian: apt-get install python3-matplotlib).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def finite(x):
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def by_method(results, batch, xkey, ykey):
+    """{method: ([x], [y])} for one batch size, sorted by x, finite points only."""
+    series = defaultdict(list)
+    for r in results:
+        if r.get("error") or r["batch"] != batch:
+            continue
+        x, y = r[xkey], r[ykey]
+        if finite(x) and finite(y):
+            series[r["method"]].append((x, y))
+    return {m: tuple(zip(*sorted(pts))) for m, pts in series.items()}
+
+
+def method_order(results):
+    seen = []
+    for r in results:
+        if r["method"] not in seen:
+            seen.append(r["method"])
+    return seen
+
+
+def title_of(ctx):
+    return "{} ({}) on {} [{}], {}, eli {}".format(
+        ctx.get("model"), ctx.get("model_shape"), ctx.get("device"), ctx.get("device_name"),
+        ctx.get("dtype"), ctx.get("eli_version"))
+
+
+def line_panels(results, ctx, xkey, ykey, xlabel, ylabel, path, logy=False):
+    batches = sorted({r["batch"] for r in results if not r.get("error")})
+    if not batches:
+        return False
+    order = method_order(results)
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    for ax, b in zip(axes[0], batches):
+        series = by_method(results, b, xkey, ykey)
+        for m in order:
+            if m in series:
+                xs, ys = series[m]
+                ax.plot(xs, ys, marker="o", label=m)
+        ax.set_title("batch {}".format(b))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.suptitle(title_of(ctx), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def quality_panel(results, ctx, path):
+    # One point per method: its longest-context, smallest-batch run (most compression).
+    best = {}
+    for r in results:
+        if r.get("error") or not finite(r.get("bytes_per_token")):
+            continue
+        key = (-r["prompt_len"] - r["new_tokens"], r["batch"])
+        if r["method"] not in best or key < best[r["method"]][0]:
+            best[r["method"]] = (key, r)
+    pts = [(m, r) for m, (_, r) in best.items() if finite(r["quality"].get("kl_vs_full"))]
+    if not pts:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for m, r in pts:
+        q = r["quality"]
+        bpt = r["bytes_per_token"]
+        ax1.scatter(bpt, q["kl_vs_full"])
+        ax1.annotate(m, (bpt, q["kl_vs_full"]), fontsize=8, xytext=(4, 4),
+                     textcoords="offset points")
+        if finite(q.get("top1_agreement")):
+            ax2.scatter(bpt, q["top1_agreement"])
+            ax2.annotate(m, (bpt, q["top1_agreement"]), fontsize=8, xytext=(4, 4),
+                         textcoords="offset points")
+    ax1.set_yscale("symlog", linthresh=1e-4)
+    ax1.set_ylabel("KL(full || method), nats / token")
+    ax2.set_ylabel("top-1 agreement with full cache")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("cache bytes per context token (incl. scales + metadata)")
+        ax.grid(True, alpha=0.3)
+    n = pts[0][1]["quality"].get("eval_tokens")
+    fig.suptitle("quality vs memory ({} tokens scored through each cache)\n{}".format(
+        n, title_of(ctx)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", help="benchmark JSON written by an eli example (--json)")
+    ap.add_argument("--out", default=None, help="output directory (default: <json dir>/plots)")
+    args = ap.parse_args()
+    with open(args.json, encoding="utf-8") as f:
+        data = json.load(f)
+    results, ctx = data.get("results", []), data.get("context", {})
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.json)), "plots")
+    os.makedirs(out, exist_ok=True)
+    made = []
+    p = os.path.join(out, "throughput_vs_context.png")
+    if line_panels(results, ctx, "prompt_len", "decode_tokens_per_sec", "prompt length (tokens)",
+                   "decode tokens / s (all sequences)", p, logy=True):
+        made.append(p)
+    p = os.path.join(out, "cache_memory_vs_context.png")
+    if line_panels(results, ctx, "context_len", "cache_mb", "context length (prompt + new)",
+                   "KV cache MB (exact, 2^20 bytes)", p):
+        made.append(p)
+    p = os.path.join(out, "quality_vs_bytes.png")
+    if quality_panel(results, ctx, p):
+        made.append(p)
+    if not made:
+        print("plot_results: no plottable results in " + args.json, file=sys.stderr)
+        return 1
+    for p in made:
+        print("wrote " + p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ if [ "${ELI_SKIP_APT:-0}" != 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake ninja-build ccache pkg-config \
     libtorch-dev libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev \
-    libpcre2-dev libcli11-dev python3 python3-matplotlib >/dev/null
+    libpcre2-dev libcli11-dev libopenblas0-pthread python3 python3-matplotlib >/dev/null
 fi
 
 ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release)

@@ -65,14 +65,18 @@ namespace {
 template <typename Elem, int kD, Format F>
 cudaError_t run_dequantize(const QuantView& src, const RowMap& map, int t0, int B, int H, int T,
                            void* out, cudaStream_t stream) {
-  constexpr int kThreads = 256;
-  constexpr int kVecPerRow = kD / detail::Storage<F, Elem>::kElemsPerVec;
+  constexpr int kUnitsPerRow = kD / (16 / int(sizeof(Elem)));
+  constexpr int64_t kTile = int64_t(detail::kDequantThreads) * detail::kDequantUnroll;
   const int64_t rows = int64_t(B) * H * T;
   const bool direct = map.block_table == nullptr && t0 == 0 && T == map.block_size;
-  const int64_t want = (rows * kVecPerRow + kThreads - 1) / kThreads;
-  const int64_t blocks = std::min<int64_t>(want, int64_t(device_sm_count()) * 32);
-  detail::dequantize_kernel<Elem, kD, F><<<unsigned(blocks), kThreads, 0, stream>>>(
-      src, map, H, T, t0, rows, direct, static_cast<Elem*>(out));
+  // One tile per block: the hardware hands tiles to SMs as they free up (no persistent-grid
+  // tail when fewer blocks than launched fit at once).
+  const int64_t want = (rows * kUnitsPerRow + kTile - 1) / kTile;
+  const int64_t blocks = std::min<int64_t>(want, 0x7fffffff);
+  int shift = 0;
+  while ((1 << shift) < src.group) ++shift;  // group is 32, 64 or D (powers of two)
+  detail::dequantize_kernel<Elem, kD, F><<<unsigned(blocks), detail::kDequantThreads, 0, stream>>>(
+      src, map, H, T, t0, rows, direct, shift, static_cast<Elem*>(out));
   return cudaGetLastError();
 }
 

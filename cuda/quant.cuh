@@ -99,61 +99,111 @@ __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, i
   }
 }
 
-/// One thread per 16-byte code vector; x' = code * s + m computed as two rounded fp32 ops
-/// (no FMA) so the result is bit-identical to the CPU reference.
+constexpr int kDequantThreads = 256;
+constexpr int kDequantUnroll = 8;
+
+/// Loads the kBytes (2, 4 or 8) codes behind one 16-byte output vector.
+template <int kBytes>
+__device__ __forceinline__ void load_codes(const uint8_t* p, uint32_t (&w)[2]) {
+  if constexpr (kBytes == 8) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x;
+    w[1] = v.y;
+  } else if constexpr (kBytes == 4) {
+    w[0] = __ldg(reinterpret_cast<const unsigned*>(p));
+    w[1] = 0;
+  } else {
+    w[0] = __ldg(reinterpret_cast<const unsigned short*>(p));
+    w[1] = 0;
+  }
+}
+
+/// kN codes (INT8: bytes of w[0], w[1]; INT4: nibbles of w[0], low nibble first) as exact fp32
+/// integers, the same PRMT + FADD as decode_vec.
+template <Format F, int kN>
+__device__ __forceinline__ void decode_words(const uint32_t (&w)[2], const CodeDecoder& dec,
+                                             float (&out)[kN]) {
+  if constexpr (F == Format::kInt8) {
+    const uint32_t x[2] = {w[0] ^ dec.flip, w[1] ^ dec.flip};
+#pragma unroll
+    for (int i = 0; i < kN; ++i) out[i] = magic_byte(x[i / 4], 0x7440u | (i % 4)) - dec.sub;
+  } else {
+    const uint32_t lo = w[0] & 0x0F0F0F0Fu, hi = (w[0] >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+    for (int j = 0; j < kN / 2; ++j) {
+      out[2 * j] = magic_byte(lo, 0x7440u | j) - dec.sub;
+      out[2 * j + 1] = magic_byte(hi, 0x7440u | j) - dec.sub;
+    }
+  }
+}
+
+/// One thread per 16-byte *output* vector (8 fp16 or 4 fp32 values), so a warp's loads and
+/// stores are both contiguous; kDequantUnroll vectors per thread, loads first, are in flight at
+/// once. x' = code * s + m as two rounded fp32 ops (no FMA): bit-identical to the CPU reference.
 template <typename T, int kD, Format F>
-__global__ void dequantize_kernel(QuantView src, RowMap map, int H, int T_, int t0, int64_t rows,
-                                  bool direct, T* __restrict__ out) {
-  constexpr int kE = Storage<F, T>::kElemsPerVec;
-  constexpr int kVecPerRow = kD / kE;
+__global__ void __launch_bounds__(kDequantThreads)
+    dequantize_kernel(QuantView src, RowMap map, int H, int T_, int t0, int64_t rows, bool direct,
+                      int group_shift, T* __restrict__ out) {
+  constexpr int kOut = 16 / int(sizeof(T));
+  constexpr int kInBytes = F == Format::kInt8 ? kOut : kOut / 2;
+  constexpr int kUnitsPerRow = kD / kOut;
   constexpr int kRowBytes = Storage<F, T>::row_bytes(kD);
   const CodeDecoder dec = CodeDecoder::make(F, src.minima != nullptr);
-  const int G = kD / src.group;
+  const int G = kD >> group_shift;
   const float ts = src.tensor_scale;
   const uint8_t* data = static_cast<const uint8_t*>(src.data);
   const __half* scales = static_cast<const __half*>(src.scales);
   const __half* minima = static_cast<const __half*>(src.minima);
-  const int64_t total = rows * kVecPerRow;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / kVecPerRow;
-    const int vi = int(i % kVecPerRow);
-    int64_t srow = r;
-    if (!direct) {
-      const int t = int(r % T_);
-      const int64_t bh = r / T_;
-      srow = row_of(map, int(bh / H), int(bh % H), t0 + t);
-    }
-    const uint4 raw = load_vec(data + srow * kRowBytes + vi * 16);
-    float s = ts, m = 0.f;
-    if (ts <= 0.f) {
-      const int64_t sidx = srow * G + (vi * kE) / src.group;
-      s = __half2float(scales[sidx]);
-      if (minima != nullptr) m = __half2float(minima[sidx]);
-    }
-    float c[kE];
-    decode_vec<F, T>(raw, dec, c);
-    T* o = out + r * kD + vi * kE;
-    if constexpr (sizeof(T) == 2) {
+  const int64_t total = rows * kUnitsPerRow;
+  constexpr int64_t kTile = int64_t(kDequantThreads) * kDequantUnroll;
+  for (int64_t base = int64_t(blockIdx.x) * kTile; base < total;
+       base += int64_t(gridDim.x) * kTile) {
+    uint32_t w[kDequantUnroll][2];
+    float s[kDequantUnroll], m[kDequantUnroll];
 #pragma unroll
-      for (int k = 0; k < kE; k += 8) {
+    for (int u = 0; u < kDequantUnroll; ++u) {
+      const int64_t i = base + u * kDequantThreads + threadIdx.x;
+      w[u][0] = w[u][1] = 0;
+      s[u] = ts;
+      m[u] = 0.f;
+      if (i < total) {
+        const int64_t r = i / kUnitsPerRow;
+        const int e0 = int(i % kUnitsPerRow) * kOut;
+        int64_t srow = r;
+        if (!direct) {
+          const int t = int(r % T_);
+          const int64_t bh = r / T_;
+          srow = row_of(map, int(bh / H), int(bh % H), t0 + t);
+        }
+        load_codes<kInBytes>(data + srow * kRowBytes + e0 * kInBytes / kOut, w[u]);
+        if (ts <= 0.f) {
+          const int64_t sidx = srow * G + (e0 >> group_shift);
+          s[u] = __half2float(scales[sidx]);
+          if (minima != nullptr) m[u] = __half2float(minima[sidx]);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kDequantUnroll; ++u) {
+      const int64_t i = base + u * kDequantThreads + threadIdx.x;
+      if (i >= total) continue;
+      float c[kOut];
+      decode_words<F, kOut>(w[u], dec, c);
+      T* o = out + i * kOut;  // row r, element e0 of a contiguous [rows, kD] output
+      if constexpr (sizeof(T) == 2) {
         uint4 pack;
         uint32_t* pw = reinterpret_cast<uint32_t*>(&pack);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          __half2 h2 = __floats2half2_rn(__fadd_rn(__fmul_rn(c[k + 2 * j], s), m),
-                                         __fadd_rn(__fmul_rn(c[k + 2 * j + 1], s), m));
+          __half2 h2 = __floats2half2_rn(__fadd_rn(__fmul_rn(c[2 * j], s[u]), m[u]),
+                                         __fadd_rn(__fmul_rn(c[2 * j + 1], s[u]), m[u]));
           pw[j] = *reinterpret_cast<uint32_t*>(&h2);
         }
-        *reinterpret_cast<uint4*>(o + k) = pack;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < kE; k += 4) {
-        float4 f4 =
-            make_float4(__fadd_rn(__fmul_rn(c[k], s), m), __fadd_rn(__fmul_rn(c[k + 1], s), m),
-                        __fadd_rn(__fmul_rn(c[k + 2], s), m), __fadd_rn(__fmul_rn(c[k + 3], s), m));
-        *reinterpret_cast<float4*>(o + k) = f4;
+        *reinterpret_cast<uint4*>(o) = pack;
+      } else {
+        *reinterpret_cast<float4*>(o) = make_float4(
+            __fadd_rn(__fmul_rn(c[0], s[u]), m[u]), __fadd_rn(__fmul_rn(c[1], s[u]), m[u]),
+            __fadd_rn(__fmul_rn(c[2], s[u]), m[u]), __fadd_rn(__fmul_rn(c[3], s[u]), m[u]));
       }
     }
   }

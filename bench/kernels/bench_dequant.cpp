@@ -55,6 +55,8 @@ void bm_copy(benchmark::State& state) {
                                      [](benchmark::State& s) { bm_dequant(s, 4, at::kHalf); }));
   sizes(benchmark::RegisterBenchmark("BM_Dequant/int8_fp32/Mi",
                                      [](benchmark::State& s) { bm_dequant(s, 8, at::kFloat); }));
+  sizes(benchmark::RegisterBenchmark("BM_Dequant/int4_fp32/Mi",
+                                     [](benchmark::State& s) { bm_dequant(s, 4, at::kFloat); }));
   return true;
 }();
 

@@ -19,26 +19,8 @@ extern template cudaError_t launch_decode_attention_for<Format::kInt4>(const Dec
 
 namespace {
 
-int row_bytes(Format f, DType dt, int d) {
-  if (f == Format::kInt8) return d;
-  if (f == Format::kInt4) return d / 2;
-  return d * (dt == DType::kHalf ? 2 : 4);
-}
-
-/// Shared memory one split of `len` tokens stages (K and V rows, scales, logits, partials).
-int staged_bytes(const DecodeAttentionParams& p, int len) {
-  return detail::stage_layout(len, p.D, row_bytes(p.k.format, p.dtype, p.D),
-                              row_bytes(p.v.format, p.dtype, p.D), detail::staged_groups(p.k, p.D),
-                              p.k.minima != nullptr, detail::staged_groups(p.v, p.D),
-                              p.v.minima != nullptr)
-      .total;
-}
-
-/// Each block stages its whole split in shared memory (about kStageBytes, so four or five
-/// blocks fit an SM and keep ~150 KB per SM in flight). Short contexts use shorter splits so
-/// that B * H * splits still fills the card about eight blocks per SM deep. Multiples of 16
-/// tokens, at most kMaxSplitLen.
-constexpr int kStageBytes = 40 * 1024;
+/// Long enough that a block amortizes its setup, short enough that B * H * splits fills the
+/// card about eight blocks per SM deep; multiples of 64 tokens, at most kMaxSplitLen.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   const int max_len = std::max(p.max_len, 1);
   const int64_t work = int64_t(p.B) * p.H * max_len;
@@ -46,10 +28,8 @@ detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   int64_t len = (work + target_blocks - 1) / target_blocks;
   len = (len + 63) / 64 * 64;
   len = std::clamp<int64_t>(len, 64, detail::kMaxSplitLen);
-  len = std::min<int64_t>(len, (max_len + 15) / 16 * 16);
-  while (len > 16 && staged_bytes(p, int(len)) > kStageBytes) len -= 16;
   const int splits = int((max_len + len - 1) / len);
-  return {int(len), splits, staged_bytes(p, int(len))};
+  return {int(len), splits};
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

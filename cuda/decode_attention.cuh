@@ -35,108 +35,47 @@ __device__ __forceinline__ float block_reduce(float v, float* s_red) {
   return r;
 }
 
-/// Shared-memory staging of one split: the K and V rows as stored (copied with cp.async before
-/// any math, so every byte of the split is in flight at once), the fp16 scales/minima, logits,
-/// the per-warp partial outputs. Byte offsets; the host sizes the launch with the same function.
-struct StageLayout {
-  int k_codes, v_codes, logits, acc, red, k_scales, k_minima, v_scales, v_minima, total;
-};
-__host__ __device__ constexpr int align16(int x) { return (x + 15) & ~15; }
-/// gk/gv: scales per row (0 = none: fp or per-tensor); mk/mv: minima present.
-__host__ __device__ inline StageLayout stage_layout(int S, int D, int row_k, int row_v, int gk,
-                                                    bool mk, int gv, bool mv) {
-  StageLayout l{};
-  int o = 0;
-  l.k_codes = o;
-  o += align16(S * row_k);
-  l.v_codes = o;
-  o += align16(S * row_v);
-  l.logits = o;
-  o += align16(S * 4);
-  l.acc = o;
-  o += (kAttnThreads / 32) * D * 4;
-  l.red = o;
-  o += 16 * 4;
-  l.k_scales = o;
-  o += align16(S * gk * 2);
-  l.k_minima = o;
-  o += mk ? align16(S * gk * 2) : 0;
-  l.v_scales = o;
-  o += align16(S * gv * 2);
-  l.v_minima = o;
-  o += mv ? align16(S * gv * 2) : 0;
-  l.total = o;
-  return l;
-}
-/// Scales per row that the kernel stages for one operand (0 for fp and per-tensor).
-__host__ __device__ inline int staged_groups(const QuantView& v, int d) {
-  return (v.format == Format::kFp || v.tensor_scale > 0.f || v.group <= 0) ? 0 : d / v.group;
-}
+/// What one thread needs to read the (scale, bias) of its vector in a row of one operand.
+template <Format F>
+struct OperandReader {
+  const uint8_t* data;
+  const __half* scales;
+  const __half* minima;
+  float tensor_scale;  // > 0 when per-tensor
+  int groups;          // scales per row
+  int g;               // this thread's group
+  CodeDecoder dec;
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-/// Issues the 16-byte copies of rows [start, start + n) of one operand into `dst` (row-major,
-/// kRowBytes per row).
-template <int kRowBytes>
-__device__ __forceinline__ void stage_rows(const QuantView& v, const RowMap& map, int b, int h,
-                                           int start, int n, uint8_t* dst) {
-  constexpr int kChunks = kRowBytes / 16;
-  const uint8_t* src = static_cast<const uint8_t*>(v.data);
-  for (int i = threadIdx.x; i < n * kChunks; i += kAttnThreads) {
-    const int r = i / kChunks, c = i % kChunks;
-    const int64_t row = row_of(map, b, h, start + r);
-    cp_async16(dst + r * kRowBytes + c * 16, src + row * kRowBytes + c * 16);
+  __device__ OperandReader(const QuantView& v, int d, int first_elem) {
+    data = static_cast<const uint8_t*>(v.data);
+    scales = static_cast<const __half*>(v.scales);
+    minima = static_cast<const __half*>(v.minima);
+    tensor_scale = 0.f;
+    groups = 1;
+    g = 0;
+    dec = CodeDecoder::make(F, v.minima != nullptr);
+    if constexpr (F != Format::kFp) {
+      if (v.tensor_scale > 0.f) {
+        tensor_scale = v.tensor_scale;
+        scales = nullptr;
+        minima = nullptr;
+      } else {
+        groups = d / v.group;
+        g = first_elem / v.group;
+      }
+    }
   }
-}
-
-/// Copies the fp16 scales (and minima) of rows [start, start + n) into shared memory.
-__device__ __forceinline__ void stage_scales(const QuantView& v, int groups, const RowMap& map,
-                                             int b, int h, int start, int n, __half* ss,
-                                             __half* sm) {
-  if (groups == 0) return;
-  const __half* scales = static_cast<const __half*>(v.scales);
-  const __half* minima = static_cast<const __half*>(v.minima);
-#pragma unroll 4
-  for (int i = threadIdx.x; i < n * groups; i += kAttnThreads) {
-    const int r = i / groups, g = i - r * groups;
-    const int64_t idx = row_of(map, b, h, start + r) * groups + g;
-    ss[i] = scales[idx];
-    if (minima != nullptr) sm[i] = minima[idx];
-  }
-}
-
-/// (scale, bias) of a thread's 16-byte vector in staged row r: per-tensor/fp values or the
-/// staged fp16 group values.
-struct StagedScale {
-  const __half* s;
-  const __half* m;
-  float ts;
-  int groups, g;
-  __device__ StagedScale(const QuantView& v, int d, int first_elem, const uint8_t* smem, int off_s,
-                         int off_m) {
-    groups = staged_groups(v, d);
-    ts = v.format == Format::kFp ? 1.f : v.tensor_scale;
-    s = groups ? reinterpret_cast<const __half*>(smem + off_s) : nullptr;
-    m = (groups && v.minima != nullptr) ? reinterpret_cast<const __half*>(smem + off_m) : nullptr;
-    g = groups ? first_elem / v.group : 0;
-  }
-  __device__ __forceinline__ void at(int r, float& sc, float& mn) const {
-    sc = ts;
-    mn = 0.f;
-    if (s != nullptr) {
-      const int i = r * groups + g;
-      sc = __half2float(s[i]);
-      if (m != nullptr) mn = __half2float(m[i]);
+  __device__ __forceinline__ void scale_of(int64_t row, float& s, float& m) const {
+    s = 1.f;
+    m = 0.f;
+    if constexpr (F != Format::kFp) {
+      if (scales == nullptr) {
+        s = tensor_scale;
+      } else {
+        const int64_t i = row * groups + g;
+        s = __half2float(scales[i]);
+        if (minima != nullptr) m = __half2float(minima[i]);
+      }
     }
   }
 };
@@ -152,7 +91,9 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int kRowBytesV = Storage<FV, T>::row_bytes(kD);
   static_assert(kTprK <= 32 && kTprV <= 32, "a row must fit in one warp");
 
-  extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ float s_logit[kMaxSplitLen];
+  __shared__ float s_red[kAttnThreads / 32];
+  __shared__ float s_acc[kAttnThreads / 32][kD];
 
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.H + h;
@@ -167,32 +108,11 @@ __global__ void __launch_bounds__(kAttnThreads)
     return;
   }
   const int tid = threadIdx.x;
-  const int n = end - start;
-  const int gk = staged_groups(p.k, kD), gv = staged_groups(p.v, kD);
-  const StageLayout L = stage_layout(split_len, kD, kRowBytesK, kRowBytesV, gk,
-                                     p.k.minima != nullptr, gv, p.v.minima != nullptr);
-  float* s_logit = reinterpret_cast<float*>(smem + L.logits);
-  float* s_acc = reinterpret_cast<float*>(smem + L.acc);
-  float* s_red = reinterpret_cast<float*>(smem + L.red);
-
-  // ---- stage: all of K, then all of V, in flight at once; scales by plain loads meanwhile
-  stage_rows<kRowBytesK>(p.k, p.map, b, h, start, n, smem + L.k_codes);
-  cp_async_commit();
-  stage_rows<kRowBytesV>(p.v, p.map, b, h, start, n, smem + L.v_codes);
-  cp_async_commit();
-  stage_scales(p.k, gk, p.map, b, h, start, n, reinterpret_cast<__half*>(smem + L.k_scales),
-               reinterpret_cast<__half*>(smem + L.k_minima));
-  stage_scales(p.v, gv, p.map, b, h, start, n, reinterpret_cast<__half*>(smem + L.v_scales),
-               reinterpret_cast<__half*>(smem + L.v_minima));
-  cp_async_wait<1>();
-  __syncthreads();
 
   // ---- scores: logit_t (log2 domain) into shared memory
   {
     const int lk = tid % kTprK, rk = tid / kTprK;
-    const StagedScale sc(p.k, kD, lk * kEK, smem, L.k_scales, L.k_minima);
-    const CodeDecoder dec = CodeDecoder::make(FK, p.k.minima != nullptr);
-    const uint8_t* rows = smem + L.k_codes + lk * 16;
+    const OperandReader<FK> rd(p.k, kD, lk * kEK);
     const T* q = static_cast<const T*>(p.q) + bh * kD + lk * kEK;
     const float qscale = p.sm_scale * kLog2e;
     float qf[kEK];
@@ -202,24 +122,25 @@ __global__ void __launch_bounds__(kAttnThreads)
       qf[i] = to_float(q[i]) * qscale;
       qsum += qf[i];
     }
-    for (int base = 0; base < n; base += kRowsK * kAttnUnroll) {
+    for (int base = start; base < end; base += kRowsK * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float ks[kAttnUnroll], km[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
-        const int r = base + u * kRowsK + rk;
+        const int t = base + u * kRowsK + rk;
         raw[u] = make_uint4(0, 0, 0, 0);
         ks[u] = 0.f;
         km[u] = 0.f;
-        if (r < n) {
-          raw[u] = *reinterpret_cast<const uint4*>(rows + r * kRowBytesK);
-          sc.at(r, ks[u], km[u]);
+        if (t < end) {
+          const int64_t row = row_of(p.map, b, h, t);
+          raw[u] = load_vec(rd.data + row * kRowBytesK + lk * 16);
+          rd.scale_of(row, ks[u], km[u]);
         }
       }
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
         float c[kEK];
-        decode_vec<FK, T>(raw[u], dec, c);
+        decode_vec<FK, T>(raw[u], rd.dec, c);
         float dot = 0.f;
 #pragma unroll
         for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
@@ -227,10 +148,10 @@ __global__ void __launch_bounds__(kAttnThreads)
 #pragma unroll
         for (int off = kTprK / 2; off >= 1; off /= 2)
           logit += __shfl_xor_sync(0xffffffffu, logit, off);
-        const int r = base + u * kRowsK + rk;
-        if (lk == 0 && r < n) {
-          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + r], kLog2e, logit);
-          s_logit[r] = logit;
+        const int t = base + u * kRowsK + rk;
+        if (lk == 0 && t < end) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
+          s_logit[t - start] = logit;
         }
       }
     }
@@ -238,6 +159,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   __syncthreads();
 
   // ---- softmax partials of this split
+  const int n = end - start;
   float mx = -INFINITY;
   for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
   mx = block_reduce<true>(mx, s_red);
@@ -247,39 +169,37 @@ __global__ void __launch_bounds__(kAttnThreads)
     s_logit[i] = e;
     sum += e;
   }
-  cp_async_wait<0>();
-  sum = block_reduce<false>(sum, s_red);  // its barrier publishes s_logit and the staged V
+  sum = block_reduce<false>(sum, s_red);  // its barrier also publishes s_logit
 
   // ---- values: acc = sum_t p_t v_t
   {
     const int lv = tid % kTprV, rv = tid / kTprV;
-    const StagedScale sc(p.v, kD, lv * kEV, smem, L.v_scales, L.v_minima);
-    const CodeDecoder dec = CodeDecoder::make(FV, p.v.minima != nullptr);
-    const uint8_t* rows = smem + L.v_codes + lv * 16;
+    const OperandReader<FV> rd(p.v, kD, lv * kEV);
     float acc[kEV];
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
     float macc = 0.f;
-    for (int base = 0; base < n; base += kRowsV * kAttnUnroll) {
+    for (int base = start; base < end; base += kRowsV * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
-        const int r = base + u * kRowsV + rv;
+        const int t = base + u * kRowsV + rv;
         raw[u] = make_uint4(0, 0, 0, 0);
         vs[u] = 0.f;
         vm[u] = 0.f;
         pw[u] = 0.f;
-        if (r < n) {
-          raw[u] = *reinterpret_cast<const uint4*>(rows + r * kRowBytesV);
-          sc.at(r, vs[u], vm[u]);
-          pw[u] = s_logit[r];
+        if (t < end) {
+          const int64_t row = row_of(p.map, b, h, t);
+          raw[u] = load_vec(rd.data + row * kRowBytesV + lv * 16);
+          rd.scale_of(row, vs[u], vm[u]);
+          pw[u] = s_logit[t - start];
         }
       }
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
         float c[kEV];
-        decode_vec<FV, T>(raw[u], dec, c);
+        decode_vec<FV, T>(raw[u], rd.dec, c);
         const float ps = pw[u] * vs[u];
 #pragma unroll
         for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
@@ -298,14 +218,14 @@ __global__ void __launch_bounds__(kAttnThreads)
     const int lane = tid % 32;
     if (lane < kTprV) {
 #pragma unroll
-      for (int i = 0; i < kEV; ++i) s_acc[(tid / 32) * kD + lane * kEV + i] = acc[i];
+      for (int i = 0; i < kEV; ++i) s_acc[tid / 32][lane * kEV + i] = acc[i];
     }
   }
   __syncthreads();
   for (int d = tid; d < kD; d += kAttnThreads) {
     float o = 0.f;
 #pragma unroll
-    for (int w = 0; w < kAttnThreads / 32; ++w) o += s_acc[w * kD + d];
+    for (int w = 0; w < kAttnThreads / 32; ++w) o += s_acc[w][d];
     part_acc[pidx * kD + d] = o;
   }
   if (tid == 0) {
@@ -342,7 +262,6 @@ __global__ void decode_attention_reduce_kernel(const float* __restrict__ part_ac
 struct SplitPlan {
   int split_len;
   int num_splits;
-  int smem_bytes;  // dynamic shared memory of the split kernel (stage_layout(split_len).total)
 };
 
 /// Launches both kernels for one K format; instantiated once per format in
@@ -354,15 +273,9 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
   ELI_DISPATCH_DTYPE(p.dtype, T,
                      ELI_DISPATCH_HEAD_DIM(
                          p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
-                           auto kernel = decode_attention_kernel<T, kD, FK, kFV>;
-                           // Staging needs shared memory, not L1: ask for the largest carveout
-                           // once per kernel (several blocks per SM each hold a whole split).
-                           static const cudaError_t carve = cudaFuncSetAttribute(
-                               kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                               int(cudaSharedmemCarveoutMaxShared));
-                           if (carve != cudaSuccess) return carve;
-                           kernel<<<grid, kAttnThreads, plan.smem_bytes, stream>>>(
-                               p, plan.split_len, part_acc, part_ml);
+                           decode_attention_kernel<T, kD, FK, kFV>
+                               <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
+                                                                   part_ml);
                            decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
                                part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
                          })));

@@ -2,7 +2,6 @@
 // point, on random or real weights. The GPU-machine comparison with HF transformers uses it
 // (tools/hf_decode_bench.py measures the HF side in the same run).
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <cstdio>
 

@@ -1,6 +1,5 @@
 // generate: text generation with any eli model and KV-cache method; prints tokens as they come.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -57,7 +56,8 @@ int main(int argc, char** argv) {
     for (int64_t& id : ids) {
       ELI_CHECK(id < model_obj.config().vocab_size,
                 "prompt token {} is outside the model's vocabulary of {} (random models with a "
-                "small vocab need a matching tokenizer)", id, model_obj.config().vocab_size);
+                "small vocab need a matching tokenizer)",
+                id, model_obj.config().vocab_size);
     }
     eli::GenerationConfig cfg;
     cfg.max_new_tokens = max_new;
@@ -71,24 +71,23 @@ int main(int argc, char** argv) {
     eli::StreamDecoder stream(tok);
     std::cout << prompt << std::flush;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto res = eli::Generator(model_obj).generate({ids}, cfg, [&](int64_t, int64_t t) {
-      std::cout << stream.push(t) << std::flush;
-    });
+    const auto res = eli::Generator(model_obj).generate(
+        {ids}, cfg, [&](int64_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << stream.flush() << std::endl;
     const size_t n = res.tokens[0].size();
-    std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n",
-                 n, secs, n / secs, res.timing.prefill_ms, method.c_str(),
-                 dev.str().c_str());
+    std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n", n,
+                 secs, n / secs, res.timing.prefill_ms, method.c_str(), dev.str().c_str());
     if (stats) {
       const auto& s = res.cache_stats;
       std::fprintf(stderr,
                    "cache: %lld tokens stored, %lld evicted, %.3f MB held (payload %lld, scales "
                    "%lld, residual %lld, metadata %lld bytes), %.3f MB reserved\n",
-                   static_cast<long long>(s.tokens_stored), static_cast<long long>(s.tokens_evicted),
-                   s.total_bytes() / 1e6, static_cast<long long>(s.payload_bytes),
-                   static_cast<long long>(s.scale_bytes), static_cast<long long>(s.residual_bytes),
+                   static_cast<long long>(s.tokens_stored),
+                   static_cast<long long>(s.tokens_evicted), s.total_bytes() / 1e6,
+                   static_cast<long long>(s.payload_bytes), static_cast<long long>(s.scale_bytes),
+                   static_cast<long long>(s.residual_bytes),
                    static_cast<long long>(s.metadata_bytes), s.reserved_bytes / 1e6);
     }
   } catch (const std::exception& e) {

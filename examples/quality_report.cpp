@@ -1,7 +1,6 @@
 // quality_report: perplexity, KL divergence and top-1 agreement through each KV cache on
 // held-out text, relative to the full cache, as a Markdown table (docs/QUALITY.md).
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -38,8 +37,8 @@ int main(int argc, char** argv) {
     std::stringstream ss;
     ss << in.rdbuf();
     const auto all = tok.encode(ss.str());
-    ELI_CHECK(window_len <= m.config().n_positions, "--window-len {} > n_positions {}",
-              window_len, m.config().n_positions);
+    ELI_CHECK(window_len <= m.config().n_positions, "--window-len {} > n_positions {}", window_len,
+              m.config().n_positions);
     ELI_CHECK(static_cast<int64_t>(all.size()) >= int64_t{windows} * window_len,
               "text has {} tokens, fewer than {} windows of {}", all.size(), windows, window_len);
     std::vector<std::string> specs;
@@ -59,7 +58,8 @@ int main(int argc, char** argv) {
     double full_nll = 0;
     int64_t n = 0;
     for (int w = 0; w < windows; ++w) {
-      ids[w].assign(all.begin() + int64_t{w} * window_len, all.begin() + int64_t{w + 1} * window_len);
+      ids[w].assign(all.begin() + int64_t{w} * window_len,
+                    all.begin() + int64_t{w + 1} * window_len);
       eli::GenerationConfig cfg;
       full[w] = eli::bench::stream_logits(m, ids[w], prefix, cfg);
       for (double x : eli::bench::token_nll(full[w], eli::bench::stream_targets(ids[w], prefix))) {
@@ -67,10 +67,14 @@ int main(int argc, char** argv) {
       }
     }
     const double full_ppl = std::exp(full_nll / n);
-    std::printf("model %s, %s, %d windows x %d tokens (prefill %d, %lld scored tokens), full-cache "
-                "perplexity %.3f\n\n", dir.c_str(), dev.str().c_str(), windows, window_len, prefix,
-                static_cast<long long>(n), full_ppl);
-    std::printf("| method | perplexity | vs full | KL (nats/token) | top-1 agreement | cache bytes/token |\n");
+    std::printf(
+        "model %s, %s, %d windows x %d tokens (prefill %d, %lld scored tokens), full-cache "
+        "perplexity %.3f\n\n",
+        dir.c_str(), dev.str().c_str(), windows, window_len, prefix, static_cast<long long>(n),
+        full_ppl);
+    std::printf(
+        "| method | perplexity | vs full | KL (nats/token) | top-1 agreement | cache bytes/token "
+        "|\n");
     std::printf("|---|---|---|---|---|---|\n");
     for (const auto& spec : specs) {
       double nll = 0, kl = 0, top1 = 0;
@@ -78,7 +82,8 @@ int main(int argc, char** argv) {
         eli::GenerationConfig cfg;
         cfg.method = spec;
         const at::Tensor lg = eli::bench::stream_logits(m, ids[w], prefix, cfg);
-        for (double x : eli::bench::token_nll(lg, eli::bench::stream_targets(ids[w], prefix))) nll += x;
+        for (double x : eli::bench::token_nll(lg, eli::bench::stream_targets(ids[w], prefix)))
+          nll += x;
         kl += eli::bench::kl_divergence(full[w], lg) / windows;
         top1 += eli::bench::top1_agreement(full[w], lg) / windows;
       }

@@ -1,15 +1,16 @@
 // The README's C++ snippet, compiled so that it stays true.
 #include <eli/eli.h>
+
 #include <chrono>
 #include <iostream>
 
 int main() {
-  const at::Device dev = eli::model::resolve_device("auto");          // cuda if present
+  const at::Device dev = eli::model::resolve_device("auto");  // cuda if present
   const auto model = eli::model::GPT2::from_spec("default", dev, eli::model::default_dtype(dev));
   const auto tok = eli::Tokenizer::from_dir(eli::model::default_model_dir());
 
   eli::GenerationConfig cfg;
-  cfg.method = "quant_int8";            // any of the eight methods, or a spec like "paged+int4"
+  cfg.method = "quant_int8";  // any of the eight methods, or a spec like "paged+int4"
   cfg.max_new_tokens = 64;
   cfg.stop_tokens = {eli::Tokenizer::kEndOfText};
 
@@ -19,6 +20,7 @@ int main() {
       {tok.encode("In the beginning")}, cfg,
       [&](int64_t, int64_t id) { std::cout << stream.push(id) << std::flush; });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << stream.flush() << "\n" << res.tokens[0].size() / s << " tokens/s, cache "
+  std::cout << stream.flush() << "\n"
+            << res.tokens[0].size() / s << " tokens/s, cache "
             << res.cache_stats.total_bytes() / 1e6 << " MB\n";
 }

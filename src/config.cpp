@@ -6,18 +6,24 @@ namespace eli {
 
 const char* to_string(QuantMode m) {
   switch (m) {
-    case QuantMode::kNone: return "none";
-    case QuantMode::kInt8: return "int8";
-    case QuantMode::kInt4: return "int4";
+    case QuantMode::kNone:
+      return "none";
+    case QuantMode::kInt8:
+      return "int8";
+    case QuantMode::kInt4:
+      return "int4";
   }
   return "?";
 }
 
 const char* to_string(Granularity g) {
   switch (g) {
-    case Granularity::kPerTensor: return "per_tensor";
-    case Granularity::kPerTokenHead: return "per_token_head";
-    case Granularity::kGroup: return "group";
+    case Granularity::kPerTensor:
+      return "per_tensor";
+    case Granularity::kPerTokenHead:
+      return "per_token_head";
+    case Granularity::kGroup:
+      return "group";
   }
   return "?";
 }

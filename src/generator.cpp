@@ -46,15 +46,18 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
               "generate: prompts must have equal lengths; prompt 0 has {} tokens, prompt {} has {}",
               plen, b, prompts[b].size());
     for (int64_t id : prompts[b]) {
-      ELI_CHECK(id >= 0 && id < mc.vocab_size, "generate: prompt {} has token id {} out of range "
-                "[0, {})", b, id, mc.vocab_size);
+      ELI_CHECK(id >= 0 && id < mc.vocab_size,
+                "generate: prompt {} has token id {} out of range "
+                "[0, {})",
+                b, id, mc.vocab_size);
     }
   }
   // The last generated token is never fed back, so the model sees plen + max_new - 1 positions.
   const int64_t needed = plen + std::max(0, cfg.max_new_tokens - 1);
   ELI_CHECK(needed <= mc.n_positions,
             "generate: prompt of {} tokens + {} new tokens needs {} positions, but the model has "
-            "n_positions = {}", plen, cfg.max_new_tokens, needed, mc.n_positions);
+            "n_positions = {}",
+            plen, cfg.max_new_tokens, needed, mc.n_positions);
 
   c10::InferenceMode guard;
   GenerationResult res;

@@ -1,10 +1,9 @@
 #include "eli/model.h"
 
-#include <c10/core/InferenceMode.h>
-#include <torch/version.h>
-
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
 #include <fmt/ranges.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -50,8 +49,8 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) 
             past + t, past, t, cfg_.n_positions);
   {
     const int64_t lo = ids_in.min().item<int64_t>(), hi = ids_in.max().item<int64_t>();
-    ELI_CHECK(lo >= 0 && hi < cfg_.vocab_size, "token id {} out of range [0, {})",
-              lo < 0 ? lo : hi, cfg_.vocab_size);
+    ELI_CHECK(lo >= 0 && hi < cfg_.vocab_size, "token id {} out of range [0, {})", lo < 0 ? lo : hi,
+              cfg_.vocab_size);
   }
   const at::Tensor ids = ids_in.to(device_);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
@@ -95,9 +94,8 @@ int64_t GPT2::num_parameters() const {
   int64_t n = wte_.numel() + wpe_.numel() + ln_f_w_.numel() + ln_f_b_.numel();
   if (!tied_) n += lm_head_.numel();
   for (const auto& b : blocks_) {
-    for (const auto* t : {&b.ln_1_w, &b.ln_1_b, &b.c_attn_w, &b.c_attn_b, &b.c_proj_w,
-                          &b.c_proj_b, &b.ln_2_w, &b.ln_2_b, &b.fc_w, &b.fc_b, &b.mlp_proj_w,
-                          &b.mlp_proj_b}) {
+    for (const auto* t : {&b.ln_1_w, &b.ln_1_b, &b.c_attn_w, &b.c_attn_b, &b.c_proj_w, &b.c_proj_b,
+                          &b.ln_2_w, &b.ln_2_b, &b.fc_w, &b.fc_b, &b.mlp_proj_w, &b.mlp_proj_b}) {
       n += t->numel();
     }
   }
@@ -158,16 +156,18 @@ GPT2 GPT2::load(const std::string& dir, at::Device device, at::ScalarType dtype)
       return n.size() >= sfx.size() && n.compare(n.size() - sfx.size(), sfx.size(), sfx) == 0;
     };
     if (ends_with(".attn.bias") || ends_with(".attn.masked_bias")) continue;  // mask buffers
-    ELI_CHECK(by_name.emplace(n, stored).second, "{}: tensor '{}' appears twice (with and without "
-              "the 'transformer.' prefix)", path, n);
+    ELI_CHECK(by_name.emplace(n, stored).second,
+              "{}: tensor '{}' appears twice (with and without "
+              "the 'transformer.' prefix)",
+              path, n);
   }
   std::set<std::string> used;
   auto take = [&](const std::string& name, std::vector<int64_t> shape) {
     auto it = by_name.find(name);
     ELI_CHECK(it != by_name.end(), "{}: missing tensor '{}'", path, name);
     const auto& info = file.info(it->second);
-    ELI_CHECK(info.shape == shape, "{}: tensor '{}' has shape [{}], config.json implies [{}]",
-              path, it->second, fmt::join(info.shape, ", "), fmt::join(shape, ", "));
+    ELI_CHECK(info.shape == shape, "{}: tensor '{}' has shape [{}], config.json implies [{}]", path,
+              it->second, fmt::join(info.shape, ", "), fmt::join(shape, ", "));
     ELI_CHECK(info.dtype == safetensors::DType::kF32 || info.dtype == safetensors::DType::kF16 ||
                   info.dtype == safetensors::DType::kBF16 || info.dtype == safetensors::DType::kF64,
               "{}: tensor '{}' has dtype {}, expected a floating-point type", path, it->second,

@@ -1,11 +1,11 @@
-#include <nlohmann/json.hpp>
+#include "eli/model_config.h"
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
 #include "eli/error.h"
-#include "eli/model_config.h"
 
 namespace eli {
 
@@ -58,8 +58,8 @@ GPT2Config GPT2Config::from_json_string(const std::string& text, const std::stri
     }
   }
   if (j.contains("scale_attn_weights") && j["scale_attn_weights"].is_boolean()) {
-    ELI_CHECK(j["scale_attn_weights"].get<bool>(), "{}: scale_attn_weights = false is not supported",
-              origin);
+    ELI_CHECK(j["scale_attn_weights"].get<bool>(),
+              "{}: scale_attn_weights = false is not supported", origin);
   }
   GPT2Config c;
   c.vocab_size = get_int(j, "vocab_size", c.vocab_size, origin);

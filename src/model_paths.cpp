@@ -58,11 +58,15 @@ GPT2 GPT2::from_spec(const std::string& spec, at::Device device, at::ScalarType 
     return random(GPT2Config::named(spec.substr(7)), seed, device, dtype);
   }
   const std::string dir = (spec == "default" || spec.empty()) ? default_model_dir() : spec;
-  ELI_CHECK(is_dir(dir), "model '{}' is not a directory (expected a Hugging Face GPT-2 folder "
-            "with config.json and model.safetensors, 'default', or 'random:NAME')", dir);
+  ELI_CHECK(is_dir(dir),
+            "model '{}' is not a directory (expected a Hugging Face GPT-2 folder "
+            "with config.json and model.safetensors, 'default', or 'random:NAME')",
+            dir);
   ELI_CHECK(is_file(dir + "/config.json"), "model directory '{}' has no config.json", dir);
-  ELI_CHECK(is_file(dir + "/model.safetensors"), "model directory '{}' has no model.safetensors "
-            "(only the safetensors format is read)", dir);
+  ELI_CHECK(is_file(dir + "/model.safetensors"),
+            "model directory '{}' has no model.safetensors "
+            "(only the safetensors format is read)",
+            dir);
   return load(dir, device, dtype);
 }
 

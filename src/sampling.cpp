@@ -14,8 +14,7 @@ void SamplingConfig::validate() const {
   ELI_CHECK(top_p > 0.0f && top_p <= 1.0f, "SamplingConfig.top_p = {} (valid: (0, 1])", top_p);
 }
 
-at::Tensor sample_next(const at::Tensor& logits_in, const SamplingConfig& cfg,
-                       at::Generator& gen) {
+at::Tensor sample_next(const at::Tensor& logits_in, const SamplingConfig& cfg, at::Generator& gen) {
   ELI_CHECK(logits_in.dim() == 2, "sample_next: logits must be [batch, vocab], got {}-D",
             logits_in.dim());
   if (cfg.temperature == 0.0f) return logits_in.argmax(-1).to(at::kCPU);

@@ -1,8 +1,7 @@
 // Decode loop: full-cache incremental logits equal no-cache recomputation; greedy and seeded
 // sampling are deterministic; stop tokens, callbacks, batches and limits behave.
-#include <gtest/gtest.h>
-
 #include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
 
 #include <set>
 

@@ -17,8 +17,8 @@ enum class Granularity { kPerTensor, kPerTokenHead, kGroup };
 
 const char* to_string(QuantMode m);
 const char* to_string(Granularity g);
-QuantMode parse_quant_mode(const std::string& s);      // "none"|"fp"|"int8"|"int4"
-Granularity parse_granularity(const std::string& s);   // "per_tensor"|"per_token_head"|"group"
+QuantMode parse_quant_mode(const std::string& s);     // "none"|"fp"|"int8"|"int4"
+Granularity parse_granularity(const std::string& s);  // "per_tensor"|"per_token_head"|"group"
 
 struct Config {
   std::string model = "default";  // HF directory, "random:NAME", or "default" (assets/models)
@@ -29,24 +29,24 @@ struct Config {
 };
 
 struct QuantizationConfig {
-  QuantMode mode = QuantMode::kInt8;            // used for both K and V unless overridden
+  QuantMode mode = QuantMode::kInt8;  // used for both K and V unless overridden
   Granularity granularity = Granularity::kPerTokenHead;
-  int group_size = 32;        // kGroup only: 32 or 64 (must divide head_dim)
-  bool zero_point = false;    // kGroup only: asymmetric (scale + zero-point) instead of symmetric
-  float eps = 1e-8f;          // > 0: floor for scales so all-zero rows do not divide by zero
-  int residual_tokens = 0;    // >= 0: newest tokens kept unquantized
-  bool rotate = false;        // Hadamard rotation along head_dim before quantizing
+  int group_size = 32;      // kGroup only: 32 or 64 (must divide head_dim)
+  bool zero_point = false;  // kGroup only: asymmetric (scale + zero-point) instead of symmetric
+  float eps = 1e-8f;        // > 0: floor for scales so all-zero rows do not divide by zero
+  int residual_tokens = 0;  // >= 0: newest tokens kept unquantized
+  bool rotate = false;      // Hadamard rotation along head_dim before quantizing
   void validate() const;
 };
 
 struct CacheConfig {
-  int window_size = 256;  // sliding_window: >= 1
-  int sink_tokens = 0;    // sliding_window: >= 0 first tokens always kept
-  int block_size = 64;    // paged: >= 1 tokens per block
-  int chunk_size = 64;    // chunked_cache: >= 1 tokens per summary
-  int keep_last = 256;    // chunked_cache: >= 0 newest tokens kept exact
+  int window_size = 256;         // sliding_window: >= 1
+  int sink_tokens = 0;           // sliding_window: >= 0 first tokens always kept
+  int block_size = 64;           // paged: >= 1 tokens per block
+  int chunk_size = 64;           // chunked_cache: >= 1 tokens per summary
+  int keep_last = 256;           // chunked_cache: >= 0 newest tokens kept exact
   bool summary_log_bias = true;  // chunked_cache: add log(count) to a summary slot's logit
-  int max_tokens = 0;     // capacity per sequence; 0 = model n_positions
+  int max_tokens = 0;            // capacity per sequence; 0 = model n_positions
   void validate() const;
 };
 

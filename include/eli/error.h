@@ -25,8 +25,8 @@ namespace detail {
 }  // namespace eli
 
 /// ELI_CHECK(cond, "format {}", args...) throws eli::Error with the formatted message.
-#define ELI_CHECK(cond, ...)                                                              \
-  do {                                                                                    \
+#define ELI_CHECK(cond, ...)                                                                 \
+  do {                                                                                       \
     if (!(cond)) ::eli::detail::throw_error(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__)); \
   } while (0)
 

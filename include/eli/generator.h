@@ -36,8 +36,8 @@ struct GenerationConfig {
 using TokenCallback = std::function<void(int64_t seq, int64_t token)>;
 
 struct StepTiming {
-  double prefill_ms = 0;              // time to first token
-  std::vector<double> decode_ms;      // one entry per decode step after the first token
+  double prefill_ms = 0;          // time to first token
+  std::vector<double> decode_ms;  // one entry per decode step after the first token
 };
 
 struct GenerationResult {

@@ -26,20 +26,22 @@
 namespace eli {
 
 struct CacheStats {
-  int64_t tokens_seen = 0;      // positions appended per sequence since the last reset
-  int64_t tokens_stored = 0;    // token slots held per sequence (incl. summaries, sinks)
-  int64_t tokens_evicted = 0;   // positions dropped or pooled away per sequence
-  int64_t payload_bytes = 0;    // K/V codes or values held for stored tokens (all layers, batch)
-  int64_t scale_bytes = 0;      // scales and zero-points
-  int64_t residual_bytes = 0;   // unquantized residual window (quantized codecs)
-  int64_t metadata_bytes = 0;   // block tables, counters, per-slot counts
-  int64_t reserved_bytes = 0;   // allocated but not holding a token (capacity, block padding)
-  int64_t blocks_in_use = 0;    // paged only
-  int64_t blocks_total = 0;     // paged only
-  int64_t padding_bytes = 0;    // paged only: unused slots in partly filled blocks (in reserved)
+  int64_t tokens_seen = 0;     // positions appended per sequence since the last reset
+  int64_t tokens_stored = 0;   // token slots held per sequence (incl. summaries, sinks)
+  int64_t tokens_evicted = 0;  // positions dropped or pooled away per sequence
+  int64_t payload_bytes = 0;   // K/V codes or values held for stored tokens (all layers, batch)
+  int64_t scale_bytes = 0;     // scales and zero-points
+  int64_t residual_bytes = 0;  // unquantized residual window (quantized codecs)
+  int64_t metadata_bytes = 0;  // block tables, counters, per-slot counts
+  int64_t reserved_bytes = 0;  // allocated but not holding a token (capacity, block padding)
+  int64_t blocks_in_use = 0;   // paged only
+  int64_t blocks_total = 0;    // paged only
+  int64_t padding_bytes = 0;   // paged only: unused slots in partly filled blocks (in reserved)
 
   /// Bytes that hold the stored tokens: payload + scales + residual + metadata.
-  int64_t total_bytes() const { return payload_bytes + scale_bytes + residual_bytes + metadata_bytes; }
+  int64_t total_bytes() const {
+    return payload_bytes + scale_bytes + residual_bytes + metadata_bytes;
+  }
   /// total_bytes() + reserved_bytes: what the cache actually has allocated.
   int64_t allocated_bytes() const { return total_bytes() + reserved_bytes; }
 };

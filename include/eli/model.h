@@ -16,7 +16,7 @@ struct Block {
   at::Tensor c_attn_w, c_attn_b;  // [3E, E], [3E]
   at::Tensor c_proj_w, c_proj_b;  // [E, E], [E]
   at::Tensor ln_2_w, ln_2_b;
-  at::Tensor fc_w, fc_b;          // [inner, E], [inner]
+  at::Tensor fc_w, fc_b;              // [inner, E], [inner]
   at::Tensor mlp_proj_w, mlp_proj_b;  // [E, inner], [E]
 };
 
@@ -28,8 +28,7 @@ class GPT2 {
   /// Missing, unexpected or wrongly shaped tensors -> eli::Error naming the tensor.
   static GPT2 load(const std::string& dir, at::Device device, at::ScalarType dtype);
   /// Random weights (N(0, 0.02), like HF's init) of the given shape, seeded.
-  static GPT2 random(const GPT2Config& cfg, uint64_t seed, at::Device device,
-                     at::ScalarType dtype);
+  static GPT2 random(const GPT2Config& cfg, uint64_t seed, at::Device device, at::ScalarType dtype);
   /// Resolves "random:NAME" (see GPT2Config::named), "default" or a directory.
   static GPT2 from_spec(const std::string& spec, at::Device device, at::ScalarType dtype,
                         uint64_t seed = 0);

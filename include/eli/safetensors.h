@@ -40,7 +40,7 @@ class File {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // throws if absent
-  at::Tensor tensor(const std::string& name) const;      // CPU, stored dtype, contiguous
+  at::Tensor tensor(const std::string& name) const;       // CPU, stored dtype, contiguous
   const std::map<std::string, std::string>& metadata() const;
 
  private:

@@ -5,8 +5,8 @@
 #include <cstdio>
 
 int main() {
-  const auto model = eli::model::GPT2::from_spec("random:L1-E32-H2-V50257-P64", at::kCPU,
-                                                 at::kFloat, 1);
+  const auto model =
+      eli::model::GPT2::from_spec("random:L1-E32-H2-V50257-P64", at::kCPU, at::kFloat, 1);
   const auto tok = eli::Tokenizer::from_dir(eli::model::assets_dir() + "/tokenizer");
   eli::GenerationConfig cfg;
   cfg.max_new_tokens = 5;

@@ -1,9 +1,8 @@
 // Parity with HF transformers at the GPT-2 124M shape (random weights), fp32 and fp16 on CUDA.
 // The checkpoint and reference logits come from `tools/hf_reference.py gpt2 DIR` on the GPU
 // machine; set ELI_HF_GPT2_DIR=DIR. Skipped without a GPU or without that directory.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 

@@ -88,9 +88,10 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
 /// Decode step as a cache sees it: one query per sequence against the stored history
 /// (decode_attention over k, v, args) plus the latest token k_new, v_new [B, H, 1, D] at full
 /// precision, merged exactly (see merge_attention). q [B, H, 1, D] -> [B, H, 1, D] in q's dtype.
+/// lse, if given, receives the [B, H] fp32 log-sum-exp over history and new token together.
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
-                                     const at::Tensor& v_new);
+                                     const at::Tensor& v_new, at::Tensor* lse = nullptr);
 
 /// The CPU specifications (tensors on CPU, any head_dim the layout allows).
 namespace ref {

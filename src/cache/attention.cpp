@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 namespace eli::cache {
 
@@ -45,6 +46,54 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
     scores = scores + at::from_blob(bias.data(), {t, s + t}, at::kFloat).to(scores.device());
   }
   return at::matmul(at::softmax(scores, -1), vf);
+}
+
+}  // namespace eli::cache
+
+namespace eli::cache {
+
+at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
+                          const at::Tensor& lens, const at::Tensor& k_new,
+                          const at::Tensor& v_new) {
+  at::Tensor o, lse;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const DecodeRegion& r = regions[i];
+    ops::DecodeAttentionArgs a;
+    a.seq_lens = lens.select(0, r.len);  // a contiguous [B] row holding r.len
+    a.block_table = r.block_table;
+    a.bias = r.bias;
+    a.max_len = r.len;
+    at::Tensor oi, li;
+    if (i + 1 == regions.size()) {
+      oi = ops::decode_attention_with_new(q, r.k, r.v, a, k_new, v_new, &li);
+    } else {
+      oi = at::empty_like(q, at::MemoryFormat::Contiguous);
+      ops::decode_attention_out(q, r.k, r.v, a, oi, &li);
+    }
+    if (!o.defined()) {
+      o = oi;
+      lse = li;
+    } else {
+      std::tie(o, lse) = ops::merge_attention(o, lse, oi, li);
+    }
+  }
+  // No stored history: the softmax over the single new key is 1.
+  return o.defined() ? o : v_new.to(q.scalar_type());
+}
+
+std::atomic<bool>& fused_decode_enabled() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+
+std::atomic<bool>& fused_decode_on_cpu() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+
+std::atomic<int64_t>& fused_decode_steps() {
+  static std::atomic<int64_t> n{0};
+  return n;
 }
 
 }  // namespace eli::cache

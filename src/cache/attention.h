@@ -5,8 +5,11 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
+
+#include "eli/ops.h"
 
 namespace eli::cache {
 
@@ -22,5 +25,38 @@ struct AttendMask {
 at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const at::Tensor& v_hist,
                           const std::vector<int64_t>& hist_pos, const std::vector<float>& hist_bias,
                           const at::Tensor& k_new, const at::Tensor& v_new, const AttendMask& mask);
+
+// ---- Fused decode (CUDA): the stored history read in place by ops::decode_attention --------
+
+/// Slots 0 .. len - 1 of one K/V storage (shapes in include/eli/ops.h), seen by a decode query.
+struct DecodeRegion {
+  ops::KvStore k, v;
+  at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
+  at::Tensor bias;         // optional [B, >= len] fp32 logit bias (log count, -1e30 = masked)
+  int64_t len = 0;
+};
+
+/// Logit bias of a slot that must not be seen (finite, so a fully masked split stays finite
+/// and merges with weight 0).
+constexpr float kMaskedLogit = -1e30f;
+
+/// One decode step: q [B, H, 1, D] against every region (each read with decode_attention)
+/// plus k_new, v_new [B, H, 1, D] at full precision, merged exactly (ops::merge_attention).
+/// lens: int32 [>= max len + 1, B] on q's device with row n all n (seq_lens without a
+/// host->device copy). fp stores must have q's dtype. Returns [B, H, 1, D] in q's dtype.
+at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
+                          const at::Tensor& lens, const at::Tensor& k_new, const at::Tensor& v_new);
+
+/// Test hooks: whether CUDA decode steps may take the fused path (default true), and how many
+/// layer-steps did.
+std::atomic<bool>& fused_decode_enabled();
+std::atomic<int64_t>& fused_decode_steps();
+/// Test hook, read when a cache is built: CPU caches take the fused decode path too, through
+/// the ops' CPU reference (any head_dim), to test the region decomposition without a GPU.
+std::atomic<bool>& fused_decode_on_cpu();
+/// Whether a layout on `device` builds the device tables of the fused path.
+inline bool fused_decode_tables(const at::Device& device) {
+  return device.is_cuda() || fused_decode_on_cpu().load();
+}
 
 }  // namespace eli::cache

@@ -2,7 +2,8 @@
 // Cache<Layout, KCodec, VCodec>: any layout (layouts.h) with any codec for keys and for values
 // (codecs.h). append() keeps the latest append pending at full precision; attend() runs over
 // stored history + pending (kv_cache.h contract) and then commits the pending tokens into the
-// layout. The one place a CUDA fused path plugs in is attend_impl() (and the codecs' encode).
+// layout. On CUDA a decode step (one query) reads the storage in place with the fused kernel
+// (attend_fused); prefill and the CPU run the ATen path (attend_aten).
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -50,6 +51,20 @@ class Cache final : public KVCache, private Recoder {
       }
     } else {
       resid_ = 0;
+    }
+    // Fused decode: CUDA kernels for this head_dim and dtype (or the CPU reference under the
+    // test hook); a residual window only with both sides quantized (one ring per side, same
+    // slots) over a layout whose history is a prefix.
+    const int64_t d = a_.shape.head_dim;
+    const bool ops_ok = a_.device.is_cuda() ? ops::has_cuda_ops() && (d == 64 || d == 128)
+                                            : fused_decode_on_cpu().load();
+    if (ops_ok && (a_.dtype == at::kHalf || a_.dtype == at::kFloat) &&
+        (resid_ == 0 || (KCodec::kQuantized && VCodec::kQuantized && Layout::kPrefixHistory))) {
+      // Row n holds n for every sequence: seq_lens without a per-step host->device copy.
+      lens_ = at::arange(a_.capacity + 1, at::TensorOptions().dtype(at::kInt).device(a_.device))
+                  .unsqueeze(1)
+                  .expand({a_.capacity + 1, a_.batch})
+                  .contiguous();
     }
   }
 
@@ -137,10 +152,37 @@ class Cache final : public KVCache, private Recoder {
   }
 
   at::Tensor attend_impl(int layer, const at::Tensor& q) {
-    // CUDA fused path goes here: when q.is_cuda() and ops:: provides decode attention for this
-    // layout/codec pair (packed codes + fp16 scales, block tables for Paged), call it and
-    // return. Until then CUDA tensors take the ATen path below, like the CPU.
+    if (q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
+        fused_decode_enabled().load(std::memory_order_relaxed)) {
+      return attend_fused(layer, q);
+    }
     return attend_aten(layer, q);
+  }
+
+  // Decode step on CUDA: the layout's regions (codes, scales, block table as stored) and the
+  // residual ring through ops::decode_attention, the pending token at full precision.
+  at::Tensor attend_fused(int layer, const at::Tensor& q) {
+    const size_t l = static_cast<size_t>(layer);
+    const int64_t n = n_[l];
+    const int64_t hist = std::max<int64_t>(n - resid_, 0);  // positions read from the layout
+    std::vector<DecodeRegion> regions;
+    if (hist > 0) {
+      for (const SlotRegion& r : layout_.decode_regions(layer, hist)) {
+        if (r.len > 0) {
+          regions.push_back(DecodeRegion{kc_.store(layer, r.k), vc_.store(layer, r.v),
+                                         r.block_table, r.bias, r.len});
+        }
+      }
+    }
+    if (resid_ > 0 && n > 0) {  // positions [n - resid, n) at ring slots p % resid
+      regions.push_back(DecodeRegion{
+          ops::KvStore::fp(rk_[l]), ops::KvStore::fp(rv_[l]), {}, {}, std::min(n, resid_)});
+    }
+    const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
+    auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l]);
+    if (a_.rotate_v) out = at::matmul(out.to(at::kFloat), rot_);  // H symmetric, orthonormal
+    fused_decode_steps().fetch_add(1, std::memory_order_relaxed);
+    return out.to(a_.dtype);
   }
 
   at::Tensor attend_aten(int layer, const at::Tensor& q) {
@@ -191,12 +233,16 @@ class Cache final : public KVCache, private Recoder {
       layout_.for_each_buffer(layer, true, [&](Parts& b) { vc_.rescale(layer, b, v_old); });
     layout_.write(layer, n_[l], xk, xv, kc_.encode(layer, xk), vc_.encode(layer, xv), *this);
     if (resid_ > 0) {
+      // Positions [n + t - keep, n + t) into ring slots p % resid: at most two runs of slots.
       const int64_t t = xk.size(2), keep = std::min(t, resid_);
-      std::vector<int64_t> slots;
-      for (int64_t p = n_[l] + t - keep; p < n_[l] + t; ++p) slots.push_back(p % resid_);
-      auto idx = at::tensor(slots, at::TensorOptions().dtype(at::kLong)).to(a_.device);
-      if (KCodec::kQuantized) rk_[l].index_copy_(2, idx, xk.narrow(2, t - keep, keep).to(a_.dtype));
-      if (VCodec::kQuantized) rv_[l].index_copy_(2, idx, xv.narrow(2, t - keep, keep).to(a_.dtype));
+      for (int64_t done = 0; done < keep;) {
+        const int64_t p = n_[l] + t - keep + done, slot = p % resid_;
+        const int64_t run = std::min(keep - done, resid_ - slot);
+        const int64_t src = t - keep + done;
+        if (KCodec::kQuantized) rk_[l].narrow(2, slot, run).copy_(xk.narrow(2, src, run));
+        if (VCodec::kQuantized) rv_[l].narrow(2, slot, run).copy_(xv.narrow(2, src, run));
+        done += run;
+      }
     }
     n_[l] += xk.size(2);
   }
@@ -238,6 +284,7 @@ class Cache final : public KVCache, private Recoder {
   at::Tensor rot_;
   int64_t resid_ = 0;
   std::vector<at::Tensor> rk_, rv_;  // residual rings [B, H, resid, D], model dtype
+  at::Tensor lens_;  // fused decode only: int32 [capacity + 1, B] on the device, row n = n
 };
 
 }  // namespace eli::cache

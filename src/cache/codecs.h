@@ -46,6 +46,8 @@ class IdentityCodec {
   float observe(int, const at::Tensor&) { return 0.0f; }
   Parts encode(int, const at::Tensor& x) const { return {x.to(dtype_)}; }
   at::Tensor decode(int, const Parts& p) const { return p[0].to(at::kFloat); }
+  /// Stored parts (buffers [N, H, S, D]) as the ops' storage view, read in place.
+  ops::KvStore store(int, const Parts& p) const { return ops::KvStore::fp(p[0]); }
   void rescale(int, Parts&, float) const {}
   int64_t tensor_scale_bytes() const { return 0; }
   void reset() {}
@@ -127,6 +129,14 @@ class QuantCodec {
     if (p.size() > 1) q.scales = p[1];
     if (p.size() > 2) q.minima = p[2];
     return quant::dequantize(q, spec_, tensor_scale(layer));
+  }
+  /// Stored parts (buffers [N, H, S, width]) as the ops' storage view, read in place.
+  ops::KvStore store(int layer, const Parts& p) const {
+    size_t i = 1;
+    at::Tensor scales, minima;
+    if (spec_.groups(head_dim_) > 0) scales = p[i++];
+    if (spec_.zero_point) minima = p[i++];
+    return ops::KvStore::quantized(p[0], scales, minima, spec_, tensor_scale(layer));
   }
   /// Re-expresses stored per_tensor codes quantized under `old_scale` under the current scale.
   void rescale(int layer, Parts& stored, float old_scale) const {

@@ -16,6 +16,16 @@ ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
       max_summaries_(std::max<int64_t>(a.capacity - a.cfg.keep_last, 0) / a.cfg.chunk_size) {
   ring_buf_.allocate(a_, a_.batch, ring_);
   sum_buf_.allocate(a_, a_.batch, max_summaries_);
+  if (fused_decode_tables(a_.device)) {
+    auto i = at::arange(2 * ring_, at::kLong).remainder(ring_).unsqueeze(0);  // [1, 2 ring]
+    auto c = at::arange(ring_ + 1, at::kLong).unsqueeze(1);                   // [ring + 1, 1]
+    ring_mask_ = at::where(i < c, at::zeros({}, at::kFloat), at::full({}, kMaskedLogit, at::kFloat))
+                     .contiguous()
+                     .to(a_.device);
+    sum_bias_ =
+        at::full({std::max<int64_t>(max_summaries_, 1)}, std::log(static_cast<float>(chunk_)),
+                 at::TensorOptions().dtype(at::kFloat).device(a_.device));
+  }
 }
 
 std::string ChunkSummaryLayout::name() const {
@@ -90,6 +100,29 @@ Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {
   g.k = join(false);
   g.v = join(true);
   return g;
+}
+
+std::vector<SlotRegion> ChunkSummaryLayout::decode_regions(int layer, int64_t n) const {
+  std::vector<SlotRegion> out;
+  const int64_t s = summaries(n);
+  if (s > 0) {
+    SlotRegion r{sum_buf_.k[layer], sum_buf_.v[layer], {}, {}, s};
+    if (a_.cfg.summary_log_bias) r.bias = sum_bias_.unsqueeze(0).expand({a_.batch, max_summaries_});
+    out.push_back(r);
+  }
+  // Exact positions [s * chunk, n) sit in ring slots p % ring: c slots from a on, cyclically.
+  const int64_t a = (s * chunk_) % ring_, c = n - s * chunk_;
+  if (c > 0) {
+    SlotRegion r{ring_buf_.k[layer], ring_buf_.v[layer], {}, {}, std::min(a + c, ring_)};
+    if (a > 0) {
+      r.bias = ring_mask_.select(0, c)
+                   .narrow(0, ring_ - a, ring_)
+                   .unsqueeze(0)
+                   .expand({a_.batch, ring_});
+    }
+    out.push_back(r);
+  }
+  return out;
 }
 
 void ChunkSummaryLayout::for_each_buffer(int layer, bool is_v,

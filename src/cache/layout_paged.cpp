@@ -52,6 +52,19 @@ void PagedLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Te
                         const Parts& k, const Parts& v, Recoder&) {
   const int64_t t = k[0].size(2);
   ensure_blocks(pos0 + t);
+  if (pos0 / bs_ == (pos0 + t - 1) / bs_) {
+    // One block per sequence (every decode step): its pool rows come from the device table,
+    // no host->device copy.
+    const auto blk = table_dev_.select(1, pos0 / bs_).to(at::kLong);
+    auto put = [&](Parts& pool, const Parts& src) {
+      for (size_t i = 0; i < pool.size(); ++i) {
+        pool[i].narrow(2, pos0 % bs_, t).index_copy_(0, blk, src[i].to(pool[i].scalar_type()));
+      }
+    };
+    put(pool_.k[layer], k);
+    put(pool_.v[layer], v);
+    return;
+  }
   std::vector<int64_t> blk, slot;  // per (b, token), b-major like src.permute(0, 2, 1, 3)
   for (int64_t b = 0; b < a_.batch; ++b) {
     for (int64_t p = pos0; p < pos0 + t; ++p) {
@@ -100,6 +113,10 @@ Gathered PagedLayout::gather(int layer, int64_t n) const {
   g.k = through_table(pool_.k[layer]);
   g.v = through_table(pool_.v[layer]);
   return g;
+}
+
+std::vector<SlotRegion> PagedLayout::decode_regions(int layer, int64_t n) const {
+  return {SlotRegion{pool_.k[layer], pool_.v[layer], table_dev_, {}, n}};
 }
 
 void PagedLayout::for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn) {

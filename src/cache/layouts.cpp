@@ -94,6 +94,10 @@ Gathered ContiguousLayout::gather(int layer, int64_t n) const {
   return g;
 }
 
+std::vector<SlotRegion> ContiguousLayout::decode_regions(int layer, int64_t n) const {
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, n}};
+}
+
 void ContiguousLayout::for_each_buffer(int layer, bool is_v,
                                        const std::function<void(Parts&)>& fn) {
   fn(buf_.side(layer, is_v));
@@ -113,7 +117,13 @@ SlidingWindowLayout::SlidingWindowLayout(const LayoutArgs& a)
     : a_(a),
       window_(std::min<int64_t>(a.cfg.window_size, a.capacity)),
       sinks_(std::min<int64_t>(a.cfg.sink_tokens, a.capacity)) {
-  buf_.allocate(a_, a_.batch, std::min(sinks_ + window_, a_.capacity));
+  const int64_t slots = std::min(sinks_ + window_, a_.capacity);
+  buf_.allocate(a_, a_.batch, slots);
+  if (fused_decode_tables(a_.device)) {
+    mask_row_ = at::zeros({2 * slots}, at::TensorOptions().dtype(at::kFloat));
+    mask_row_.select(0, slots).fill_(kMaskedLogit);
+    mask_row_ = mask_row_.to(a_.device);
+  }
 }
 
 std::string SlidingWindowLayout::name() const {
@@ -152,6 +162,20 @@ Gathered SlidingWindowLayout::gather(int layer, int64_t n) const {
   g.k = read_slots(buf_.k[layer], slots);
   g.v = read_slots(buf_.v[layer], slots);
   return g;
+}
+
+std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n) const {
+  // Stored positions fill slots [0, stored) (a position p < sinks + window sits in slot p).
+  SlotRegion r{buf_.k[layer],
+               buf_.v[layer],
+               {},
+               {},
+               std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_)};
+  if (n - window_ >= sinks_) {  // position n - window is stored but outside the query's window
+    const int64_t slots = buf_.k[layer][0].size(2), j = slot_of(n - window_);
+    r.bias = mask_row_.narrow(0, slots - j, slots).unsqueeze(0).expand({a_.batch, slots});
+  }
+  return {r};
 }
 
 void SlidingWindowLayout::for_each_buffer(int layer, bool is_v,

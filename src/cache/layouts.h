@@ -9,6 +9,10 @@
 //   for_each_buffer(layer, is_v, fn)                        every storage buffer (per_tensor
 //   rescale) footprint(n) -> Footprint                               slot counts after n positions
 //   window(), sinks()                                       attention mask (0 window = none)
+//   decode_regions(layer, n) -> [SlotRegion]                history a decode query at position
+//                                                           n sees, as storage read in place
+//   kPrefixHistory                                          decode_regions(layer, m), m <= n,
+//                                                           gives exactly positions [0, m)
 //   reset(), name()
 
 #include <ATen/ATen.h>
@@ -17,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/attention.h"
 #include "cache/codecs.h"
 #include "eli/config.h"
 #include "eli/model_config.h"
@@ -39,6 +44,16 @@ struct Gathered {
   std::vector<int64_t> pos;
   std::vector<float> bias;
   int64_t size() const { return static_cast<int64_t>(pos.size()); }
+};
+
+/// Storage buffers of one layer (K and V parts [N, H, S, w]) of which slots 0 .. len - 1 are
+/// read by a decode query (the fused CUDA path, cache/attention.h). bias: optional fp32
+/// [B, >= len] on the device (log count of summaries, kMaskedLogit for slots not visible).
+struct SlotRegion {
+  Parts k, v;
+  at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
+  at::Tensor bias;
+  int64_t len = 0;
 };
 
 /// Slot counts of a layout after n positions (totals over the batch unless noted).
@@ -86,6 +101,8 @@ class ContiguousLayout {
   Footprint footprint(int64_t n) const;
   int64_t window() const { return 0; }
   int64_t sinks() const { return 0; }
+  static constexpr bool kPrefixHistory = true;
+  std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
   void reset() {}
 
  private:
@@ -107,6 +124,10 @@ class SlidingWindowLayout {
   Footprint footprint(int64_t n) const;
   int64_t window() const { return window_; }
   int64_t sinks() const { return sinks_; }
+  /// All stored slots, the ring's oldest masked once it is full (the query at n no longer sees
+  /// position n - window, which the commit of n then overwrites).
+  static constexpr bool kPrefixHistory = false;
+  std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
   void reset() {}
 
  private:
@@ -115,6 +136,7 @@ class SlidingWindowLayout {
   LayoutArgs a_;
   int64_t window_, sinks_;
   SlotBuffers buf_;
+  at::Tensor mask_row_;  // CUDA: fp32 [2 S], kMaskedLogit at S only (a view masks one slot)
 };
 
 /// Fixed-size blocks from one pool allocated for batch * ceil(capacity / block_size) blocks;
@@ -131,6 +153,8 @@ class PagedLayout {
   Footprint footprint(int64_t n) const;
   int64_t window() const { return 0; }
   int64_t sinks() const { return 0; }
+  static constexpr bool kPrefixHistory = true;
+  std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
   void reset();
   /// int32 [B, max_blocks] on the cache's device (-1 = unallocated).
   const at::Tensor& block_table() const { return table_dev_; }
@@ -162,6 +186,9 @@ class ChunkSummaryLayout {
   Footprint footprint(int64_t n) const;
   int64_t window() const { return 0; }
   int64_t sinks() const { return 0; }
+  /// Summaries (with the log-count bias) and the ring, its stale slots masked.
+  static constexpr bool kPrefixHistory = false;
+  std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
   void reset() {}
   /// Summaries after n positions.
   int64_t summaries(int64_t n) const;
@@ -170,6 +197,10 @@ class ChunkSummaryLayout {
   LayoutArgs a_;
   int64_t chunk_, keep_, ring_, max_summaries_;
   SlotBuffers ring_buf_, sum_buf_;
+  // CUDA only: ring_mask_ fp32 [ring + 1, 2 ring], row c is 0 where (i % ring) < c, else
+  // kMaskedLogit (a view of row c from ring - a shows the c slots from a on, cyclically);
+  // sum_bias_ fp32 [max_summaries] = log(chunk).
+  at::Tensor ring_mask_, sum_bias_;
 };
 
 }  // namespace eli::cache

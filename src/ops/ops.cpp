@@ -124,7 +124,7 @@ at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore
 
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
-                                     const at::Tensor& v_new) {
+                                     const at::Tensor& v_new, at::Tensor* lse_out) {
   ELI_CHECK(q.defined() && q.dim() == 4 && q.size(2) == 1,
             "decode_attention_with_new: q must be [B, H, 1, D]");
   ELI_CHECK(k_new.defined() && v_new.defined() && k_new.sizes() == q.sizes() &&
@@ -136,7 +136,9 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
       args.sm_scale > 0 ? args.sm_scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   const at::Tensor lse_new =
       (q.to(at::kFloat) * k_new.to(at::kFloat)).sum({2, 3}) * scale;  // [B, H]
-  return merge_attention(hist, lse, v_new.to(q.scalar_type()), lse_new).first;
+  auto merged = merge_attention(hist, lse, v_new.to(q.scalar_type()), lse_new);
+  if (lse_out != nullptr) *lse_out = merged.second;
+  return merged.first;
 }
 
 std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,

@@ -9,15 +9,15 @@
 /// Group size and zero-point therefore stay runtime values at no cost in the inner loop.
 
 #include <cmath>
+#include <type_traits>
 
 #include "common.cuh"
+#include "decode_attention_h2.cuh"
 
 namespace eli::cuda::detail {
 
-constexpr int kAttnThreads = 128;
-constexpr int kAttnUnroll = 4;
-constexpr int kMaxSplitLen = 1024;
-constexpr float kLog2e = 1.4426950408889634f;
+/// fp16 values of quantized V accumulate p*s*c in half2 within one unrolled iteration.
+constexpr bool kHalf2Values = true;
 
 template <bool kMax>
 __device__ __forceinline__ float block_reduce(float v, float* s_red) {
@@ -110,7 +110,9 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int tid = threadIdx.x;
 
   // ---- scores: logit_t (log2 domain) into shared memory
-  {
+  if constexpr (std::is_same_v<T, __half> && FK != Format::kFp) {
+    scores_mma<kD, FK>(p, b, h, bh, start, end, p.sm_scale * kLog2e, s_logit);
+  } else {
     const int lk = tid % kTprK, rk = tid / kTprK;
     const OperandReader<FK> rd(p.k, kD, lk * kEK);
     const T* q = static_cast<const T*>(p.q) + bh * kD + lk * kEK;
@@ -175,6 +177,9 @@ __global__ void __launch_bounds__(kAttnThreads)
   {
     const int lv = tid % kTprV, rv = tid / kTprV;
     const OperandReader<FV> rd(p.v, kD, lv * kEV);
+    constexpr bool kH2V = kHalf2Values && std::is_same_v<T, __half> && FV != Format::kFp;
+    HalfDecoder hdec{};
+    if constexpr (kH2V) hdec = HalfDecoder::make(FV, p.v.minima != nullptr);
     float acc[kEV];
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
@@ -196,14 +201,35 @@ __global__ void __launch_bounds__(kAttnThreads)
           pw[u] = s_logit[t - start];
         }
       }
+      if constexpr (kH2V) {
+        __half2 hacc[kEV / 2];
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        float c[kEV];
-        decode_vec<FV, T>(raw[u], rd.dec, c);
-        const float ps = pw[u] * vs[u];
+        for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
 #pragma unroll
-        for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
-        macc = fmaf(pw[u], vm[u], macc);
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          uint32_t c[kEV / 2];
+          decode_vec_h2<FV>(raw[u], hdec, c);
+          const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
+#pragma unroll
+          for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
+          macc = fmaf(pw[u], vm[u], macc);
+        }
+#pragma unroll
+        for (int k = 0; k < kEV / 2; ++k) {
+          const float2 f = __half22float2(hacc[k]);
+          acc[pair_lo<FV>(k)] += f.x;
+          acc[pair_hi<FV>(k)] += f.y;
+        }
+      } else {
+#pragma unroll
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          float c[kEV];
+          decode_vec<FV, T>(raw[u], rd.dec, c);
+          const float ps = pw[u] * vs[u];
+#pragma unroll
+          for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
+          macc = fmaf(pw[u], vm[u], macc);
+        }
       }
     }
     // The rows of one warp share lv = lane % kTprV: fold them with shuffles, so shared memory

@@ -1,0 +1,233 @@
+#pragma once
+/// fp16 fast paths of the fused decode attention (T = __half, quantized operands only):
+///  - scores: codes become exact fp16 integers two at a time (INT8: PRMT with 0x64 bytes,
+///    INT4: LOP3 with 0x64006400, then one HSUB2/HFMA2 removes 1024 + offset exactly) and
+///    q.c runs on the tensor cores (mma.m16n8k16, fp16 products are exact, fp32 accumulation),
+///    so the logits keep fp32 quality;
+///  - values: the same exact fp16 codes, p*s*c accumulated in half2 over the unrolled tokens of
+///    one iteration (<= 4 products, relative error ~2^-11), then added into fp32 accumulators.
+
+#include "common.cuh"
+
+namespace eli::cuda::detail {
+
+constexpr int kAttnThreads = 128;
+constexpr int kAttnUnroll = 4;
+constexpr int kMaxSplitLen = 1024;
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ __half2 u2h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+__device__ __forceinline__ uint32_t h22u(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+__device__ __forceinline__ uint32_t pack_h2(__half lo, __half hi) {
+  return h22u(__halves2half2(lo, hi));
+}
+
+/// C += A B for one m16n8k16 tile (A row-major 16x16 f16, B col-major 16x8 f16, C f32).
+__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/// Exact fp16 codes from INT8/INT4 words. `off` is the code offset (INT8 sym 128, INT4 sym 8,
+/// asym 0); `flip` xors INT8 words (0x80808080 for signed codes).
+struct HalfDecoder {
+  uint32_t flip;
+  __half2 sub;    // 1024 + off
+  __half2 sub16;  // -(64 + off), for the x16 nibbles: (1024 + 16 n) / 16 - 64 - off
+  static __device__ HalfDecoder make(Format f, bool zero_point) {
+    const int off = zero_point ? 0 : (f == Format::kInt8 ? 128 : 8);
+    HalfDecoder d;
+    d.flip = (f == Format::kInt8 && !zero_point) ? 0x80808080u : 0u;
+    d.sub = __float2half2_rn(1024.f + off);
+    d.sub16 = __float2half2_rn(-(64.f + off));
+    return d;
+  }
+  /// INT8 word -> (c0, c1), (c2, c3).
+  __device__ __forceinline__ void int8(uint32_t w, uint32_t& c01, uint32_t& c23) const {
+    const uint32_t x = w ^ flip;
+    c01 = h22u(__hsub2(u2h2(__byte_perm(x, 0x64646464u, 0x4140u)), sub));
+    c23 = h22u(__hsub2(u2h2(__byte_perm(x, 0x64646464u, 0x4342u)), sub));
+  }
+  /// INT4 word (element 2j in the low nibble of byte j) -> (c0, c4), (c1, c5), (c2, c6),
+  /// (c3, c7).
+  __device__ __forceinline__ void int4(uint32_t w, uint32_t (&c)[4]) const {
+    const __half2 sixteenth = __float2half2_rn(0.0625f);
+    const uint32_t w8 = w >> 8;
+    c[0] = h22u(__hsub2(u2h2((w & 0x000F000Fu) | 0x64006400u), sub));
+    c[1] = h22u(__hfma2(u2h2((w & 0x00F000F0u) | 0x64006400u), sixteenth, sub16));
+    c[2] = h22u(__hsub2(u2h2((w8 & 0x000F000Fu) | 0x64006400u), sub));
+    c[3] = h22u(__hfma2(u2h2((w8 & 0x00F000F0u) | 0x64006400u), sixteenth, sub16));
+  }
+};
+
+/// Scores of tokens [start, end) of one (b, h) into s_logit (log2 domain) with tensor cores.
+/// Warp w takes tiles of 16 tokens; lane (g = lane / 4, i = lane % 4) feeds rows (tokens) g and
+/// g + 8 with the 8-element units 4 s + i of slice s (32 elements: every group of 32, 64 or D
+/// holds whole slices, so one mma never mixes two scales). B = q in every column, hence every
+/// C column holds the same dot: c[0] for token g, c[2] for token g + 8.
+template <int kD, Format FK>
+__device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, int b, int h, int64_t bh,
+                                           int start, int end, float qscale, float* s_logit) {
+  static_assert(FK == Format::kInt8 || FK == Format::kInt4, "quantized K only");
+  constexpr int kSlices = kD / 32;
+  constexpr int kWords = FK == Format::kInt8 ? 2 : 1;  // 32-bit words per 8-element unit
+  constexpr int kRowBytes = Storage<FK, __half>::row_bytes(kD);
+  constexpr int kTiles = 2;  // 16-token tiles per warp and iteration
+  constexpr int kWarps = kAttnThreads / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
+  const QuantView& kv = p.k;
+  const uint8_t* data = static_cast<const uint8_t*>(kv.data);
+  const bool per_tensor = kv.tensor_scale > 0.f;
+  const __half* scales = per_tensor ? nullptr : static_cast<const __half*>(kv.scales);
+  const __half* minima = per_tensor ? nullptr : static_cast<const __half*>(kv.minima);
+  const int groups = per_tensor ? 1 : kD / kv.group;
+  const int slices_per_group = per_tensor ? kSlices : kv.group / 32;
+  const HalfDecoder dec = HalfDecoder::make(FK, kv.minima != nullptr);
+
+  // B fragments: the q elements matching this lane's A elements, and q sums per slice.
+  const __half* q = static_cast<const __half*>(p.q) + bh * kD;
+  uint32_t qb[kSlices][2][2];
+  float qsum[kSlices];
+#pragma unroll
+  for (int s = 0; s < kSlices; ++s) {
+    const int d0 = 32 * s + 8 * li;
+    __half e[8];
+    float part = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      e[j] = q[d0 + j];
+      part += __half2float(e[j]);
+    }
+    if constexpr (FK == Format::kInt8) {
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        qb[s][m][0] = pack_h2(e[4 * m], e[4 * m + 1]);
+        qb[s][m][1] = pack_h2(e[4 * m + 2], e[4 * m + 3]);
+      }
+    } else {
+      qb[s][0][0] = pack_h2(e[0], e[4]);
+      qb[s][0][1] = pack_h2(e[2], e[6]);
+      qb[s][1][0] = pack_h2(e[1], e[5]);
+      qb[s][1][1] = pack_h2(e[3], e[7]);
+    }
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    qsum[s] = part;
+  }
+
+  const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
+  for (int base = start + warp * 16 * kTiles; base < end; base += kWarps * 16 * kTiles) {
+    uint32_t raw[kTiles][2][kSlices][kWords];
+    int64_t rows[kTiles][2];
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = base + 16 * u + g + 8 * r;
+        rows[u][r] = 0;
+#pragma unroll
+        for (int s = 0; s < kSlices; ++s)
+#pragma unroll
+          for (int w = 0; w < kWords; ++w) raw[u][r][s][w] = 0u;
+        if (t < end) {
+          const int64_t row = row_of(p.map, b, h, t);
+          rows[u][r] = row;
+          const uint8_t* src = data + row * kRowBytes;
+#pragma unroll
+          for (int s = 0; s < kSlices; ++s) {
+            const int unit = 4 * s + li;
+            if constexpr (kWords == 2) {
+              const uint2 v = __ldg(reinterpret_cast<const uint2*>(src + 8 * unit));
+              raw[u][r][s][0] = v.x;
+              raw[u][r][s][1] = v.y;
+            } else {
+              raw[u][r][s][0] = __ldg(reinterpret_cast<const uint32_t*>(src + 4 * unit));
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u) {
+      float c[kSlices][4];
+#pragma unroll
+      for (int s = 0; s < kSlices; ++s) {
+        c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0.f;
+        if constexpr (FK == Format::kInt8) {
+#pragma unroll
+          for (int m = 0; m < 2; ++m) {
+            uint32_t g01, g23, h01, h23;
+            dec.int8(raw[u][0][s][m], g01, g23);
+            dec.int8(raw[u][1][s][m], h01, h23);
+            mma_16816(c[s], g01, h01, g23, h23, qb[s][m][0], qb[s][m][1]);
+          }
+        } else {
+          uint32_t cg[4], ch[4];
+          dec.int4(raw[u][0][s][0], cg);
+          dec.int4(raw[u][1][s][0], ch);
+          mma_16816(c[s], cg[0], ch[0], cg[2], ch[2], qb[s][0][0], qb[s][0][1]);
+          mma_16816(c[s], cg[1], ch[1], cg[3], ch[3], qb[s][1][0], qb[s][1][1]);
+        }
+      }
+      const int t = base + 16 * u + g + 8 * half_row;
+      const int64_t row = half_row ? rows[u][1] : rows[u][0];
+      float logit = 0.f, dot = 0.f, qs = 0.f;
+#pragma unroll
+      for (int s = 0; s < kSlices; ++s) {
+        dot += half_row ? c[s][2] : c[s][0];
+        qs += qsum[s];
+        if ((s + 1) % slices_per_group == 0) {
+          float ks = kv.tensor_scale, km = 0.f;
+          if (!per_tensor) {
+            const int64_t i = row * groups + s / slices_per_group;
+            ks = __half2float(scales[i]);
+            if (minima != nullptr) km = __half2float(minima[i]);
+          }
+          logit = fmaf(ks, dot, fmaf(km, qs, logit));
+          dot = 0.f;
+          qs = 0.f;
+        }
+      }
+      logit *= qscale;
+      if ((li & 1) == 0 && t < end) {
+        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
+        s_logit[t - start] = logit;
+      }
+    }
+  }
+}
+
+/// V side: exact fp16 codes of one 16-byte vector as half2 pairs. INT8 pair 2 i + j holds
+/// elements (4 i + 2 j, 4 i + 2 j + 1); INT4 pair 4 i + j holds (8 i + j, 8 i + 4 + j).
+template <Format F>
+__device__ __forceinline__ void decode_vec_h2(
+    const uint4& v, const HalfDecoder& dec, uint32_t (&out)[Storage<F, __half>::kElemsPerVec / 2]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (F == Format::kInt8) {
+      dec.int8(w[i], out[2 * i], out[2 * i + 1]);
+    } else {
+      uint32_t c[4];
+      dec.int4(w[i], c);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) out[4 * i + j] = c[j];
+    }
+  }
+}
+
+/// Element indices (lo, hi) of pair k produced by decode_vec_h2.
+template <Format F>
+__host__ __device__ constexpr int pair_lo(int k) {
+  return F == Format::kInt8 ? 2 * k : 8 * (k / 4) + k % 4;
+}
+template <Format F>
+__host__ __device__ constexpr int pair_hi(int k) {
+  return F == Format::kInt8 ? 2 * k + 1 : 8 * (k / 4) + 4 + k % 4;
+}
+
+}  // namespace eli::cuda::detail

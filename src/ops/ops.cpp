@@ -134,11 +134,15 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
   decode_attention_out(q, k, v, args, hist, &lse);
   const double scale =
       args.sm_scale > 0 ? args.sm_scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  const at::Tensor lse_new =
-      (q.to(at::kFloat) * k_new.to(at::kFloat)).sum({2, 3}) * scale;  // [B, H]
-  auto merged = merge_attention(hist, lse, v_new.to(q.scalar_type()), lse_new);
-  if (lse_out != nullptr) *lse_out = merged.second;
-  return merged.first;
+  // merge_attention specialised to one new key (few small ops: a decode step runs this per
+  // layer): the history's weight in the joint softmax is sigmoid(lse - logit_new), 0 for an
+  // empty history (lse = -inf).
+  const at::Tensor vf = v_new.to(at::kFloat);
+  const at::Tensor logit = (q.to(at::kFloat) * k_new.to(at::kFloat)).sum({2, 3}) * scale;  // [B, H]
+  const at::Tensor d = lse - logit;
+  const at::Tensor w = at::sigmoid(d).view({q.size(0), q.size(1), 1, 1});
+  if (lse_out != nullptr) *lse_out = logit + at::softplus(d);  // log(e^lse + e^logit)
+  return at::addcmul(vf, w, hist.to(at::kFloat) - vf).to(q.scalar_type());
 }
 
 std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,

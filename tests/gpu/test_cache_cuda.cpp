@@ -141,7 +141,9 @@ TEST_P(CacheCuda, FusedDecompositionOnCpuMatchesAten) {
   const Diff d = compare(fused, aten);
   std::printf("[cache fused on cpu] %-40s rel %.2e (abs %.2e, step %lld)\n", method.c_str(), d.rel,
               d.abs, static_cast<long long>(d.step));
-  EXPECT_LE(d.rel, 1e-5) << method << " worst step " << d.step;
+  // fp32 rounding differs (fp64 reference kernel vs fp32 ATen), and a quantized cache may flip
+  // the odd code at a rounding boundary (per_tensor: seen 1.5e-5); a wrong mask gives > 1e-2.
+  EXPECT_LE(d.rel, 1e-4) << method << " worst step " << d.step;
 }
 
 INSTANTIATE_TEST_SUITE_P(

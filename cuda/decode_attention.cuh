@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int tid = threadIdx.x;
 
   // ---- scores: logit_t (log2 domain) into shared memory
-  if constexpr (std::is_same_v<T, __half> && FK != Format::kFp) {
+  if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8) {
     scores_mma<kD, FK>(p, b, h, bh, start, end, p.sm_scale * kLog2e, s_logit);
   } else {
     const int lk = tid % kTprK, rk = tid / kTprK;
@@ -179,7 +179,12 @@ __global__ void __launch_bounds__(kAttnThreads)
     const OperandReader<FV> rd(p.v, kD, lv * kEV);
     constexpr bool kH2V = kHalf2Values && std::is_same_v<T, __half> && FV != Format::kFp;
     HalfDecoder hdec{};
-    if constexpr (kH2V) hdec = HalfDecoder::make(FV, p.v.minima != nullptr);
+    // Zero-point values stay in fp32: s * c and the minimum cancel, fp16 products would not.
+    bool use_h2 = false;
+    if constexpr (kH2V) {
+      hdec = HalfDecoder::make(FV, false);
+      use_h2 = p.v.minima == nullptr;
+    }
     float acc[kEV];
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
@@ -201,26 +206,31 @@ __global__ void __launch_bounds__(kAttnThreads)
           pw[u] = s_logit[t - start];
         }
       }
+      bool done = false;
       if constexpr (kH2V) {
-        __half2 hacc[kEV / 2];
+        if (use_h2) {
+          __half2 hacc[kEV / 2];
 #pragma unroll
-        for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
+          for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
 #pragma unroll
-        for (int u = 0; u < kAttnUnroll; ++u) {
-          uint32_t c[kEV / 2];
-          decode_vec_h2<FV>(raw[u], hdec, c);
-          const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
+          for (int u = 0; u < kAttnUnroll; ++u) {
+            uint32_t c[kEV / 2];
+            decode_vec_h2<FV>(raw[u], hdec, c);
+            const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
 #pragma unroll
-          for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
-          macc = fmaf(pw[u], vm[u], macc);
+            for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
+            macc = fmaf(pw[u], vm[u], macc);
+          }
+#pragma unroll
+          for (int k = 0; k < kEV / 2; ++k) {
+            const float2 f = __half22float2(hacc[k]);
+            acc[pair_lo<FV>(k)] += f.x;
+            acc[pair_hi<FV>(k)] += f.y;
+          }
+          done = true;
         }
-#pragma unroll
-        for (int k = 0; k < kEV / 2; ++k) {
-          const float2 f = __half22float2(hacc[k]);
-          acc[pair_lo<FV>(k)] += f.x;
-          acc[pair_hi<FV>(k)] += f.y;
-        }
-      } else {
+      }
+      if (!done) {
 #pragma unroll
         for (int u = 0; u < kAttnUnroll; ++u) {
           float c[kEV];

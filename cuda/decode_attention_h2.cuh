@@ -3,9 +3,13 @@
 ///  - scores: codes become exact fp16 integers two at a time (INT8: PRMT with 0x64 bytes,
 ///    INT4: LOP3 with 0x64006400, then one HSUB2/HFMA2 removes 1024 + offset exactly) and
 ///    q.c runs on the tensor cores (mma.m16n8k16, fp16 products are exact, fp32 accumulation),
-///    so the logits keep fp32 quality;
+///    so the logits keep fp32 quality. Used for INT8 K; INT4 K through scores_mma was measured
+///    slower on an H100 (166.5 us vs ~157 us at B=32, 8192, D=64: two 4-byte loads and a row
+///    lookup per 16 codes and lane) and stays on the fp32 path;
 ///  - values: the same exact fp16 codes, p*s*c accumulated in half2 over the unrolled tokens of
 ///    one iteration (<= 4 products, relative error ~2^-11), then added into fp32 accumulators.
+///    Symmetric V only: with a zero point, s * c and the minimum cancel and the fp16 products
+///    broke the fp16 output tolerance (|diff| 7.6e-3 at 0.46), so zero-point V stays in fp32.
 
 #include "common.cuh"
 

@@ -37,7 +37,6 @@ struct CommonOptions {
   uint64_t seed = 42;
   eli::CacheConfig cache;
   eli::QuantizationConfig quant;
-  std::string granularity = "per_token_head";
 };
 
 inline void add_common_options(CLI::App& app, CommonOptions& o) {
@@ -83,10 +82,10 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
       ->capture_default_str();
   app.add_option("--keep-last", o.cache.keep_last, "chunked_cache: newest tokens kept exact")
       ->capture_default_str();
-  app.add_option("--granularity", o.granularity,
-                 "Quantization scales: per_token_head | group | per_tensor")
-      ->capture_default_str();
-  app.add_option("--group-size", o.quant.group_size, "group granularity: 32 or 64")
+  // Scale granularity is part of a method: quant_int8 is per token and head, quant_int4 groups;
+  // other choices are specs in --methods, e.g. full+int8/per_tensor or full+int4/group64/zp.
+  app.add_option("--group-size", o.quant.group_size,
+                 "Group size of group-quantized codecs (quant_int4, quant_mixed's V): 32 or 64")
       ->capture_default_str();
   app.add_option("--residual", o.quant.residual_tokens, "Newest tokens kept unquantized")
       ->capture_default_str();
@@ -175,7 +174,6 @@ inline eli::bench::BenchmarkConfig bench_config(const CommonOptions& o, const Se
   c.eval_ids = s.text_ids;
   c.generation.cache = o.cache;
   c.generation.quant = o.quant;
-  c.generation.quant.granularity = eli::parse_granularity(o.granularity);
   c.generation.sampling.seed = o.seed;
   return c;
 }

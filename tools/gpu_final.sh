@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One GPU-machine run over the final tree: build everything, all GPU tests (with the HF 124M
+# parity reference), end-to-end decode vs HF transformers, and the main job on CUDA.
+set -uo pipefail
+LOG=${OUT:-/tmp/out}
+mkdir -p "$LOG" /tmp/deps
+for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export PYTHONUNBUFFERED=1
+TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+t0=$(date +%s); R=$PWD
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+cmake --build build-gpu -j16 -- -k 0 > "$LOG/build.log" 2>&1 || { grep -E "error|FAILED" "$LOG/build.log" | head -40; }
+echo "build done at +$(( $(date +%s) - t0 ))s"
+python3 tools/hf_reference.py gpt2 /tmp/hf_gpt2 > "$LOG/hf_reference.log" 2>&1 || tail "$LOG/hf_reference.log"
+ELI_HF_GPT2_DIR=/tmp/hf_gpt2 timeout 240 build-gpu/tests/eli_gpu_tests > "$LOG/gpu_tests.log" 2>&1
+echo "gpu tests rc=$?"; grep -E "^\[  (FAILED|PASSED|SKIPPED)|parity|Failure" "$LOG/gpu_tests.log" | head -30
+echo "tests done at +$(( $(date +%s) - t0 ))s"
+bash tools/gpu_foundation_speed.sh 2>&1 | tee "$LOG/decode_speed.log"
+echo "speed done at +$(( $(date +%s) - t0 ))s"
+mkdir -p /tmp/cb && (cd /tmp/cb && timeout 150 $R/build-gpu/comprehensive_benchmark --time-budget 60 \
+  > "$LOG/comprehensive_cuda.log" 2>&1; echo "comprehensive rc=$?"; tail -30 "$LOG/comprehensive_cuda.log" | cut -c1-170; \
+  cp results/comprehensive.json "$LOG/comprehensive_cuda.json" 2>/dev/null)
+echo "all done at +$(( $(date +%s) - t0 ))s"

@@ -1,11 +1,13 @@
 // Op front-ends: route CUDA tensors to the kernels (ops_cuda.cpp) and CPU tensors to the
-// reference; allocation helpers and the device-independent merge.
+// reference (decode attention: to the CPU kernel in attention_cpu.cpp); allocation helpers and
+// the device-independent merge.
 
 #include "eli/ops.h"
 
 #include <cmath>
 
 #include "eli/error.h"
+#include "ops/attention_cpu.h"
 #include "ops/storage.h"
 #ifdef ELI_WITH_CUDA
 #include "ops/ops_cuda.h"
@@ -111,7 +113,7 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
     no_cuda("decode_attention");
 #endif
   }
-  ref::decode_attention_out(q, k, v, args, out, lse);
+  detail::cpu_decode_attention_out(q, k, v, args, out, lse);
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,

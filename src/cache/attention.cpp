@@ -87,7 +87,7 @@ std::atomic<bool>& fused_decode_enabled() {
 }
 
 std::atomic<bool>& fused_decode_on_cpu() {
-  static std::atomic<bool> on{false};
+  static std::atomic<bool> on{true};
   return on;
 }
 

@@ -26,7 +26,7 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
                           const std::vector<int64_t>& hist_pos, const std::vector<float>& hist_bias,
                           const at::Tensor& k_new, const at::Tensor& v_new, const AttendMask& mask);
 
-// ---- Fused decode (CUDA): the stored history read in place by ops::decode_attention --------
+// ---- Fused decode (CUDA, CPU): the stored history read in place by ops::decode_attention --
 
 /// Slots 0 .. len - 1 of one K/V storage (shapes in include/eli/ops.h), seen by a decode query.
 struct DecodeRegion {
@@ -47,12 +47,13 @@ constexpr float kMaskedLogit = -1e30f;
 at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
                           const at::Tensor& lens, const at::Tensor& k_new, const at::Tensor& v_new);
 
-/// Test hooks: whether CUDA decode steps may take the fused path (default true), and how many
+/// Test hooks: whether decode steps may take the fused path (default true), and how many
 /// layer-steps did.
 std::atomic<bool>& fused_decode_enabled();
 std::atomic<int64_t>& fused_decode_steps();
-/// Test hook, read when a cache is built: CPU caches take the fused decode path too, through
-/// the ops' CPU reference (any head_dim), to test the region decomposition without a GPU.
+/// Read when a cache is built: whether CPU caches take the fused decode path (default true),
+/// through the ops' CPU kernel (src/ops/attention_cpu.cpp, any head_dim). Tests set it false to
+/// build a CPU cache on the ATen path.
 std::atomic<bool>& fused_decode_on_cpu();
 /// Whether a layout on `device` builds the device tables of the fused path.
 inline bool fused_decode_tables(const at::Device& device) {

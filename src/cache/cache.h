@@ -2,8 +2,9 @@
 // Cache<Layout, KCodec, VCodec>: any layout (layouts.h) with any codec for keys and for values
 // (codecs.h). append() keeps the latest append pending at full precision; attend() runs over
 // stored history + pending (kv_cache.h contract) and then commits the pending tokens into the
-// layout. On CUDA a decode step (one query) reads the storage in place with the fused kernel
-// (attend_fused); prefill and the CPU run the ATen path (attend_aten).
+// layout. A decode step (one query) reads the storage in place with the fused kernel
+// (attend_fused: CUDA kernels, or the CPU kernel of the ops); prefill runs the ATen path
+// (attend_aten).
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -52,9 +53,9 @@ class Cache final : public KVCache, private Recoder {
     } else {
       resid_ = 0;
     }
-    // Fused decode: CUDA kernels for this head_dim and dtype (or the CPU reference under the
-    // test hook); a residual window only with both sides quantized (one ring per side, same
-    // slots) over a layout whose history is a prefix.
+    // Fused decode: CUDA kernels for this head_dim and dtype, or the CPU kernel (any head_dim;
+    // off when a test turns fused_decode_on_cpu off); a residual window only with both sides
+    // quantized (one ring per side, same slots) over a layout whose history is a prefix.
     const int64_t d = a_.shape.head_dim;
     const bool ops_ok = a_.device.is_cuda() ? ops::has_cuda_ops() && (d == 64 || d == 128)
                                             : fused_decode_on_cpu().load();
@@ -159,7 +160,7 @@ class Cache final : public KVCache, private Recoder {
     return attend_aten(layer, q);
   }
 
-  // Decode step on CUDA: the layout's regions (codes, scales, block table as stored) and the
+  // Decode step: the layout's regions (codes, scales, block table as stored) and the
   // residual ring through ops::decode_attention, the pending token at full precision.
   at::Tensor attend_fused(int layer, const at::Tensor& q) {
     const size_t l = static_cast<size_t>(layer);

@@ -38,8 +38,10 @@ namespace {
 
 enum class Fmt { kF32, kF16, kS8, kU8, kS4, kU4 };
 
-/// One of K / V as raw pointers. Packed INT4 rows decode group by group into (even elements,
-/// odd elements), so loads and stores stay contiguous; q and the accumulator use that order.
+/// One of K / V as raw pointers. Quantized rows decode in chunks of kChunk elements (a group
+/// holds whole chunks; a per-row scale may leave a tail), fixed-size loops the compiler
+/// unrolls and vectorizes. Packed INT4 chunks decode as (8 even elements, 8 odd elements), so
+/// loads and stores stay contiguous; q and the accumulator use that order.
 struct Side {
   Fmt fmt = Fmt::kF32;
   const uint8_t* data = nullptr;
@@ -75,11 +77,45 @@ Side side_of(const KvStore& s, int64_t D) {
   return r;
 }
 
+constexpr int64_t kChunk = 16;
+
 /// Position of natural element i in the side's decode order.
-int64_t order_of(const Side& s, int64_t i) {
+int64_t order_of(const Side& s, int64_t D, int64_t i) {
   if (s.fmt != Fmt::kS4 && s.fmt != Fmt::kU4) return i;
+  if (s.groups == 1 && i >= D - D % kChunk) return i;  // tail of a per-row scale: in order
   const int64_t g = i / s.gw, j = i % s.gw;
-  return g * s.gw + (j % 2) * (s.gw / 2) + j / 2;
+  const int64_t c = j / kChunk, r = j % kChunk;
+  return g * s.gw + c * kChunk + (r % 2) * (kChunk / 2) + r / 2;
+}
+
+template <class Code>
+ELI_ALWAYS_INLINE void decode_int8(const Code* __restrict c, int64_t n, float sc, float m,
+                                   float* __restrict o) {
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    for (int64_t j = 0; j < kChunk; ++j) o[i + j] = static_cast<float>(c[i + j]) * sc + m;
+  }
+  for (; i < n; ++i) o[i] = static_cast<float>(c[i]) * sc + m;
+}
+
+/// n elements (even) from n / 2 bytes, low nibble = even element; codes are nibble - off.
+ELI_ALWAYS_INLINE void decode_int4(const uint8_t* __restrict c, int64_t n, int off, float sc,
+                                   float m, float* __restrict o) {
+  constexpr int64_t kHalf = kChunk / 2;
+  int64_t i = 0;
+  for (; i + kChunk <= n; i += kChunk) {
+    int32_t w[kHalf];  // bytes widened first: nibble ops on 32-bit lanes
+    for (int64_t j = 0; j < kHalf; ++j) w[j] = c[i / 2 + j];
+    float* oc = o + i;
+    for (int64_t j = 0; j < kHalf; ++j) {
+      oc[j] = static_cast<float>((w[j] & 0xF) - off) * sc + m;
+      oc[kHalf + j] = static_cast<float>((w[j] >> 4) - off) * sc + m;
+    }
+  }
+  for (; i < n; i += 2) {
+    o[i] = static_cast<float>(static_cast<int>(c[i / 2] & 0xF) - off) * sc + m;
+    o[i + 1] = static_cast<float>(static_cast<int>(c[i / 2] >> 4) - off) * sc + m;
+  }
 }
 
 /// Storage row -> D fp32 values (x' = code * s + m per group); fp32 rows are returned in place.
@@ -91,7 +127,7 @@ ELI_ALWAYS_INLINE const float* decode_row(const Side& s, int64_t row, int64_t D,
     for (int64_t i = 0; i < D; ++i) buf[i] = static_cast<float>(h[i]);
     return buf;
   }
-  const int64_t gw = s.gw, half = gw / 2;
+  const int64_t gw = s.gw;
   for (int64_t g = 0; g < s.groups; ++g) {
     float sc = s.tensor_scale, m = 0.f;
     if (s.scales != nullptr) {
@@ -100,25 +136,18 @@ ELI_ALWAYS_INLINE const float* decode_row(const Side& s, int64_t row, int64_t D,
     }
     float* o = buf + g * gw;
     switch (s.fmt) {
-      case Fmt::kS8: {
-        const int8_t* c = reinterpret_cast<const int8_t*>(p) + g * gw;
-        for (int64_t i = 0; i < gw; ++i) o[i] = static_cast<float>(c[i]) * sc + m;
+      case Fmt::kS8:
+        decode_int8(reinterpret_cast<const int8_t*>(p) + g * gw, gw, sc, m, o);
         break;
-      }
-      case Fmt::kU8: {
-        const uint8_t* c = p + g * gw;
-        for (int64_t i = 0; i < gw; ++i) o[i] = static_cast<float>(c[i]) * sc + m;
+      case Fmt::kU8:
+        decode_int8(p + g * gw, gw, sc, m, o);
         break;
-      }
-      default: {  // packed INT4: low nibble = even element
-        const uint8_t* c = p + g * half;
-        const int off = s.fmt == Fmt::kS4 ? quant::kInt4Offset : 0;
-        for (int64_t j = 0; j < half; ++j) {
-          o[j] = static_cast<float>(static_cast<int>(c[j] & 0xF) - off) * sc + m;
-          o[half + j] = static_cast<float>(static_cast<int>(c[j] >> 4) - off) * sc + m;
-        }
+      case Fmt::kS4:
+        decode_int4(p + g * gw / 2, gw, quant::kInt4Offset, sc, m, o);
         break;
-      }
+      default:
+        decode_int4(p + g * gw / 2, gw, 0, sc, m, o);
+        break;
     }
   }
   return buf;
@@ -127,7 +156,7 @@ ELI_ALWAYS_INLINE const float* decode_row(const Side& s, int64_t row, int64_t D,
 constexpr int64_t kLanes = 16;  // independent partial sums of a dot product
 constexpr int64_t kBlock = 64;  // slots per softmax block
 
-ELI_ALWAYS_INLINE float dot(const float* a, const float* b, int64_t D) {
+ELI_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b, int64_t D) {
   float acc[kLanes] = {};
   int64_t d = 0;
   for (; d + kLanes <= D; d += kLanes) {
@@ -139,6 +168,10 @@ ELI_ALWAYS_INLINE float dot(const float* a, const float* b, int64_t D) {
     for (int64_t j = 0; j < w; ++j) acc[j] += acc[j + w];
   }
   return acc[0] + tail;
+}
+
+ELI_ALWAYS_INLINE void axpy(float a, const float* __restrict x, float* __restrict y, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) y[d] += a * x[d];
 }
 
 /// exp(x) for x <= 0 (Cephes expf: 2^n * poly(r), relative error < 1e-7); 0 below -87, where
@@ -198,7 +231,7 @@ ELI_CPU_CLONES void attend_range(const Job& j, int64_t begin, int64_t end) {
       j.lse[bh] = -std::numeric_limits<float>::infinity();
       continue;
     }
-    for (int64_t i = 0; i < D; ++i) qk[order_of(j.k, i)] = j.q[bh * D + i] * j.scale;
+    for (int64_t i = 0; i < D; ++i) qk[order_of(j.k, D, i)] = j.q[bh * D + i] * j.scale;
     std::fill(acc.begin(), acc.end(), 0.f);
     float m = -std::numeric_limits<float>::infinity(), sum = 0.f;
     for (int64_t t0 = 0; t0 < len; t0 += kBlock) {
@@ -230,11 +263,11 @@ ELI_CPU_CLONES void attend_range(const Job& j, int64_t begin, int64_t end) {
         const float pi = p[i];
         sum += pi;
         const float* vr = decode_row(j.v, rows[i], D, vbuf.data());
-        for (int64_t d = 0; d < D; ++d) acc[d] += pi * vr[d];
+        axpy(pi, vr, acc.data(), D);
       }
     }
     const float inv = 1.f / sum;
-    for (int64_t i = 0; i < D; ++i) o[i] = acc[order_of(j.v, i)] * inv;
+    for (int64_t i = 0; i < D; ++i) o[i] = acc[order_of(j.v, D, i)] * inv;
     j.lse[bh] = m + std::log(sum);
   }
 }

@@ -130,8 +130,8 @@ TEST_P(CacheCuda, FusedDecodeMatchesCpu) {
 }
 
 // The fused path's decomposition (regions, masks, biases, residual ring, rotation, merges) run
-// through the CPU decode kernel (ops::decode_attention on CPU tensors): it must equal the ATen path on the same CPU cache. Needs no
-// GPU; it is here because it tests the same path.
+// through the CPU decode kernel (ops::decode_attention on CPU tensors): it must equal the ATen path
+// on the same CPU cache. Needs no GPU; it is here because it tests the same path.
 TEST_P(CacheCuda, FusedDecompositionOnCpuMatchesAten) {
   const std::string method = GetParam().spec;
   const Trace aten = run(method, at::kCPU, at::kFloat);

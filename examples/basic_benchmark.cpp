@@ -28,11 +28,7 @@ int main(int argc, char** argv) {
     }
     eli::bench::ProgressLine progress(std::cerr);
     b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep;
-    rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
-    rep.context.command = examples::command_line(argc, argv);
-    rep.context.notes = s.notes;
-    rep.config = b.config();
+    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
     rep.sweep.max_new_tokens = o.max_new_tokens;
     rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
     progress.finish();

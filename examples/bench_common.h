@@ -191,6 +191,17 @@ inline std::string command_line(int argc, char** argv) {
   return c;
 }
 
+/// A report whose run context (model, device, command line, notes) and config are filled in.
+inline eli::bench::Report new_report(const Setup& s, const eli::bench::Benchmarker& b, int argc,
+                                     char** argv) {
+  eli::bench::Report rep;
+  rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
+  rep.context.command = command_line(argc, argv);
+  rep.context.notes = s.notes;
+  rep.config = b.config();
+  return rep;
+}
+
 /// Prints the table and notes on stdout; writes JSON / CSV when paths are given.
 inline void emit(const eli::bench::Report& rep, const std::string& json, const std::string& csv) {
   const auto& c = rep.context;

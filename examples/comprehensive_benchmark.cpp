@@ -164,13 +164,10 @@ int main(int argc, char** argv) {
                               s.tokenizer ? &*s.tokenizer : nullptr);
     eli::bench::ProgressLine progress(std::cerr);
     b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep;
-    rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
-    rep.context.command = examples::command_line(argc, argv);
+    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
     rep.sweep.batch_sizes = o.batch;
     rep.sweep.prompt_lens = lens;
     rep.sweep.max_new_tokens = o.max_new_tokens;
-    rep.config = b.config();
     rep.results = b.compare_ids({examples::prompt_stream(o, s)}, o.methods, rep.sweep);
     progress.finish();
 

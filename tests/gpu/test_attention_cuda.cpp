@@ -18,11 +18,7 @@ namespace {
 using testing::all_close;
 using testing::StoreKind;
 
-bool gpu_available() { return at::hasCUDA() && has_cuda_ops(); }
-bool quick() { return std::getenv("ELI_GPU_TEST_QUICK") != nullptr; }
-
-#define ELI_REQUIRE_GPU() \
-  if (!gpu_available()) GTEST_SKIP() << "no CUDA device or CUDA ops not built"
+using testing::quick;
 
 struct Case {
   int64_t B, H, L, D;  // L: longest sequence

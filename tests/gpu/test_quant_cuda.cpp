@@ -17,11 +17,7 @@ namespace {
 using testing::all_close;
 using testing::StoreKind;
 
-bool gpu_available() { return at::hasCUDA() && has_cuda_ops(); }
-bool quick() { return std::getenv("ELI_GPU_TEST_QUICK") != nullptr; }
-
-#define ELI_REQUIRE_GPU() \
-  if (!gpu_available()) GTEST_SKIP() << "no CUDA device or CUDA ops not built"
+using testing::quick;
 
 struct Shape {
   int64_t B, H, T, D;

@@ -18,10 +18,8 @@ inline bool gpu_available() { return at::hasCUDA() && has_cuda_ops(); }
 /// ELI_GPU_TEST_QUICK=1 keeps only the small shapes (compute-sanitizer runs).
 inline bool quick() { return std::getenv("ELI_GPU_TEST_QUICK") != nullptr; }
 
-#define ELI_REQUIRE_GPU()                           \
-  if (!::eli::ops::testing::gpu_available())        \
-  GTEST_SKIP() << "no CUDA device or CUDA ops not " \
-                  "built"
+#define ELI_REQUIRE_GPU() \
+  if (!::eli::ops::testing::gpu_available()) GTEST_SKIP() << "no CUDA device or CUDA ops"
 
 /// Rows with very different magnitudes (so per-row/group scales matter), never all zero.
 inline at::Tensor random_rows(std::vector<int64_t> shape, at::ScalarType dtype,

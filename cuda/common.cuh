@@ -100,6 +100,35 @@ __device__ __forceinline__ int64_t row_of(const RowMap& m, int b, int h, int t) 
   return (block * m.heads + h) * m.block_size + t % m.block_size;
 }
 
+/// row_of() for one (b, h), with the per-(b, h) part hoisted out of the token loops: a
+/// contiguous row is base + t; a paged row is table[t / bs] * H * bs + h * bs + t % bs, with a
+/// shift and a mask when bs is a power of two (the usual case) instead of an integer division.
+struct RowCursor {
+  const int32_t* table;  // this sequence's block table row, or nullptr (contiguous)
+  int64_t base;          // contiguous: (b * H + h) * capacity; paged: h * bs
+  int64_t block_rows;    // paged: H * bs
+  int bs;
+  int shift;  // log2(bs) when bs is a power of two, else -1
+  __device__ RowCursor(const RowMap& m, int b, int h) {
+    bs = m.block_size;
+    shift = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
+    if (m.block_table == nullptr) {
+      table = nullptr;
+      base = (int64_t(b) * m.heads + h) * bs;
+      block_rows = 0;
+    } else {
+      table = m.block_table + b * m.table_stride;
+      base = int64_t(h) * bs;
+      block_rows = int64_t(m.heads) * bs;
+    }
+  }
+  __device__ __forceinline__ int64_t row(int t) const {
+    if (table == nullptr) return base + t;
+    if (shift >= 0) return table[t >> shift] * block_rows + base + (t & (bs - 1));
+    return table[t / bs] * block_rows + base + t % bs;
+  }
+};
+
 /// Storage traits: bytes of one row and elements per 16-byte vector.
 template <Format F, typename T>
 struct Storage;

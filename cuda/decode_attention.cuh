@@ -14,6 +14,13 @@
 #include "common.cuh"
 #include "decode_attention_h2.cuh"
 
+#ifndef ELI_ATTN_PROBE
+#define ELI_ATTN_PROBE 0  // timing probes only: 1 skips the V loop, 2 skips the scores
+#endif
+#ifndef ELI_ATTN_IMMA
+#define ELI_ATTN_IMMA 1  // INT4 K scores on the integer tensor cores (0: fp32 path)
+#endif
+
 namespace eli::cuda::detail {
 
 /// fp16 values of quantized V accumulate p*s*c in half2 within one unrolled iteration.
@@ -108,10 +115,15 @@ __global__ void __launch_bounds__(kAttnThreads)
     return;
   }
   const int tid = threadIdx.x;
+  const RowCursor rows(p.map, b, h);
 
   // ---- scores: logit_t (log2 domain) into shared memory
-  if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8) {
-    scores_mma<kD, FK>(p, b, h, bh, start, end, p.sm_scale * kLog2e, s_logit);
+#if ELI_ATTN_PROBE == 2
+  for (int i = tid; i < end - start; i += kAttnThreads) s_logit[i] = 0.f;
+#else
+  if constexpr (std::is_same_v<T, __half> && FK != Format::kFp &&
+                (ELI_ATTN_IMMA || FK == Format::kInt8)) {
+    scores_imma<kD, FK>(p, rows, b, bh, start, end, p.sm_scale * kLog2e, s_logit);
   } else {
     const int lk = tid % kTprK, rk = tid / kTprK;
     const OperandReader<FK> rd(p.k, kD, lk * kEK);
@@ -129,15 +141,10 @@ __global__ void __launch_bounds__(kAttnThreads)
       float ks[kAttnUnroll], km[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
-        const int t = base + u * kRowsK + rk;
-        raw[u] = make_uint4(0, 0, 0, 0);
-        ks[u] = 0.f;
-        km[u] = 0.f;
-        if (t < end) {
-          const int64_t row = row_of(p.map, b, h, t);
-          raw[u] = load_vec(rd.data + row * kRowBytesK + lk * 16);
-          rd.scale_of(row, ks[u], km[u]);
-        }
+        // Tokens past the end read the last row (no branch); their logits are not written.
+        const int64_t row = rows.row(min(base + u * kRowsK + rk, end - 1));
+        raw[u] = load_vec(rd.data + row * kRowBytesK + lk * 16);
+        rd.scale_of(row, ks[u], km[u]);
       }
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
@@ -158,6 +165,7 @@ __global__ void __launch_bounds__(kAttnThreads)
       }
     }
   }
+#endif
   __syncthreads();
 
   // ---- softmax partials of this split
@@ -189,22 +197,18 @@ __global__ void __launch_bounds__(kAttnThreads)
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
     float macc = 0.f;
-    for (int base = start; base < end; base += kRowsV * kAttnUnroll) {
+    for (int base = start; base < (ELI_ATTN_PROBE == 1 ? start : end); base += kRowsV * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
+        // Tokens past the end read the last row with weight 0 (finite codes and scales).
         const int t = base + u * kRowsV + rv;
-        raw[u] = make_uint4(0, 0, 0, 0);
-        vs[u] = 0.f;
-        vm[u] = 0.f;
-        pw[u] = 0.f;
-        if (t < end) {
-          const int64_t row = row_of(p.map, b, h, t);
-          raw[u] = load_vec(rd.data + row * kRowBytesV + lv * 16);
-          rd.scale_of(row, vs[u], vm[u]);
-          pw[u] = s_logit[t - start];
-        }
+        const int tc = min(t, end - 1);
+        const int64_t row = rows.row(tc);
+        raw[u] = load_vec(rd.data + row * kRowBytesV + lv * 16);
+        rd.scale_of(row, vs[u], vm[u]);
+        pw[u] = t < end ? s_logit[tc - start] : 0.f;
       }
       bool done = false;
       if constexpr (kH2V) {

@@ -2,7 +2,8 @@
 # Builds and checks the CUDA kernels on a GPU machine: configure + build (eli_gpu_tests,
 # bench_kernels), run the gpu tests, the quick gpu tests under compute-sanitizer memcheck, the
 # kernel benchmarks at the points of issue 4, and print a summary table last.
-# Env: SKIP_MEMCHECK=1 skips the sanitizer run; BENCH_FILTER narrows the benchmarks (regex).
+# Env: SKIP_MEMCHECK=1 skips the sanitizer run; BENCH_FILTER narrows the benchmarks (regex);
+# GTEST_FILTER narrows the gpu tests.
 # Run from the repo root. Assumes torch (pip) with CUDA, nvcc, and extra debs unpacked into
 # /tmp/deps (PCRE2 headers etc.). Logs go to $OUT (if set) else build-gpu/logs.
 set -uo pipefail
@@ -36,7 +37,7 @@ fi
 
 stamp "gpu tests"
 export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-timeout 240 "$BUILD/tests/eli_gpu_tests" --gtest_output="json:$LOG/gpu_tests.json" \
+timeout 240 "$BUILD/tests/eli_gpu_tests" --gtest_filter="${GTEST_FILTER:-*}" --gtest_output="json:$LOG/gpu_tests.json" \
   >"$LOG/gpu_tests.log" 2>&1
 rc_tests=$?
 [ $rc_tests -ne 0 ] && status=1

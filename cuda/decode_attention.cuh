@@ -17,14 +17,21 @@
 #ifndef ELI_ATTN_PROBE
 #define ELI_ATTN_PROBE 0  // timing probes only: 1 skips the V loop, 2 skips the scores
 #endif
-#ifndef ELI_ATTN_IMMA
-#define ELI_ATTN_IMMA 1  // INT4 K scores on the integer tensor cores (0: fp32 path)
-#endif
 
 namespace eli::cuda::detail {
 
 /// fp16 values of quantized V accumulate p*s*c in half2 within one unrolled iteration.
 constexpr bool kHalf2Values = true;
+
+/// Resident blocks per SM asked of the compiler (register budget 65536 / (128 n)). The quantized
+/// kernels are bound by latency, not bandwidth, so occupancy pays more than registers: at the
+/// compiler's own choice (95 registers, 5 blocks) INT4 took 145 us at B=32, 8192, D=64 on an
+/// H100, at 8 blocks (64 registers, no spills) 126 us. INT8 K at D=128 measured best at 6.
+/// 0 (fp kernels) leaves the choice to the compiler.
+constexpr int attn_min_blocks(int d, Format fk, Format fv) {
+  if (fk == Format::kFp && fv == Format::kFp) return 0;
+  return (d == 64 || fk == Format::kInt4) ? 8 : 6;
+}
 
 template <bool kMax>
 __device__ __forceinline__ float block_reduce(float v, float* s_red) {
@@ -88,7 +95,7 @@ struct OperandReader {
 };
 
 template <typename T, int kD, Format FK, Format FV>
-__global__ void __launch_bounds__(kAttnThreads)
+__global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
     decode_attention_kernel(DecodeAttentionParams p, int split_len, float* __restrict__ part_acc,
                             float* __restrict__ part_ml) {
   constexpr int kEK = Storage<FK, T>::kElemsPerVec, kEV = Storage<FV, T>::kElemsPerVec;
@@ -121,9 +128,8 @@ __global__ void __launch_bounds__(kAttnThreads)
 #if ELI_ATTN_PROBE == 2
   for (int i = tid; i < end - start; i += kAttnThreads) s_logit[i] = 0.f;
 #else
-  if constexpr (std::is_same_v<T, __half> && FK != Format::kFp &&
-                (ELI_ATTN_IMMA || FK == Format::kInt8)) {
-    scores_imma<kD, FK>(p, rows, b, bh, start, end, p.sm_scale * kLog2e, s_logit);
+  if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8) {
+    scores_mma<kD, FK>(p, rows, b, bh, start, end, p.sm_scale * kLog2e, s_logit);
   } else {
     const int lk = tid % kTprK, rk = tid / kTprK;
     const OperandReader<FK> rd(p.k, kD, lk * kEK);

@@ -1,7 +1,12 @@
 #pragma once
 /// fp16 fast paths of the fused decode attention (T = __half, quantized operands only):
-///  - scores (INT8 and INT4 K): q.c on the integer tensor cores (scores_imma below), the codes
-///    used as stored bytes and q split into three int8 parts, exact integer sums;
+///  - scores: codes become exact fp16 integers two at a time (INT8: PRMT with 0x64 bytes,
+///    INT4: LOP3 with 0x64006400, then one HSUB2/HFMA2 removes 1024 + offset exactly) and
+///    q.c runs on the tensor cores (mma.m16n8k16, fp16 products are exact, fp32 accumulation),
+///    so the logits keep fp32 quality. Used for INT8 K. INT4 K stays on the fp32 path: through
+///    this mma it measured slower on an H100 (166.5 us vs ~157 us at B=32, 8192, D=64), and so
+///    did q.c on the integer tensor cores (mma.m16n8k32 u8 x s8, q split in three int8 parts,
+///    exact sums): K phase 84 us vs 64 us on the fp32 path (docs/KERNELS.md);
 ///  - values: the same exact fp16 codes, p*s*c accumulated in half2 over the unrolled tokens of
 ///    one iteration (<= 4 products, relative error ~2^-11), then added into fp32 accumulators.
 ///    Symmetric V only: with a zero point, s * c and the minimum cancel and the fp16 products
@@ -64,43 +69,20 @@ struct HalfDecoder {
   }
 };
 
-/// C += A B for one m16n8k32 tile (A u8 row-major 16x32, B s8 col-major 32x8, C s32).
-__device__ __forceinline__ void imma_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                           uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/// Scores of tokens [start, end) of one (b, h) into s_logit (log2 domain) on the integer tensor
-/// cores, straight from the stored bytes: K codes are the u8 A operand (INT8 as stored, xor 0x80
-/// for signed codes; INT4 as two nibble masks per word, 3 ops per 8 codes), and q is the s8 B
-/// operand split into three int8 parts, q = sq (q0 + q1 / 254 + q2 / 254^2) with sq = max|q| / 127
-/// (error < 1e-7 max|q|: well below the fp16 rounding of q itself). The integer sums are exact,
-/// so the logits keep fp32 quality.
-///
+/// Scores of tokens [start, end) of one (b, h) into s_logit (log2 domain) with tensor cores.
 /// Warp w takes tiles of 16 tokens; lane (g = lane / 4, i = lane % 4) feeds rows (tokens) g and
-/// g + 8 with its own D / 4 contiguous dimensions (8 to 32 bytes: one or two vector loads per
-/// token). Those dimensions lie in one scale group (groups are 32, 64 or D). B column n of column
-/// set s holds part n % 4 (< 3) of q restricted to group 2 s + n / 4, so C column (2 i, 2 i + 1)
-/// of set s gives lane i the group-(2 s + i / 2) dot products of parts 2 (i % 2) and
-/// 2 (i % 2) + 1 for both of its tokens; scale, zero point and the code offset are applied per
-/// lane and the four lanes of a token add up with two shuffles. D = 128 with 32-element groups
-/// (G = 4) uses a second column set.
+/// g + 8 with the 8-element units 4 s + i of slice s (32 elements: every group of 32, 64 or D
+/// holds whole slices, so one mma never mixes two scales). B = q in every column, hence every
+/// C column holds the same dot: c[0] for token g, c[2] for token g + 8.
 template <int kD, Format FK>
-__device__ __forceinline__ void scores_imma(const DecodeAttentionParams& p, const RowCursor& rows,
-                                            int b, int64_t bh, int start, int end, float qscale,
-                                            float* s_logit) {
+__device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const RowCursor& rows,
+                                           int b, int64_t bh, int start, int end, float qscale,
+                                           float* s_logit) {
   static_assert(FK == Format::kInt8 || FK == Format::kInt4, "quantized K only");
-  constexpr bool kInt4 = FK == Format::kInt4;
+  constexpr int kSlices = kD / 32;
+  constexpr int kWords = FK == Format::kInt8 ? 2 : 1;  // 32-bit words per 8-element unit
   constexpr int kRowBytes = Storage<FK, __half>::row_bytes(kD);
-  constexpr int kLaneBytes = kRowBytes / 4;  // 8, 16 or 32
-  constexpr int kLaneWords = kLaneBytes / 4;
-  constexpr int kLaneDims = kD / 4;
-  constexpr int kSteps = kInt4 ? kLaneWords : kLaneWords / 2;  // k32 mma steps per token
-  constexpr int kSets = kD == 128 ? 2 : 1;                      // column sets (G <= 2 per set)
-  constexpr int kTiles = kD == 64 ? 4 : 2;  // 16-token tiles per warp and iteration
+  constexpr int kTiles = 2;  // 16-token tiles per warp and iteration
   constexpr int kWarps = kAttnThreads / 32;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
   const QuantView& kv = p.k;
@@ -108,97 +90,45 @@ __device__ __forceinline__ void scores_imma(const DecodeAttentionParams& p, cons
   const bool per_tensor = kv.tensor_scale > 0.f;
   const __half* scales = per_tensor ? nullptr : static_cast<const __half*>(kv.scales);
   const __half* minima = per_tensor ? nullptr : static_cast<const __half*>(kv.minima);
-  const int group_size = per_tensor ? kD : kv.group;
-  const int groups = kD / group_size;
-  const int sets = groups > 2 ? 2 : 1;
-  const uint32_t flip = (!kInt4 && minima == nullptr) ? 0x80808080u : 0u;
-  const int off = minima != nullptr ? 0 : (kInt4 ? 8 : 128);
+  const int groups = per_tensor ? 1 : kD / kv.group;
+  const int slices_per_group = per_tensor ? kSlices : kv.group / 32;
+  const HalfDecoder dec = HalfDecoder::make(FK, kv.minima != nullptr);
 
-  // ---- q: three int8 parts of this lane's dimensions, B fragments and per-group sums
-  const int lane_group = li * kLaneDims / group_size;
-  const __half* q = static_cast<const __half*>(p.q) + bh * kD + li * kLaneDims;
-  float qf[kLaneDims];
-  float amax = 0.f;
+  // B fragments: the q elements matching this lane's A elements, and q sums per slice.
+  const __half* q = static_cast<const __half*>(p.q) + bh * kD;
+  uint32_t qb[kSlices][2][2];
+  float qsum[kSlices];
 #pragma unroll
-  for (int d = 0; d < kLaneDims; d += 2) {
-    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(q + d));
-    qf[d] = f.x;
-    qf[d + 1] = f.y;
-    amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
-  }
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-  amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-  const float inv = amax > 0.f ? 127.f / amax : 0.f;
-  const float sq = amax / 127.f;
-  uint32_t qb[kSets][kSteps][2];
+  for (int s = 0; s < kSlices; ++s) {
+    const int d0 = 32 * s + 8 * li;
+    __half e[8];
+    float part = 0.f;
 #pragma unroll
-  for (int s = 0; s < kSets; ++s)
-#pragma unroll
-    for (int m = 0; m < kSteps; ++m) qb[s][m][0] = qb[s][m][1] = 0u;
-  int psum[3] = {0, 0, 0};
-  float fsum = 0.f;
-  const int my_part = g % 4;  // the part this lane's B column holds (3: none)
-#pragma unroll
-  for (int d = 0; d < kLaneDims; ++d) {
-    const float x = qf[d] * inv;
-    const float x0 = rintf(x);
-    const float r1 = (x - x0) * 254.f;
-    const float x1 = rintf(r1);
-    const float x2 = rintf((r1 - x1) * 254.f);
-    const int part[3] = {int(x0), int(x1), int(x2)};
-    psum[0] += part[0];
-    psum[1] += part[1];
-    psum[2] += part[2];
-    fsum += qf[d];
-    const int v = my_part == 0 ? part[0] : my_part == 1 ? part[1] : my_part == 2 ? part[2] : 0;
-    // Where dimension d sits in the A operand: k32 step m, half hf (a0/a2), byte jj.
-    const int m = d / 8;
-    const int hf = kInt4 ? d % 2 : (d / 4) % 2;
-    const int jj = kInt4 ? (d % 8) / 2 : d % 4;
-#pragma unroll
-    for (int s = 0; s < kSets; ++s) {
-      if (2 * s + g / 4 == lane_group)
-        qb[s][m][hf] |= (uint32_t(v) & 0xFFu) << (8 * jj);
+    for (int j = 0; j < 8; ++j) {
+      e[j] = q[d0 + j];
+      part += __half2float(e[j]);
     }
-  }
-  // Sums over each group: lanes of one group are adjacent (group_size / kLaneDims of them).
-  const int lanes_per_group = group_size / kLaneDims;
-  if (lanes_per_group >= 2) {
+    if constexpr (FK == Format::kInt8) {
 #pragma unroll
-    for (int k = 0; k < 3; ++k) psum[k] += __shfl_xor_sync(0xffffffffu, psum[k], 1);
-    fsum += __shfl_xor_sync(0xffffffffu, fsum, 1);
-  }
-  if (lanes_per_group >= 4) {
-#pragma unroll
-    for (int k = 0; k < 3; ++k) psum[k] += __shfl_xor_sync(0xffffffffu, psum[k], 2);
-    fsum += __shfl_xor_sync(0xffffffffu, fsum, 2);
-  }
-  // Per column set: this lane's group, the weights of its two C columns (parts 2 (i % 2) + k),
-  // the code-offset terms and the zero-point sum.
-  float wgt[kSets][2], oq[kSets][2], qz[kSets];
-  bool has[kSets];
-  const float part_w[4] = {sq, sq / 254.f, sq / (254.f * 254.f), 0.f};
-#pragma unroll
-  for (int s = 0; s < kSets; ++s) {
-    const int j = 2 * s + li / 2;
-    has[s] = j < groups;
-    const int src = (lane & ~3) | ((has[s] ? j : 0) * lanes_per_group);
-    int ps[3];
-#pragma unroll
-    for (int k = 0; k < 3; ++k) ps[k] = __shfl_sync(0xffffffffu, psum[k], src);
-    const float fs = __shfl_sync(0xffffffffu, fsum, src);
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int pk = 2 * (li % 2) + k;
-      wgt[s][k] = has[s] ? part_w[pk] : 0.f;
-      oq[s][k] = pk < 3 ? float(off * ps[pk < 3 ? pk : 0]) : 0.f;
+      for (int m = 0; m < 2; ++m) {
+        qb[s][m][0] = pack_h2(e[4 * m], e[4 * m + 1]);
+        qb[s][m][1] = pack_h2(e[4 * m + 2], e[4 * m + 3]);
+      }
+    } else {
+      qb[s][0][0] = pack_h2(e[0], e[4]);
+      qb[s][0][1] = pack_h2(e[2], e[6]);
+      qb[s][1][0] = pack_h2(e[1], e[5]);
+      qb[s][1][1] = pack_h2(e[3], e[7]);
     }
-    qz[s] = (has[s] && li % 2 == 0) ? fs : 0.f;
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    qsum[s] = part;
   }
 
+  const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
   for (int base = start + warp * 16 * kTiles; base < end; base += kWarps * 16 * kTiles) {
-    uint32_t raw[kTiles][2][kLaneWords];
-    float sc[kTiles][2][kSets], mn[kTiles][2][kSets];
+    uint32_t raw[kTiles][2][kSlices][kWords];
+    int64_t row_ids[kTiles][2];
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {
 #pragma unroll
@@ -206,32 +136,17 @@ __device__ __forceinline__ void scores_imma(const DecodeAttentionParams& p, cons
         // Tokens past the end read the last row (no branch); their logits are not written.
         {
           const int64_t row = rows.row(min(base + 16 * u + g + 8 * r, end - 1));
-          const uint8_t* src = data + row * kRowBytes + li * kLaneBytes;
-          if constexpr (kLaneBytes == 8) {
-            const uint2 v = __ldg(reinterpret_cast<const uint2*>(src));
-            raw[u][r][0] = v.x;
-            raw[u][r][1] = v.y;
-          } else {
+          row_ids[u][r] = row;
+          const uint8_t* src = data + row * kRowBytes;
 #pragma unroll
-            for (int c = 0; c < kLaneBytes / 16; ++c) {
-              const uint4 v = __ldg(reinterpret_cast<const uint4*>(src) + c);
-              raw[u][r][4 * c] = v.x;
-              raw[u][r][4 * c + 1] = v.y;
-              raw[u][r][4 * c + 2] = v.z;
-              raw[u][r][4 * c + 3] = v.w;
-            }
-          }
-#pragma unroll
-          for (int s = 0; s < kSets; ++s) {
-            sc[u][r][s] = mn[u][r][s] = 0.f;
-            if (has[s]) {
-              if (per_tensor) {
-                sc[u][r][s] = kv.tensor_scale;
-              } else {
-                const int64_t i = row * groups + 2 * s + li / 2;
-                sc[u][r][s] = __half2float(scales[i]);
-                if (minima != nullptr) mn[u][r][s] = __half2float(minima[i]);
-              }
+          for (int s = 0; s < kSlices; ++s) {
+            const int unit = 4 * s + li;
+            if constexpr (kWords == 2) {
+              const uint2 v = __ldg(reinterpret_cast<const uint2*>(src + 8 * unit));
+              raw[u][r][s][0] = v.x;
+              raw[u][r][s][1] = v.y;
+            } else {
+              raw[u][r][s][0] = __ldg(reinterpret_cast<const uint32_t*>(src + 4 * unit));
             }
           }
         }
@@ -239,44 +154,49 @@ __device__ __forceinline__ void scores_imma(const DecodeAttentionParams& p, cons
     }
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {
-      int c[kSets][4];
+      float c[kSlices][4];
 #pragma unroll
-      for (int s = 0; s < kSets; ++s) c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0;
+      for (int s = 0; s < kSlices; ++s) {
+        c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0.f;
+        if constexpr (FK == Format::kInt8) {
 #pragma unroll
-      for (int m = 0; m < kSteps; ++m) {
-        uint32_t a0, a1, a2, a3;
-        if constexpr (kInt4) {
-          a0 = raw[u][0][m] & 0x0F0F0F0Fu;
-          a2 = (raw[u][0][m] >> 4) & 0x0F0F0F0Fu;
-          a1 = raw[u][1][m] & 0x0F0F0F0Fu;
-          a3 = (raw[u][1][m] >> 4) & 0x0F0F0F0Fu;
+          for (int m = 0; m < 2; ++m) {
+            uint32_t g01, g23, h01, h23;
+            dec.int8(raw[u][0][s][m], g01, g23);
+            dec.int8(raw[u][1][s][m], h01, h23);
+            mma_16816(c[s], g01, h01, g23, h23, qb[s][m][0], qb[s][m][1]);
+          }
         } else {
-          a0 = raw[u][0][2 * m] ^ flip;
-          a2 = raw[u][0][2 * m + 1] ^ flip;
-          a1 = raw[u][1][2 * m] ^ flip;
-          a3 = raw[u][1][2 * m + 1] ^ flip;
+          uint32_t cg[4], ch[4];
+          dec.int4(raw[u][0][s][0], cg);
+          dec.int4(raw[u][1][s][0], ch);
+          mma_16816(c[s], cg[0], ch[0], cg[2], ch[2], qb[s][0][0], qb[s][0][1]);
+          mma_16816(c[s], cg[1], ch[1], cg[3], ch[3], qb[s][1][0], qb[s][1][1]);
         }
-        imma_16832(c[0], a0, a1, a2, a3, qb[0][m][0], qb[0][m][1]);
-        if (kSets == 2 && sets == 2) imma_16832(c[kSets - 1], a0, a1, a2, a3, qb[kSets - 1][m][0],
-                                                qb[kSets - 1][m][1]);
       }
+      const int t = base + 16 * u + g + 8 * half_row;
+      const int64_t row = half_row ? row_ids[u][1] : row_ids[u][0];
+      float logit = 0.f, dot = 0.f, qs = 0.f;
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float part = 0.f;
-#pragma unroll
-        for (int s = 0; s < kSets; ++s) {
-          const float v = fmaf(wgt[s][0], float(c[s][2 * r]) - oq[s][0],
-                               wgt[s][1] * (float(c[s][2 * r + 1]) - oq[s][1]));
-          part = fmaf(sc[u][r][s], v, fmaf(mn[u][r][s], qz[s], part));
+      for (int s = 0; s < kSlices; ++s) {
+        dot += half_row ? c[s][2] : c[s][0];
+        qs += qsum[s];
+        if ((s + 1) % slices_per_group == 0) {
+          float ks = kv.tensor_scale, km = 0.f;
+          if (!per_tensor) {
+            const int64_t i = row * groups + s / slices_per_group;
+            ks = __half2float(scales[i]);
+            if (minima != nullptr) km = __half2float(minima[i]);
+          }
+          logit = fmaf(ks, dot, fmaf(km, qs, logit));
+          dot = 0.f;
+          qs = 0.f;
         }
-        part += __shfl_xor_sync(0xffffffffu, part, 1);
-        part += __shfl_xor_sync(0xffffffffu, part, 2);
-        const int t = base + 16 * u + g + 8 * r;
-        if (li == r && t < end) {
-          float logit = part * qscale;
-          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
-          s_logit[t - start] = logit;
-        }
+      }
+      logit *= qscale;
+      if ((li & 1) == 0 && t < end) {
+        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
+        s_logit[t - start] = logit;
       }
     }
   }

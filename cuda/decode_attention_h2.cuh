@@ -93,6 +93,7 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   const int groups = per_tensor ? 1 : kD / kv.group;
   const int slices_per_group = per_tensor ? kSlices : kv.group / 32;
   const HalfDecoder dec = HalfDecoder::make(FK, kv.minima != nullptr);
+  const bool tile_rows = rows.table == nullptr || rows.bs % 16 == 0;
 
   // B fragments: the q elements matching this lane's A elements, and q sums per slice.
   const __half* q = static_cast<const __half*>(p.q) + bh * kD;
@@ -133,9 +134,12 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
     for (int u = 0; u < kTiles; ++u) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
+        // One row lookup per 16-aligned tile when it lies in one page (see values_mma).
         // Tokens past the end read the last row (no branch); their logits are not written.
         {
-          const int64_t row = rows.row(min(base + 16 * u + g + 8 * r, end - 1));
+          const int first = min(base + 16 * u, end - 1);
+          const int t = min(base + 16 * u + g + 8 * r, end - 1);
+          const int64_t row = tile_rows ? rows.row(first) + (t - first) : rows.row(t);
           row_ids[u][r] = row;
           const uint8_t* src = data + row * kRowBytes;
 #pragma unroll
@@ -198,6 +202,89 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
         if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
         s_logit[t - start] = logit;
       }
+    }
+  }
+}
+
+/// Values of tokens [start, end) on the tensor cores, for INT4 V with one scale per token
+/// (per-token-head or per-tensor) and no zero point: out[d] = sum_t w_t c_t[d] with the weights
+/// w_t = p_t s_t precomputed in fp16 by the softmax pass (`s_w`, zero past the end up to the next
+/// multiple of 64 tokens: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16 dimensions x 16 tokens) and B = w in every column,
+/// fp32 accumulators: the codes are exact fp16 integers and the products exact, so this is more
+/// accurate than the half2 path, and one mma replaces 64 HFMA2 plus the fp32 conversions.
+///
+/// Warp w takes tiles of 16 tokens. Lane (g, i) reads tokens 2i, 2i + 1, 2i + 8, 2i + 9 of a tile
+/// and its own D / 8 dimensions (4 or 8 bytes a token); PRMT interleaves two tokens' bytes so
+/// that one word decodes into half2 (token a, token b) pairs, the A layout. Lane (g, 0) ends
+/// with dimensions g D / 8 + 8 (m / 4) + 2 (m % 4) (+1) of m-tile m, written to `out` ([kD],
+/// this warp's row; the caller adds the warps).
+template <int kD>
+__device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const RowCursor& rows,
+                                           int start, int end, const __half* s_w, float* out) {
+  constexpr int kRowBytes = kD / 2;
+  constexpr int kLaneWords = kD / 64;  // 32-bit words of one token per lane (8 dims each)
+  constexpr int kMt = kD / 16;         // m-tiles: 4 per word
+  constexpr int kTiles = kD == 64 ? 4 : 2;  // 16-token tiles per warp and iteration (<= 4: s_w)
+  constexpr int kWarps = kAttnThreads / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
+  const uint8_t* data = static_cast<const uint8_t*>(p.v.data) + g * (4 * kLaneWords);
+  const HalfDecoder dec = HalfDecoder::make(Format::kInt4, false);
+  const bool tile_rows = rows.table == nullptr || rows.bs % 16 == 0;
+  float c[kMt][4];
+#pragma unroll
+  for (int m = 0; m < kMt; ++m) c[m][0] = c[m][1] = c[m][2] = c[m][3] = 0.f;
+  for (int base = start + warp * 16 * kTiles; base < end; base += kWarps * 16 * kTiles) {
+    uint32_t raw[kTiles][4][kLaneWords];  // tokens 2i, 2i + 1, 2i + 8, 2i + 9 of each tile
+    uint32_t wb[kTiles][2];
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u) {
+      const int tile = base + 16 * u, t0 = tile + 2 * li;
+      // A 16-aligned tile lies in one page when pages hold a multiple of 16 rows (or storage is
+      // contiguous): one row lookup per tile. Tokens past the end read the last row; their
+      // weight is 0 (codes are finite).
+      const int first = min(tile, end - 1);
+      const int64_t row0 = tile_rows ? rows.row(first) : 0;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int t = min(t0 + (r & 1) + 8 * (r >> 1), end - 1);
+        const int64_t row = tile_rows ? row0 + (t - first) : rows.row(t);
+        const uint8_t* src = data + row * kRowBytes;
+        if constexpr (kLaneWords == 1) {
+          raw[u][r][0] = __ldg(reinterpret_cast<const uint32_t*>(src));
+        } else {
+          const uint2 v = __ldg(reinterpret_cast<const uint2*>(src));
+          raw[u][r][0] = v.x;
+          raw[u][r][1] = v.y;
+        }
+      }
+      wb[u][0] = *reinterpret_cast<const uint32_t*>(s_w + (t0 - start));
+      wb[u][1] = *reinterpret_cast<const uint32_t*>(s_w + (t0 + 8 - start));
+    }
+#pragma unroll
+    for (int u = 0; u < kTiles; ++u) {
+#pragma unroll
+      for (int w = 0; w < kLaneWords; ++w) {
+        // Pair a = tokens (2i, 2i + 1), pair b = (2i + 8, 2i + 9): bytes 0-1 and 2-3 of each.
+        uint32_t pa[8], pb[8];
+        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x5410u), *reinterpret_cast<uint32_t(*)[4]>(pa));
+        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x7632u),
+                 *reinterpret_cast<uint32_t(*)[4]>(pa + 4));
+        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x5410u), *reinterpret_cast<uint32_t(*)[4]>(pb));
+        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x7632u),
+                 *reinterpret_cast<uint32_t(*)[4]>(pb + 4));
+#pragma unroll
+        for (int ml = 0; ml < 4; ++ml)
+          mma_16816(c[4 * w + ml], pa[2 * ml], pa[2 * ml + 1], pb[2 * ml], pb[2 * ml + 1], wb[u][0],
+                    wb[u][1]);
+      }
+    }
+  }
+  if (li == 0) {
+#pragma unroll
+    for (int m = 0; m < kMt; ++m) {
+      const int d = g * (kD / 8) + 8 * (m / 4) + 2 * (m % 4);
+      out[d] = c[m][0];
+      out[d + 1] = c[m][2];
     }
   }
 }

@@ -5,7 +5,7 @@
 # Env: VARIANTS ('|'-separated flag sets), FILTER (bench regex), SASS=1 dumps the SASS of the
 # fp16 INT4/INT4 D=64 kernel of the first variant. Logs to $OUT.
 set -uo pipefail
-BUILD=${BUILD:-build-gpu}
+BUILD=${BUILD:-build-probe}
 LOG=${OUT:-$BUILD/logs}
 mkdir -p "$LOG"
 TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
@@ -21,7 +21,8 @@ for flags in "${variants[@]}"; do
   cmake --build "$BUILD" --target bench_kernels -j"$(nproc)" >"$LOG/build_$n.log" 2>&1 || {
     grep -E "error|FAILED" "$LOG/build_$n.log" | head -30; exit 1; }
   if [ "$n" = 0 ] && [ -n "${SASS:-}" ]; then
-    mkdir -p /tmp/sass_o && (cd /tmp/sass_o && ar x "$OLDPWD/$(find "$BUILD" -name libeli_kernels.a | head -1)")
+    lib=$(realpath "$(find "$BUILD" -name libeli_kernels.a | head -1)")
+    mkdir -p /tmp/sass_o && (cd /tmp/sass_o && ar x "$lib")
     /usr/local/cuda/bin/cuobjdump -sass -fun \
       '_ZN3eli4cuda6detail23decode_attention_kernelI6__halfLi64ELNS0_6FormatE4ELS4_4EEEvNS0_21DecodeAttentionParamsEiPfS6_' \
       /tmp/sass_o/decode_attention_int4.cu.o >"$LOG/int4_int4_h64.sass" 2>&1

@@ -24,6 +24,7 @@ struct Case {
   int64_t B, H, L, D;  // L: longest sequence
   at::ScalarType dtype;
   bool paged, bias;
+  int64_t block = 16;  // paged: tokens per block (16: the kernels' one-lookup-per-tile path)
 };
 
 using Pair = std::pair<StoreKind, StoreKind>;
@@ -41,7 +42,7 @@ std::vector<Pair> pairs() {
 
 void check_attention(const Pair& pair, const Case& c) {
   const at::Device cuda(at::kCUDA);
-  const int64_t bs = 16, max_blocks = (c.L + bs - 1) / bs;
+  const int64_t bs = c.block, max_blocks = (c.L + bs - 1) / bs;
   const int64_t n0 = c.paged ? c.B * max_blocks + 5 : c.B;
   const int64_t slots = c.paged ? bs : c.L + 3;
   const int64_t fill = c.paged ? max_blocks * bs : slots;
@@ -108,9 +109,16 @@ TEST(AttentionCuda, MatchesReference) {
       }
     }
   }
+  // Blocks of 6 and 20 tokens: neither a multiple of 16 (one row lookup per mma tile) nor of 4
+  // (per run of unrolled tokens), so every row is looked up on its own.
+  for (int64_t block : {6, 20}) {
+    cases.push_back({3, 2, 53, 64, at::kHalf, true, true, block});
+    cases.push_back({2, 2, 45, 128, at::kFloat, true, false, block});
+  }
   if (!quick()) {
     cases.push_back({32, 2, 4097, 128, at::kHalf, false, false});
     cases.push_back({32, 2, 4097, 64, at::kHalf, true, true});
+    cases.push_back({3, 2, 1000, 128, at::kHalf, true, false, 6});
   }
   for (const Case& c : cases)
     for (const Pair& p : pairs()) check_attention(p, c);

@@ -14,6 +14,9 @@
 #include "common.cuh"
 #include "decode_attention_h2.cuh"
 
+#ifndef ELI_ATTN_MMA_V_D64
+#define ELI_ATTN_MMA_V_D64 0  // timing knob: 1 sends INT4 K + INT4 V at D=64 through values_mma
+#endif
 #ifndef ELI_ATTN_PROBE
 #define ELI_ATTN_PROBE 0  // timing probes only: 1 skips the V loop, 2 skips the scores
 #endif
@@ -94,7 +97,10 @@ struct OperandReader {
   }
 };
 
-template <typename T, int kD, Format FK, Format FV>
+/// kMmaV: the values go through values_mma (fp16 INT4 V with one scale per token and no zero
+/// point, chosen by the launcher); a separate instantiation, so the registers of the other
+/// values paths do not weigh on it.
+template <typename T, int kD, Format FK, Format FV, bool kMmaV>
 __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
     decode_attention_kernel(DecodeAttentionParams p, int split_len, float* __restrict__ part_acc,
                             float* __restrict__ part_ml) {
@@ -108,11 +114,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   __shared__ float s_logit[kMaxSplitLen];
   __shared__ float s_red[kAttnThreads / 32];
   __shared__ float s_acc[kAttnThreads / 32][kD];
-  // fp16 INT4 V through values_mma: the weights p_t s_t of this split. Measured on an H100 at
-  // B=32, 8192: INT8 K + INT4 V 157 -> 140 us, INT4 D=128 153 -> 146 us; INT4 K + INT4 V at
-  // D=64 127 -> 135 us, so that one keeps the half2 path.
-  constexpr bool kMmaV = std::is_same_v<T, __half> && FV == Format::kInt4 &&
-                         !(FK == Format::kInt4 && kD == 64);
+  static_assert(!kMmaV || (std::is_same_v<T, __half> && FV == Format::kInt4), "values_mma");
+  // values_mma: the weights p_t s_t of this split.
   __shared__ __align__(16) __half s_w[kMmaV ? kMaxSplitLen : 2];
 
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -185,35 +188,30 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   float mx = -INFINITY;
   for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
   mx = block_reduce<true>(mx, s_red);
-  // INT4 V with one scale per token and no zero point goes through the tensor cores.
-  const bool mma_v = kMmaV && p.v.minima == nullptr && (p.v.tensor_scale > 0.f || p.v.group == kD);
   float sum = 0.f;
   for (int i = tid; i < n; i += kAttnThreads) {
     const float e = exp2f(s_logit[i] - mx);
     s_logit[i] = e;
     sum += e;
-    if (kMmaV && mma_v) {
+    if constexpr (kMmaV) {
       const float s = p.v.tensor_scale > 0.f
                           ? p.v.tensor_scale
                           : __half2float(static_cast<const __half*>(p.v.scales)[rows.row(start + i)]);
       s_w[i] = __float2half_rn(e * s);
     }
   }
-  if (kMmaV && mma_v) {
+  if constexpr (kMmaV) {
     // A warp iteration reads 64 tokens from its first one (values_mma: 4 tiles of 16).
     for (int i = n + tid; i < (n + 63) / 64 * 64; i += kAttnThreads) s_w[i] = __float2half(0.f);
   }
   sum = block_reduce<false>(sum, s_red);  // its barrier also publishes s_logit and s_w
 
   // ---- values: acc = sum_t p_t v_t
-  bool values_done = false;
   if constexpr (kMmaV) {
-    if (mma_v && ELI_ATTN_PROBE != 1) {
-      values_mma<kD>(p, rows, start, end, s_w, s_acc[tid / 32]);
-      values_done = true;
-    }
-  }
-  if (!values_done) {
+    if (ELI_ATTN_PROBE != 1) values_mma<kD>(p, rows, start, end, s_w, s_acc[tid / 32]);
+    else
+      for (int d = tid; d < kAttnThreads / 32 * kD; d += kAttnThreads) (&s_acc[0][0])[d] = 0.f;
+  } else {
     const int lv = tid % kTprV, rv = tid / kTprV;
     const OperandReader<FV> rd(p.v, kD, lv * kEV);
     constexpr bool kH2V = kHalf2Values && std::is_same_v<T, __half> && FV != Format::kFp;
@@ -335,6 +333,25 @@ struct SplitPlan {
   int num_splits;
 };
 
+template <typename T, Format FV>
+constexpr bool values_mma_ok() {
+  return std::is_same_v<T, __half> && FV == Format::kInt4;
+}
+/// Whether the values go through values_mma: fp16 INT4 V with one scale per token (per token-
+/// head or per tensor) and no zero point. Measured on an H100 at B=32, 8192 (each one run):
+/// INT8 K + INT4 V 157 -> 140-153 us, INT4 at D=128 153 -> 146-150 us; INT4 K + INT4 V at
+/// D=64 127-130 us on the half2 path vs 131-134 us through values_mma, so it keeps the half2
+/// path (ELI_ATTN_MMA_V_D64=1 switches it over, for timing).
+template <typename T, int kD, Format FK, Format FV>
+bool use_values_mma(const QuantView& v) {
+  if constexpr (!values_mma_ok<T, FV>()) {
+    return false;
+  } else {
+    if (FK == Format::kInt4 && kD == 64 && !ELI_ATTN_MMA_V_D64) return false;
+    return v.minima == nullptr && (v.tensor_scale > 0.f || v.group == kD);
+  }
+}
+
 /// Launches both kernels for one K format; instantiated once per format in
 /// decode_attention_{fp,int8,int4}.cu so the 36 kernels compile in parallel.
 template <Format FK>
@@ -344,9 +361,14 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
   ELI_DISPATCH_DTYPE(p.dtype, T,
                      ELI_DISPATCH_HEAD_DIM(
                          p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
-                           decode_attention_kernel<T, kD, FK, kFV>
-                               <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
-                                                                   part_ml);
+                           if (use_values_mma<T, kD, FK, kFV>(p.v))
+                             decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>
+                                 <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
+                                                                     part_ml);
+                           else
+                             decode_attention_kernel<T, kD, FK, kFV, false>
+                                 <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
+                                                                     part_ml);
                            decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
                                part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
                          })));

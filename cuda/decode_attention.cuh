@@ -27,10 +27,10 @@ namespace eli::cuda::detail {
 constexpr bool kHalf2Values = true;
 
 /// Resident blocks per SM asked of the compiler (register budget 65536 / (128 n)). The quantized
-/// kernels are bound by latency, not bandwidth, so occupancy pays more than registers: at the
-/// compiler's own choice (95 registers, 5 blocks) INT4 took 145 us at B=32, 8192, D=64 on an
-/// H100, at 8 blocks (64 registers, no spills) 126 us. INT8 K at D=128 measured best at 6.
-/// 0 (fp kernels) leaves the choice to the compiler.
+/// kernels are bound by issue and latency, not bandwidth, so occupancy pays more than registers:
+/// at the compiler's own choice (95 registers, 5 blocks) INT4 took 145 us at B=32, 8192, D=64 on
+/// an H100, at 8 blocks (64 registers, ~170 bytes of spills) 127 us; 9 and 10 blocks spill more
+/// and were slower. INT8 K at D=128 measured best at 6. 0 (fp kernels): the compiler's choice.
 constexpr int attn_min_blocks(int d, Format fk, Format fv) {
   if (fk == Format::kFp && fv == Format::kFp) return 0;
   return (d == 64 || fk == Format::kInt4) ? 8 : 6;
@@ -194,9 +194,10 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
     s_logit[i] = e;
     sum += e;
     if constexpr (kMmaV) {
-      const float s = p.v.tensor_scale > 0.f
-                          ? p.v.tensor_scale
-                          : __half2float(static_cast<const __half*>(p.v.scales)[rows.row(start + i)]);
+      const float s =
+          p.v.tensor_scale > 0.f
+              ? p.v.tensor_scale
+              : __half2float(static_cast<const __half*>(p.v.scales)[rows.row(start + i)]);
       s_w[i] = __float2half_rn(e * s);
     }
   }
@@ -208,7 +209,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV) {
-    if (ELI_ATTN_PROBE != 1) values_mma<kD>(p, rows, start, end, s_w, s_acc[tid / 32]);
+    if (ELI_ATTN_PROBE != 1)
+      values_mma<kD>(p, rows, start, end, s_w, s_acc[tid / 32]);
     else
       for (int d = tid; d < kAttnThreads / 32 * kD; d += kAttnThreads) (&s_acc[0][0])[d] = 0.f;
   } else {
@@ -226,7 +228,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
     float macc = 0.f;
-    for (int base = start; base < (ELI_ATTN_PROBE == 1 ? start : end); base += kRowsV * kAttnUnroll) {
+    for (int base = start; base < (ELI_ATTN_PROBE == 1 ? start : end);
+         base += kRowsV * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
 #pragma unroll
@@ -358,20 +361,19 @@ template <Format FK>
 cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const SplitPlan& plan,
                                         float* part_acc, float* part_ml, cudaStream_t stream) {
   const dim3 grid(plan.num_splits, p.H, p.B);
-  ELI_DISPATCH_DTYPE(p.dtype, T,
-                     ELI_DISPATCH_HEAD_DIM(
-                         p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
-                           if (use_values_mma<T, kD, FK, kFV>(p.v))
-                             decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>
-                                 <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
-                                                                     part_ml);
-                           else
-                             decode_attention_kernel<T, kD, FK, kFV, false>
-                                 <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc,
-                                                                     part_ml);
-                           decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
-                               part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
-                         })));
+  ELI_DISPATCH_DTYPE(
+      p.dtype, T,
+      ELI_DISPATCH_HEAD_DIM(
+          p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
+            if (use_values_mma<T, kD, FK, kFV>(p.v))
+              decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>
+                  <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
+            else
+              decode_attention_kernel<T, kD, FK, kFV, false>
+                  <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
+            decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
+                part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
+          })));
   return cudaGetLastError();
 }
 

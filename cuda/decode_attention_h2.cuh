@@ -209,9 +209,10 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
 /// Values of tokens [start, end) on the tensor cores, for INT4 V with one scale per token
 /// (per-token-head or per-tensor) and no zero point: out[d] = sum_t w_t c_t[d] with the weights
 /// w_t = p_t s_t precomputed in fp16 by the softmax pass (`s_w`, zero past the end up to the next
-/// multiple of 64 tokens: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16 dimensions x 16 tokens) and B = w in every column,
-/// fp32 accumulators: the codes are exact fp16 integers and the products exact, so this is more
-/// accurate than the half2 path, and one mma replaces 64 HFMA2 plus the fp32 conversions.
+/// multiple of 64 tokens: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16
+/// dimensions x 16 tokens) and B = w in every column, fp32 accumulators: the codes are exact fp16
+/// integers and the products exact, so this is more accurate than the half2 path, and one mma
+/// replaces 64 HFMA2 plus the fp32 conversions.
 ///
 /// Warp w takes tiles of 16 tokens. Lane (g, i) reads tokens 2i, 2i + 1, 2i + 8, 2i + 9 of a tile
 /// and its own D / 8 dimensions (4 or 8 bytes a token); PRMT interleaves two tokens' bytes so
@@ -222,8 +223,8 @@ template <int kD>
 __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const RowCursor& rows,
                                            int start, int end, const __half* s_w, float* out) {
   constexpr int kRowBytes = kD / 2;
-  constexpr int kLaneWords = kD / 64;  // 32-bit words of one token per lane (8 dims each)
-  constexpr int kMt = kD / 16;         // m-tiles: 4 per word
+  constexpr int kLaneWords = kD / 64;       // 32-bit words of one token per lane (8 dims each)
+  constexpr int kMt = kD / 16;              // m-tiles: 4 per word
   constexpr int kTiles = kD == 64 ? 4 : 2;  // 16-token tiles per warp and iteration (<= 4: s_w)
   constexpr int kWarps = kAttnThreads / 32;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
@@ -266,10 +267,12 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
       for (int w = 0; w < kLaneWords; ++w) {
         // Pair a = tokens (2i, 2i + 1), pair b = (2i + 8, 2i + 9): bytes 0-1 and 2-3 of each.
         uint32_t pa[8], pb[8];
-        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x5410u), *reinterpret_cast<uint32_t(*)[4]>(pa));
+        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x5410u),
+                 *reinterpret_cast<uint32_t(*)[4]>(pa));
         dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x7632u),
                  *reinterpret_cast<uint32_t(*)[4]>(pa + 4));
-        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x5410u), *reinterpret_cast<uint32_t(*)[4]>(pb));
+        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x5410u),
+                 *reinterpret_cast<uint32_t(*)[4]>(pb));
         dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x7632u),
                  *reinterpret_cast<uint32_t(*)[4]>(pb + 4));
 #pragma unroll

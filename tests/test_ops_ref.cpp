@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 
+#include "eli/cache/quantize.h"
 #include "eli/error.h"
 #include "eli/ops.h"
 #include "eli/quant_layout.h"
@@ -42,6 +44,35 @@ TEST(OpsRef, RoundTripWithinHalfStep) {
               worst = std::max(worst, err[b][h][t][g].item<double>() - half_step - slack);
             }
       EXPECT_LE(worst, 0.0) << kind.name() << " D=" << D << ": error exceeds s/2 by " << worst;
+    }
+  }
+}
+
+// The caches encode new tokens with quantize_kv on every device, so it must give the codes of
+// the ATen specification (eli/cache/quantize.h) bit for bit, scales and minima included.
+TEST(OpsRef, QuantizeKvEqualsTheQuantSpecBitForBit) {
+  at::manual_seed(7);
+  for (const StoreKind& kind : testing::quant_kinds()) {
+    for (int64_t D : {64, 128}) {
+      for (at::ScalarType dt : {at::kFloat, at::kHalf}) {
+        const at::Tensor x = testing::random_rows({2, 3, 11, D}, dt);
+        const float ts = testing::covering_scale(x.to(at::kFloat), kind.bits);
+        const quant::QuantSpec spec = kind.spec();
+        // per_tensor with a scale below the data's range clamps; both must clamp alike.
+        const float scale = kind.granularity == Granularity::kPerTensor ? 0.5f * ts : 0.0f;
+        const KvStore got = quantize_kv(x, spec, scale);
+        const quant::QTensor want = quant::quantize(x, spec, scale);
+        const std::string what = kind.name() + " D=" + std::to_string(D);
+        EXPECT_TRUE(at::equal(got.data.view(at::kByte), want.codes.view(at::kByte))) << what;
+        if (want.scales.defined()) {
+          EXPECT_TRUE(at::equal(got.scales.view(at::kShort), want.scales.view(at::kShort)))
+              << what << " scales";
+        }
+        if (want.minima.defined()) {
+          EXPECT_TRUE(at::equal(got.minima.view(at::kShort), want.minima.view(at::kShort)))
+              << what << " minima";
+        }
+      }
     }
   }
 }

@@ -108,9 +108,14 @@ class QuantCodec {
     return old;
   }
   Parts encode(int layer, const at::Tensor& x) const {
-    // CUDA: the quantize kernel (same codes, bit for bit) for the head dims it supports.
-    if (x.is_cuda() && ops::has_cuda_ops() && (head_dim_ == 64 || head_dim_ == 128) &&
-        (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)) {
+    // ops::quantize_kv gives the codes of quant::quantize bit for bit (tests/test_ops_ref.cpp):
+    // on the CPU one pass over the rows instead of ~15 ATen ops per call (a decode step
+    // encodes one token per layer and side), on CUDA the quantize kernel for the head dims it
+    // supports.
+    const bool cpu = x.device().is_cpu() && x.dim() == 4;
+    const bool cuda = x.is_cuda() && ops::has_cuda_ops() && (head_dim_ == 64 || head_dim_ == 128) &&
+                      (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat);
+    if (cpu || cuda) {
       const ops::KvStore s = ops::quantize_kv(x, spec_, tensor_scale(layer));
       Parts p{s.data};
       if (s.scales.defined()) p.push_back(s.scales);

@@ -266,19 +266,18 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
 #pragma unroll
       for (int w = 0; w < kLaneWords; ++w) {
         // Pair a = tokens (2i, 2i + 1), pair b = (2i + 8, 2i + 9): bytes 0-1 and 2-3 of each.
-        uint32_t pa[8], pb[8];
-        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x5410u),
-                 *reinterpret_cast<uint32_t(*)[4]>(pa));
-        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x7632u),
-                 *reinterpret_cast<uint32_t(*)[4]>(pa + 4));
-        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x5410u),
-                 *reinterpret_cast<uint32_t(*)[4]>(pb));
-        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x7632u),
-                 *reinterpret_cast<uint32_t(*)[4]>(pb + 4));
+        // [h][j]: dimension 4 h + j of the word (h = 0: bytes 0-1 of both tokens, 1: bytes 2-3).
+        uint32_t pa[2][4], pb[2][4];
+        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x5410u), pa[0]);
+        dec.int4(__byte_perm(raw[u][0][w], raw[u][1][w], 0x7632u), pa[1]);
+        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x5410u), pb[0]);
+        dec.int4(__byte_perm(raw[u][2][w], raw[u][3][w], 0x7632u), pb[1]);
 #pragma unroll
-        for (int ml = 0; ml < 4; ++ml)
-          mma_16816(c[4 * w + ml], pa[2 * ml], pa[2 * ml + 1], pb[2 * ml], pb[2 * ml + 1], wb[u][0],
+        for (int ml = 0; ml < 4; ++ml) {
+          const int h = ml / 2, j = 2 * (ml % 2);  // dimensions 2 ml and 2 ml + 1
+          mma_16816(c[4 * w + ml], pa[h][j], pa[h][j + 1], pb[h][j], pb[h][j + 1], wb[u][0],
                     wb[u][1]);
+        }
       }
     }
   }

@@ -14,11 +14,11 @@
 #include "common.cuh"
 #include "decode_attention_h2.cuh"
 
-#ifndef ELI_ATTN_MMA_V_D64
-#define ELI_ATTN_MMA_V_D64 0  // timing knob: 1 sends INT4 K + INT4 V at D=64 through values_mma
+#ifndef ELI_ATTN_INT4_DP4A
+#define ELI_ATTN_INT4_DP4A 1  // timing knob: 0 sends INT4 K through the fp32 decode path
 #endif
 #ifndef ELI_ATTN_PROBE
-#define ELI_ATTN_PROBE 0  // timing probes only: 1 skips the V loop, 2 skips the scores
+#define ELI_ATTN_PROBE 0  // timing probes only: bit 1 skips the V loop, bit 2 the scores (3: both)
 #endif
 
 namespace eli::cuda::detail {
@@ -82,20 +82,132 @@ struct OperandReader {
       }
     }
   }
-  __device__ __forceinline__ void scale_of(int64_t row, float& s, float& m) const {
+  /// Row `row`'s (scale, bias) for this thread's group; rows are 32-bit (see s_row).
+  __device__ __forceinline__ void scale_of(uint32_t row, float& s, float& m) const {
     s = 1.f;
     m = 0.f;
     if constexpr (F != Format::kFp) {
       if (scales == nullptr) {
         s = tensor_scale;
       } else {
-        const int64_t i = row * groups + g;
+        const size_t i = size_t(row) * groups + g;
         s = __half2float(scales[i]);
         if (minima != nullptr) m = __half2float(minima[i]);
       }
     }
   }
 };
+
+/// dp4a with signed bytes in `a` (s8) or unsigned (u8), unsigned bytes in `b`.
+__device__ __forceinline__ int dp4a_su(uint32_t a, uint32_t b, int c) {
+  int d;
+  asm("dp4a.s32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+__device__ __forceinline__ uint32_t dp4a_uu(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("dp4a.u32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+/// INT4 K scores with integer dot products (IDP4A: four byte products summed per instruction).
+/// Each thread owns one 16-byte vector (32 codes) of a row, as in the generic loop. Its q slice
+/// (times sm_scale log2 e) becomes 24-bit fixed point, q_i ~ sq * Q_i with |Q_i| <= 2^23 - 1,
+/// split into three byte planes Q = 65536 Q2 + 256 Q1 + Q0 (Q2 signed): the integer sums are
+/// exact, so the only error is the rounding of q to 24 bits of its slice's max (the precision of
+/// fp32). The stored nibbles u (0..15) are used as they are: `w & 0x0F0F0F0F` gives the even
+/// elements as bytes, `w & 0xF0F0F0F0` the odd ones times 16, so one word costs two LOPs and six
+/// IDP4A against 8 PRMT + 8 FADD + 8 FFMA + 3 masks on the fp32 path; the code offset (8 when
+/// symmetric) comes off once per row as offset * sum(Q).
+template <typename T, int kD>
+__device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                            int b, int64_t bh, int start, int n, float qscale,
+                                            float* s_logit) {
+  constexpr int kTpr = kD / 32;  // threads per row
+  constexpr int kRows = kAttnThreads / kTpr;
+  constexpr int kRowBytes = kD / 2;
+  const int tid = threadIdx.x, lk = tid % kTpr, rk = tid / kTpr;
+  const OperandReader<Format::kInt4> rd(p.k, kD, lk * 32);
+  const T* q = static_cast<const T*>(p.q) + bh * kD + lk * 32;
+  float qf[32];
+  float amax = 0.f, qsum = 0.f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    qf[i] = to_float(q[i]) * qscale;
+    amax = fmaxf(amax, fabsf(qf[i]));
+    qsum += qf[i];
+  }
+  constexpr float kQMax = 8388607.f;  // 2^23 - 1
+  const float inv = amax > 0.f ? kQMax / amax : 0.f;
+  const float sq = amax / kQMax;
+  // planes[k][w][e]: byte plane k of the q elements under word w's even (e = 0) or odd nibbles.
+  uint32_t planes[3][4][2];
+  int qint_sum = 0;  // |sum| <= 32 (2^23 - 1) < 2^31
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      uint32_t b0 = 0, b1 = 0, b2 = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int v = max(-8388607, min(8388607, __float2int_rn(qf[8 * w + 2 * j + e] * inv)));
+        qint_sum += v;
+        b0 |= uint32_t(v & 0xFF) << (8 * j);
+        b1 |= uint32_t((v >> 8) & 0xFF) << (8 * j);
+        b2 |= uint32_t((v >> 16) & 0xFF) << (8 * j);
+      }
+      planes[0][w][e] = b0;
+      planes[1][w][e] = b1;
+      planes[2][w][e] = b2;
+    }
+  }
+  const float offset =
+      p.k.minima != nullptr ? 0.f : 8.f;  // stored nibble = code + 8 when symmetric
+  const float qoff = -offset * float(qint_sum);
+
+  const uint8_t* data = rd.data + lk * 16;
+  for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
+    uint4 raw[kAttnUnroll];
+    float ks[kAttnUnroll], km[kAttnUnroll];
+#pragma unroll
+    for (int u = 0; u < kAttnUnroll; ++u) {
+      // Slots past the end hold the last row (s_row padding); their logits are not written.
+      const uint32_t row = s_row[i0 + u * kRows + rk];
+      raw[u] = load_vec(data + size_t(row) * kRowBytes);
+      rd.scale_of(row, ks[u], km[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kAttnUnroll; ++u) {
+      const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+      uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
+      int a2 = 0, a2x16 = 0;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const uint32_t even = words[w] & 0x0F0F0F0Fu, odd16 = words[w] & 0xF0F0F0F0u;
+        a0 = dp4a_uu(planes[0][w][0], even, a0);
+        a1 = dp4a_uu(planes[1][w][0], even, a1);
+        a2 = dp4a_su(planes[2][w][0], even, a2);
+        a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
+        a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
+        a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+      }
+      // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
+      // x16 sums are exact multiples of 16.
+      const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
+      const int high = a2 + (a2x16 >> 4);
+      const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
+      float logit = fmaf(ks[u] * sq, dot, km[u] * qsum);
+#pragma unroll
+      for (int off = kTpr / 2; off >= 1; off /= 2)
+        logit += __shfl_xor_sync(0xffffffffu, logit, off);
+      const int i = i0 + u * kRows + rk;
+      if (lk == 0 && i < n) {
+        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+        s_logit[i] = logit;
+      }
+    }
+  }
+}
 
 /// kMmaV: the values go through values_mma (fp16 INT4 V with one scale per token and no zero
 /// point, chosen by the launcher); a separate instantiation, so the registers of the other
@@ -131,17 +243,44 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
     return;
   }
   const int tid = threadIdx.x;
-  const RowCursor rows(p.map, b, h);
+  const int n = end - start;
+
+  // Row of every slot of the split, computed once for K and V (they share the map): the loops
+  // read one 32-bit index from shared memory instead of redoing the 64-bit row math (and, paged,
+  // the table lookup) per token and lane. Padded with the last row up to a multiple of
+  // kRowPad, the longest stride of any loop below, so loops run past the end without a clamp
+  // (those slots' logits are not written and their weights are 0).
+  __shared__ __align__(16) uint32_t s_row[kMaxSplitLen];
+  const int npad = (n + kRowPad - 1) / kRowPad * kRowPad;
+  constexpr int kSlotsPerThread = kMaxSplitLen / kAttnThreads;
+  {
+    const RowCursor rows(p.map, b, h);
+    if (rows.table == nullptr) {
+      for (int i = tid; i < npad; i += kAttnThreads)
+        s_row[i] = uint32_t(rows.base + start + min(i, n - 1));
+    } else {
+      // Paged: unrolled, so the table loads are in flight together.
+#pragma unroll
+      for (int k = 0; k < kSlotsPerThread; ++k) {
+        const int i = tid + k * kAttnThreads;
+        if (i < npad) s_row[i] = uint32_t(rows.row(start + min(i, n - 1)));
+      }
+    }
+  }
+  __syncthreads();
 
   // ---- scores: logit_t (log2 domain) into shared memory
-#if ELI_ATTN_PROBE == 2
-  for (int i = tid; i < end - start; i += kAttnThreads) s_logit[i] = 0.f;
+#if ELI_ATTN_PROBE & 2
+  for (int i = tid; i < n; i += kAttnThreads) s_logit[i] = 0.f;
 #else
   if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8) {
-    scores_mma<kD, FK>(p, rows, b, bh, start, end, p.sm_scale * kLog2e, s_logit);
+    scores_mma<kD, FK>(p, s_row, b, bh, start, n, p.sm_scale * kLog2e, s_logit);
+  } else if constexpr (FK == Format::kInt4 && ELI_ATTN_INT4_DP4A) {
+    scores_dp4a<T, kD>(p, s_row, b, bh, start, n, p.sm_scale * kLog2e, s_logit);
   } else {
     const int lk = tid % kTprK, rk = tid / kTprK;
     const OperandReader<FK> rd(p.k, kD, lk * kEK);
+    const uint8_t* data = rd.data + lk * 16;
     const T* q = static_cast<const T*>(p.q) + bh * kD + lk * kEK;
     const float qscale = p.sm_scale * kLog2e;
     float qf[kEK];
@@ -151,14 +290,13 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       qf[i] = to_float(q[i]) * qscale;
       qsum += qf[i];
     }
-    for (int base = start; base < end; base += kRowsK * kAttnUnroll) {
+    for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float ks[kAttnUnroll], km[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
-        // Tokens past the end read the last row (no branch); their logits are not written.
-        const int64_t row = rows.row(min(base + u * kRowsK + rk, end - 1));
-        raw[u] = load_vec(rd.data + row * kRowBytesK + lk * 16);
+        const uint32_t row = s_row[i0 + u * kRowsK + rk];
+        raw[u] = load_vec(data + size_t(row) * kRowBytesK);
         rd.scale_of(row, ks[u], km[u]);
       }
 #pragma unroll
@@ -172,10 +310,10 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 #pragma unroll
         for (int off = kTprK / 2; off >= 1; off /= 2)
           logit += __shfl_xor_sync(0xffffffffu, logit, off);
-        const int t = base + u * kRowsK + rk;
-        if (lk == 0 && t < end) {
-          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
-          s_logit[t - start] = logit;
+        const int i = i0 + u * kRowsK + rk;
+        if (lk == 0 && i < n) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+          s_logit[i] = logit;
         }
       }
     }
@@ -183,39 +321,52 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 #endif
   __syncthreads();
 
-  // ---- softmax partials of this split
-  const int n = end - start;
+  // ---- softmax partials of this split; the padding slots get weight 0
+  // values_mma weighs token t by p_t s_t: its V scales are loaded here, all at once, so their
+  // latency overlaps the max reduction (a loop with one load per iteration paid it 8 times).
+  __half2 vscale[kMmaV ? kSlotsPerThread / 2 : 1];  // pairs: two halves in one register
+  if constexpr (kMmaV) {
+    const __half* scales = static_cast<const __half*>(p.v.scales);
+    const bool per_tensor = p.v.tensor_scale > 0.f;
+    const __half zero = __float2half(0.f);
+#pragma unroll
+    for (int k = 0; k < kSlotsPerThread; k += 2) {
+      const int i = tid + k * kAttnThreads, j = i + kAttnThreads;
+      vscale[k / 2] = __halves2half2(per_tensor || i >= npad ? zero : scales[s_row[i]],
+                                     per_tensor || j >= npad ? zero : scales[s_row[j]]);
+    }
+  }
   float mx = -INFINITY;
   for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
   mx = block_reduce<true>(mx, s_red);
   float sum = 0.f;
-  for (int i = tid; i < n; i += kAttnThreads) {
-    const float e = exp2f(s_logit[i] - mx);
-    s_logit[i] = e;
-    sum += e;
-    if constexpr (kMmaV) {
-      const float s =
-          p.v.tensor_scale > 0.f
-              ? p.v.tensor_scale
-              : __half2float(static_cast<const __half*>(p.v.scales)[rows.row(start + i)]);
-      s_w[i] = __float2half_rn(e * s);
+#pragma unroll
+  for (int k = 0; k < kSlotsPerThread; ++k) {
+    const int i = tid + k * kAttnThreads;
+    if (i < npad) {
+      const float e = i < n ? exp2f(s_logit[i] - mx) : 0.f;
+      s_logit[i] = e;
+      sum += e;
+      if constexpr (kMmaV) {
+        const float s = p.v.tensor_scale > 0.f ? p.v.tensor_scale
+                                               : __half2float(k % 2 ? __high2half(vscale[k / 2])
+                                                                    : __low2half(vscale[k / 2]));
+        s_w[i] = __float2half_rn(e * s);
+      }
     }
-  }
-  if constexpr (kMmaV) {
-    // A warp iteration reads 64 tokens from its first one (values_mma: 4 tiles of 16).
-    for (int i = n + tid; i < (n + 63) / 64 * 64; i += kAttnThreads) s_w[i] = __float2half(0.f);
   }
   sum = block_reduce<false>(sum, s_red);  // its barrier also publishes s_logit and s_w
 
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV) {
-    if (ELI_ATTN_PROBE != 1)
-      values_mma<kD>(p, rows, start, end, s_w, s_acc[tid / 32]);
+    if (!(ELI_ATTN_PROBE & 1))
+      values_mma<kD>(p, s_row, n, s_w, s_acc[tid / 32]);
     else
       for (int d = tid; d < kAttnThreads / 32 * kD; d += kAttnThreads) (&s_acc[0][0])[d] = 0.f;
   } else {
     const int lv = tid % kTprV, rv = tid / kTprV;
     const OperandReader<FV> rd(p.v, kD, lv * kEV);
+    const uint8_t* data = rd.data + lv * 16;
     constexpr bool kH2V = kHalf2Values && std::is_same_v<T, __half> && FV != Format::kFp;
     HalfDecoder hdec{};
     // Zero-point values stay in fp32: s * c and the minimum cancel, fp16 products would not.
@@ -228,19 +379,16 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
     float macc = 0.f;
-    for (int base = start; base < (ELI_ATTN_PROBE == 1 ? start : end);
-         base += kRowsV * kAttnUnroll) {
+    for (int i0 = 0; i0 < ((ELI_ATTN_PROBE & 1) ? 0 : n); i0 += kRowsV * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
-        // Tokens past the end read the last row with weight 0 (finite codes and scales).
-        const int t = base + u * kRowsV + rv;
-        const int tc = min(t, end - 1);
-        const int64_t row = rows.row(tc);
-        raw[u] = load_vec(rd.data + row * kRowBytesV + lv * 16);
+        const int i = i0 + u * kRowsV + rv;
+        const uint32_t row = s_row[i];
+        raw[u] = load_vec(data + size_t(row) * kRowBytesV);
         rd.scale_of(row, vs[u], vm[u]);
-        pw[u] = t < end ? s_logit[tc - start] : 0.f;
+        pw[u] = s_logit[i];
       }
       bool done = false;
       if constexpr (kH2V) {
@@ -341,16 +489,14 @@ constexpr bool values_mma_ok() {
   return std::is_same_v<T, __half> && FV == Format::kInt4;
 }
 /// Whether the values go through values_mma: fp16 INT4 V with one scale per token (per token-
-/// head or per tensor) and no zero point. Measured on an H100 at B=32, 8192 (each one run):
-/// INT8 K + INT4 V 157 -> 140-153 us, INT4 at D=128 153 -> 146-150 us; INT4 K + INT4 V at
-/// D=64 127-130 us on the half2 path vs 131-134 us through values_mma, so it keeps the half2
-/// path (ELI_ATTN_MMA_V_D64=1 switches it over, for timing).
+/// head or per tensor) and no zero point. It won wherever it applies once the slot rows came
+/// from shared memory (H100, B=32, 8192: INT4 K + INT4 V at D=64 135 us on the half2 path vs
+/// 109 us; before that change the half2 path had been the faster one there).
 template <typename T, int kD, Format FK, Format FV>
 bool use_values_mma(const QuantView& v) {
   if constexpr (!values_mma_ok<T, FV>()) {
     return false;
   } else {
-    if (FK == Format::kInt4 && kD == 64 && !ELI_ATTN_MMA_V_D64) return false;
     return v.minima == nullptr && (v.tensor_scale > 0.f || v.group == kD);
   }
 }

@@ -19,6 +19,10 @@ namespace eli::cuda::detail {
 constexpr int kAttnThreads = 128;
 constexpr int kAttnUnroll = 4;
 constexpr int kMaxSplitLen = 1024;
+/// The slot rows of a split (s_row) are padded to a multiple of this: the longest stride of the
+/// token loops (dp4a scores at D = 64: 64 rows x 4 unrolled; values_mma: 4 warps x 64).
+constexpr int kRowPad = 256;
+static_assert(kMaxSplitLen % kRowPad == 0, "a padded split fits s_row");
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ __half2 u2h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
@@ -69,14 +73,15 @@ struct HalfDecoder {
   }
 };
 
-/// Scores of tokens [start, end) of one (b, h) into s_logit (log2 domain) with tensor cores.
+/// Scores of the n slots of one split (rows in s_row, token start + i) into s_logit[i] (log2
+/// domain) with tensor cores.
 /// Warp w takes tiles of 16 tokens; lane (g = lane / 4, i = lane % 4) feeds rows (tokens) g and
 /// g + 8 with the 8-element units 4 s + i of slice s (32 elements: every group of 32, 64 or D
 /// holds whole slices, so one mma never mixes two scales). B = q in every column, hence every
 /// C column holds the same dot: c[0] for token g, c[2] for token g + 8.
 template <int kD, Format FK>
-__device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const RowCursor& rows,
-                                           int b, int64_t bh, int start, int end, float qscale,
+__device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                           int b, int64_t bh, int start, int n, float qscale,
                                            float* s_logit) {
   static_assert(FK == Format::kInt8 || FK == Format::kInt4, "quantized K only");
   constexpr int kSlices = kD / 32;
@@ -93,7 +98,6 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   const int groups = per_tensor ? 1 : kD / kv.group;
   const int slices_per_group = per_tensor ? kSlices : kv.group / 32;
   const HalfDecoder dec = HalfDecoder::make(FK, kv.minima != nullptr);
-  const bool tile_rows = rows.table == nullptr || rows.bs % 16 == 0;
 
   // B fragments: the q elements matching this lane's A elements, and q sums per slice.
   const __half* q = static_cast<const __half*>(p.q) + bh * kD;
@@ -127,21 +131,18 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   }
 
   const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
-  for (int base = start + warp * 16 * kTiles; base < end; base += kWarps * 16 * kTiles) {
+  for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
     uint32_t raw[kTiles][2][kSlices][kWords];
-    int64_t row_ids[kTiles][2];
+    uint32_t row_ids[kTiles][2];
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        // One row lookup per 16-aligned tile when it lies in one page (see values_mma).
-        // Tokens past the end read the last row (no branch); their logits are not written.
+        // Slots past the end hold the last row (s_row padding); their logits are not written.
         {
-          const int first = min(base + 16 * u, end - 1);
-          const int t = min(base + 16 * u + g + 8 * r, end - 1);
-          const int64_t row = tile_rows ? rows.row(first) + (t - first) : rows.row(t);
+          const uint32_t row = s_row[base + 16 * u + g + 8 * r];
           row_ids[u][r] = row;
-          const uint8_t* src = data + row * kRowBytes;
+          const uint8_t* src = data + size_t(row) * kRowBytes;
 #pragma unroll
           for (int s = 0; s < kSlices; ++s) {
             const int unit = 4 * s + li;
@@ -178,8 +179,8 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
           mma_16816(c[s], cg[1], ch[1], cg[3], ch[3], qb[s][1][0], qb[s][1][1]);
         }
       }
-      const int t = base + 16 * u + g + 8 * half_row;
-      const int64_t row = half_row ? row_ids[u][1] : row_ids[u][0];
+      const int i = base + 16 * u + g + 8 * half_row;
+      const uint32_t row = half_row ? row_ids[u][1] : row_ids[u][0];
       float logit = 0.f, dot = 0.f, qs = 0.f;
 #pragma unroll
       for (int s = 0; s < kSlices; ++s) {
@@ -188,9 +189,9 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
         if ((s + 1) % slices_per_group == 0) {
           float ks = kv.tensor_scale, km = 0.f;
           if (!per_tensor) {
-            const int64_t i = row * groups + s / slices_per_group;
-            ks = __half2float(scales[i]);
-            if (minima != nullptr) km = __half2float(minima[i]);
+            const size_t j = size_t(row) * groups + s / slices_per_group;
+            ks = __half2float(scales[j]);
+            if (minima != nullptr) km = __half2float(minima[j]);
           }
           logit = fmaf(ks, dot, fmaf(km, qs, logit));
           dot = 0.f;
@@ -198,18 +199,18 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
         }
       }
       logit *= qscale;
-      if ((li & 1) == 0 && t < end) {
-        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + t], kLog2e, logit);
-        s_logit[t - start] = logit;
+      if ((li & 1) == 0 && i < n) {
+        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+        s_logit[i] = logit;
       }
     }
   }
 }
 
-/// Values of tokens [start, end) on the tensor cores, for INT4 V with one scale per token
-/// (per-token-head or per-tensor) and no zero point: out[d] = sum_t w_t c_t[d] with the weights
-/// w_t = p_t s_t precomputed in fp16 by the softmax pass (`s_w`, zero past the end up to the next
-/// multiple of 64 tokens: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16
+/// Values of the n slots of one split (rows in s_row) on the tensor cores, for INT4 V with one
+/// scale per token (per-token-head or per-tensor) and no zero point: out[d] = sum_t w_t c_t[d] with
+/// the weights w_t = p_t s_t precomputed in fp16 by the softmax pass (`s_w`, zero past the end up
+/// to the padded length: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16
 /// dimensions x 16 tokens) and B = w in every column, fp32 accumulators: the codes are exact fp16
 /// integers and the products exact, so this is more accurate than the half2 path, and one mma
 /// replaces 64 HFMA2 plus the fp32 conversions.
@@ -220,8 +221,8 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
 /// with dimensions g D / 8 + 8 (m / 4) + 2 (m % 4) (+1) of m-tile m, written to `out` ([kD],
 /// this warp's row; the caller adds the warps).
 template <int kD>
-__device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const RowCursor& rows,
-                                           int start, int end, const __half* s_w, float* out) {
+__device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                           int n, const __half* s_w, float* out) {
   constexpr int kRowBytes = kD / 2;
   constexpr int kLaneWords = kD / 64;       // 32-bit words of one token per lane (8 dims each)
   constexpr int kMt = kD / 16;              // m-tiles: 4 per word
@@ -230,26 +231,22 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
   const uint8_t* data = static_cast<const uint8_t*>(p.v.data) + g * (4 * kLaneWords);
   const HalfDecoder dec = HalfDecoder::make(Format::kInt4, false);
-  const bool tile_rows = rows.table == nullptr || rows.bs % 16 == 0;
   float c[kMt][4];
 #pragma unroll
   for (int m = 0; m < kMt; ++m) c[m][0] = c[m][1] = c[m][2] = c[m][3] = 0.f;
-  for (int base = start + warp * 16 * kTiles; base < end; base += kWarps * 16 * kTiles) {
+  for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
     uint32_t raw[kTiles][4][kLaneWords];  // tokens 2i, 2i + 1, 2i + 8, 2i + 9 of each tile
     uint32_t wb[kTiles][2];
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {
-      const int tile = base + 16 * u, t0 = tile + 2 * li;
-      // A 16-aligned tile lies in one page when pages hold a multiple of 16 rows (or storage is
-      // contiguous): one row lookup per tile. Tokens past the end read the last row; their
-      // weight is 0 (codes are finite).
-      const int first = min(tile, end - 1);
-      const int64_t row0 = tile_rows ? rows.row(first) : 0;
+      const int i0 = base + 16 * u + 2 * li;
+      // Slots past the end hold the last row (s_row padding) and weight 0 (codes are finite).
+      const uint2 ra = *reinterpret_cast<const uint2*>(s_row + i0);
+      const uint2 rb = *reinterpret_cast<const uint2*>(s_row + i0 + 8);
+      const uint32_t row_of_r[4] = {ra.x, ra.y, rb.x, rb.y};
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const int t = min(t0 + (r & 1) + 8 * (r >> 1), end - 1);
-        const int64_t row = tile_rows ? row0 + (t - first) : rows.row(t);
-        const uint8_t* src = data + row * kRowBytes;
+        const uint8_t* src = data + size_t(row_of_r[r]) * kRowBytes;
         if constexpr (kLaneWords == 1) {
           raw[u][r][0] = __ldg(reinterpret_cast<const uint32_t*>(src));
         } else {
@@ -258,8 +255,8 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
           raw[u][r][1] = v.y;
         }
       }
-      wb[u][0] = *reinterpret_cast<const uint32_t*>(s_w + (t0 - start));
-      wb[u][1] = *reinterpret_cast<const uint32_t*>(s_w + (t0 + 8 - start));
+      wb[u][0] = *reinterpret_cast<const uint32_t*>(s_w + i0);
+      wb[u][1] = *reinterpret_cast<const uint32_t*>(s_w + i0 + 8);
     }
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {

@@ -24,6 +24,7 @@ enum class Format : int { kFp = 0, kInt8 = 8, kInt4 = 4 };
 /// row(b, h, t) = contiguous ? (b * H + h) * block_size + t
 ///                           : (table[b * table_stride + t / block_size] * H + h) * block_size
 ///                             + t % block_size
+/// Decode attention keeps rows as 32-bit indices: a store must have fewer than 2^32 rows.
 struct RowMap {
   const int32_t* block_table = nullptr;  // [B, table_stride] int32, or nullptr = contiguous
   int64_t table_stride = 0;

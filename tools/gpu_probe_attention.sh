@@ -3,7 +3,8 @@
 # variant of CUDA flags (e.g. "-DELI_ATTN_PROBE=1": no V loop; "-DELI_ATTN_PROBE=2": no scores;
 # "-DELI_ATTN_IMMA=0": INT4 K on the fp32 path) and times B=32, context 8192.
 # Env: VARIANTS ('|'-separated flag sets), FILTER (bench regex), SASS=1 dumps the SASS of the
-# fp16 INT4/INT4 D=64 kernel of the first variant. Logs to $OUT.
+# fp16 INT4/INT4 D=64 kernels (half2 and mma values) of the first
+# variant. Logs to $OUT.
 set -uo pipefail
 BUILD=${BUILD:-build-probe}
 LOG=${OUT:-$BUILD/logs}
@@ -23,9 +24,11 @@ for flags in "${variants[@]}"; do
   if [ "$n" = 0 ] && [ -n "${SASS:-}" ]; then
     lib=$(realpath "$(find "$BUILD" -name libeli_kernels.a | head -1)")
     mkdir -p /tmp/sass_o && (cd /tmp/sass_o && ar x "$lib")
-    /usr/local/cuda/bin/cuobjdump -sass -fun \
-      '_ZN3eli4cuda6detail23decode_attention_kernelI6__halfLi64ELNS0_6FormatE4ELS4_4EEEvNS0_21DecodeAttentionParamsEiPfS6_' \
-      /tmp/sass_o/decode_attention_int4.cu.o >"$LOG/int4_int4_h64.sass" 2>&1
+    for mma in 0 1; do
+      /usr/local/cuda/bin/cuobjdump -sass -fun \
+        "_ZN3eli4cuda6detail23decode_attention_kernelI6__halfLi64ELNS0_6FormatE4ELS4_4ELb${mma}EEEvNS0_21DecodeAttentionParamsEiPfS6_" \
+        /tmp/sass_o/decode_attention_int4.cu.o >"$LOG/int4_int4_h64_mma$mma.sass" 2>&1
+    done
   fi
   echo "== variant $n: $flags"
   "$BUILD/bench/bench_kernels" --benchmark_filter="$FILTER" --benchmark_min_time=0.05s 2>&1 |

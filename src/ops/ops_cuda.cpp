@@ -154,6 +154,11 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
   check_head_dim(D, op);
   check_int(max_len, "max_len", op);
   check_int(ki.slots, "slots", op);
+  // The kernel keeps storage rows as 32-bit indices (row * row bytes is 64-bit).
+  const int64_t rows = k.data.size(0) * k.data.size(1) * k.data.size(2);
+  ELI_CHECK(rows <= int64_t(UINT32_MAX),
+            "{}: storage has {} rows [N0, H, S]; the CUDA kernel addresses at most 2^32 - 1", op,
+            rows);
   check_device(args.block_table, q, "block_table", op);
   const c10::cuda::CUDAGuard guard(q.device());
   const at::Tensor qc = q.contiguous();

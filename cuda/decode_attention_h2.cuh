@@ -3,10 +3,11 @@
 ///  - scores: codes become exact fp16 integers two at a time (INT8: PRMT with 0x64 bytes,
 ///    INT4: LOP3 with 0x64006400, then one HSUB2/HFMA2 removes 1024 + offset exactly) and
 ///    q.c runs on the tensor cores (mma.m16n8k16, fp16 products are exact, fp32 accumulation),
-///    so the logits keep fp32 quality. Used for INT8 K. INT4 K stays on the fp32 path: through
-///    this mma it measured slower on an H100 (166.5 us vs ~157 us at B=32, 8192, D=64), and so
-///    did q.c on the integer tensor cores (mma.m16n8k32 u8 x s8, q split in three int8 parts,
-///    exact sums): K phase 84 us vs 64 us on the fp32 path (docs/KERNELS.md);
+///    so the logits keep fp32 quality. Used for INT8 K. INT4 K (either dtype) goes through
+///    scores_dp4a (decode_attention.cuh, integer dot products); through this mma it measured
+///    slower on an H100 (166.5 us vs ~157 us at B=32, 8192, D=64), and so did q.c on the integer
+///    tensor cores (mma.m16n8k32 u8 x s8, q split in three int8 parts, exact sums): K phase 84
+///    us vs 64 us on the fp32 path (docs/KERNELS.md);
 ///  - values: the same exact fp16 codes, p*s*c accumulated in half2 over the unrolled tokens of
 ///    one iteration (<= 4 products, relative error ~2^-11), then added into fp32 accumulators.
 ///    Symmetric V only: with a zero point, s * c and the minimum cancel and the fp16 products

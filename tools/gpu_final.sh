@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED=1
 TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 t0=$(date +%s); R=$PWD
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" \
-  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DELI_BUILD_EXAMPLES=ON > "$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
 cmake --build build-gpu -j16 -- -k 0 > "$LOG/build.log" 2>&1 || { grep -E "error|FAILED" "$LOG/build.log" | head -40; }
 echo "build done at +$(( $(date +%s) - t0 ))s"
 python3 tools/hf_reference.py gpt2 /tmp/hf_gpt2 > "$LOG/hf_reference.log" 2>&1 || tail "$LOG/hf_reference.log"

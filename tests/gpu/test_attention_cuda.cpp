@@ -37,7 +37,10 @@ std::vector<Pair> pairs() {
           {{8, Granularity::kPerTokenHead, 32, false}, {4, Granularity::kPerTokenHead, 32, false}},
           {{8, Granularity::kGroup, 32, true}, {4, Granularity::kGroup, 64, true}},
           {{4, Granularity::kGroup, 32, false}, {8, Granularity::kPerTokenHead, 32, true}},
-          {{8, Granularity::kPerTensor, 32, false}, {4, Granularity::kPerTensor, 32, false}}};
+          {{8, Granularity::kPerTensor, 32, false}, {4, Granularity::kPerTensor, 32, false}},
+          // INT4 K with a zero point and per tensor (the dp4a scores' offset 0 and tensor scale).
+          {{4, Granularity::kGroup, 64, true}, {4, Granularity::kPerTokenHead, 32, true}},
+          {{4, Granularity::kPerTensor, 32, false}, {8, Granularity::kPerTensor, 32, false}}};
 }
 
 void check_attention(const Pair& pair, const Case& c) {

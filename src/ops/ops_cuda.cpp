@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -155,7 +156,7 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
   check_int(max_len, "max_len", op);
   check_int(ki.slots, "slots", op);
   // The kernel keeps storage rows as 32-bit indices (row * row bytes is 64-bit).
-  const int64_t rows = k.data.size(0) * k.data.size(1) * k.data.size(2);
+  const int64_t rows = std::max(k.data.size(0), v.data.size(0)) * H * ki.slots;
   ELI_CHECK(rows <= int64_t(UINT32_MAX),
             "{}: storage has {} rows [N0, H, S]; the CUDA kernel addresses at most 2^32 - 1", op,
             rows);

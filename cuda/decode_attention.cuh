@@ -17,6 +17,12 @@
 #ifndef ELI_ATTN_INT4_DP4A
 #define ELI_ATTN_INT4_DP4A 1  // timing knob: 0 sends INT4 K through the fp32 decode path
 #endif
+#ifndef ELI_ATTN_MMA_V_GROUPS
+#define ELI_ATTN_MMA_V_GROUPS 1  // timing knob: 0 keeps grouped INT4 V on the half2 path
+#endif
+#ifndef ELI_ATTN_QBLOCKS
+#define ELI_ATTN_QBLOCKS 8  // timing knob: resident blocks per SM asked for the quantized kernels
+#endif
 #ifndef ELI_ATTN_PROBE
 #define ELI_ATTN_PROBE 0  // timing probes only: bit 1 skips the V loop, bit 2 the scores (3: both)
 #endif
@@ -33,7 +39,7 @@ constexpr bool kHalf2Values = true;
 /// and were slower. INT8 K at D=128 measured best at 6. 0 (fp kernels): the compiler's choice.
 constexpr int attn_min_blocks(int d, Format fk, Format fv) {
   if (fk == Format::kFp && fv == Format::kFp) return 0;
-  return (d == 64 || fk == Format::kInt4) ? 8 : 6;
+  return (d == 64 || fk == Format::kInt4) ? ELI_ATTN_QBLOCKS : 6;
 }
 
 template <bool kMax>
@@ -227,8 +233,9 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   __shared__ float s_red[kAttnThreads / 32];
   __shared__ float s_acc[kAttnThreads / 32][kD];
   static_assert(!kMmaV || (std::is_same_v<T, __half> && FV == Format::kInt4), "values_mma");
-  // values_mma: the weights p_t s_t of this split.
-  __shared__ __align__(16) __half s_w[kMmaV ? kMaxSplitLen : 2];
+  // values_mma: the weights p_t s_{t,j} of this split, one row per scale group j along D.
+  constexpr int kMaxGroups = kD / 32;
+  __shared__ __align__(16) __half s_w[kMmaV ? kMaxGroups : 1][kMmaV ? kMaxSplitLen : 2];
 
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.H + h;
@@ -322,18 +329,31 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   __syncthreads();
 
   // ---- softmax partials of this split; the padding slots get weight 0
-  // values_mma weighs token t by p_t s_t: its V scales are loaded here, all at once, so their
-  // latency overlaps the max reduction (a loop with one load per iteration paid it 8 times).
-  __half2 vscale[kMmaV ? kSlotsPerThread / 2 : 1];  // pairs: two halves in one register
+  // values_mma weighs token t by p_t s_{t,j} for each scale group j: the V scales of the slots
+  // are loaded here, all at once (one 2-, 4- or 8-byte load per slot), so their latency
+  // overlaps the max reduction (a loop with one load per iteration paid it 8 times).
+  const int vgroups = kMmaV && p.v.tensor_scale <= 0.f ? kD / p.v.group : 1;
+  constexpr int kScaleWords = kMmaV ? (kMaxGroups + 1) / 2 : 1;
+  uint32_t vscale[kMmaV ? kSlotsPerThread : 1][kScaleWords];
   if constexpr (kMmaV) {
     const __half* scales = static_cast<const __half*>(p.v.scales);
     const bool per_tensor = p.v.tensor_scale > 0.f;
-    const __half zero = __float2half(0.f);
 #pragma unroll
-    for (int k = 0; k < kSlotsPerThread; k += 2) {
-      const int i = tid + k * kAttnThreads, j = i + kAttnThreads;
-      vscale[k / 2] = __halves2half2(per_tensor || i >= npad ? zero : scales[s_row[i]],
-                                     per_tensor || j >= npad ? zero : scales[s_row[j]]);
+    for (int k = 0; k < kSlotsPerThread; ++k) {
+      const int i = tid + k * kAttnThreads;
+#pragma unroll
+      for (int w = 0; w < kScaleWords; ++w) vscale[k][w] = 0u;
+      if (per_tensor || i >= npad) continue;
+      const __half* rs = scales + size_t(s_row[i]) * vgroups;
+      if (vgroups == 1) {
+        vscale[k][0] = __half_as_ushort(*rs);
+      } else if (kScaleWords == 1 || vgroups == 2) {
+        vscale[k][0] = *reinterpret_cast<const uint32_t*>(rs);
+      } else {
+        const uint2 v2 = *reinterpret_cast<const uint2*>(rs);
+        vscale[k][0] = v2.x;
+        vscale[k][kScaleWords - 1] = v2.y;
+      }
     }
   }
   float mx = -INFINITY;
@@ -348,10 +368,19 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       s_logit[i] = e;
       sum += e;
       if constexpr (kMmaV) {
-        const float s = p.v.tensor_scale > 0.f ? p.v.tensor_scale
-                                               : __half2float(k % 2 ? __high2half(vscale[k / 2])
-                                                                    : __low2half(vscale[k / 2]));
-        s_w[i] = __float2half_rn(e * s);
+        if (p.v.tensor_scale > 0.f) {
+          s_w[0][i] = __float2half_rn(e * p.v.tensor_scale);
+        } else {
+#pragma unroll
+          for (int j = 0; j < kMaxGroups; ++j) {
+            if (j < vgroups) {
+              const uint32_t word = vscale[k][j / 2];
+              const float sj = __half2float(__ushort_as_half(
+                  static_cast<unsigned short>(j % 2 ? word >> 16 : word & 0xFFFFu)));
+              s_w[j][i] = __float2half_rn(e * sj);
+            }
+          }
+        }
       }
     }
   }
@@ -360,7 +389,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV) {
     if (!(ELI_ATTN_PROBE & 1))
-      values_mma<kD>(p, s_row, n, s_w, s_acc[tid / 32]);
+      values_mma<kD>(p, s_row, n, vgroups, &s_w[0][0], s_acc[tid / 32]);
     else
       for (int d = tid; d < kAttnThreads / 32 * kD; d += kAttnThreads) (&s_acc[0][0])[d] = 0.f;
   } else {
@@ -488,16 +517,22 @@ template <typename T, Format FV>
 constexpr bool values_mma_ok() {
   return std::is_same_v<T, __half> && FV == Format::kInt4;
 }
-/// Whether the values go through values_mma: fp16 INT4 V with one scale per token (per token-
-/// head or per tensor) and no zero point. It won wherever it applies once the slot rows came
-/// from shared memory (H100, B=32, 8192: INT4 K + INT4 V at D=64 135 us on the half2 path vs
-/// 109 us; before that change the half2 path had been the faster one there).
+/// Whether the values go through values_mma: fp16 INT4 V, symmetric (per tensor, per token-
+/// head or per group of 32 / 64; one weight row per group). It won wherever it applies once
+/// the slot rows came from shared memory (H100, B=32, 8192: INT4 K + INT4 V per token-head at
+/// D=64 135 us on the half2 path vs 109 us; before that change the half2 path had been the
+/// faster one there). Grouped scales are read as one 4- or 8-byte word per row, so they must be
+/// aligned to it (always, for the tensors the ops allocate).
 template <typename T, int kD, Format FK, Format FV>
 bool use_values_mma(const QuantView& v) {
   if constexpr (!values_mma_ok<T, FV>()) {
     return false;
   } else {
-    return v.minima == nullptr && (v.tensor_scale > 0.f || v.group == kD);
+    if (v.minima != nullptr) return false;
+    if (v.tensor_scale > 0.f) return true;
+    const int groups = kD / v.group;
+    if (groups > 1 && !ELI_ATTN_MMA_V_GROUPS) return false;
+    return reinterpret_cast<uintptr_t>(v.scales) % (2 * groups) == 0;
   }
 }
 

@@ -208,22 +208,23 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   }
 }
 
-/// Values of the n slots of one split (rows in s_row) on the tensor cores, for INT4 V with one
-/// scale per token (per-token-head or per-tensor) and no zero point: out[d] = sum_t w_t c_t[d] with
-/// the weights w_t = p_t s_t precomputed in fp16 by the softmax pass (`s_w`, zero past the end up
-/// to the padded length: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16
-/// dimensions x 16 tokens) and B = w in every column, fp32 accumulators: the codes are exact fp16
-/// integers and the products exact, so this is more accurate than the half2 path, and one mma
-/// replaces 64 HFMA2 plus the fp32 conversions.
+/// Values of the n slots of one split (rows in s_row) on the tensor cores, for symmetric INT4 V
+/// (per tensor, per token-head or per group of 32 / 64 along D): out[d] = sum_t w_{t,j(d)} c_t[d]
+/// with the weights w_{t,j} = p_t s_{t,j} of each scale group j precomputed in fp16 by the
+/// softmax pass (`s_w`, one row of kMaxSplitLen per group, zero past the end up to the padded
+/// length: one warp iteration reads 4 tiles of 16). mma.m16n8k16 with A = V^T (16 dimensions x 16
+/// tokens) and B = the weights, column n holding group n % groups, fp32 accumulators: the codes
+/// are exact fp16 integers and the products exact, so this is more accurate than the half2 path,
+/// and one mma replaces 64 HFMA2 plus the fp32 conversions.
 ///
 /// Warp w takes tiles of 16 tokens. Lane (g, i) reads tokens 2i, 2i + 1, 2i + 8, 2i + 9 of a tile
-/// and its own D / 8 dimensions (4 or 8 bytes a token); PRMT interleaves two tokens' bytes so
-/// that one word decodes into half2 (token a, token b) pairs, the A layout. Lane (g, 0) ends
-/// with dimensions g D / 8 + 8 (m / 4) + 2 (m % 4) (+1) of m-tile m, written to `out` ([kD],
-/// this warp's row; the caller adds the warps).
+/// and its own D / 8 dimensions (4 or 8 bytes a token, all in one group); PRMT interleaves two
+/// tokens' bytes so that one word decodes into half2 (token a, token b) pairs, the A layout. The
+/// lane holding column j(d) of rows g and g + 8 writes dimensions g D / 8 + 8 (m / 4) + 2 (m % 4)
+/// (+1) of m-tile m to `out` ([kD], this warp's row; the caller adds the warps).
 template <int kD>
 __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const uint32_t* s_row,
-                                           int n, const __half* s_w, float* out) {
+                                           int n, int groups, const __half* s_w, float* out) {
   constexpr int kRowBytes = kD / 2;
   constexpr int kLaneWords = kD / 64;       // 32-bit words of one token per lane (8 dims each)
   constexpr int kMt = kD / 16;              // m-tiles: 4 per word
@@ -232,6 +233,9 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
   const uint8_t* data = static_cast<const uint8_t*>(p.v.data) + g * (4 * kLaneWords);
   const HalfDecoder dec = HalfDecoder::make(Format::kInt4, false);
+  // B column n = g carries the weights of scale group g % groups; C row r (dimensions of lane
+  // group r) belongs to group r * groups / 8, so its column is that group.
+  const __half* w_col = s_w + (g % groups) * kMaxSplitLen;
   float c[kMt][4];
 #pragma unroll
   for (int m = 0; m < kMt; ++m) c[m][0] = c[m][1] = c[m][2] = c[m][3] = 0.f;
@@ -256,8 +260,8 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
           raw[u][r][1] = v.y;
         }
       }
-      wb[u][0] = *reinterpret_cast<const uint32_t*>(s_w + i0);
-      wb[u][1] = *reinterpret_cast<const uint32_t*>(s_w + i0 + 8);
+      wb[u][0] = *reinterpret_cast<const uint32_t*>(w_col + i0);
+      wb[u][1] = *reinterpret_cast<const uint32_t*>(w_col + i0 + 8);
     }
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {
@@ -279,12 +283,15 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
       }
     }
   }
-  if (li == 0) {
+  // Lane (g, i) holds C columns 2 i and 2 i + 1 of rows g and g + 8.
+  const int grp = g * groups / 8;
+  if (li == grp / 2) {
+    const int col = grp % 2;
 #pragma unroll
     for (int m = 0; m < kMt; ++m) {
       const int d = g * (kD / 8) + 8 * (m / 4) + 2 * (m % 4);
-      out[d] = c[m][0];
-      out[d + 1] = c[m][2];
+      out[d] = c[m][col];
+      out[d + 1] = c[m][2 + col];
     }
   }
 }

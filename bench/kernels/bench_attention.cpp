@@ -1,6 +1,8 @@
 // Decode attention (one query per sequence) at B in {1, 8, 32} x context in {512, 2048, 8192}
 // over fp16, INT8, INT4, mixed and paged storage, with at::scaled_dot_product_attention on the
 // fp16 cache as the baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
+// int4/mixed/int8 use one scale per token and head; int4_g32 and mixed_g32 use the layouts
+// the quant_int4 and quant_mixed caches use by default (INT4 in symmetric groups of 32).
 // Registers nothing without CUDA.
 
 #include <benchmark/benchmark.h>
@@ -17,7 +19,7 @@
 namespace eli::bench {
 namespace {
 
-enum class Variant { kFp16, kInt8, kInt4, kMixed, kPagedFp16, kPagedInt4 };
+enum class Variant { kFp16, kInt8, kInt4, kMixed, kPagedFp16, kPagedInt4, kInt4G32, kMixedG32 };
 
 const char* name_of(Variant v) {
   switch (v) {
@@ -33,6 +35,10 @@ const char* name_of(Variant v) {
       return "paged_fp16";
     case Variant::kPagedInt4:
       return "paged_int4";
+    case Variant::kInt4G32:
+      return "int4_g32";
+    case Variant::kMixedG32:
+      return "mixed_g32";
   }
   return "?";
 }
@@ -53,13 +59,16 @@ int64_t store_bytes(const ops::KvStore& s) {
   return b;
 }
 
-ops::KvStore make(const at::Tensor& x, int bits, const at::Tensor& table, int64_t pool_blocks) {
+/// group > 0: symmetric groups of that many elements (contiguous storage only).
+ops::KvStore make(const at::Tensor& x, int bits, const at::Tensor& table, int64_t pool_blocks,
+                  int group = 0) {
   const int64_t B = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
   if (!table.defined()) {
     if (bits == 16) return ops::KvStore::fp(x);
     quant::QuantSpec spec;
     spec.bits = bits;
-    spec.granularity = Granularity::kPerTokenHead;
+    spec.granularity = group > 0 ? Granularity::kGroup : Granularity::kPerTokenHead;
+    if (group > 0) spec.group_size = group;
     return ops::quantize_kv(x, spec);
   }
   const auto opt = x.options();
@@ -98,12 +107,15 @@ Setup setup(Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
                 .to(at::kInt)
                 .to(at::kCUDA);
   }
-  const int kbits = v == Variant::kInt8 || v == Variant::kMixed       ? 8
-                    : v == Variant::kInt4 || v == Variant::kPagedInt4 ? 4
-                                                                      : 16;
-  const int vbits = v == Variant::kMixed ? 4 : kbits;
-  s.k = make(kx, kbits, table, pool);
-  s.v = make(vx, vbits, table, pool);
+  const bool mixed = v == Variant::kMixed || v == Variant::kMixedG32;
+  const int kbits = v == Variant::kInt8 || mixed ? 8
+                    : v == Variant::kInt4 || v == Variant::kPagedInt4 || v == Variant::kInt4G32
+                        ? 4
+                        : 16;
+  const int vbits = mixed ? 4 : kbits;
+  const int group = v == Variant::kInt4G32 || v == Variant::kMixedG32 ? 32 : 0;
+  s.k = make(kx, kbits, table, pool, kbits == 4 ? group : 0);
+  s.v = make(vx, vbits, table, pool, group);
   s.args.seq_lens = at::full({B}, L, at::TensorOptions().dtype(at::kInt).device(at::kCUDA));
   s.args.block_table = table;
   s.args.max_len = L;
@@ -149,8 +161,9 @@ void bm_sdpa(benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D
     reg(benchmark::RegisterBenchmark(("BM_SDPA/fp16" + tail).c_str(), [p](benchmark::State& st) {
       bm_sdpa(st, p.B, p.L, p.H, p.D);
     }));
-    for (Variant v : {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed,
-                      Variant::kPagedFp16, Variant::kPagedInt4}) {
+    for (Variant v :
+         {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed, Variant::kPagedFp16,
+          Variant::kPagedInt4, Variant::kInt4G32, Variant::kMixedG32}) {
       reg(benchmark::RegisterBenchmark(
           ("BM_DecodeAttention/" + std::string(name_of(v)) + tail).c_str(),
           [p, v](benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D); }));

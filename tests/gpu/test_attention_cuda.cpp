@@ -40,7 +40,11 @@ std::vector<Pair> pairs() {
           {{8, Granularity::kPerTensor, 32, false}, {4, Granularity::kPerTensor, 32, false}},
           // INT4 K with a zero point and per tensor (the dp4a scores' offset 0 and tensor scale).
           {{4, Granularity::kGroup, 64, true}, {4, Granularity::kPerTokenHead, 32, true}},
-          {{4, Granularity::kPerTensor, 32, false}, {8, Granularity::kPerTensor, 32, false}}};
+          {{4, Granularity::kPerTensor, 32, false}, {8, Granularity::kPerTensor, 32, false}},
+          // Grouped symmetric INT4 V (values_mma with one weight row per group): the defaults
+          // of quant_int4 (group 32) and group 64.
+          {{4, Granularity::kGroup, 32, false}, {4, Granularity::kGroup, 32, false}},
+          {{8, Granularity::kPerTokenHead, 32, false}, {4, Granularity::kGroup, 64, false}}};
 }
 
 void check_attention(const Pair& pair, const Case& c) {

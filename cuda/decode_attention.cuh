@@ -23,6 +23,9 @@
 #ifndef ELI_ATTN_QBLOCKS
 #define ELI_ATTN_QBLOCKS 8  // timing knob: resident blocks per SM asked for the quantized kernels
 #endif
+#ifndef ELI_ATTN_SCALE_DISPATCH
+#define ELI_ATTN_SCALE_DISPATCH 1  // timing knob: 0 tests the scale storage per row, not per block
+#endif
 #ifndef ELI_ATTN_PROBE
 #define ELI_ATTN_PROBE 0  // timing probes only: bit 1 skips the V loop, bit 2 the scores (3: both)
 #endif
@@ -88,18 +91,48 @@ struct OperandReader {
       }
     }
   }
-  /// Row `row`'s (scale, bias) for this thread's group; rows are 32-bit (see s_row).
+  /// Row `row`'s (scale, bias) for this thread's group, for a loop specialized on how they are
+  /// stored (kMode: 0 none / per tensor, 1 scales, 2 scales and minima; see dispatch()). The
+  /// loads carry no branch, so the compiler issues them with the row's codes: behind a runtime
+  /// test they went out only after the codes had arrived, a second memory latency per
+  /// iteration. Rows are 32-bit (see s_row).
+  template <int kMode>
   __device__ __forceinline__ void scale_of(uint32_t row, float& s, float& m) const {
     s = 1.f;
     m = 0.f;
     if constexpr (F != Format::kFp) {
-      if (scales == nullptr) {
+      if constexpr (kMode == 3) {  // timing knob ELI_ATTN_SCALE_DISPATCH=0: tested per row
+        if (scales == nullptr) {
+          s = tensor_scale;
+        } else {
+          const size_t i = size_t(row) * groups + g;
+          s = __half2float(scales[i]);
+          if (minima != nullptr) m = __half2float(minima[i]);
+        }
+      } else if constexpr (kMode == 0) {
         s = tensor_scale;
       } else {
         const size_t i = size_t(row) * groups + g;
         s = __half2float(scales[i]);
-        if (minima != nullptr) m = __half2float(minima[i]);
+        if constexpr (kMode == 2) m = __half2float(minima[i]);
       }
+    }
+  }
+  /// Calls fn(std::integral_constant<int, kMode>) for this operand's scale storage: a uniform
+  /// branch once per block instead of one per row.
+  template <typename Fn>
+  __device__ __forceinline__ void dispatch(Fn&& fn) const {
+    if constexpr (F == Format::kFp) {
+      fn(std::integral_constant<int, 0>{});
+    } else if constexpr (!ELI_ATTN_SCALE_DISPATCH) {
+      fn(std::integral_constant<int, 3>{});
+    } else {
+      if (scales == nullptr)
+        fn(std::integral_constant<int, 0>{});
+      else if (minima == nullptr)
+        fn(std::integral_constant<int, 1>{});
+      else
+        fn(std::integral_constant<int, 2>{});
     }
   }
 };
@@ -172,47 +205,49 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
   const float qoff = -offset * float(qint_sum);
 
   const uint8_t* data = rd.data + lk * 16;
-  for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
-    uint4 raw[kAttnUnroll];
-    float ks[kAttnUnroll], km[kAttnUnroll];
+  rd.dispatch([&](auto mode) {
+    for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float ks[kAttnUnroll], km[kAttnUnroll];
 #pragma unroll
-    for (int u = 0; u < kAttnUnroll; ++u) {
-      // Slots past the end hold the last row (s_row padding); their logits are not written.
-      const uint32_t row = s_row[i0 + u * kRows + rk];
-      raw[u] = load_vec(data + size_t(row) * kRowBytes);
-      rd.scale_of(row, ks[u], km[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < kAttnUnroll; ++u) {
-      const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
-      uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
-      int a2 = 0, a2x16 = 0;
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const uint32_t even = words[w] & 0x0F0F0F0Fu, odd16 = words[w] & 0xF0F0F0F0u;
-        a0 = dp4a_uu(planes[0][w][0], even, a0);
-        a1 = dp4a_uu(planes[1][w][0], even, a1);
-        a2 = dp4a_su(planes[2][w][0], even, a2);
-        a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
-        a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
-        a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        // Slots past the end hold the last row (s_row padding); their logits are not written.
+        const uint32_t row = s_row[i0 + u * kRows + rk];
+        raw[u] = load_vec(data + size_t(row) * kRowBytes);
+        rd.template scale_of<decltype(mode)::value>(row, ks[u], km[u]);
       }
-      // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
-      // x16 sums are exact multiples of 16.
-      const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
-      const int high = a2 + (a2x16 >> 4);
-      const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-      float logit = fmaf(ks[u] * sq, dot, km[u] * qsum);
 #pragma unroll
-      for (int off = kTpr / 2; off >= 1; off /= 2)
-        logit += __shfl_xor_sync(0xffffffffu, logit, off);
-      const int i = i0 + u * kRows + rk;
-      if (lk == 0 && i < n) {
-        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
-        s_logit[i] = logit;
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+        uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
+        int a2 = 0, a2x16 = 0;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const uint32_t even = words[w] & 0x0F0F0F0Fu, odd16 = words[w] & 0xF0F0F0F0u;
+          a0 = dp4a_uu(planes[0][w][0], even, a0);
+          a1 = dp4a_uu(planes[1][w][0], even, a1);
+          a2 = dp4a_su(planes[2][w][0], even, a2);
+          a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
+          a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
+          a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+        }
+        // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
+        // x16 sums are exact multiples of 16.
+        const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
+        const int high = a2 + (a2x16 >> 4);
+        const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
+        float logit = fmaf(ks[u] * sq, dot, km[u] * qsum);
+#pragma unroll
+        for (int off = kTpr / 2; off >= 1; off /= 2)
+          logit += __shfl_xor_sync(0xffffffffu, logit, off);
+        const int i = i0 + u * kRows + rk;
+        if (lk == 0 && i < n) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+          s_logit[i] = logit;
+        }
       }
     }
-  }
+  });
 }
 
 /// kMmaV: the values go through values_mma (fp16 INT4 V with one scale per token and no zero
@@ -233,9 +268,12 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   __shared__ float s_red[kAttnThreads / 32];
   __shared__ float s_acc[kAttnThreads / 32][kD];
   static_assert(!kMmaV || (std::is_same_v<T, __half> && FV == Format::kInt4), "values_mma");
-  // values_mma: the weights p_t s_{t,j} of this split, one row per scale group j along D.
+  // values_mma: the weights p_t s_{t,j} of this split, one row of w_stride per scale group j
+  // along D, in dynamic shared memory sized by the launcher (values_mma_smem_bytes), so per-token
+  // scales take one row and not the four that groups of 32 need at D = 128.
   constexpr int kMaxGroups = kD / 32;
-  __shared__ __align__(16) __half s_w[kMmaV ? kMaxGroups : 1][kMmaV ? kMaxSplitLen : 2];
+  extern __shared__ __align__(16) __half s_w[];
+  const int w_stride = (split_len + kRowPad - 1) / kRowPad * kRowPad;
 
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int64_t bh = int64_t(b) * p.H + h;
@@ -297,33 +335,36 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       qf[i] = to_float(q[i]) * qscale;
       qsum += qf[i];
     }
-    for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
-      uint4 raw[kAttnUnroll];
-      float ks[kAttnUnroll], km[kAttnUnroll];
+    rd.dispatch([&](auto mode) {
+      for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
+        uint4 raw[kAttnUnroll];
+        float ks[kAttnUnroll], km[kAttnUnroll];
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        const uint32_t row = s_row[i0 + u * kRowsK + rk];
-        raw[u] = load_vec(data + size_t(row) * kRowBytesK);
-        rd.scale_of(row, ks[u], km[u]);
-      }
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          const uint32_t row = s_row[i0 + u * kRowsK + rk];
+          raw[u] = load_vec(data + size_t(row) * kRowBytesK);
+          rd.template scale_of<decltype(mode)::value>(row, ks[u], km[u]);
+        }
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        float c[kEK];
-        decode_vec<FK, T>(raw[u], rd.dec, c);
-        float dot = 0.f;
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          float c[kEK];
+          decode_vec<FK, T>(raw[u], rd.dec, c);
+          float dot = 0.f;
 #pragma unroll
-        for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
-        float logit = fmaf(ks[u], dot, km[u] * qsum);
+          for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
+          float logit = fmaf(ks[u], dot, km[u] * qsum);
 #pragma unroll
-        for (int off = kTprK / 2; off >= 1; off /= 2)
-          logit += __shfl_xor_sync(0xffffffffu, logit, off);
-        const int i = i0 + u * kRowsK + rk;
-        if (lk == 0 && i < n) {
-          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
-          s_logit[i] = logit;
+          for (int off = kTprK / 2; off >= 1; off /= 2)
+            logit += __shfl_xor_sync(0xffffffffu, logit, off);
+          const int i = i0 + u * kRowsK + rk;
+          if (lk == 0 && i < n) {
+            if (p.bias != nullptr)
+              logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+            s_logit[i] = logit;
+          }
         }
       }
-    }
+    });
   }
 #endif
   __syncthreads();
@@ -331,29 +372,43 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   // ---- softmax partials of this split; the padding slots get weight 0
   // values_mma weighs token t by p_t s_{t,j} for each scale group j: the V scales of the slots
   // are loaded here, all at once (one 2-, 4- or 8-byte load per slot), so their latency
-  // overlaps the max reduction (a loop with one load per iteration paid it 8 times).
+  // overlaps the max reduction (a loop with one load per iteration paid it 8 times). The load
+  // width is chosen once (uniform branch) and every slot loads without a condition (slots
+  // past the padding read row s_row[npad - 1]), so no test stands between the loads.
   const int vgroups = kMmaV && p.v.tensor_scale <= 0.f ? kD / p.v.group : 1;
   constexpr int kScaleWords = kMmaV ? (kMaxGroups + 1) / 2 : 1;
   uint32_t vscale[kMmaV ? kSlotsPerThread : 1][kScaleWords];
   if constexpr (kMmaV) {
     const __half* scales = static_cast<const __half*>(p.v.scales);
-    const bool per_tensor = p.v.tensor_scale > 0.f;
+    auto load_all = [&](auto groups) {
+      constexpr int kG = decltype(groups)::value;
 #pragma unroll
-    for (int k = 0; k < kSlotsPerThread; ++k) {
-      const int i = tid + k * kAttnThreads;
+      for (int k = 0; k < kSlotsPerThread; ++k) {
+        const __half* rs = scales + size_t(s_row[min(tid + k * kAttnThreads, npad - 1)]) * kG;
 #pragma unroll
-      for (int w = 0; w < kScaleWords; ++w) vscale[k][w] = 0u;
-      if (per_tensor || i >= npad) continue;
-      const __half* rs = scales + size_t(s_row[i]) * vgroups;
-      if (vgroups == 1) {
-        vscale[k][0] = __half_as_ushort(*rs);
-      } else if (kScaleWords == 1 || vgroups == 2) {
-        vscale[k][0] = *reinterpret_cast<const uint32_t*>(rs);
-      } else {
-        const uint2 v2 = *reinterpret_cast<const uint2*>(rs);
-        vscale[k][0] = v2.x;
-        vscale[k][kScaleWords - 1] = v2.y;
+        for (int w = 0; w < kScaleWords; ++w) vscale[k][w] = 0u;
+        if constexpr (kG == 1) {
+          vscale[k][0] = __half_as_ushort(*rs);
+        } else if constexpr (kG == 2) {
+          vscale[k][0] = *reinterpret_cast<const uint32_t*>(rs);
+        } else {
+          const uint2 v2 = *reinterpret_cast<const uint2*>(rs);
+          vscale[k][0] = v2.x;
+          vscale[k][kScaleWords - 1] = v2.y;
+        }
       }
+    };
+    if (p.v.tensor_scale > 0.f) {
+#pragma unroll
+      for (int k = 0; k < kSlotsPerThread; ++k)
+#pragma unroll
+        for (int w = 0; w < kScaleWords; ++w) vscale[k][w] = 0u;
+    } else if (vgroups == 1) {
+      load_all(std::integral_constant<int, 1>{});
+    } else if (kMaxGroups == 2 || vgroups == 2) {
+      load_all(std::integral_constant<int, 2>{});
+    } else {
+      load_all(std::integral_constant<int, kMaxGroups>{});
     }
   }
   float mx = -INFINITY;
@@ -369,7 +424,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       sum += e;
       if constexpr (kMmaV) {
         if (p.v.tensor_scale > 0.f) {
-          s_w[0][i] = __float2half_rn(e * p.v.tensor_scale);
+          s_w[i] = __float2half_rn(e * p.v.tensor_scale);
         } else {
 #pragma unroll
           for (int j = 0; j < kMaxGroups; ++j) {
@@ -377,7 +432,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
               const uint32_t word = vscale[k][j / 2];
               const float sj = __half2float(__ushort_as_half(
                   static_cast<unsigned short>(j % 2 ? word >> 16 : word & 0xFFFFu)));
-              s_w[j][i] = __float2half_rn(e * sj);
+              s_w[j * w_stride + i] = __float2half_rn(e * sj);
             }
           }
         }
@@ -389,7 +444,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV) {
     if (!(ELI_ATTN_PROBE & 1))
-      values_mma<kD>(p, s_row, n, vgroups, &s_w[0][0], s_acc[tid / 32]);
+      values_mma<kD>(p, s_row, n, vgroups, s_w, w_stride, s_acc[tid / 32]);
     else
       for (int d = tid; d < kAttnThreads / 32 * kD; d += kAttnThreads) (&s_acc[0][0])[d] = 0.f;
   } else {
@@ -408,53 +463,55 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 #pragma unroll
     for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
     float macc = 0.f;
-    for (int i0 = 0; i0 < ((ELI_ATTN_PROBE & 1) ? 0 : n); i0 += kRowsV * kAttnUnroll) {
-      uint4 raw[kAttnUnroll];
-      float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
-#pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        const int i = i0 + u * kRowsV + rv;
-        const uint32_t row = s_row[i];
-        raw[u] = load_vec(data + size_t(row) * kRowBytesV);
-        rd.scale_of(row, vs[u], vm[u]);
-        pw[u] = s_logit[i];
-      }
-      bool done = false;
-      if constexpr (kH2V) {
-        if (use_h2) {
-          __half2 hacc[kEV / 2];
-#pragma unroll
-          for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
-#pragma unroll
-          for (int u = 0; u < kAttnUnroll; ++u) {
-            uint32_t c[kEV / 2];
-            decode_vec_h2<FV>(raw[u], hdec, c);
-            const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
-#pragma unroll
-            for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
-            macc = fmaf(pw[u], vm[u], macc);
-          }
-#pragma unroll
-          for (int k = 0; k < kEV / 2; ++k) {
-            const float2 f = __half22float2(hacc[k]);
-            acc[pair_lo<FV>(k)] += f.x;
-            acc[pair_hi<FV>(k)] += f.y;
-          }
-          done = true;
-        }
-      }
-      if (!done) {
+    rd.dispatch([&](auto mode) {
+      for (int i0 = 0; i0 < ((ELI_ATTN_PROBE & 1) ? 0 : n); i0 += kRowsV * kAttnUnroll) {
+        uint4 raw[kAttnUnroll];
+        float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
 #pragma unroll
         for (int u = 0; u < kAttnUnroll; ++u) {
-          float c[kEV];
-          decode_vec<FV, T>(raw[u], rd.dec, c);
-          const float ps = pw[u] * vs[u];
+          const int i = i0 + u * kRowsV + rv;
+          const uint32_t row = s_row[i];
+          raw[u] = load_vec(data + size_t(row) * kRowBytesV);
+          rd.template scale_of<decltype(mode)::value>(row, vs[u], vm[u]);
+          pw[u] = s_logit[i];
+        }
+        bool done = false;
+        if constexpr (kH2V) {
+          if (use_h2) {
+            __half2 hacc[kEV / 2];
 #pragma unroll
-          for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
-          macc = fmaf(pw[u], vm[u], macc);
+            for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
+#pragma unroll
+            for (int u = 0; u < kAttnUnroll; ++u) {
+              uint32_t c[kEV / 2];
+              decode_vec_h2<FV>(raw[u], hdec, c);
+              const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
+#pragma unroll
+              for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
+              macc = fmaf(pw[u], vm[u], macc);
+            }
+#pragma unroll
+            for (int k = 0; k < kEV / 2; ++k) {
+              const float2 f = __half22float2(hacc[k]);
+              acc[pair_lo<FV>(k)] += f.x;
+              acc[pair_hi<FV>(k)] += f.y;
+            }
+            done = true;
+          }
+        }
+        if (!done) {
+#pragma unroll
+          for (int u = 0; u < kAttnUnroll; ++u) {
+            float c[kEV];
+            decode_vec<FV, T>(raw[u], rd.dec, c);
+            const float ps = pw[u] * vs[u];
+#pragma unroll
+            for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
+            macc = fmaf(pw[u], vm[u], macc);
+          }
         }
       }
-    }
+    });
     // The rows of one warp share lv = lane % kTprV: fold them with shuffles, so shared memory
     // sees one row per warp (a [rows][D] array written with stride kEV has 32-way conflicts).
 #pragma unroll
@@ -536,6 +593,13 @@ bool use_values_mma(const QuantView& v) {
   }
 }
 
+/// Dynamic shared memory of a values_mma kernel: one fp16 weight row per scale group.
+inline size_t values_mma_smem_bytes(const QuantView& v, int d, int split_len) {
+  const int groups = v.tensor_scale > 0.f ? 1 : d / v.group;
+  const int stride = (split_len + kRowPad - 1) / kRowPad * kRowPad;
+  return size_t(groups) * stride * sizeof(__half);
+}
+
 /// Launches both kernels for one K format; instantiated once per format in
 /// decode_attention_{fp,int8,int4}.cu so the 36 kernels compile in parallel.
 template <Format FK>
@@ -548,7 +612,8 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
           p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
             if (use_values_mma<T, kD, FK, kFV>(p.v))
               decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>
-                  <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
+                  <<<grid, kAttnThreads, values_mma_smem_bytes(p.v, kD, plan.split_len), stream>>>(
+                      p, plan.split_len, part_acc, part_ml);
             else
               decode_attention_kernel<T, kD, FK, kFV, false>
                   <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);

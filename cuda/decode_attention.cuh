@@ -250,8 +250,8 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
   });
 }
 
-/// kMmaV: the values go through values_mma (fp16 INT4 V with one scale per token and no zero
-/// point, chosen by the launcher); a separate instantiation, so the registers of the other
+/// kMmaV: the values go through values_mma (fp16 symmetric INT4 V: per tensor, per token-head or
+/// grouped; chosen by the launcher); a separate instantiation, so the registers of the other
 /// values paths do not weigh on it.
 template <typename T, int kD, Format FK, Format FV, bool kMmaV>
 __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))

@@ -137,6 +137,34 @@ struct OperandReader {
   }
 };
 
+/// One thread's part of kAttnUnroll rows (slots i0 + u * kRows + r): its 16-byte vector and the
+/// (scale, bias) of its group. Slots past the end hold the last row (s_row padding).
+template <int kMode, int kRows, int kRowBytes, Format F>
+__device__ __forceinline__ void load_rows(const OperandReader<F>& rd, const uint8_t* data,
+                                          const uint32_t* s_row, int i0, int r,
+                                          uint4 (&raw)[kAttnUnroll], float (&s)[kAttnUnroll],
+                                          float (&m)[kAttnUnroll]) {
+#pragma unroll
+  for (int u = 0; u < kAttnUnroll; ++u) {
+    const uint32_t row = s_row[i0 + u * kRows + r];
+    raw[u] = load_vec(data + size_t(row) * kRowBytes);
+    rd.template scale_of<kMode>(row, s[u], m[u]);
+  }
+}
+
+/// Adds the partial dots of a row's kTpr threads; the row's first thread adds the bias and
+/// stores the logit of slot i (log2 domain) unless i is past the end.
+template <int kTpr>
+__device__ __forceinline__ void store_logit(const DecodeAttentionParams& p, int b, int start, int n,
+                                            int i, int lane_in_row, float logit, float* s_logit) {
+#pragma unroll
+  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  if (lane_in_row == 0 && i < n) {
+    if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+    s_logit[i] = logit;
+  }
+}
+
 /// dp4a with signed bytes in `a` (s8) or unsigned (u8), unsigned bytes in `b`.
 __device__ __forceinline__ int dp4a_su(uint32_t a, uint32_t b, int c) {
   int d;
@@ -209,13 +237,7 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
     for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
       uint4 raw[kAttnUnroll];
       float ks[kAttnUnroll], km[kAttnUnroll];
-#pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        // Slots past the end hold the last row (s_row padding); their logits are not written.
-        const uint32_t row = s_row[i0 + u * kRows + rk];
-        raw[u] = load_vec(data + size_t(row) * kRowBytes);
-        rd.template scale_of<decltype(mode)::value>(row, ks[u], km[u]);
-      }
+      load_rows<decltype(mode)::value, kRows, kRowBytes>(rd, data, s_row, i0, rk, raw, ks, km);
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
         const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
@@ -236,15 +258,8 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
         const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
         const int high = a2 + (a2x16 >> 4);
         const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-        float logit = fmaf(ks[u] * sq, dot, km[u] * qsum);
-#pragma unroll
-        for (int off = kTpr / 2; off >= 1; off /= 2)
-          logit += __shfl_xor_sync(0xffffffffu, logit, off);
-        const int i = i0 + u * kRows + rk;
-        if (lk == 0 && i < n) {
-          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
-          s_logit[i] = logit;
-        }
+        store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
+                          fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
       }
     }
   });
@@ -339,12 +354,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
         uint4 raw[kAttnUnroll];
         float ks[kAttnUnroll], km[kAttnUnroll];
-#pragma unroll
-        for (int u = 0; u < kAttnUnroll; ++u) {
-          const uint32_t row = s_row[i0 + u * kRowsK + rk];
-          raw[u] = load_vec(data + size_t(row) * kRowBytesK);
-          rd.template scale_of<decltype(mode)::value>(row, ks[u], km[u]);
-        }
+        load_rows<decltype(mode)::value, kRowsK, kRowBytesK>(rd, data, s_row, i0, rk, raw, ks, km);
 #pragma unroll
         for (int u = 0; u < kAttnUnroll; ++u) {
           float c[kEK];
@@ -352,16 +362,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
           float dot = 0.f;
 #pragma unroll
           for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
-          float logit = fmaf(ks[u], dot, km[u] * qsum);
-#pragma unroll
-          for (int off = kTprK / 2; off >= 1; off /= 2)
-            logit += __shfl_xor_sync(0xffffffffu, logit, off);
-          const int i = i0 + u * kRowsK + rk;
-          if (lk == 0 && i < n) {
-            if (p.bias != nullptr)
-              logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
-            s_logit[i] = logit;
-          }
+          store_logit<kTprK>(p, b, start, n, i0 + u * kRowsK + rk, lk,
+                             fmaf(ks[u], dot, km[u] * qsum), s_logit);
         }
       }
     });
@@ -467,14 +469,9 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
       for (int i0 = 0; i0 < ((ELI_ATTN_PROBE & 1) ? 0 : n); i0 += kRowsV * kAttnUnroll) {
         uint4 raw[kAttnUnroll];
         float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
+        load_rows<decltype(mode)::value, kRowsV, kRowBytesV>(rd, data, s_row, i0, rv, raw, vs, vm);
 #pragma unroll
-        for (int u = 0; u < kAttnUnroll; ++u) {
-          const int i = i0 + u * kRowsV + rv;
-          const uint32_t row = s_row[i];
-          raw[u] = load_vec(data + size_t(row) * kRowBytesV);
-          rd.template scale_of<decltype(mode)::value>(row, vs[u], vm[u]);
-          pw[u] = s_logit[i];
-        }
+        for (int u = 0; u < kAttnUnroll; ++u) pw[u] = s_logit[i0 + u * kRowsV + rv];
         bool done = false;
         if constexpr (kH2V) {
           if (use_h2) {

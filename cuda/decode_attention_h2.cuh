@@ -15,6 +15,10 @@
 
 #include "common.cuh"
 
+#ifndef ELI_ATTN_MMA_SCALES_EARLY
+#define ELI_ATTN_MMA_SCALES_EARLY 1  // timing knob: 0 loads scores_mma's scales after the mma
+#endif
+
 namespace eli::cuda::detail {
 
 constexpr int kAttnThreads = 128;
@@ -132,17 +136,22 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   }
 
   const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
-  for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
-    uint32_t raw[kTiles][2][kSlices][kWords];
-    uint32_t row_ids[kTiles][2];
+  // The scale storage is picked once per block (0: per tensor; 1: one symmetric scale per row,
+  // INT8's default, loaded with the codes for the row this lane finishes; 3: anything else,
+  // loaded per group where the row is finished). Behind a test per row the loads went out only
+  // after the mma, a second memory latency per iteration; holding a scale per slice for the
+  // grouped layouts spilled at D = 128, so those keep the late loads.
+  auto run = [&](auto mode) {
+    constexpr int kMode = decltype(mode)::value;
+    for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
+      uint32_t raw[kTiles][2][kSlices][kWords];
+      __half ks_at[kTiles];
 #pragma unroll
-    for (int u = 0; u < kTiles; ++u) {
+      for (int u = 0; u < kTiles; ++u) {
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        // Slots past the end hold the last row (s_row padding); their logits are not written.
-        {
+        for (int r = 0; r < 2; ++r) {
+          // Slots past the end hold the last row (s_row padding); their logits are not written.
           const uint32_t row = s_row[base + 16 * u + g + 8 * r];
-          row_ids[u][r] = row;
           const uint8_t* src = data + size_t(row) * kRowBytes;
 #pragma unroll
           for (int s = 0; s < kSlices; ++s) {
@@ -156,56 +165,65 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
             }
           }
         }
+        if constexpr (kMode == 1) ks_at[u] = scales[s_row[base + 16 * u + g + 8 * half_row]];
       }
-    }
 #pragma unroll
-    for (int u = 0; u < kTiles; ++u) {
-      float c[kSlices][4];
+      for (int u = 0; u < kTiles; ++u) {
+        float c[kSlices][4];
 #pragma unroll
-      for (int s = 0; s < kSlices; ++s) {
-        c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0.f;
-        if constexpr (FK == Format::kInt8) {
+        for (int s = 0; s < kSlices; ++s) {
+          c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0.f;
+          if constexpr (FK == Format::kInt8) {
 #pragma unroll
-          for (int m = 0; m < 2; ++m) {
-            uint32_t g01, g23, h01, h23;
-            dec.int8(raw[u][0][s][m], g01, g23);
-            dec.int8(raw[u][1][s][m], h01, h23);
-            mma_16816(c[s], g01, h01, g23, h23, qb[s][m][0], qb[s][m][1]);
+            for (int m = 0; m < 2; ++m) {
+              uint32_t g01, g23, h01, h23;
+              dec.int8(raw[u][0][s][m], g01, g23);
+              dec.int8(raw[u][1][s][m], h01, h23);
+              mma_16816(c[s], g01, h01, g23, h23, qb[s][m][0], qb[s][m][1]);
+            }
+          } else {
+            uint32_t cg[4], ch[4];
+            dec.int4(raw[u][0][s][0], cg);
+            dec.int4(raw[u][1][s][0], ch);
+            mma_16816(c[s], cg[0], ch[0], cg[2], ch[2], qb[s][0][0], qb[s][0][1]);
+            mma_16816(c[s], cg[1], ch[1], cg[3], ch[3], qb[s][1][0], qb[s][1][1]);
           }
-        } else {
-          uint32_t cg[4], ch[4];
-          dec.int4(raw[u][0][s][0], cg);
-          dec.int4(raw[u][1][s][0], ch);
-          mma_16816(c[s], cg[0], ch[0], cg[2], ch[2], qb[s][0][0], qb[s][0][1]);
-          mma_16816(c[s], cg[1], ch[1], cg[3], ch[3], qb[s][1][0], qb[s][1][1]);
+        }
+        const int i = base + 16 * u + g + 8 * half_row;
+        float logit = 0.f, dot = 0.f, qs = 0.f;
+#pragma unroll
+        for (int s = 0; s < kSlices; ++s) {
+          dot += half_row ? c[s][2] : c[s][0];
+          qs += qsum[s];
+          if ((s + 1) % slices_per_group == 0) {
+            float ks = kv.tensor_scale, km = 0.f;
+            if constexpr (kMode == 1) ks = __half2float(ks_at[u]);
+            if constexpr (kMode == 3) {
+              if (!per_tensor) {
+                const size_t j = size_t(s_row[i]) * groups + s / slices_per_group;
+                ks = __half2float(scales[j]);
+                if (minima != nullptr) km = __half2float(minima[j]);
+              }
+            }
+            logit = fmaf(ks, dot, fmaf(km, qs, logit));
+            dot = 0.f;
+            qs = 0.f;
+          }
+        }
+        logit *= qscale;
+        if ((li & 1) == 0 && i < n) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+          s_logit[i] = logit;
         }
       }
-      const int i = base + 16 * u + g + 8 * half_row;
-      const uint32_t row = half_row ? row_ids[u][1] : row_ids[u][0];
-      float logit = 0.f, dot = 0.f, qs = 0.f;
-#pragma unroll
-      for (int s = 0; s < kSlices; ++s) {
-        dot += half_row ? c[s][2] : c[s][0];
-        qs += qsum[s];
-        if ((s + 1) % slices_per_group == 0) {
-          float ks = kv.tensor_scale, km = 0.f;
-          if (!per_tensor) {
-            const size_t j = size_t(row) * groups + s / slices_per_group;
-            ks = __half2float(scales[j]);
-            if (minima != nullptr) km = __half2float(minima[j]);
-          }
-          logit = fmaf(ks, dot, fmaf(km, qs, logit));
-          dot = 0.f;
-          qs = 0.f;
-        }
-      }
-      logit *= qscale;
-      if ((li & 1) == 0 && i < n) {
-        if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
-        s_logit[i] = logit;
-      }
     }
-  }
+  };
+  if (per_tensor)
+    run(std::integral_constant<int, 0>{});
+  else if (groups == 1 && minima == nullptr && ELI_ATTN_MMA_SCALES_EARLY)
+    run(std::integral_constant<int, 1>{});
+  else
+    run(std::integral_constant<int, 3>{});
 }
 
 /// Values of the n slots of one split (rows in s_row) on the tensor cores, for symmetric INT4 V

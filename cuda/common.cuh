@@ -100,9 +100,10 @@ __device__ __forceinline__ int64_t row_of(const RowMap& m, int b, int h, int t) 
   return (block * m.heads + h) * m.block_size + t % m.block_size;
 }
 
-/// row_of() for one (b, h), with the per-(b, h) part hoisted out of the token loops: a
-/// contiguous row is base + t; a paged row is table[t / bs] * H * bs + h * bs + t % bs, with a
-/// shift and a mask when bs is a power of two (the usual case) instead of an integer division.
+/// row_of() for one (b, h), with the per-(b, h) part computed once: a contiguous row is
+/// base + t; a paged row is table[t / bs] * H * bs + h * bs + t % bs, with a shift and a mask
+/// when bs is a power of two (the usual case) instead of an integer division. The decode
+/// attention fills its per-split slot rows (s_row) with it.
 struct RowCursor {
   const int32_t* table;  // this sequence's block table row, or nullptr (contiguous)
   int64_t base;          // contiguous: (b * H + h) * capacity; paged: h * bs

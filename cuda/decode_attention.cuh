@@ -23,9 +23,6 @@
 #ifndef ELI_ATTN_QBLOCKS
 #define ELI_ATTN_QBLOCKS 8  // timing knob: resident blocks per SM asked for the quantized kernels
 #endif
-#ifndef ELI_ATTN_SCALE_DISPATCH
-#define ELI_ATTN_SCALE_DISPATCH 1  // timing knob: 0 tests the scale storage per row, not per block
-#endif
 #ifndef ELI_ATTN_PROBE
 #define ELI_ATTN_PROBE 0  // timing probes only: bit 1 skips the V loop, bit 2 the scores (3: both)
 #endif
@@ -101,15 +98,7 @@ struct OperandReader {
     s = 1.f;
     m = 0.f;
     if constexpr (F != Format::kFp) {
-      if constexpr (kMode == 3) {  // timing knob ELI_ATTN_SCALE_DISPATCH=0: tested per row
-        if (scales == nullptr) {
-          s = tensor_scale;
-        } else {
-          const size_t i = size_t(row) * groups + g;
-          s = __half2float(scales[i]);
-          if (minima != nullptr) m = __half2float(minima[i]);
-        }
-      } else if constexpr (kMode == 0) {
+      if constexpr (kMode == 0) {
         s = tensor_scale;
       } else {
         const size_t i = size_t(row) * groups + g;
@@ -124,8 +113,6 @@ struct OperandReader {
   __device__ __forceinline__ void dispatch(Fn&& fn) const {
     if constexpr (F == Format::kFp) {
       fn(std::integral_constant<int, 0>{});
-    } else if constexpr (!ELI_ATTN_SCALE_DISPATCH) {
-      fn(std::integral_constant<int, 3>{});
     } else {
       if (scales == nullptr)
         fn(std::integral_constant<int, 0>{});

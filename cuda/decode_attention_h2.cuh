@@ -137,7 +137,7 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
 
   const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
   // The scale storage is picked once per block (0: per tensor; 1: one symmetric scale per row,
-  // INT8's default, loaded with the codes for the row this lane finishes; 3: anything else,
+  // INT8's default, loaded with the codes for the row this lane finishes; 2: anything else,
   // loaded per group where the row is finished). Behind a test per row the loads went out only
   // after the mma, a second memory latency per iteration; holding a scale per slice for the
   // grouped layouts spilled at D = 128, so those keep the late loads.
@@ -198,7 +198,7 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
           if ((s + 1) % slices_per_group == 0) {
             float ks = kv.tensor_scale, km = 0.f;
             if constexpr (kMode == 1) ks = __half2float(ks_at[u]);
-            if constexpr (kMode == 3) {
+            if constexpr (kMode == 2) {
               if (!per_tensor) {
                 const size_t j = size_t(s_row[i]) * groups + s / slices_per_group;
                 ks = __half2float(scales[j]);
@@ -223,7 +223,7 @@ __device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const
   else if (groups == 1 && minima == nullptr && ELI_ATTN_MMA_SCALES_EARLY)
     run(std::integral_constant<int, 1>{});
   else
-    run(std::integral_constant<int, 3>{});
+    run(std::integral_constant<int, 2>{});
 }
 
 /// Values of the n slots of one split (rows in s_row) on the tensor cores, for symmetric INT4 V

@@ -23,7 +23,7 @@ namespace {
 /// card about eight blocks per SM deep; multiples of 64 tokens, at most kMaxSplitLen.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   const int max_len = std::max(p.max_len, 1);
-  const int64_t work = int64_t(p.B) * p.H * max_len;
+  const int64_t work = int64_t(p.B) * p.H * std::max(p.plan_len, max_len);
   const int64_t target_blocks = int64_t(device_sm_count()) * 8;
   int64_t len = (work + target_blocks - 1) / target_blocks;
   len = (len + 63) / 64 * 64;
@@ -57,6 +57,9 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
   if (p.H <= 0 || p.map.heads != p.H) return invalid_argument("attention heads", p.H);
   if (p.D != 64 && p.D != 128) return invalid_argument("head_dim (valid: 64, 128)", p.D);
   if (p.max_len < 0) return invalid_argument("attention max_len", p.max_len);
+  if (p.plan_len < 0) return invalid_argument("attention plan_len", p.plan_len);
+  if ((p.k_new == nullptr) != (p.v_new == nullptr))
+    return invalid_argument("attention k_new/v_new (give both or neither)", 0);
   if (p.map.block_size <= 0)
     return invalid_argument("attention block_size/capacity", p.map.block_size);
   if (p.q == nullptr || p.out == nullptr || p.seq_lens == nullptr)

@@ -524,17 +524,42 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   }
 }
 
-/// One block of kD threads per (b, h): merges the splits' (max, sum, acc).
+/// One block of kD threads per (b, h): merges the splits' (max, sum, acc) and, when the params
+/// carry one, the step's new token at full precision (k_new, v_new [B, H, D]) as one more key,
+/// so a decode step needs no separate merge (the eager ATen merge was ~10 launches a layer).
+/// Splits without tokens (sum 0) are skipped exactly: the result does not depend on how many
+/// empty splits the grid has, only on the split length.
 template <typename T, int kD>
 __global__ void decode_attention_reduce_kernel(const float* __restrict__ part_acc,
                                                const float* __restrict__ part_ml, int num_splits,
-                                               T* __restrict__ out, float* __restrict__ lse) {
+                                               const T* __restrict__ q, const void* __restrict__ k_new,
+                                               const void* __restrict__ v_new, bool new_f32,
+                                               float sm_scale, T* __restrict__ out,
+                                               float* __restrict__ lse) {
+  auto load_new = [&](const void* p, int64_t i) {
+    return new_f32 ? static_cast<const float*>(p)[i] : to_float(static_cast<const T*>(p)[i]);
+  };
   const int64_t bh = blockIdx.x;
   const int d = threadIdx.x;
   const float* ml = part_ml + 2 * bh * num_splits;
   float mx = -INFINITY;
   for (int s = 0; s < num_splits; ++s)
     if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
+  float s_new = -INFINITY;
+  if (k_new != nullptr) {
+    // q . k_new over the block: warp sums, then the kD / 32 warp sums in a fixed order.
+    __shared__ float s_dot[kD / 32];
+    float x = to_float(q[bh * kD + d]) * load_new(k_new, bh * kD + d);
+#pragma unroll
+    for (int off = 16; off >= 1; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+    if (d % 32 == 0) s_dot[d / 32] = x;
+    __syncthreads();
+    float dot = 0.f;
+#pragma unroll
+    for (int w = 0; w < kD / 32; ++w) dot += s_dot[w];
+    s_new = dot * sm_scale * kLog2e;
+    mx = fmaxf(mx, s_new);
+  }
   float l = 0.f, o = 0.f;
   for (int s = 0; s < num_splits; ++s) {
     const float ls = ml[2 * s + 1];
@@ -543,6 +568,11 @@ __global__ void decode_attention_reduce_kernel(const float* __restrict__ part_ac
       l = fmaf(ls, w, l);
       o = fmaf(w, part_acc[(bh * num_splits + s) * kD + d], o);
     }
+  }
+  if (k_new != nullptr) {
+    const float w = exp2f(s_new - mx);
+    l += w;
+    o = fmaf(w, load_new(v_new, bh * kD + d), o);
   }
   out[bh * kD + d] = from_float<T>(l > 0.f ? o / l : 0.f);
   if (lse != nullptr && d == 0) lse[bh] = l > 0.f ? (mx + log2f(l)) / kLog2e : -INFINITY;
@@ -602,7 +632,8 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
               decode_attention_kernel<T, kD, FK, kFV, false>
                   <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
             decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
-                part_acc, part_ml, plan.num_splits, static_cast<T*>(p.out), p.lse);
+                part_acc, part_ml, plan.num_splits, static_cast<const T*>(p.q), p.k_new,
+                p.v_new, p.new_f32, p.sm_scale, static_cast<T*>(p.out), p.lse);
           })));
   return cudaGetLastError();
 }

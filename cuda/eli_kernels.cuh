@@ -57,8 +57,12 @@ struct QuantTarget {
 const char* last_error_message();
 
 /// x [B, H, T, D] (dtype) -> rows (b, h, t0 + t) of `dst` through `map`. D in {64, 128}.
+/// t0_dev, if not null: int32 [B] in device memory, sequence b's first slot (replaces t0; read
+/// at run time, so a captured CUDA graph writes where the step's state says). dst.format kFp
+/// stores the values as they are (dst.data has x's dtype).
 cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int D,
-                            const QuantTarget& dst, const RowMap& map, int t0, cudaStream_t stream);
+                            const QuantTarget& dst, const RowMap& map, int t0,
+                            const int32_t* t0_dev, cudaStream_t stream);
 
 /// rows (b, h, t0 + t) of `src` through `map` -> out [B, H, T, D] (dtype). D in {64, 128}.
 cudaError_t launch_dequantize(DType dtype, const QuantView& src, const RowMap& map, int t0, int B,
@@ -77,8 +81,28 @@ struct DecodeAttentionParams {
   int64_t bias_stride = 0;
   int B = 0, H = 0, D = 0;  // D in {64, 128}
   int max_len = 0;          // upper bound of seq_lens (sizes the grid)
-  float sm_scale = 0.f;     // logit = sm_scale * q.k + bias
+  /// Tokens the split length is planned for (0 = max_len). The result depends on the split
+  /// length, not on max_len: calls with one plan_len agree bit for bit whatever their max_len
+  /// (a CUDA graph launches for the capacity, the eager step for the current length).
+  int plan_len = 0;
+  float sm_scale = 0.f;  // logit = sm_scale * q.k + bias
+  /// Optional [B, H, D]: the step's new key and value, attended at full precision as one more
+  /// slot after the stored ones (nullptr = none); fp32 when new_f32 (a rotated key), else dtype.
+  const void* k_new = nullptr;
+  const void* v_new = nullptr;
+  bool new_f32 = false;
 };
+
+/// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
+/// arithmetic. x [rows, n] += y + bias (y: a GEMM's output without its bias; the sum rounded to
+/// dtype first, as the GEMM's own bias epilogue would), then out [rows, n] =
+/// LayerNorm(x) * ln_w + ln_b with `eps`. n <= 12288.
+cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, const void* bias,
+                                           const void* ln_w, const void* ln_b, void* out,
+                                           int rows, int n, float eps, cudaStream_t stream);
+/// y [rows, n] = gelu_tanh(y + bias) in place (the sum rounded to dtype first).
+cudaError_t launch_bias_gelu(DType dtype, void* y, const void* bias, int64_t rows, int n,
+                             cudaStream_t stream);
 
 /// Bytes of scratch that launch_decode_attention needs for these parameters.
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p);

@@ -13,12 +13,23 @@ namespace {
 
 template <typename Elem, int kD, Format F, int kGroup, bool kZp>
 cudaError_t run_quantize(const void* x, int B, int H, int T, const QuantTarget& dst,
-                         const RowMap& map, int t0, cudaStream_t stream) {
+                         const RowMap& map, int t0, const int32_t* t0_dev, cudaStream_t stream) {
   constexpr int kWarps = 8;
   const int64_t rows = int64_t(B) * H * T;
   const int64_t blocks = (rows + kWarps - 1) / kWarps;
   detail::quantize_kernel<Elem, kD, F, kGroup, kZp><<<unsigned(blocks), kWarps * 32, 0, stream>>>(
-      static_cast<const Elem*>(x), B, H, T, t0, map, dst);
+      static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map, dst);
+  return cudaGetLastError();
+}
+
+template <typename Elem, int kD>
+cudaError_t run_store(const void* x, int B, int H, int T, void* dst, const RowMap& map, int t0,
+                      const int32_t* t0_dev, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t n = int64_t(B) * H * T * (kD * int(sizeof(Elem)) / 16);
+  detail::store_rows_kernel<Elem, kD><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0,
+                                        stream>>>(static_cast<const Elem*>(x), B, H, T, t0, t0_dev,
+                                                  map, static_cast<Elem*>(dst));
   return cudaGetLastError();
 }
 
@@ -26,12 +37,21 @@ cudaError_t run_quantize(const void* x, int B, int H, int T, const QuantTarget& 
 
 cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int D,
                             const QuantTarget& dst, const RowMap& map, int t0,
-                            cudaStream_t stream) {
+                            const int32_t* t0_dev, cudaStream_t stream) {
   if (B <= 0 || H <= 0 || T < 0)
     return invalid_argument("quantize rows (B*H*T)", int64_t(B) * H * T);
   if (T == 0) return cudaSuccess;
   if (t0 < 0) return invalid_argument("quantize t0", t0);
   if (dst.data == nullptr) return invalid_argument("quantize destination pointer", 0);
+  if (dst.format == Format::kFp) {
+    if (!aligned16(x) || !aligned16(dst.data))
+      return invalid_argument("store rows: x / destination not 16-byte aligned", 0);
+    ELI_DISPATCH_DTYPE(
+        dtype, T_,
+        ELI_DISPATCH_HEAD_DIM(
+            D, kD, { return run_store<T_, kD>(x, B, H, T, dst.data, map, t0, t0_dev, stream); }));
+    return cudaSuccess;
+  }
   const bool per_tensor = dst.tensor_scale > 0.f;
   const bool zp = dst.minima != nullptr;
   if (!per_tensor && dst.scales == nullptr) return invalid_argument("quantize scales pointer", 0);
@@ -43,16 +63,16 @@ cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int
           D, kD, ELI_DISPATCH_QFORMAT(dst.format, kF, {
             switch (group) {
               case 0:
-                return run_quantize<T_, kD, kF, 0, false>(x, B, H, T, dst, map, t0, stream);
+                return run_quantize<T_, kD, kF, 0, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
               case -1:
-                return zp ? run_quantize<T_, kD, kF, kD, true>(x, B, H, T, dst, map, t0, stream)
-                          : run_quantize<T_, kD, kF, kD, false>(x, B, H, T, dst, map, t0, stream);
+                return zp ? run_quantize<T_, kD, kF, kD, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
+                          : run_quantize<T_, kD, kF, kD, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
               case 32:
-                return zp ? run_quantize<T_, kD, kF, 32, true>(x, B, H, T, dst, map, t0, stream)
-                          : run_quantize<T_, kD, kF, 32, false>(x, B, H, T, dst, map, t0, stream);
+                return zp ? run_quantize<T_, kD, kF, 32, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
+                          : run_quantize<T_, kD, kF, 32, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
               case 64:
-                return zp ? run_quantize<T_, kD, kF, 64, true>(x, B, H, T, dst, map, t0, stream)
-                          : run_quantize<T_, kD, kF, 64, false>(x, B, H, T, dst, map, t0, stream);
+                return zp ? run_quantize<T_, kD, kF, 64, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
+                          : run_quantize<T_, kD, kF, 64, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
               default:
                 return invalid_argument("quantize group (valid: 32, 64, head_dim)", dst.group);
             }

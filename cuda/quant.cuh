@@ -18,13 +18,31 @@ struct Levels<Format::kInt4> {
   static constexpr int kSym = 7, kAsym = 15;
 };
 
+/// Unquantized rows stored as they are: one 16-byte vector per thread, row (b, h, t) of x to
+/// row (b, h, t0 + t) of dst through the map (the fp cache's append, graph-safe via t0_dev).
+template <typename T, int kD>
+__global__ void store_rows_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
+                                  const int32_t* __restrict__ t0_dev, RowMap map,
+                                  T* __restrict__ dst) {
+  constexpr int kVecs = kD * int(sizeof(T)) / 16;  // 16-byte vectors per row
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(B) * H * T_ * kVecs) return;
+  const int64_t r = i / kVecs;
+  const int j = int(i % kVecs);
+  const int t = int(r % T_);
+  const int64_t bh = r / T_;
+  const int h = int(bh % H), b = int(bh / H);
+  const int64_t drow = row_of(map, b, h, (t0_dev != nullptr ? t0_dev[b] : t0) + t);
+  reinterpret_cast<uint4*>(dst + drow * kD)[j] = reinterpret_cast<const uint4*>(x + r * kD)[j];
+}
+
 /// One warp per row of D values; lane l owns elements [l * D/32, (l + 1) * D/32).
 /// kGroup: 0 = per-tensor scale (read), D = one scale per row, 32/64 = groups along D.
 /// Scales are rounded up to fp16 before the codes are computed and the zero-point minimum down,
 /// so every value stays inside [m, m + levels * s] (see include/eli/cache/quantize.h).
 template <typename T, int kD, Format F, int kGroup, bool kZp>
-__global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, int t0, RowMap map,
-                                QuantTarget dst) {
+__global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
+                                const int32_t* __restrict__ t0_dev, RowMap map, QuantTarget dst) {
   static_assert(kD % 64 == 0, "lanes own an even number of elements");
   static_assert(!(kZp && kGroup == 0), "per-tensor quantization is symmetric");
   constexpr int kE = kD / 32;
@@ -36,7 +54,7 @@ __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, i
   const int64_t bh = r / T_;
   const int h = int(bh % H);
   const int b = int(bh / H);
-  const int64_t drow = row_of(map, b, h, t0 + t);
+  const int64_t drow = row_of(map, b, h, (t0_dev != nullptr ? t0_dev[b] : t0) + t);
 
   float v[kE];
 #pragma unroll

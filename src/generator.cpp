@@ -7,8 +7,14 @@
 #include <chrono>
 
 #include "eli/error.h"
+#include "decode_loop.h"
 
 namespace eli {
+
+std::atomic<int64_t>& detail::graph_replays() {
+  static std::atomic<int64_t> n{0};
+  return n;
+}
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -65,11 +71,16 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   if (cfg.max_new_tokens == 0) return res;
 
   std::unique_ptr<KVCache> cache = make_cache_for(cfg, batch);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);
   std::vector<int64_t> flat;
   flat.reserve(batch * plen);
   for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
   at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU, grows for no_cache
+#ifdef ELI_WITH_CUDA
+  if (cache && cfg.cuda_graph && model_->device().is_cuda()) {
+    return detail::generate_cuda(*model_, *cache, all_ids, cfg, on_token);
+  }
+#endif
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);
   std::vector<bool> done(batch, false);
   int64_t n_done = 0;
 

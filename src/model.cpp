@@ -11,6 +11,7 @@
 #include <set>
 
 #include "eli/error.h"
+#include "eli/ops.h"
 #include "eli/safetensors.h"
 
 namespace eli::model {
@@ -53,13 +54,21 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) 
               cfg_.vocab_size);
   }
   const at::Tensor ids = ids_in.to(device_);
+  return blocks(at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0), cache);
+}
+
+at::Tensor GPT2::blocks(at::Tensor x, KVCache* cache) const {
+  const int64_t batch = x.size(0), t = x.size(1);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
   const double eps = cfg_.layer_norm_epsilon;
-
-  at::Tensor x = at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0);
+  // CUDA: each projection's bias, the residual add and the next LayerNorm in one kernel, the
+  // MLP's bias and GELU in another (ops::bias_residual_layernorm / bias_gelu_); a decode step
+  // is launch-bound, so ~5 launches fewer per layer. The CPU keeps the plain ATen sequence.
+  const bool fused = x.is_cuda() && ops::has_cuda_ops() &&
+                     (dtype_ == at::kHalf || dtype_ == at::kFloat);
+  at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, eps);
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
-    at::Tensor a = layer_norm(x, blk.ln_1_w, blk.ln_1_b, eps);
     auto qkv = at::linear(a, blk.c_attn_w, blk.c_attn_b).split(e, -1);
     auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
     at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
@@ -71,17 +80,39 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) 
       att = causal_attention(q, k, v);
     }
     att = att.transpose(1, 2).reshape({batch, t, e});
-    x = x + at::linear(att, blk.c_proj_w, blk.c_proj_b);
-    at::Tensor m = layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps);
-    m = at::gelu(at::linear(m, blk.fc_w, blk.fc_b), "tanh");
-    x = x + at::linear(m, blk.mlp_proj_w, blk.mlp_proj_b);
+    const bool last = l + 1 == cfg_.n_layer;
+    const at::Tensor& next_w = last ? ln_f_w_ : blocks_[l + 1].ln_1_w;
+    const at::Tensor& next_b = last ? ln_f_b_ : blocks_[l + 1].ln_1_b;
+    if (fused) {
+      at::Tensor m = ops::bias_residual_layernorm(x, at::linear(att, blk.c_proj_w), blk.c_proj_b,
+                                                  blk.ln_2_w, blk.ln_2_b, eps);
+      at::Tensor f = at::linear(m, blk.fc_w);
+      ops::bias_gelu_(f, blk.fc_b);
+      a = ops::bias_residual_layernorm(x, at::linear(f, blk.mlp_proj_w), blk.mlp_proj_b, next_w,
+                                       next_b, eps);
+    } else {
+      x = x + at::linear(att, blk.c_proj_w, blk.c_proj_b);
+      at::Tensor m = layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps);
+      m = at::gelu(at::linear(m, blk.fc_w, blk.fc_b), "tanh");
+      x = x + at::linear(m, blk.mlp_proj_w, blk.mlp_proj_b);
+      a = layer_norm(x, next_w, next_b, eps);
+    }
   }
-  return layer_norm(x, ln_f_w_, ln_f_b_, eps);
+  return a;
 }
 
 at::Tensor GPT2::forward(const at::Tensor& ids, int64_t past, KVCache* cache) const {
   c10::InferenceMode guard;
   return at::linear(hidden(ids, past, cache), lm_head_);
+}
+
+at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVCache* cache) const {
+  c10::InferenceMode guard;
+  // The same additions in the same order as hidden(): the eager and the graph step agree bit
+  // for bit. at::embedding of wpe reads the position from device memory.
+  at::Tensor x = at::embedding(wte_, ids) + at::embedding(wpe_, pos).unsqueeze(0);
+  x = blocks(x, cache);
+  return at::linear(x.select(1, 0), lm_head_);
 }
 
 at::Tensor GPT2::forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const {

@@ -29,6 +29,10 @@ struct GenerationConfig {
   std::string method = "full_cache";  // any make_cache method/spec, or "no_cache"
   CacheConfig cache;
   QuantizationConfig quant;
+  /// CUDA only: capture the decode step once as a CUDA graph and replay it (sampling on the
+  /// device, tokens copied out asynchronously). false = the eager step (the reference the graph
+  /// is tested against). Methods or steps a graph cannot express run eagerly either way.
+  bool cuda_graph = true;
   void validate() const;
 };
 
@@ -65,5 +69,14 @@ class Generator {
 
 /// Picks the next token per row of logits [B, V] (float). `gen` is a CPU generator.
 at::Tensor sample_next(const at::Tensor& logits, const SamplingConfig& cfg, at::Generator& gen);
+
+/// The sampler of the CUDA decode loop, on the logits' device without reading anything back
+/// (so a CUDA graph can capture it): greedy = argmax; otherwise the same temperature / top-k /
+/// top-p filter as sample_next, then the Gumbel-max trick with noise from a counter-based hash
+/// of (cfg.seed, step, row, token id). step: int64 [1] on the logits' device, the decode step
+/// (each step draws fresh noise). Returns int64 [B] on the logits' device. Deterministic for a
+/// seed; its random stream differs from sample_next's (the CPU generator's).
+at::Tensor sample_next_device(const at::Tensor& logits, const SamplingConfig& cfg,
+                              const at::Tensor& step);
 
 }  // namespace eli

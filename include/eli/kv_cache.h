@@ -58,6 +58,20 @@ class KVCache {
   virtual void reset() = 0;
   /// Human-readable description, e.g. "paged(block=64)+int8/per_token_head".
   virtual std::string name() const = 0;
+
+  /// CUDA-graph decode. begin_graph_step(pos) prepares the single-token step whose new token
+  /// sits at position `pos` of every sequence (pos = tokens stored): it uploads what changes
+  /// per step (lengths, write slots, masks, block tables) to device memory, asynchronously on
+  /// the current stream, and until end_graph_step append/attend read those instead of host
+  /// values, so a step captured at one position replays correctly at any other. Returns false,
+  /// changing nothing, when the step cannot run that way (the caller runs it eagerly); the
+  /// default never can. end_graph_step(pos) then sets the host state to "pos + 1 stored",
+  /// whether the step's kernels were replayed from a graph or ran.
+  virtual bool begin_graph_step(int64_t pos) {
+    (void)pos;
+    return false;
+  }
+  virtual void end_graph_step(int64_t pos) { (void)pos; }
 };
 
 /// Creates the cache for a method name or spec (see docs/CACHES.md for the syntax), e.g.

@@ -40,6 +40,11 @@ class GPT2 {
   at::Tensor forward(const at::Tensor& ids, int64_t past, KVCache* cache) const;
   /// Same as forward() but returns logits only for the last position: [B, vocab].
   at::Tensor forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const;
+  /// One decode step that a CUDA graph can capture: ids [B, 1] int64 and pos [1] int64 (the new
+  /// token's position) on the model's device; nothing is read back to the host, so nothing is
+  /// validated: the caller guarantees ids < vocab_size and pos < n_positions. Returns logits
+  /// [B, vocab] in the model dtype, equal to forward_last at past = pos.
+  at::Tensor decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVCache* cache) const;
 
   const GPT2Config& config() const { return cfg_; }
   ModelShape shape() const { return ModelShape::of(cfg_); }
@@ -51,6 +56,7 @@ class GPT2 {
 
  private:
   at::Tensor hidden(const at::Tensor& ids, int64_t past, KVCache* cache) const;
+  at::Tensor blocks(at::Tensor x, KVCache* cache) const;  // embedded [B, T, E] -> final LN
   GPT2Config cfg_;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;

@@ -47,6 +47,10 @@ struct KvStore {
 struct SlotMap {
   int64_t t0 = 0;
   at::Tensor block_table;
+  /// CUDA only, optional: int32 [B] on the storage's device, sequence b's first position
+  /// (replaces t0, read when the kernel runs: a captured CUDA graph writes where the step's
+  /// state says). The caller guarantees t0_dev[b] + T <= capacity; it is not checked.
+  at::Tensor t0_dev;
 };
 
 /// Quantizes x [B, H, T, D] (fp16/fp32) into dst's preallocated tensors at `slots`.
@@ -67,6 +71,10 @@ struct DecodeAttentionArgs {
   at::Tensor bias;         // optional [B, >= max_len] fp32 added to slot t's logit (log count)
   double sm_scale = 0.0;   // logit scale; 0 -> 1 / sqrt(D)
   int64_t max_len = -1;    // bound on seq_lens (sizes the split grid); -1 -> storage capacity
+  /// Sequence length the CUDA kernel's split length is planned for; -1 -> storage capacity.
+  /// Results depend on it (summation order), not on max_len: two calls with equal plan_len
+  /// agree bit for bit, so a graph launched for the capacity matches the eager step.
+  int64_t plan_len = -1;
 };
 
 /// One query per sequence against K/V storage: q [B, H, D] or [B, H, 1, D] (fp16/fp32; fp K/V
@@ -93,8 +101,20 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
                                      const at::Tensor& v_new, at::Tensor* lse = nullptr);
 
+/// GPT-2 block stages, one fused kernel each on CUDA (fp16/fp32; ATen elsewhere).
+/// x, y [..., n] contiguous, same shape and dtype; bias, ln_w, ln_b [n].
+/// x += y + bias (in place: the residual stream), then returns LayerNorm(x) * ln_w + ln_b.
+at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
+                                   const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
+/// y = gelu_tanh(y + bias) in place (GPT-2's gelu_new); y [..., n] contiguous, bias [n].
+void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
+
 /// The CPU specifications (tensors on CPU, any head_dim the layout allows).
 namespace ref {
+/// The unfused ATen sequences the two block stages above stand for (any device).
+at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
+                                   const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
+void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,

@@ -59,7 +59,7 @@ at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& 
   for (size_t i = 0; i < regions.size(); ++i) {
     const DecodeRegion& r = regions[i];
     ops::DecodeAttentionArgs a;
-    a.seq_lens = lens.select(0, r.len);  // a contiguous [B] row holding r.len
+    a.seq_lens = r.seq_lens.defined() ? r.seq_lens : lens.select(0, r.len);  // [B] rows
     a.block_table = r.block_table;
     a.bias = r.bias;
     a.max_len = r.len;

@@ -34,6 +34,9 @@ struct DecodeRegion {
   at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
   at::Tensor bias;         // optional [B, >= len] fp32 logit bias (log count, -1e30 = masked)
   int64_t len = 0;
+  /// Optional int32 [B] on the device: slots read per sequence (<= len, which then only bounds
+  /// the grid). Undefined: every sequence reads len slots.
+  at::Tensor seq_lens;
 };
 
 /// Logit bias of a slot that must not be seen (finite, so a fully masked split stays finite

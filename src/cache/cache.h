@@ -127,6 +127,7 @@ class Cache final : public KVCache, private Recoder {
   }
 
   void reset() override {
+    graph_pos_ = -1;
     std::fill(n_.begin(), n_.end(), 0);
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
@@ -143,6 +144,45 @@ class Cache final : public KVCache, private Recoder {
     return n;
   }
 
+  bool begin_graph_step(int64_t pos) override {
+    // Per-tensor codecs widen their scale from the data (a host read); other steps of layouts
+    // that restructure (chunk pooling) say so through graph_step_ok.
+    if (!lens_.defined() || !a_.device.is_cuda() || kc_.per_tensor() || vc_.per_tensor() ||
+        !fused_decode_enabled().load(std::memory_order_relaxed) || pos < 0 ||
+        pos + 1 > a_.capacity || !layout_.graph_step_ok(pos)) {
+      return false;
+    }
+    for (size_t l = 0; l < n_.size(); ++l) {
+      if (n_[l] != pos || pk_[l].defined()) return false;
+    }
+    const int64_t hist = std::max<int64_t>(pos - resid_, 0);
+    layout_.graph_prepare(hist, pos);
+    if (!step_.defined()) {
+      step_ = at::zeros({kStepRows, a_.batch}, at::TensorOptions().dtype(at::kInt).device(a_.device));
+    }
+    const std::vector<int64_t> lens = layout_.graph_lens(hist);
+    ELI_CHECK(lens.size() <= kResidLenRow, "layout has {} graph regions (at most {})", lens.size(),
+              kResidLenRow);
+    std::vector<int32_t> host(static_cast<size_t>(kStepRows * a_.batch), 0);
+    auto fill = [&](int64_t row, int64_t value) {
+      std::fill_n(host.begin() + row * a_.batch, a_.batch, static_cast<int32_t>(value));
+    };
+    for (size_t i = 0; i < lens.size(); ++i) fill(static_cast<int64_t>(i), lens[i]);
+    fill(kResidLenRow, std::min(pos, resid_));
+    fill(kSlotRow, layout_.graph_slot(pos));
+    if (resid_ > 0) fill(kResidSlotRow, pos % resid_);
+    upload(step_, host.data(), step_.numel());
+    graph_pos_ = pos;
+    return true;
+  }
+
+  void end_graph_step(int64_t pos) override {
+    std::fill(n_.begin(), n_.end(), pos + 1);
+    for (auto& t : pk_) t = at::Tensor();
+    for (auto& t : pv_) t = at::Tensor();
+    graph_pos_ = -1;
+  }
+
   const Layout& layout() const { return layout_; }
   const KCodec& k_codec() const { return kc_; }
   const VCodec& v_codec() const { return vc_; }
@@ -153,6 +193,7 @@ class Cache final : public KVCache, private Recoder {
   }
 
   at::Tensor attend_impl(int layer, const at::Tensor& q) {
+    if (graph_pos_ >= 0) return attend_graph(layer, q);
     if (q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
         fused_decode_enabled().load(std::memory_order_relaxed)) {
       return attend_fused(layer, q);
@@ -184,6 +225,50 @@ class Cache final : public KVCache, private Recoder {
     if (a_.rotate_v) out = at::matmul(out.to(at::kFloat), rot_);  // H symmetric, orthonormal
     fused_decode_steps().fetch_add(1, std::memory_order_relaxed);
     return out.to(a_.dtype);
+  }
+
+  // The graph step: attend_fused's regions with a fixed structure (every region present, its
+  // grid sized for the capacity) and the lengths read from step_. Empty regions merge with
+  // weight exactly 0 and the split length is planned for the capacity in both, so the result
+  // equals attend_fused's bit for bit.
+  at::Tensor attend_graph(int layer, const at::Tensor& q) {
+    const size_t l = static_cast<size_t>(layer);
+    std::vector<DecodeRegion> regions;
+    int64_t row = 0;
+    for (const SlotRegion& r : layout_.graph_regions(layer)) {
+      regions.push_back(DecodeRegion{kc_.store(layer, r.k), vc_.store(layer, r.v), r.block_table,
+                                     r.bias, r.len, step_.select(0, row++)});
+    }
+    if (resid_ > 0) {
+      regions.push_back(DecodeRegion{ops::KvStore::fp(rk_[l]), ops::KvStore::fp(rv_[l]), {}, {},
+                                     resid_, step_.select(0, kResidLenRow)});
+    }
+    const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
+    auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l]);
+    if (a_.rotate_v) out = at::matmul(out.to(at::kFloat), rot_);
+    return out.to(a_.dtype);
+  }
+
+  // The graph step's append: the new token quantized (or stored) straight into the layout's
+  // slot and the residual ring's, both read from step_.
+  void commit_graph(int layer) {
+    const size_t l = static_cast<size_t>(layer);
+    const at::Tensor xk = pk_[l], xv = pv_[l];
+    pk_[l] = at::Tensor();
+    pv_[l] = at::Tensor();
+    const SlotRegion t = layout_.graph_target(layer);
+    ops::SlotMap m;
+    m.block_table = t.block_table;
+    m.t0_dev = step_.select(0, kSlotRow);
+    ops::quantize_kv_out(KCodec::kQuantized ? xk : xk.to(a_.dtype), kc_.store(layer, t.k), m);
+    ops::quantize_kv_out(VCodec::kQuantized ? xv : xv.to(a_.dtype), vc_.store(layer, t.v), m);
+    if (resid_ > 0) {
+      ops::SlotMap r;
+      r.t0_dev = step_.select(0, kResidSlotRow);
+      if (KCodec::kQuantized) ops::quantize_kv_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), r);
+      if (VCodec::kQuantized) ops::quantize_kv_out(xv.to(a_.dtype), ops::KvStore::fp(rv_[l]), r);
+    }
+    n_[l] += 1;
   }
 
   at::Tensor attend_aten(int layer, const at::Tensor& q) {
@@ -223,6 +308,7 @@ class Cache final : public KVCache, private Recoder {
   }
 
   void commit(int layer) {
+    if (graph_pos_ >= 0) return commit_graph(layer);
     const size_t l = static_cast<size_t>(layer);
     const at::Tensor xk = pk_[l], xv = pv_[l];
     pk_[l] = at::Tensor();
@@ -286,6 +372,12 @@ class Cache final : public KVCache, private Recoder {
   int64_t resid_ = 0;
   std::vector<at::Tensor> rk_, rv_;  // residual rings [B, H, resid, D], model dtype
   at::Tensor lens_;  // fused decode only: int32 [capacity + 1, B] on the device, row n = n
+  // Graph step: int32 [kStepRows, B] on the device, uploaded by begin_graph_step: rows
+  // 0 .. kResidLenRow - 1 the layout's graph_lens, then the residual ring's length, the write
+  // slot (layout_.graph_slot) and the residual ring slot.
+  static constexpr int64_t kResidLenRow = 4, kSlotRow = 5, kResidSlotRow = 6, kStepRows = 7;
+  at::Tensor step_;
+  int64_t graph_pos_ = -1;  // >= 0 between begin_graph_step and end_graph_step
 };
 
 }  // namespace eli::cache

@@ -25,6 +25,7 @@ ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
     sum_bias_ =
         at::full({std::max<int64_t>(max_summaries_, 1)}, std::log(static_cast<float>(chunk_)),
                  at::TensorOptions().dtype(at::kFloat).device(a_.device));
+    graph_ring_bias_ = at::zeros({ring_}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
   }
 }
 
@@ -123,6 +124,41 @@ std::vector<SlotRegion> ChunkSummaryLayout::decode_regions(int layer, int64_t n)
     out.push_back(r);
   }
   return out;
+}
+
+std::vector<SlotRegion> ChunkSummaryLayout::graph_regions(int layer) const {
+  std::vector<SlotRegion> out;
+  if (max_summaries_ > 0) {
+    SlotRegion r{sum_buf_.k[layer], sum_buf_.v[layer], {}, {}, max_summaries_};
+    if (a_.cfg.summary_log_bias) r.bias = sum_bias_.unsqueeze(0).expand({a_.batch, max_summaries_});
+    out.push_back(r);
+  }
+  out.push_back(SlotRegion{ring_buf_.k[layer], ring_buf_.v[layer], {},
+                           graph_ring_bias_.unsqueeze(0).expand({a_.batch, ring_}), ring_});
+  return out;
+}
+
+std::vector<int64_t> ChunkSummaryLayout::graph_lens(int64_t n) const {
+  const int64_t s = summaries(n), a = (s * chunk_) % ring_, c = n - s * chunk_;
+  std::vector<int64_t> lens;
+  if (max_summaries_ > 0) lens.push_back(s);
+  lens.push_back(std::min(a + c, ring_));
+  return lens;
+}
+
+SlotRegion ChunkSummaryLayout::graph_target(int layer) const {
+  return SlotRegion{ring_buf_.k[layer], ring_buf_.v[layer], {}, {}, ring_};
+}
+
+void ChunkSummaryLayout::graph_prepare(int64_t n, int64_t) {
+  // decode_regions' ring mask as one row: slot i holds a visible position when it is among the
+  // c slots from a on, cyclically (0 adds exactly nothing where the eager step has no bias).
+  const int64_t s = summaries(n), a = (s * chunk_) % ring_, c = n - s * chunk_;
+  std::vector<float> row(static_cast<size_t>(ring_));
+  for (int64_t i = 0; i < ring_; ++i) {
+    row[static_cast<size_t>(i)] = (i - a + ring_) % ring_ < c ? 0.0f : kMaskedLogit;
+  }
+  upload(graph_ring_bias_, row.data(), ring_);
 }
 
 void ChunkSummaryLayout::for_each_buffer(int layer, bool is_v,

@@ -23,9 +23,12 @@ void PagedLayout::reset() {
   // Popped from the back: blocks go out in order 0, 1, 2, ... across sequences, so the
   // tables of a batch interleave and the gather through the table is not an identity.
   for (int64_t i = num_blocks_ - 1; i >= 0; --i) free_.push_back(static_cast<int32_t>(i));
-  table_dev_ = at::tensor(table_, at::TensorOptions().dtype(at::kInt))
-                   .view({a_.batch, max_blocks_})
-                   .to(a_.device);
+  // One device table for the cache's life, updated in place: a captured graph holds its address.
+  if (!table_dev_.defined()) {
+    table_dev_ = at::empty({a_.batch, max_blocks_},
+                           at::TensorOptions().dtype(at::kInt).device(a_.device));
+  }
+  upload(table_dev_, table_.data(), table_dev_.numel());
 }
 
 void PagedLayout::ensure_blocks(int64_t n_end) {
@@ -41,11 +44,7 @@ void PagedLayout::ensure_blocks(int64_t n_end) {
       changed = true;
     }
   }
-  if (changed) {
-    table_dev_ = at::tensor(table_, at::TensorOptions().dtype(at::kInt))
-                     .view({a_.batch, max_blocks_})
-                     .to(a_.device);
-  }
+  if (changed) upload(table_dev_, table_.data(), table_dev_.numel());
 }
 
 void PagedLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
@@ -118,6 +117,16 @@ Gathered PagedLayout::gather(int layer, int64_t n) const {
 std::vector<SlotRegion> PagedLayout::decode_regions(int layer, int64_t n) const {
   return {SlotRegion{pool_.k[layer], pool_.v[layer], table_dev_, {}, n}};
 }
+
+std::vector<SlotRegion> PagedLayout::graph_regions(int layer) const {
+  return {SlotRegion{pool_.k[layer], pool_.v[layer], table_dev_, {}, max_blocks_ * bs_}};
+}
+std::vector<int64_t> PagedLayout::graph_lens(int64_t n) const { return {n}; }
+int64_t PagedLayout::graph_slot(int64_t pos) const { return pos; }
+SlotRegion PagedLayout::graph_target(int layer) const {
+  return SlotRegion{pool_.k[layer], pool_.v[layer], table_dev_, {}, max_blocks_ * bs_};
+}
+void PagedLayout::graph_prepare(int64_t, int64_t pos) { ensure_blocks(pos + 1); }
 
 void PagedLayout::for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn) {
   fn(pool_.side(layer, is_v));

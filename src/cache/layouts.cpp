@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "eli/error.h"
 
@@ -34,6 +35,19 @@ std::vector<int64_t> iota(int64_t begin, int64_t end) {
 }
 
 }  // namespace
+
+void upload(at::Tensor& dst, const void* host, int64_t count) {
+  ELI_CHECK(dst.numel() == count && dst.is_contiguous(), "upload: {} elements into a tensor of {}",
+            count, dst.numel());
+  const auto bytes = static_cast<size_t>(count) * at::elementSize(dst.scalar_type());
+  if (!dst.is_cuda()) {
+    std::memcpy(dst.data_ptr(), host, bytes);
+    return;
+  }
+  at::Tensor staged = at::empty(dst.sizes(), dst.options().device(at::kCPU).pinned_memory(true));
+  std::memcpy(staged.data_ptr(), host, bytes);
+  dst.copy_(staged, /*non_blocking=*/true);
+}
 
 void SlotBuffers::allocate(const LayoutArgs& a, int64_t n0, int64_t slots) {
   auto make = [&](const std::vector<PartSpec>& specs) {
@@ -98,6 +112,16 @@ std::vector<SlotRegion> ContiguousLayout::decode_regions(int layer, int64_t n) c
   return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, n}};
 }
 
+std::vector<SlotRegion> ContiguousLayout::graph_regions(int layer) const {
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, a_.capacity}};
+}
+std::vector<int64_t> ContiguousLayout::graph_lens(int64_t n) const { return {n}; }
+int64_t ContiguousLayout::graph_slot(int64_t pos) const { return pos; }
+SlotRegion ContiguousLayout::graph_target(int layer) const {
+  return SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, a_.capacity};
+}
+void ContiguousLayout::graph_prepare(int64_t, int64_t) {}
+
 void ContiguousLayout::for_each_buffer(int layer, bool is_v,
                                        const std::function<void(Parts&)>& fn) {
   fn(buf_.side(layer, is_v));
@@ -123,6 +147,7 @@ SlidingWindowLayout::SlidingWindowLayout(const LayoutArgs& a)
     mask_row_ = at::zeros({2 * slots}, at::TensorOptions().dtype(at::kFloat));
     mask_row_.select(0, slots).fill_(kMaskedLogit);
     mask_row_ = mask_row_.to(a_.device);
+    graph_bias_ = at::zeros({slots}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
   }
 }
 
@@ -176,6 +201,30 @@ std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n
     r.bias = mask_row_.narrow(0, slots - j, slots).unsqueeze(0).expand({a_.batch, slots});
   }
   return {r};
+}
+
+std::vector<SlotRegion> SlidingWindowLayout::graph_regions(int layer) const {
+  const int64_t slots = buf_.k[layer][0].size(2);
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {},
+                     graph_bias_.unsqueeze(0).expand({a_.batch, slots}), slots}};
+}
+
+std::vector<int64_t> SlidingWindowLayout::graph_lens(int64_t n) const {
+  return {std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_)};
+}
+
+int64_t SlidingWindowLayout::graph_slot(int64_t pos) const { return slot_of(pos); }
+
+SlotRegion SlidingWindowLayout::graph_target(int layer) const {
+  return SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, buf_.k[layer][0].size(2)};
+}
+
+void SlidingWindowLayout::graph_prepare(int64_t n, int64_t) {
+  // decode_regions' mask: the slot of position n - window once it is stored but out of view
+  // (0 elsewhere adds exactly nothing, so the step equals the eager one without a bias).
+  std::vector<float> row(static_cast<size_t>(graph_bias_.numel()), 0.0f);
+  if (n - window_ >= sinks_) row[static_cast<size_t>(slot_of(n - window_))] = kMaskedLogit;
+  upload(graph_bias_, row.data(), graph_bias_.numel());
 }
 
 void SlidingWindowLayout::for_each_buffer(int layer, bool is_v,

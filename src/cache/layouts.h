@@ -14,6 +14,15 @@
 //   kPrefixHistory                                          decode_regions(layer, m), m <= n,
 //                                                           gives exactly positions [0, m)
 //   reset(), name()
+// and the CUDA-graph step (Cache::begin_graph_step), where every per-step value comes from
+// device memory so that one captured step replays at any position:
+//   graph_step_ok(pos)            whether the single-token step at pos can be replayed
+//   graph_regions(layer)          decode_regions with a fixed structure: len = the region's
+//                                 capacity (grid bound), masks in device buffers of their own
+//   graph_lens(n)                 per graph region, the slots a query at n reads
+//   graph_slot(pos)               where position pos is written, in the write map's terms
+//   graph_target(layer)           the storage (and block table) that map addresses
+//   graph_prepare(n, pos)         uploads the layout's per-step device state (masks, tables)
 
 #include <ATen/ATen.h>
 
@@ -83,6 +92,12 @@ struct SlotBuffers {
   Parts& side(int layer, bool is_v) { return is_v ? v[layer] : k[layer]; }
 };
 
+/// Copies `count` elements at `host` into the same-sized device (or CPU) tensor `dst` in place:
+/// through pinned memory and asynchronously on the current stream for CUDA, so the copy is
+/// ordered before the next kernel and never synchronizes (the pinned block is not reused before
+/// the copy ran).
+void upload(at::Tensor& dst, const void* host, int64_t count);
+
 /// Writes src parts [B, H, T, w] (selected tokens `src_idx` of T) into buf slots `dst_idx`.
 void write_slots(Parts& buf, const Parts& src, const std::vector<int64_t>& src_idx,
                  const std::vector<int64_t>& dst_idx);
@@ -103,6 +118,12 @@ class ContiguousLayout {
   int64_t sinks() const { return 0; }
   static constexpr bool kPrefixHistory = true;
   std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
+  bool graph_step_ok(int64_t) const { return true; }
+  std::vector<SlotRegion> graph_regions(int layer) const;
+  std::vector<int64_t> graph_lens(int64_t n) const;
+  int64_t graph_slot(int64_t pos) const;
+  SlotRegion graph_target(int layer) const;
+  void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
 
  private:
@@ -128,6 +149,12 @@ class SlidingWindowLayout {
   /// position n - window, which the commit of n then overwrites).
   static constexpr bool kPrefixHistory = false;
   std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
+  bool graph_step_ok(int64_t) const { return true; }
+  std::vector<SlotRegion> graph_regions(int layer) const;
+  std::vector<int64_t> graph_lens(int64_t n) const;
+  int64_t graph_slot(int64_t pos) const;
+  SlotRegion graph_target(int layer) const;
+  void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
 
  private:
@@ -137,6 +164,7 @@ class SlidingWindowLayout {
   int64_t window_, sinks_;
   SlotBuffers buf_;
   at::Tensor mask_row_;  // CUDA: fp32 [2 S], kMaskedLogit at S only (a view masks one slot)
+  at::Tensor graph_bias_;  // graph step: fp32 [S], the step's mask row
 };
 
 /// Fixed-size blocks from one pool allocated for batch * ceil(capacity / block_size) blocks;
@@ -155,8 +183,14 @@ class PagedLayout {
   int64_t sinks() const { return 0; }
   static constexpr bool kPrefixHistory = true;
   std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
+  bool graph_step_ok(int64_t) const { return true; }
+  std::vector<SlotRegion> graph_regions(int layer) const;
+  std::vector<int64_t> graph_lens(int64_t n) const;
+  int64_t graph_slot(int64_t pos) const;
+  SlotRegion graph_target(int layer) const;
+  void graph_prepare(int64_t n, int64_t pos);
   void reset();
-  /// int32 [B, max_blocks] on the cache's device (-1 = unallocated).
+  /// int32 [B, max_blocks] on the cache's device (-1 = unallocated), updated in place.
   const at::Tensor& block_table() const { return table_dev_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
   int64_t block_size() const { return bs_; }
@@ -189,6 +223,13 @@ class ChunkSummaryLayout {
   /// Summaries (with the log-count bias) and the ring, its stale slots masked.
   static constexpr bool kPrefixHistory = false;
   std::vector<SlotRegion> decode_regions(int layer, int64_t n) const;
+  /// A step that completes a chunk pools it (host-driven): that step runs eagerly.
+  bool graph_step_ok(int64_t pos) const { return summaries(pos) == summaries(pos + 1); }
+  std::vector<SlotRegion> graph_regions(int layer) const;
+  std::vector<int64_t> graph_lens(int64_t n) const;
+  int64_t graph_slot(int64_t pos) const { return pos % ring_; }
+  SlotRegion graph_target(int layer) const;
+  void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
   /// Summaries after n positions.
   int64_t summaries(int64_t n) const;
@@ -201,6 +242,7 @@ class ChunkSummaryLayout {
   // kMaskedLogit (a view of row c from ring - a shows the c slots from a on, cyclically);
   // sum_bias_ fp32 [max_summaries] = log(chunk).
   at::Tensor ring_mask_, sum_bias_;
+  at::Tensor graph_ring_bias_;  // graph step: fp32 [ring], the ring's mask for the step
 };
 
 }  // namespace eli::cache

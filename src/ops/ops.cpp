@@ -132,13 +132,25 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
   ELI_CHECK(k_new.defined() && v_new.defined() && k_new.sizes() == q.sizes() &&
                 v_new.sizes() == q.sizes(),
             "decode_attention_with_new: k_new and v_new must be [B, H, 1, D] like q");
+  if (q.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    // The kernel's reduction takes the new key as one more slot: one launch pair per call.
+    at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
+    at::Tensor lse;
+    cuda_impl::decode_attention_out(q, k, v, args, out, lse_out != nullptr ? &lse : nullptr,
+                                    &k_new, &v_new);
+    if (lse_out != nullptr) *lse_out = lse;
+    return out;
+#else
+    no_cuda("decode_attention_with_new");
+#endif
+  }
   at::Tensor hist = at::empty_like(q, at::MemoryFormat::Contiguous), lse;
   decode_attention_out(q, k, v, args, hist, &lse);
   const double scale =
       args.sm_scale > 0 ? args.sm_scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  // merge_attention specialised to one new key (few small ops: a decode step runs this per
-  // layer): the history's weight in the joint softmax is sigmoid(lse - logit_new), 0 for an
-  // empty history (lse = -inf).
+  // merge_attention specialised to one new key (few small ops): the history's weight in the
+  // joint softmax is sigmoid(lse - logit_new), 0 for an empty history (lse = -inf).
   const at::Tensor vf = v_new.to(at::kFloat);
   const at::Tensor logit = (q.to(at::kFloat) * k_new.to(at::kFloat)).sum({2, 3}) * scale;  // [B, H]
   const at::Tensor d = lse - logit;
@@ -165,6 +177,40 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
       (o1.to(at::kFloat) * (w1 / safe).view(wshape) + o2.to(at::kFloat) * (w2 / safe).view(wshape))
           .to(o1.scalar_type());
   return {o, m + at::log(sum)};
+}
+
+at::Tensor ref::bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
+                                        const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                        double eps) {
+  x.add_(y + bias);
+  return at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
+}
+
+void ref::bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
+  y.copy_(at::gelu(y + bias, "tanh"));
+}
+
+at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
+                                   const at::Tensor& ln_w, const at::Tensor& ln_b, double eps) {
+  if (x.defined() && x.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::bias_residual_layernorm(x, y, bias, ln_w, ln_b, eps);
+#else
+    no_cuda("bias_residual_layernorm");
+#endif
+  }
+  return ref::bias_residual_layernorm(x, y, bias, ln_w, ln_b, eps);
+}
+
+void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
+  if (y.defined() && y.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::bias_gelu_(y, bias);
+#else
+    no_cuda("bias_gelu_");
+#endif
+  }
+  ref::bias_gelu_(y, bias);
 }
 
 }  // namespace eli::ops

@@ -94,7 +94,15 @@ void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slo
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
             "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
   const c10::cuda::CUDAGuard guard(x.device());
-  if (dst.bits == 16) return detail::write_fp_rows(x, dst, info, slots);
+  const int32_t* t0_dev = nullptr;
+  if (slots.t0_dev.defined()) {
+    ELI_CHECK(slots.t0_dev.device() == x.device() && slots.t0_dev.scalar_type() == at::kInt &&
+                  slots.t0_dev.dim() == 1 && slots.t0_dev.size(0) == B &&
+                  slots.t0_dev.is_contiguous(),
+              "{}: t0_dev must be contiguous int32 [{}] on {}", op, B, x.device().str());
+    t0_dev = slots.t0_dev.data_ptr<int32_t>();
+  }
+  if (dst.bits == 16 && t0_dev == nullptr) return detail::write_fp_rows(x, dst, info, slots);
   check_head_dim(D, op);
   check_int(B * H * T, "rows", op);
   check_int(info.slots, "slots", op);
@@ -105,7 +113,11 @@ void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slo
   ec::QuantTarget t;
   t.format = format_of(dst);
   t.data = dst.data.data_ptr();
-  if (dst.spec.granularity == Granularity::kPerTensor) {
+  if (dst.bits == 16) {
+    ELI_CHECK(xc.scalar_type() == dst.data.scalar_type(),
+              "{}: storing {} rows into {} storage through t0_dev (dtypes must match)", op,
+              c10::toString(xc.scalar_type()), c10::toString(dst.data.scalar_type()));
+  } else if (dst.spec.granularity == Granularity::kPerTensor) {
     t.tensor_scale = dst.tensor_scale;
   } else {
     t.scales = dst.scales.data_ptr();
@@ -116,7 +128,7 @@ void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slo
   check_launch(
       ec::launch_quantize(dtype_of(xc.scalar_type(), op), xc.data_ptr(), static_cast<int>(B),
                           static_cast<int>(H), static_cast<int>(T), static_cast<int>(D), t,
-                          map_of(info, slots.block_table, H), static_cast<int>(slots.t0),
+                          map_of(info, slots.block_table, H), static_cast<int>(slots.t0), t0_dev,
                           at::cuda::getCurrentCUDAStream().stream()),
       op);
 }
@@ -147,7 +159,8 @@ void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out
 }
 
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
-                          const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse) {
+                          const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse,
+                          const at::Tensor* k_new, const at::Tensor* v_new) {
   const char* op = "decode_attention";
   detail::StoreInfo ki, vi;
   const int64_t max_len = detail::check_attention(q, k, v, args, out, &ki, &vi);
@@ -188,6 +201,29 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
   p.H = static_cast<int>(H);
   p.D = static_cast<int>(D);
   p.max_len = static_cast<int>(max_len);
+  const int64_t plan_len = args.plan_len < 0 ? ki.capacity : args.plan_len;
+  check_int(plan_len, "plan_len", op);
+  p.plan_len = static_cast<int>(plan_len);
+  at::Tensor kn, vn;  // contiguous [B, H, D] views of the new token (copies only if strided)
+  if (k_new != nullptr) {
+    ELI_CHECK(v_new != nullptr && k_new->defined() && v_new->defined(),
+              "{}: k_new and v_new go together", op);
+    // q's dtype or fp32 (a rotated side); a pair of both is read as fp32 (exact for fp16).
+    const bool f32 = k_new->scalar_type() == at::kFloat || v_new->scalar_type() == at::kFloat;
+    const at::ScalarType nt = f32 ? at::kFloat : q.scalar_type();
+    for (const at::Tensor* t : {k_new, v_new}) {
+      ELI_CHECK(t->device() == q.device() &&
+                    (t->scalar_type() == q.scalar_type() || t->scalar_type() == at::kFloat) &&
+                    t->numel() == B * H * D,
+                "{}: k_new / v_new must be [B={}, H={}, 1, D={}] {} or fp32 on {}", op, B, H, D,
+                c10::toString(q.scalar_type()), q.device().str());
+    }
+    kn = k_new->to(nt).contiguous();
+    vn = v_new->to(nt).contiguous();
+    p.k_new = kn.data_ptr();
+    p.v_new = vn.data_ptr();
+    p.new_f32 = nt == at::kFloat && q.scalar_type() != at::kFloat;
+  }
   p.sm_scale = static_cast<float>(args.sm_scale > 0 ? args.sm_scale
                                                     : 1.0 / std::sqrt(static_cast<double>(D)));
   const size_t ws_bytes = ec::decode_attention_workspace_bytes(p);
@@ -197,6 +233,52 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
                op);
   if (!o.is_same(out)) out.copy_(o);
   if (lse != nullptr && !(lse->defined() && lse_t.is_same(*lse))) *lse = lse_t;
+}
+
+namespace {
+void check_rows_like(const at::Tensor& t, const at::Tensor& x, const char* what, const char* op) {
+  ELI_CHECK(t.defined() && t.device() == x.device() && t.scalar_type() == x.scalar_type() &&
+                t.is_contiguous(),
+            "{}: {} must be a contiguous {} tensor on {}", op, what,
+            c10::toString(x.scalar_type()), x.device().str());
+}
+}  // namespace
+
+at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
+                                   const at::Tensor& ln_w, const at::Tensor& ln_b, double eps) {
+  const char* op = "bias_residual_layernorm";
+  ELI_CHECK(x.defined() && x.dim() >= 1 && x.is_contiguous(), "{}: x must be contiguous", op);
+  check_rows_like(y, x, "y", op);
+  ELI_CHECK(y.sizes() == x.sizes(), "{}: y and x differ in shape", op);
+  const int64_t n = x.size(-1), rows = x.numel() / n;
+  for (const auto* t : {&bias, &ln_w, &ln_b}) {
+    check_rows_like(*t, x, "bias / ln_w / ln_b", op);
+    ELI_CHECK(t->numel() == n, "{}: bias / ln_w / ln_b must have {} elements", op, n);
+  }
+  check_int(rows, "rows", op);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::empty_like(x);
+  check_launch(ec::launch_bias_residual_layernorm(
+                   dtype_of(x.scalar_type(), op), x.data_ptr(), y.data_ptr(), bias.data_ptr(),
+                   ln_w.data_ptr(), ln_b.data_ptr(), out.data_ptr(), static_cast<int>(rows),
+                   static_cast<int>(n), static_cast<float>(eps),
+                   at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  return out;
+}
+
+void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
+  const char* op = "bias_gelu_";
+  ELI_CHECK(y.defined() && y.dim() >= 1 && y.is_contiguous(), "{}: y must be contiguous", op);
+  check_rows_like(bias, y, "bias", op);
+  const int64_t n = y.size(-1);
+  ELI_CHECK(bias.numel() == n, "{}: bias must have {} elements", op, n);
+  check_int(n, "width", op);
+  const c10::cuda::CUDAGuard guard(y.device());
+  check_launch(ec::launch_bias_gelu(dtype_of(y.scalar_type(), op), y.data_ptr(), bias.data_ptr(),
+                                    y.numel() / n, static_cast<int>(n),
+                                    at::cuda::getCurrentCUDAStream().stream()),
+               op);
 }
 
 }  // namespace eli::ops::cuda_impl

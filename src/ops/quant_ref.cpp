@@ -154,6 +154,8 @@ void ref_decode_row(const KvStore& s, int64_t row, int64_t D, float* out) {
 }  // namespace detail
 
 void ref::quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+  ELI_CHECK(!slots.t0_dev.defined(),
+            "quantize_kv_out: SlotMap.t0_dev (device-side positions) is CUDA-only");
   ELI_CHECK(x.defined() && x.dim() == 4 && at::isFloatingType(x.scalar_type()),
             "quantize_kv_out: x must be a floating [B, H, T, D] tensor");
   check_cpu(x, "x");

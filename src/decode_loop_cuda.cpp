@@ -1,0 +1,152 @@
+// The CUDA decode loop: one decode step (model + cache + sampler) captured as a CUDA graph and
+// replayed, so a step costs one graph launch and two small uploads of host work instead of a
+// few hundred kernel launches. Nothing is read back per step except the tokens, copied into
+// pinned memory and looked at a few steps later (at once when stop tokens need checking).
+
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "decode_loop.h"
+
+namespace eli::detail {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// Steps the host runs ahead of the tokens it has looked at when nothing stops generation early:
+// enough to keep the GPU fed while a callback runs.
+constexpr int kLag = 8;
+
+}  // namespace
+
+GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const at::Tensor& prompts,
+                               const GenerationConfig& cfg, const TokenCallback& on_token) {
+  c10::InferenceMode inference;
+  const at::Device dev = model.device();
+  const c10::cuda::CUDAGuard device_guard(dev);
+  // Capture needs a stream other than the legacy default one; the step's uploads, replays and
+  // token copies are ordered on it. It starts after whatever the caller's stream has queued.
+  const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(dev.index());
+  const c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(false, dev.index());
+  {
+    at::cuda::CUDAEvent ready;
+    ready.record(caller);
+    ready.block(stream);
+  }
+  const c10::cuda::CUDAStreamGuard stream_guard(stream);
+
+  const int64_t batch = prompts.size(0), plen = prompts.size(1);
+  const int max_new = cfg.max_new_tokens;
+  GenerationResult res;
+  res.tokens.assign(static_cast<size_t>(batch), {});
+
+  const auto on_dev = at::TensorOptions().device(dev).dtype(at::kLong);
+  // Per-step device state: [0] the new token's position, [1] the step (the sampler's noise).
+  at::Tensor state = at::zeros({2}, on_dev);
+  const at::Tensor pos = state.narrow(0, 0, 1), step = state.narrow(0, 1, 1);
+  auto set_state = [&](int64_t p, int64_t s) {
+    at::Tensor staged = at::empty({2}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+    staged.data_ptr<int64_t>()[0] = p;
+    staged.data_ptr<int64_t>()[1] = s;
+    state.copy_(staged, /*non_blocking=*/true);
+  };
+  at::Tensor ids = at::empty({batch, 1}, on_dev);  // the step's input: the last sampled tokens
+  at::Tensor host_tokens =
+      at::empty({max_new, batch}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  std::vector<at::cuda::CUDAEvent> ready;  // ready[s]: step s's tokens are in host_tokens
+  ready.reserve(static_cast<size_t>(max_new));
+  for (int s = 0; s < max_new; ++s) ready.emplace_back(cudaEventDefault);
+
+  std::vector<bool> done(static_cast<size_t>(batch), false);
+  int64_t n_done = 0;
+  auto emit = [&](int s) {
+    const int64_t* p = host_tokens.data_ptr<int64_t>() + int64_t(s) * batch;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[static_cast<size_t>(b)]) continue;
+      res.tokens[static_cast<size_t>(b)].push_back(p[b]);
+      if (on_token) on_token(b, p[b]);
+      if (std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), p[b]) !=
+          cfg.stop_tokens.end()) {
+        done[static_cast<size_t>(b)] = true;
+        ++n_done;
+      }
+    }
+  };
+  auto sample_into_ids = [&](const at::Tensor& logits) {
+    ids.copy_(sample_next_device(logits, cfg.sampling, step).view({batch, 1}));
+  };
+  auto copy_out = [&](int s) {
+    host_tokens.select(0, s).copy_(ids.view({batch}), /*non_blocking=*/true);
+    ready[static_cast<size_t>(s)].record(stream);
+  };
+
+  const auto t0 = Clock::now();
+  set_state(0, 0);
+  sample_into_ids(model.forward_last(prompts, 0, &cache));
+  copy_out(0);
+  ready[0].synchronize();
+  res.timing.prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  emit(0);
+
+  auto step_body = [&] { sample_into_ids(model.decode_logits(ids, pos, &cache)); };
+  at::cuda::CUDAGraph graph;
+  bool warmed = false, captured = false;
+  const int lag = cfg.stop_tokens.empty() ? kLag : 0;
+  int seen = 1;  // steps whose tokens were emitted
+  int ran = 1;   // steps launched (the prefill's token is step 0)
+  for (int s = 1; s < max_new && n_done < batch; ++s) {
+    const int64_t p = plen + s - 1;  // the fed-back token's position
+    set_state(p, s);
+    if (cache.begin_graph_step(p)) {
+      if (captured) {
+        graph.replay();
+        graph_replays().fetch_add(1, std::memory_order_relaxed);
+      } else if (!warmed) {
+        // The first graph-mode step runs as it is: cuBLAS and the allocator warm up on this
+        // stream outside the capture.
+        step_body();
+        warmed = true;
+      } else {
+        graph.capture_begin();
+        step_body();
+        graph.capture_end();
+        graph.replay();
+        graph_replays().fetch_add(1, std::memory_order_relaxed);
+        captured = true;
+      }
+      cache.end_graph_step(p);
+    } else {
+      step_body();  // eager (a layout restructuring, a per-tensor codec, ...)
+    }
+    copy_out(s);
+    ran = s + 1;
+    for (; seen <= s - lag && n_done < batch; ++seen) {
+      ready[static_cast<size_t>(seen)].synchronize();
+      emit(seen);
+    }
+  }
+  for (; seen < ran && n_done < batch; ++seen) {
+    ready[static_cast<size_t>(seen)].synchronize();
+    emit(seen);
+  }
+  stream.synchronize();
+  // Step s's time is the GPU timeline between the tokens of s - 1 and of s: in steady state
+  // the interval between replays (the host runs ahead), including any host gap it could not
+  // hide (the first steps: warm-up and capture; every step when stop tokens are checked).
+  for (int s = 1; s < seen; ++s) {
+    res.timing.decode_ms.push_back(static_cast<double>(
+        ready[static_cast<size_t>(s - 1)].elapsed_time(ready[static_cast<size_t>(s)])));
+  }
+  res.cache_stats = cache.stats();
+  return res;
+}
+
+}  // namespace eli::detail

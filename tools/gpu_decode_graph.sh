@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# GPU-machine run for the CUDA-graph decode loop: build the GPU tests and decode_speed, run the
+# tests (GTEST_FILTER narrows them), then ms per decode step at the issue's points.
+#   tools/gpu_decode_graph.sh            (repo root, with .gpu-debs carried; logs in $OUT)
+# Env: GTEST_FILTER, SKIP_TESTS=1, POINTS ("batch:prompt:steps:model:methods" list, ';'-separated)
+set -uo pipefail
+LOG=${OUT:-/tmp/out}
+mkdir -p "$LOG" /tmp/deps
+for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+t0=$(date +%s)
+stamp() { echo "[+$(( $(date +%s) - t0 ))s] $*"; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" \
+  -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DELI_BUILD_EXAMPLES=ON \
+  -DELI_BUILD_BENCHMARKS=OFF > "$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+cmake --build build-gpu -j"$(nproc)" --target eli_gpu_tests decode_speed ${EXTRA_TARGETS:-} \
+  > "$LOG/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$LOG/build.log" | head -60; exit 1; }
+stamp "built"
+if [ -z "${SKIP_TESTS:-}" ]; then
+  timeout 400 build-gpu/tests/eli_gpu_tests --gtest_filter="${GTEST_FILTER:-*}" > "$LOG/gpu_tests.log" 2>&1
+  echo "gpu tests rc=$?"
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|differs|Expected|Which is|error" "$LOG/gpu_tests.log" | head -40
+  stamp "tests done"
+fi
+POINTS=${POINTS:-"1:128:256:random:gpt2:full_cache,no_cache,quant_int4;32:896:128:random:gpt2:full_cache,quant_int8,quant_int4"}
+IFS=';' read -ra PTS <<< "$POINTS"
+for pt in "${PTS[@]}"; do
+  IFS=':' read -r b p s m1 m2 methods <<< "$pt"
+  timeout 200 build-gpu/decode_speed --model "$m1:$m2" --batch "$b" --prompt-len "$p" --steps "$s" \
+    --reps 3 --methods "$methods" ${SPEED_ARGS:-} 2>&1 | tee -a "$LOG/decode_speed.log"
+done
+stamp "done"

@@ -60,6 +60,10 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
   if (p.plan_len < 0) return invalid_argument("attention plan_len", p.plan_len);
   if ((p.k_new == nullptr) != (p.v_new == nullptr))
     return invalid_argument("attention k_new/v_new (give both or neither)", 0);
+  if ((p.store_k != nullptr || p.store_v != nullptr) &&
+      (p.store_k == nullptr || p.store_v == nullptr || p.store_t0 == nullptr ||
+       p.k_new == nullptr || p.k.format != Format::kFp || p.v.format != Format::kFp))
+    return invalid_argument("attention store of the new token (needs fp K and V, k_new, t0)", 0);
   if (p.map.block_size <= 0)
     return invalid_argument("attention block_size/capacity", p.map.block_size);
   if (p.q == nullptr || p.out == nullptr || p.seq_lens == nullptr)

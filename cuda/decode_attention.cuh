@@ -526,30 +526,32 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 
 /// One block of kD threads per (b, h): merges the splits' (max, sum, acc) and, when the params
 /// carry one, the step's new token at full precision (k_new, v_new [B, H, D]) as one more key,
-/// so a decode step needs no separate merge (the eager ATen merge was ~10 launches a layer).
+/// so a decode step needs no separate merge (the eager ATen merge was ~10 launches a layer);
+/// with store_k / store_v it also appends that token to unquantized storage (thread d writes
+/// element d), the append of an fp cache without launches of its own.
 /// Splits without tokens (sum 0) are skipped exactly: the result does not depend on how many
 /// empty splits the grid has, only on the split length.
 template <typename T, int kD>
-__global__ void decode_attention_reduce_kernel(const float* __restrict__ part_acc,
-                                               const float* __restrict__ part_ml, int num_splits,
-                                               const T* __restrict__ q, const void* __restrict__ k_new,
-                                               const void* __restrict__ v_new, bool new_f32,
-                                               float sm_scale, T* __restrict__ out,
-                                               float* __restrict__ lse) {
-  auto load_new = [&](const void* p, int64_t i) {
-    return new_f32 ? static_cast<const float*>(p)[i] : to_float(static_cast<const T*>(p)[i]);
-  };
+__global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
+                                               const float* __restrict__ part_acc,
+                                               const float* __restrict__ part_ml, int num_splits) {
   const int64_t bh = blockIdx.x;
   const int d = threadIdx.x;
+  auto load_new = [&](const void* src) {
+    return p.new_f32 ? static_cast<const float*>(src)[bh * kD + d]
+                     : to_float(static_cast<const T*>(src)[bh * kD + d]);
+  };
   const float* ml = part_ml + 2 * bh * num_splits;
   float mx = -INFINITY;
   for (int s = 0; s < num_splits; ++s)
     if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
-  float s_new = -INFINITY;
-  if (k_new != nullptr) {
+  float s_new = -INFINITY, k_d = 0.f, v_d = 0.f;
+  if (p.k_new != nullptr) {
+    k_d = load_new(p.k_new);
+    v_d = load_new(p.v_new);
     // q . k_new over the block: warp sums, then the kD / 32 warp sums in a fixed order.
     __shared__ float s_dot[kD / 32];
-    float x = to_float(q[bh * kD + d]) * load_new(k_new, bh * kD + d);
+    float x = to_float(static_cast<const T*>(p.q)[bh * kD + d]) * k_d;
 #pragma unroll
     for (int off = 16; off >= 1; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
     if (d % 32 == 0) s_dot[d / 32] = x;
@@ -557,8 +559,14 @@ __global__ void decode_attention_reduce_kernel(const float* __restrict__ part_ac
     float dot = 0.f;
 #pragma unroll
     for (int w = 0; w < kD / 32; ++w) dot += s_dot[w];
-    s_new = dot * sm_scale * kLog2e;
+    s_new = dot * p.sm_scale * kLog2e;
     mx = fmaxf(mx, s_new);
+    if (p.store_k != nullptr) {
+      const int b = int(bh / p.H), h = int(bh % p.H);
+      const int64_t row = row_of(p.map, b, h, p.store_t0[b]);
+      static_cast<T*>(p.store_k)[row * kD + d] = from_float<T>(k_d);
+      static_cast<T*>(p.store_v)[row * kD + d] = from_float<T>(v_d);
+    }
   }
   float l = 0.f, o = 0.f;
   for (int s = 0; s < num_splits; ++s) {
@@ -569,13 +577,13 @@ __global__ void decode_attention_reduce_kernel(const float* __restrict__ part_ac
       o = fmaf(w, part_acc[(bh * num_splits + s) * kD + d], o);
     }
   }
-  if (k_new != nullptr) {
+  if (p.k_new != nullptr) {
     const float w = exp2f(s_new - mx);
     l += w;
-    o = fmaf(w, load_new(v_new, bh * kD + d), o);
+    o = fmaf(w, v_d, o);
   }
-  out[bh * kD + d] = from_float<T>(l > 0.f ? o / l : 0.f);
-  if (lse != nullptr && d == 0) lse[bh] = l > 0.f ? (mx + log2f(l)) / kLog2e : -INFINITY;
+  static_cast<T*>(p.out)[bh * kD + d] = from_float<T>(l > 0.f ? o / l : 0.f);
+  if (p.lse != nullptr && d == 0) p.lse[bh] = l > 0.f ? (mx + log2f(l)) / kLog2e : -INFINITY;
 }
 
 /// Grid shape chosen by the launcher (see decode_attention.cu).
@@ -631,9 +639,8 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
             else
               decode_attention_kernel<T, kD, FK, kFV, false>
                   <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
-            decode_attention_reduce_kernel<T, kD><<<p.B * p.H, kD, 0, stream>>>(
-                part_acc, part_ml, plan.num_splits, static_cast<const T*>(p.q), p.k_new,
-                p.v_new, p.new_f32, p.sm_scale, static_cast<T*>(p.out), p.lse);
+            decode_attention_reduce_kernel<T, kD>
+                <<<p.B * p.H, kD, 0, stream>>>(p, part_acc, part_ml, plan.num_splits);
           })));
   return cudaGetLastError();
 }

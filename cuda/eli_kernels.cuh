@@ -91,6 +91,12 @@ struct DecodeAttentionParams {
   const void* k_new = nullptr;
   const void* v_new = nullptr;
   bool new_f32 = false;
+  /// Optional, with k_new: fp storage (dtype [rows, D], addressed through `map`) that k_new /
+  /// v_new are also written to, at slot store_t0[b] (int32 [B], device) of sequence b: the
+  /// append of an unquantized cache in the same launch.
+  void* store_k = nullptr;
+  void* store_v = nullptr;
+  const int32_t* store_t0 = nullptr;
 };
 
 /// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
@@ -100,6 +106,16 @@ struct DecodeAttentionParams {
 cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, const void* bias,
                                            const void* ln_w, const void* ln_b, void* out,
                                            int rows, int n, float eps, cudaStream_t stream);
+/// The embedding of GPT-2 and the first LayerNorm: rows = B * t_len tokens, ids [rows] int64,
+/// pos0 one int64 (device): x[r] = wte[ids[r]] + wpe[*pos0 + r % t_len] (rounded to dtype once),
+/// out[r] = LayerNorm(x[r]) * ln_w + ln_b. Indices are not checked (the caller's job).
+cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe,
+                                   const int64_t* ids, const int64_t* pos0, int rows, int t_len,
+                                   const void* ln_w, const void* ln_b, void* x, void* out, int n,
+                                   float eps, cudaStream_t stream);
+/// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
+cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
+                               cudaStream_t stream);
 /// y [rows, n] = gelu_tanh(y + bias) in place (the sum rounded to dtype first).
 cudaError_t launch_bias_gelu(DType dtype, void* y, const void* bias, int64_t rows, int n,
                              cudaStream_t stream);

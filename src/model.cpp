@@ -54,19 +54,31 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) 
               cfg_.vocab_size);
   }
   const at::Tensor ids = ids_in.to(device_);
-  return blocks(at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0), cache);
+  if (fused()) {
+    return blocks(ops::embed_layernorm(wte_, wpe_, ids,
+                                       at::full({1}, past, ids.options().dtype(at::kLong)),
+                                       blocks_[0].ln_1_w, blocks_[0].ln_1_b,
+                                       cfg_.layer_norm_epsilon),
+                  cache);
+  }
+  at::Tensor x = at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0);
+  at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
+  return blocks({x, a}, cache);
 }
 
-at::Tensor GPT2::blocks(at::Tensor x, KVCache* cache) const {
+bool GPT2::fused() const {
+  return device_.is_cuda() && ops::has_cuda_ops() && (dtype_ == at::kHalf || dtype_ == at::kFloat);
+}
+
+at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cache) const {
+  at::Tensor x = std::move(embedded.first), a = std::move(embedded.second);
   const int64_t batch = x.size(0), t = x.size(1);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
   const double eps = cfg_.layer_norm_epsilon;
   // CUDA: each projection's bias, the residual add and the next LayerNorm in one kernel, the
   // MLP's bias and GELU in another (ops::bias_residual_layernorm / bias_gelu_); a decode step
   // is launch-bound, so ~5 launches fewer per layer. The CPU keeps the plain ATen sequence.
-  const bool fused = x.is_cuda() && ops::has_cuda_ops() &&
-                     (dtype_ == at::kHalf || dtype_ == at::kFloat);
-  at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, eps);
+  const bool fused = this->fused();
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
     auto qkv = at::linear(a, blk.c_attn_w, blk.c_attn_b).split(e, -1);
@@ -108,10 +120,18 @@ at::Tensor GPT2::forward(const at::Tensor& ids, int64_t past, KVCache* cache) co
 
 at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVCache* cache) const {
   c10::InferenceMode guard;
-  // The same additions in the same order as hidden(): the eager and the graph step agree bit
-  // for bit. at::embedding of wpe reads the position from device memory.
-  at::Tensor x = at::embedding(wte_, ids) + at::embedding(wpe_, pos).unsqueeze(0);
-  x = blocks(x, cache);
+  // The same kernels as hidden() at past = pos, the position read from device memory: the
+  // eager and the graph step agree bit for bit.
+  std::pair<at::Tensor, at::Tensor> embedded;
+  if (fused()) {
+    embedded = ops::embed_layernorm(wte_, wpe_, ids, pos, blocks_[0].ln_1_w, blocks_[0].ln_1_b,
+                                    cfg_.layer_norm_epsilon);
+  } else {
+    embedded.first = at::embedding(wte_, ids) + at::embedding(wpe_, pos).unsqueeze(0);
+    embedded.second = layer_norm(embedded.first, blocks_[0].ln_1_w, blocks_[0].ln_1_b,
+                                 cfg_.layer_norm_epsilon);
+  }
+  const at::Tensor x = blocks(std::move(embedded), cache);
   return at::linear(x.select(1, 0), lm_head_);
 }
 

@@ -4,6 +4,7 @@
 
 #include "eli/error.h"
 #include "eli/generator.h"
+#include "eli/ops.h"
 
 namespace eli {
 
@@ -68,7 +69,7 @@ at::Tensor sample_next_device(const at::Tensor& logits_in, const SamplingConfig&
                 step.device() == logits_in.device(),
             "sample_next_device: step must be one int64 on the logits' device ({})",
             logits_in.device().str());
-  if (cfg.temperature == 0.0f) return logits_in.argmax(-1);
+  if (cfg.temperature == 0.0f) return ops::argmax_rows(logits_in);
   const at::Tensor logits = filtered(logits_in, cfg);
   const int64_t rows = logits.size(0), vocab = logits.size(1);
   constexpr int64_t kMask = int64_t{0xFFFFFFFF};

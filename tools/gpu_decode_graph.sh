@@ -31,4 +31,30 @@ for pt in "${PTS[@]}"; do
   timeout 200 build-gpu/decode_speed --model "$m1:$m2" --batch "$b" --prompt-len "$p" --steps "$s" \
     --reps 3 --methods "$methods" ${SPEED_ARGS:-} 2>&1 | tee -a "$LOG/decode_speed.log"
 done
+if [ -n "${PROFILE:-}" ]; then
+  # Per-kernel GPU time of decode steps under ncu (serialized: durations, not the overlap).
+  # PROFILE="batch:prompt:method"; kernels of the first 2 generate calls' prefill are skipped
+  # by --launch-skip, then ~3 steps are captured.
+  IFS=':' read -r pb pp pm <<< "$PROFILE"
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  timeout 300 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --page raw \
+    --launch-skip "${NCU_SKIP:-600}" --launch-count "${NCU_COUNT:-500}" \
+    build-gpu/decode_speed --model random:gpt2 --batch "$pb" --prompt-len "$pp" --steps 12 --reps 1 \
+    --methods "$pm" > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
+  echo "ncu rc=$?"; tail -3 "$LOG/ncu.err"
+  python3 - "$LOG/ncu.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); ti = hdr.index("gpu__time_duration.sum")
+agg = collections.defaultdict(lambda: [0, 0.0])
+n = 0; tot = 0.0
+for r in rows[2:]:
+    try: t = float(r[ti].replace(",", ""))
+    except ValueError: continue
+    name = r[ki][:90]; agg[name][0] += 1; agg[name][1] += t; n += 1; tot += t
+print(f"{n} kernels, {tot/1e3:.1f} us total ({tot/max(n,1):.0f} ns avg)")
+for name, (c, t) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:25]:
+    print(f"{c:5d} {t/1e3:9.1f} us {t/c:8.0f} ns  {name}")
+PY
+fi
 stamp "done"

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <string>
+#include <utility>
 
 #include "eli/kv_cache.h"
 #include "eli/model_config.h"
@@ -56,7 +57,9 @@ class GPT2 {
 
  private:
   at::Tensor hidden(const at::Tensor& ids, int64_t past, KVCache* cache) const;
-  at::Tensor blocks(at::Tensor x, KVCache* cache) const;  // embedded [B, T, E] -> final LN
+  /// {embedded x, its first LayerNorm} [B, T, E] -> the final LayerNorm's output.
+  at::Tensor blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cache) const;
+  bool fused() const;  // CUDA: the fused block stages of ops.h
   GPT2Config cfg_;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;

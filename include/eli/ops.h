@@ -97,9 +97,13 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
 /// (decode_attention over k, v, args) plus the latest token k_new, v_new [B, H, 1, D] at full
 /// precision, merged exactly (see merge_attention). q [B, H, 1, D] -> [B, H, 1, D] in q's dtype.
 /// lse, if given, receives the [B, H] fp32 log-sum-exp over history and new token together.
+/// append, if given (CUDA only; k and v unquantized): k_new / v_new are also stored into k / v
+/// at slots append->t0_dev (through args.block_table when paged), in the same launch, after
+/// the history was read: an unquantized cache's append without launches of its own.
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
-                                     const at::Tensor& v_new, at::Tensor* lse = nullptr);
+                                     const at::Tensor& v_new, at::Tensor* lse = nullptr,
+                                     const SlotMap* append = nullptr);
 
 /// GPT-2 block stages, one fused kernel each on CUDA (fp16/fp32; ATen elsewhere).
 /// x, y [..., n] contiguous, same shape and dtype; bias, ln_w, ln_b [n].
@@ -108,13 +112,28 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
 /// y = gelu_tanh(y + bias) in place (GPT-2's gelu_new); y [..., n] contiguous, bias [n].
 void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
+/// GPT-2's embedding and first LayerNorm: wte [V, n], wpe [P, n], ids [B, T] int64 and pos0 [1]
+/// int64 (the first position) on wte's device. Returns {x = wte[ids] + wpe[pos0 + t] [B, T, n],
+/// LayerNorm(x) * ln_w + ln_b}. Indices are not validated (nothing is read back to the host).
+std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                  const at::Tensor& ids, const at::Tensor& pos0,
+                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                                  double eps);
+/// Index of the largest element of each row of x [rows, n] (NaN largest, ties to the lowest
+/// index, as at::argmax): int64 [rows] on x's device.
+at::Tensor argmax_rows(const at::Tensor& x);
 
 /// The CPU specifications (tensors on CPU, any head_dim the layout allows).
 namespace ref {
-/// The unfused ATen sequences the two block stages above stand for (any device).
+/// The unfused ATen sequences the fused stages above stand for (any device).
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
 void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
+std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                  const at::Tensor& ids, const at::Tensor& pos0,
+                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                                  double eps);
+at::Tensor argmax_rows(const at::Tensor& x);
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,

@@ -4,6 +4,8 @@
 #include <limits>
 #include <tuple>
 
+#include "eli/error.h"
+
 namespace eli::cache {
 
 at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const at::Tensor& v_hist,
@@ -54,7 +56,8 @@ namespace eli::cache {
 
 at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
                           const at::Tensor& lens, const at::Tensor& k_new,
-                          const at::Tensor& v_new) {
+                          const at::Tensor& v_new, const ops::SlotMap* append) {
+  ELI_CHECK(append == nullptr || !regions.empty(), "attend_regions: append needs a region");
   at::Tensor o, lse;
   for (size_t i = 0; i < regions.size(); ++i) {
     const DecodeRegion& r = regions[i];
@@ -65,7 +68,7 @@ at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& 
     a.max_len = r.len;
     at::Tensor oi, li;
     if (i + 1 == regions.size()) {
-      oi = ops::decode_attention_with_new(q, r.k, r.v, a, k_new, v_new, &li);
+      oi = ops::decode_attention_with_new(q, r.k, r.v, a, k_new, v_new, &li, append);
     } else {
       oi = at::empty_like(q, at::MemoryFormat::Contiguous);
       ops::decode_attention_out(q, r.k, r.v, a, oi, &li);

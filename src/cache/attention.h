@@ -47,8 +47,11 @@ constexpr float kMaskedLogit = -1e30f;
 /// plus k_new, v_new [B, H, 1, D] at full precision, merged exactly (ops::merge_attention).
 /// lens: int32 [>= max len + 1, B] on q's device with row n all n (seq_lens without a
 /// host->device copy). fp stores must have q's dtype. Returns [B, H, 1, D] in q's dtype.
+/// append (CUDA, unquantized last region): k_new / v_new are also stored into the last region's
+/// storage there (ops::decode_attention_with_new).
 at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
-                          const at::Tensor& lens, const at::Tensor& k_new, const at::Tensor& v_new);
+                          const at::Tensor& lens, const at::Tensor& k_new, const at::Tensor& v_new,
+                          const ops::SlotMap* append = nullptr);
 
 /// Test hooks: whether decode steps may take the fused path (default true), and how many
 /// layer-steps did.

@@ -126,7 +126,8 @@ at::Tensor decode_attention(const at::Tensor& q, const KvStore& k, const KvStore
 
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
-                                     const at::Tensor& v_new, at::Tensor* lse_out) {
+                                     const at::Tensor& v_new, at::Tensor* lse_out,
+                                     const SlotMap* append) {
   ELI_CHECK(q.defined() && q.dim() == 4 && q.size(2) == 1,
             "decode_attention_with_new: q must be [B, H, 1, D]");
   ELI_CHECK(k_new.defined() && v_new.defined() && k_new.sizes() == q.sizes() &&
@@ -138,13 +139,15 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
     at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
     at::Tensor lse;
     cuda_impl::decode_attention_out(q, k, v, args, out, lse_out != nullptr ? &lse : nullptr,
-                                    &k_new, &v_new);
+                                    &k_new, &v_new, append);
     if (lse_out != nullptr) *lse_out = lse;
     return out;
 #else
     no_cuda("decode_attention_with_new");
 #endif
   }
+  ELI_CHECK(append == nullptr,
+            "decode_attention_with_new: the append in the same launch is CUDA-only");
   at::Tensor hist = at::empty_like(q, at::MemoryFormat::Contiguous), lse;
   decode_attention_out(q, k, v, args, hist, &lse);
   const double scale =
@@ -211,6 +214,44 @@ void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
 #endif
   }
   ref::bias_gelu_(y, bias);
+}
+
+std::pair<at::Tensor, at::Tensor> ref::embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                       const at::Tensor& ids,
+                                                       const at::Tensor& pos0,
+                                                       const at::Tensor& ln_w,
+                                                       const at::Tensor& ln_b, double eps) {
+  const at::Tensor pos = pos0.reshape({1}) + at::arange(ids.size(1), pos0.options());
+  at::Tensor x = at::embedding(wte, ids) + at::embedding(wpe, pos).unsqueeze(0);
+  at::Tensor a = at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
+  return {x, a};
+}
+
+at::Tensor ref::argmax_rows(const at::Tensor& x) { return x.argmax(-1); }
+
+std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                  const at::Tensor& ids, const at::Tensor& pos0,
+                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                                  double eps) {
+  if (wte.defined() && wte.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::embed_layernorm(wte, wpe, ids, pos0, ln_w, ln_b, eps);
+#else
+    no_cuda("embed_layernorm");
+#endif
+  }
+  return ref::embed_layernorm(wte, wpe, ids, pos0, ln_w, ln_b, eps);
+}
+
+at::Tensor argmax_rows(const at::Tensor& x) {
+  if (x.defined() && x.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::argmax_rows(x);
+#else
+    no_cuda("argmax_rows");
+#endif
+  }
+  return ref::argmax_rows(x);
 }
 
 }  // namespace eli::ops

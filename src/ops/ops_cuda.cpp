@@ -160,7 +160,8 @@ void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out
 
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
                           const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse,
-                          const at::Tensor* k_new, const at::Tensor* v_new) {
+                          const at::Tensor* k_new, const at::Tensor* v_new,
+                          const SlotMap* append) {
   const char* op = "decode_attention";
   detail::StoreInfo ki, vi;
   const int64_t max_len = detail::check_attention(q, k, v, args, out, &ki, &vi);
@@ -224,6 +225,21 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
     p.v_new = vn.data_ptr();
     p.new_f32 = nt == at::kFloat && q.scalar_type() != at::kFloat;
   }
+  if (append != nullptr) {
+    ELI_CHECK(k_new != nullptr && k.bits == 16 && v.bits == 16,
+              "{}: storing the new token needs it and unquantized K and V storage", op);
+    const at::Tensor& t0 = append->t0_dev;
+    ELI_CHECK(t0.defined() && t0.device() == q.device() && t0.scalar_type() == at::kInt &&
+                  t0.dim() == 1 && t0.size(0) == B && t0.is_contiguous(),
+              "{}: append.t0_dev must be contiguous int32 [{}] on {}", op, B, q.device().str());
+    ELI_CHECK(append->block_table.defined() == args.block_table.defined() &&
+                  (!args.block_table.defined() ||
+                   append->block_table.data_ptr() == args.block_table.data_ptr()),
+              "{}: the append goes through the block table the history is read with", op);
+    p.store_k = k.data.data_ptr();
+    p.store_v = v.data.data_ptr();
+    p.store_t0 = t0.data_ptr<int32_t>();
+  }
   p.sm_scale = static_cast<float>(args.sm_scale > 0 ? args.sm_scale
                                                     : 1.0 / std::sqrt(static_cast<double>(D)));
   const size_t ws_bytes = ec::decode_attention_workspace_bytes(p);
@@ -279,6 +295,58 @@ void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
                                     y.numel() / n, static_cast<int>(n),
                                     at::cuda::getCurrentCUDAStream().stream()),
                op);
+}
+
+std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                  const at::Tensor& ids, const at::Tensor& pos0,
+                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                                  double eps) {
+  const char* op = "embed_layernorm";
+  ELI_CHECK(wte.defined() && wte.dim() == 2 && wte.is_contiguous(), "{}: wte must be [V, n]", op);
+  const int64_t n = wte.size(1);
+  check_rows_like(wpe, wte, "wpe", op);
+  ELI_CHECK(wpe.dim() == 2 && wpe.size(1) == n, "{}: wpe must be [P, {}]", op, n);
+  for (const auto* t : {&ln_w, &ln_b}) {
+    check_rows_like(*t, wte, "ln_w / ln_b", op);
+    ELI_CHECK(t->numel() == n, "{}: ln_w / ln_b must have {} elements", op, n);
+  }
+  ELI_CHECK(ids.defined() && ids.dim() == 2 && ids.scalar_type() == at::kLong &&
+                ids.device() == wte.device() && ids.size(0) >= 1 && ids.size(1) >= 1,
+            "{}: ids must be int64 [B, T] on {}", op, wte.device().str());
+  ELI_CHECK(pos0.defined() && pos0.numel() == 1 && pos0.scalar_type() == at::kLong &&
+                pos0.device() == wte.device(),
+            "{}: pos0 must be one int64 on {}", op, wte.device().str());
+  const int64_t rows = ids.numel();
+  check_int(rows, "tokens", op);
+  const c10::cuda::CUDAGuard guard(wte.device());
+  const at::Tensor idc = ids.contiguous();
+  at::Tensor x = at::empty({ids.size(0), ids.size(1), n}, wte.options());
+  at::Tensor a = at::empty_like(x);
+  check_launch(ec::launch_embed_layernorm(
+                   dtype_of(wte.scalar_type(), op), wte.data_ptr(), wpe.data_ptr(),
+                   idc.data_ptr<int64_t>(), pos0.data_ptr<int64_t>(), static_cast<int>(rows),
+                   static_cast<int>(ids.size(1)), ln_w.data_ptr(), ln_b.data_ptr(), x.data_ptr(),
+                   a.data_ptr(), static_cast<int>(n), static_cast<float>(eps),
+                   at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  return {x, a};
+}
+
+at::Tensor argmax_rows(const at::Tensor& x) {
+  const char* op = "argmax_rows";
+  ELI_CHECK(x.defined() && x.dim() == 2 && x.size(0) >= 1 && x.size(1) >= 1,
+            "{}: x must be a non-empty [rows, n] tensor", op);
+  check_int(x.size(0), "rows", op);
+  check_int(x.size(1), "width", op);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor xc = x.contiguous();
+  at::Tensor out = at::empty({x.size(0)}, x.options().dtype(at::kLong));
+  check_launch(ec::launch_argmax_rows(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
+                                      static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
+                                      out.data_ptr<int64_t>(),
+                                      at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  return out;
 }
 
 }  // namespace eli::ops::cuda_impl

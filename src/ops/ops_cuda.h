@@ -9,13 +9,20 @@ namespace eli::ops::cuda_impl {
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 /// k_new / v_new: optional [B, H, 1, D] in q's dtype, attended as one more key at full
-/// precision inside the kernel's reduction (decode_attention_with_new).
+/// precision inside the kernel's reduction; append (with them, fp K/V only): also stored at
+/// append->t0_dev (decode_attention_with_new).
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
                           const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse,
-                          const at::Tensor* k_new = nullptr, const at::Tensor* v_new = nullptr);
+                          const at::Tensor* k_new = nullptr, const at::Tensor* v_new = nullptr,
+                          const SlotMap* append = nullptr);
 
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
 void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
+std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
+                                                  const at::Tensor& ids, const at::Tensor& pos0,
+                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
+                                                  double eps);
+at::Tensor argmax_rows(const at::Tensor& x);
 
 }  // namespace eli::ops::cuda_impl

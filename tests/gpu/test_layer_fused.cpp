@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "eli/error.h"
 #include "eli/ops.h"
 
@@ -53,6 +55,42 @@ TEST_P(LayerFused, MatchesTheAtenSequence) {
 INSTANTIATE_TEST_SUITE_P(Widths, LayerFused,
                          ::testing::Combine(::testing::Values<int64_t>(1, 97, 768, 1600, 5000),
                                             ::testing::Values(at::kFloat, at::kHalf)));
+
+TEST(LayerFused, EmbeddingAndFirstLayerNormMatchAten) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (auto dtype : {at::kFloat, at::kHalf}) {
+    const double tol = dtype == at::kHalf ? 1e-2 : 1e-5;
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    at::manual_seed(3);
+    const at::Tensor wte = at::randn({1000, 97}, dev), wpe = at::randn({300, 97}, dev);
+    const at::Tensor w = at::randn({97}, dev), b = at::randn({97}, dev);
+    const at::Tensor ids = at::randint(0, 1000, {3, 17}, dev.dtype(at::kLong));
+    const at::Tensor pos0 = at::full({1}, 41, dev.dtype(at::kLong));
+    const auto got = ops::embed_layernorm(wte, wpe, ids, pos0, w, b, 1e-5);
+    auto cpu64 = [](const at::Tensor& t) { return t.to(at::kCPU, at::kDouble); };
+    const auto want = ops::ref::embed_layernorm(cpu64(wte), cpu64(wpe), ids.cpu(), pos0.cpu(),
+                                                cpu64(w), cpu64(b), 1e-5);
+    auto [ex, ix] = worst(got.first, want.first);
+    EXPECT_LE(ex, tol) << "embedding, worst element " << ix;
+    auto [ea, ia] = worst(got.second, want.second);
+    EXPECT_LE(ea, tol) << "layernorm, worst element " << ia;
+  }
+}
+
+TEST(LayerFused, ArgmaxMatchesAtenWithTiesAndNan) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
+  at::manual_seed(5);
+  for (int64_t n : {1, 31, 1000, 50257}) {
+    at::Tensor x = at::randn({4, n}, dev);
+    x[1].fill_(0.5);                                // all tied: index 0
+    if (n > 7) x[2][n - 3] = x[2][5] = 100.0;       // two maxima: the lower index
+    if (n > 9) x[3][9] = std::nan("");              // NaN counts as largest
+    const at::Tensor got = ops::argmax_rows(x).cpu();
+    const at::Tensor want = x.to(at::kCPU, at::kFloat).argmax(-1);
+    EXPECT_TRUE(at::equal(got, want)) << "n " << n << ": " << got << " vs " << want;
+  }
+}
 
 TEST(LayerFusedErrors, BadShapesAreErrors) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";

@@ -99,6 +99,13 @@ struct DecodeAttentionParams {
   const int32_t* store_t0 = nullptr;
 };
 
+/// y [m, n] = x [m, k] w^T (+ bias [n]) (then gelu_tanh), w [n, k] row-major, m <= kGemvMaxRows
+/// (cuda/gemv.cu): a decode step's projections, W read once. k a multiple of 16 bytes of dtype;
+/// x, w 16-byte aligned. fp32 sums, the bias added in fp32, GELU on the product rounded to dtype.
+constexpr int kGemvMaxRows = 8;
+cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y,
+                        int m, int n, int k, bool gelu, cudaStream_t stream);
+
 /// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
 /// arithmetic. x [rows, n] += y + bias (y: a GEMM's output without its bias; the sum rounded to
 /// dtype first, as the GEMM's own bias epilogue would), then out [rows, n] =
@@ -116,9 +123,6 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
 /// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
 cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
                                cudaStream_t stream);
-/// y [rows, n] = gelu_tanh(y + bias) in place (the sum rounded to dtype first).
-cudaError_t launch_bias_gelu(DType dtype, void* y, const void* bias, int64_t rows, int n,
-                             cudaStream_t stream);
 
 /// Bytes of scratch that launch_decode_attention needs for these parameters.
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p);

@@ -1,9 +1,26 @@
-// Fused elementwise stages of a GPT-2 block on the GPU: bias + residual + LayerNorm after the
-// attention and MLP projections, bias + GELU after the first MLP GEMM. At decode sizes every
-// stage is a launch of a few microseconds; fusing them takes ~5 launches off each layer.
+// Fused row stages of GPT-2 on the GPU: bias + residual + LayerNorm after the attention and MLP
+// projections, embedding + the first LayerNorm, and the greedy argmax. At decode sizes every
+// stage is a launch of a few microseconds, mostly latency; fusing takes launches off each layer.
 #include <cuda_fp16.h>
 
 #include "common.cuh"
+
+// Elements per thread of a LayerNorm row (kLnThreads threads): the smallest of 4, 8, 16, 48
+// that covers n (n <= 12288).
+#define ELI_DISPATCH_LN_WIDTH(n, kPer, ...)                       \
+  if ((n) <= 4 * ::eli::cuda::detail::kLnThreads) {               \
+    constexpr int kPer = 4;                                       \
+    __VA_ARGS__;                                                  \
+  } else if ((n) <= 8 * ::eli::cuda::detail::kLnThreads) {        \
+    constexpr int kPer = 8;                                       \
+    __VA_ARGS__;                                                  \
+  } else if ((n) <= 16 * ::eli::cuda::detail::kLnThreads) {       \
+    constexpr int kPer = 16;                                      \
+    __VA_ARGS__;                                                  \
+  } else {                                                        \
+    constexpr int kPer = 48;                                      \
+    __VA_ARGS__;                                                  \
+  }
 
 namespace eli::cuda {
 
@@ -24,70 +41,96 @@ __device__ __forceinline__ float block_sum(float v, float* s_red) {
   return total;
 }
 
-/// LayerNorm of the row in s_x (n floats, `sum` this thread's share of their sum) into out.
-template <typename T>
-__device__ __forceinline__ void layernorm_tail(const float* s_x, float sum, int n,
-                                               const T* __restrict__ ln_w,
-                                               const T* __restrict__ ln_b, T* __restrict__ out,
-                                               float eps, float* s_red) {
+/// Element j of this thread's share of a row: index threadIdx.x + j * kLnThreads.
+__device__ __forceinline__ int ln_index(int j) { return int(threadIdx.x) + j * kLnThreads; }
+
+/// LayerNorm of a row held in registers (v[j] = element ln_index(j), 0 past n; w, b likewise)
+/// into out: every operand was loaded before the first reduction, so a row costs one memory
+/// round trip instead of three.
+template <typename T, int kPer>
+__device__ __forceinline__ void layernorm_regs(const float (&v)[kPer], const float (&w)[kPer],
+                                               const float (&b)[kPer], int n, float eps,
+                                               T* __restrict__ out, float* s_red) {
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) sum += v[j];
   const float mean = block_sum(sum, s_red) / float(n);
   float sq = 0.f;
-  for (int i = threadIdx.x; i < n; i += kLnThreads) {
-    const float d = s_x[i] - mean;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const float d = ln_index(j) < n ? v[j] - mean : 0.f;
     sq = fmaf(d, d, sq);
   }
   const float rstd = rsqrtf(block_sum(sq, s_red) / float(n) + eps);
-  for (int i = threadIdx.x; i < n; i += kLnThreads) {
-    out[i] = from_float<T>(fmaf((s_x[i] - mean) * rstd, to_float(ln_w[i]), to_float(ln_b[i])));
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    if (ln_index(j) < n) out[ln_index(j)] = from_float<T>(fmaf((v[j] - mean) * rstd, w[j], b[j]));
   }
 }
 
 /// One block per row: x += half(y + bias) (rounded like the unfused GEMM-with-bias output),
 /// then out = (x - mean) / sqrt(var + eps) * w + b, statistics in fp32 over the stored x.
-template <typename T>
+/// n <= kLnThreads * kPer.
+template <typename T, int kPer>
 __global__ void __launch_bounds__(kLnThreads)
     bias_residual_layernorm_kernel(T* __restrict__ x, const T* __restrict__ y,
                                    const T* __restrict__ bias, const T* __restrict__ ln_w,
                                    const T* __restrict__ ln_b, T* __restrict__ out, int n,
                                    float eps) {
-  extern __shared__ float s_x[];  // the updated row, n floats
   __shared__ float s_red[kLnThreads / 32];
   const int64_t row = blockIdx.x;
   T* xr = x + row * n;
   const T* yr = y + row * n;
-  float sum = 0.f;
-  for (int i = threadIdx.x; i < n; i += kLnThreads) {
-    const float t = to_float(from_float<T>(to_float(yr[i]) + to_float(bias[i])));
-    const T v = from_float<T>(to_float(xr[i]) + t);
-    xr[i] = v;
-    s_x[i] = to_float(v);
-    sum += s_x[i];
+  float xv[kPer], yv[kPer], bv[kPer], w[kPer], b[kPer], v[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = ln_index(j);
+    const bool in = i < n;
+    xv[j] = in ? to_float(xr[i]) : 0.f;
+    yv[j] = in ? to_float(yr[i]) : 0.f;
+    bv[j] = in ? to_float(bias[i]) : 0.f;
+    w[j] = in ? to_float(ln_w[i]) : 0.f;
+    b[j] = in ? to_float(ln_b[i]) : 0.f;
   }
-  layernorm_tail(s_x, sum, n, ln_w, ln_b, out + row * n, eps, s_red);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const T t = from_float<T>(xv[j] + to_float(from_float<T>(yv[j] + bv[j])));
+    v[j] = to_float(t);
+    if (ln_index(j) < n) xr[ln_index(j)] = t;
+  }
+  layernorm_regs<T, kPer>(v, w, b, n, eps, out + row * n, s_red);
 }
 
 /// One block per row (b, t) of [B, T]: x = wte[ids] + wpe[pos0 + t] (one rounding, as the
-/// unfused add), out = LayerNorm(x).
-template <typename T>
+/// unfused add), out = LayerNorm(x). n <= kLnThreads * kPer.
+template <typename T, int kPer>
 __global__ void __launch_bounds__(kLnThreads)
     embed_layernorm_kernel(const T* __restrict__ wte, const T* __restrict__ wpe,
                            const int64_t* __restrict__ ids, const int64_t* __restrict__ pos0,
                            int t_len, const T* __restrict__ ln_w, const T* __restrict__ ln_b,
                            T* __restrict__ x, T* __restrict__ out, int n, float eps) {
-  extern __shared__ float s_x[];
   __shared__ float s_red[kLnThreads / 32];
   const int64_t row = blockIdx.x;
   const T* te = wte + ids[row] * n;
   const T* pe = wpe + (*pos0 + row % t_len) * n;
   T* xr = x + row * n;
-  float sum = 0.f;
-  for (int i = threadIdx.x; i < n; i += kLnThreads) {
-    const T v = from_float<T>(to_float(te[i]) + to_float(pe[i]));
-    xr[i] = v;
-    s_x[i] = to_float(v);
-    sum += s_x[i];
+  float tv[kPer], pv[kPer], w[kPer], b[kPer], v[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = ln_index(j);
+    const bool in = i < n;
+    tv[j] = in ? to_float(te[i]) : 0.f;
+    pv[j] = in ? to_float(pe[i]) : 0.f;
+    w[j] = in ? to_float(ln_w[i]) : 0.f;
+    b[j] = in ? to_float(ln_b[i]) : 0.f;
   }
-  layernorm_tail(s_x, sum, n, ln_w, ln_b, out + row * n, eps, s_red);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const T t = from_float<T>(tv[j] + pv[j]);
+    v[j] = ln_index(j) < n ? to_float(t) : 0.f;
+    if (ln_index(j) < n) xr[ln_index(j)] = t;
+  }
+  layernorm_regs<T, kPer>(v, w, b, n, eps, out + row * n, s_red);
 }
 
 /// One block of 1024 threads per row: index of the largest element (NaN counts as largest, ties
@@ -105,9 +148,20 @@ __global__ void __launch_bounds__(1024)
     if (vn != bn) return vn;
     return (vn || v == bv) ? i < bi : v > bv;
   };
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const float v = to_float(xr[i]);
-    if (better(v, i, best, best_i)) best = v, best_i = i;
+  // kUnroll loads in flight per thread before any comparison: a row is latency-bound otherwise.
+  constexpr int kUnroll = 16;
+  for (int i0 = threadIdx.x; i0 < n; i0 += kUnroll * 1024) {
+    float v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = i0 + u * 1024;
+      v[u] = i < n ? to_float(xr[i]) : -INFINITY;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = i0 + u * 1024;
+      if (i < n && better(v[u], i, best, best_i)) best = v[u], best_i = i;
+    }
   }
 #pragma unroll
   for (int off = 16; off >= 1; off /= 2) {
@@ -124,18 +178,6 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
-/// y = gelu_tanh(half(y + bias)) elementwise (GPT-2's "gelu_new"), fp32 arithmetic.
-template <typename T>
-__global__ void bias_gelu_kernel(T* __restrict__ y, const T* __restrict__ bias, int64_t total,
-                                 int n) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  const float v = to_float(from_float<T>(to_float(y[i]) + to_float(bias[i % n])));
-  constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
-  const float inner = kAlpha * fmaf(0.044715f * v, v * v, v);
-  y[i] = from_float<T>(0.5f * v * (1.f + tanhf(inner)));
-}
-
 }  // namespace detail
 
 cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe,
@@ -147,13 +189,12 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
   if (n <= 0 || n > 12288) return invalid_argument("embedding width (valid: 1 .. 12288)", n);
   if (!wte || !wpe || !ids || !pos0 || !ln_w || !ln_b || !x || !out)
     return invalid_argument("embedding pointer (null)", 0);
-  const size_t smem = size_t(n) * sizeof(float);
-  ELI_DISPATCH_DTYPE(dtype, T, {
-    detail::embed_layernorm_kernel<T><<<rows, detail::kLnThreads, smem, stream>>>(
+  ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
+    detail::embed_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
         static_cast<const T*>(wte), static_cast<const T*>(wpe), ids, pos0, t_len,
         static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(x),
         static_cast<T*>(out), n, eps);
-  });
+  }));
   return cudaGetLastError();
 }
 
@@ -174,26 +215,11 @@ cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, 
   if (n <= 0 || n > 12288) return invalid_argument("layernorm width (valid: 1 .. 12288)", n);
   if (!x || !y || !bias || !ln_w || !ln_b || !out)
     return invalid_argument("layernorm pointer (null)", 0);
-  const size_t smem = size_t(n) * sizeof(float);
-  ELI_DISPATCH_DTYPE(dtype, T, {
-    detail::bias_residual_layernorm_kernel<T><<<rows, detail::kLnThreads, smem, stream>>>(
+  ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
+    detail::bias_residual_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
         static_cast<T*>(x), static_cast<const T*>(y), static_cast<const T*>(bias),
         static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(out), n, eps);
-  });
-  return cudaGetLastError();
-}
-
-cudaError_t launch_bias_gelu(DType dtype, void* y, const void* bias, int64_t rows, int n,
-                             cudaStream_t stream) {
-  if (rows <= 0 || n <= 0) return invalid_argument("bias_gelu rows x width", rows * n);
-  if (!y || !bias) return invalid_argument("bias_gelu pointer (null)", 0);
-  const int64_t total = rows * n;
-  constexpr int kThreads = 256;
-  ELI_DISPATCH_DTYPE(dtype, T, {
-    detail::bias_gelu_kernel<T><<<unsigned((total + kThreads - 1) / kThreads), kThreads, 0,
-                                  stream>>>(static_cast<T*>(y), static_cast<const T*>(bias), total,
-                                            n);
-  });
+  }));
   return cudaGetLastError();
 }
 

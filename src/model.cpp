@@ -75,13 +75,15 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
   const int64_t batch = x.size(0), t = x.size(1);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
   const double eps = cfg_.layer_norm_epsilon;
-  // CUDA: each projection's bias, the residual add and the next LayerNorm in one kernel, the
-  // MLP's bias and GELU in another (ops::bias_residual_layernorm / bias_gelu_); a decode step
-  // is launch-bound, so ~5 launches fewer per layer. The CPU keeps the plain ATen sequence.
+  // CUDA: each projection's bias, the residual add and the next LayerNorm in one kernel
+  // (ops::bias_residual_layernorm), the MLP's bias and GELU inside its product (ops::linear); a
+  // decode step is launch-bound, so ~5 launches fewer per layer. The CPU keeps plain ATen.
   const bool fused = this->fused();
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
-    auto qkv = at::linear(a, blk.c_attn_w, blk.c_attn_b).split(e, -1);
+    auto qkv = (fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
+                      : at::linear(a, blk.c_attn_w, blk.c_attn_b))
+                   .split(e, -1);
     auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
     at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
     at::Tensor att;
@@ -96,12 +98,12 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
     const at::Tensor& next_w = last ? ln_f_w_ : blocks_[l + 1].ln_1_w;
     const at::Tensor& next_b = last ? ln_f_b_ : blocks_[l + 1].ln_1_b;
     if (fused) {
-      at::Tensor m = ops::bias_residual_layernorm(x, at::linear(att, blk.c_proj_w), blk.c_proj_b,
-                                                  blk.ln_2_w, blk.ln_2_b, eps);
-      at::Tensor f = at::linear(m, blk.fc_w);
-      ops::bias_gelu_(f, blk.fc_b);
-      a = ops::bias_residual_layernorm(x, at::linear(f, blk.mlp_proj_w), blk.mlp_proj_b, next_w,
-                                       next_b, eps);
+      // ops::linear: a decode step's skinny products as one weight-streaming kernel each.
+      at::Tensor m = ops::bias_residual_layernorm(x, ops::linear(att, blk.c_proj_w, {}),
+                                                  blk.c_proj_b, blk.ln_2_w, blk.ln_2_b, eps);
+      const at::Tensor f = ops::linear(m, blk.fc_w, blk.fc_b, /*gelu=*/true);
+      a = ops::bias_residual_layernorm(x, ops::linear(f, blk.mlp_proj_w, {}), blk.mlp_proj_b,
+                                       next_w, next_b, eps);
     } else {
       x = x + at::linear(att, blk.c_proj_w, blk.c_proj_b);
       at::Tensor m = layer_norm(x, blk.ln_2_w, blk.ln_2_b, eps);
@@ -132,13 +134,15 @@ at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVC
                                  cfg_.layer_norm_epsilon);
   }
   const at::Tensor x = blocks(std::move(embedded), cache);
-  return at::linear(x.select(1, 0), lm_head_);
+  return ops::linear(x.select(1, 0), lm_head_, {});
 }
 
 at::Tensor GPT2::forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const {
   c10::InferenceMode guard;
   at::Tensor x = hidden(ids, past, cache);
-  return at::linear(x.select(1, x.size(1) - 1), lm_head_);
+  // ops::linear is at::linear off CUDA; on CUDA the kernel decode_logits uses (bit-equal steps).
+  return fused() ? ops::linear(x.select(1, x.size(1) - 1), lm_head_, {})
+                 : at::linear(x.select(1, x.size(1) - 1), lm_head_);
 }
 
 int64_t GPT2::num_parameters() const {

@@ -105,13 +105,17 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
                                      const at::Tensor& v_new, at::Tensor* lse = nullptr,
                                      const SlotMap* append = nullptr);
 
+/// y = x w^T (+ bias) (then gelu_tanh): x [..., K], w [N, K], bias [N] or undefined ->
+/// [..., N] in x's dtype. On CUDA with at most 8 rows (a decode step) one kernel that reads w
+/// once (cuda/gemv.cu); otherwise at::linear (+ at::gelu).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                  bool gelu = false);
+
 /// GPT-2 block stages, one fused kernel each on CUDA (fp16/fp32; ATen elsewhere).
 /// x, y [..., n] contiguous, same shape and dtype; bias, ln_w, ln_b [n].
 /// x += y + bias (in place: the residual stream), then returns LayerNorm(x) * ln_w + ln_b.
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
-/// y = gelu_tanh(y + bias) in place (GPT-2's gelu_new); y [..., n] contiguous, bias [n].
-void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
 /// GPT-2's embedding and first LayerNorm: wte [V, n], wpe [P, n], ids [B, T] int64 and pos0 [1]
 /// int64 (the first position) on wte's device. Returns {x = wte[ids] + wpe[pos0 + t] [B, T, n],
 /// LayerNorm(x) * ln_w + ln_b}. Indices are not validated (nothing is read back to the host).
@@ -126,9 +130,9 @@ at::Tensor argmax_rows(const at::Tensor& x);
 /// The CPU specifications (tensors on CPU, any head_dim the layout allows).
 namespace ref {
 /// The unfused ATen sequences the fused stages above stand for (any device).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu);
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
-void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
 std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                   const at::Tensor& ids, const at::Tensor& pos0,
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,

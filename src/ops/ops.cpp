@@ -189,10 +189,6 @@ at::Tensor ref::bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, cons
   return at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
 }
 
-void ref::bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
-  y.copy_(at::gelu(y + bias, "tanh"));
-}
-
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps) {
   if (x.defined() && x.is_cuda()) {
@@ -203,17 +199,6 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
 #endif
   }
   return ref::bias_residual_layernorm(x, y, bias, ln_w, ln_b, eps);
-}
-
-void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
-  if (y.defined() && y.is_cuda()) {
-#ifdef ELI_WITH_CUDA
-    return cuda_impl::bias_gelu_(y, bias);
-#else
-    no_cuda("bias_gelu_");
-#endif
-  }
-  ref::bias_gelu_(y, bias);
 }
 
 std::pair<at::Tensor, at::Tensor> ref::embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
@@ -252,6 +237,23 @@ at::Tensor argmax_rows(const at::Tensor& x) {
 #endif
   }
   return ref::argmax_rows(x);
+}
+
+at::Tensor ref::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                       bool gelu) {
+  at::Tensor y = at::linear(x, w, bias);
+  return gelu ? at::gelu(y, "tanh") : y;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
+  if (x.defined() && x.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    if (cuda_impl::gemv_applies(x, w)) return cuda_impl::gemv(x, w, bias, gelu);
+#else
+    no_cuda("linear");
+#endif
+  }
+  return ref::linear(x, w, bias, gelu);
 }
 
 }  // namespace eli::ops

@@ -283,20 +283,6 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
   return out;
 }
 
-void bias_gelu_(at::Tensor& y, const at::Tensor& bias) {
-  const char* op = "bias_gelu_";
-  ELI_CHECK(y.defined() && y.dim() >= 1 && y.is_contiguous(), "{}: y must be contiguous", op);
-  check_rows_like(bias, y, "bias", op);
-  const int64_t n = y.size(-1);
-  ELI_CHECK(bias.numel() == n, "{}: bias must have {} elements", op, n);
-  check_int(n, "width", op);
-  const c10::cuda::CUDAGuard guard(y.device());
-  check_launch(ec::launch_bias_gelu(dtype_of(y.scalar_type(), op), y.data_ptr(), bias.data_ptr(),
-                                    y.numel() / n, static_cast<int>(n),
-                                    at::cuda::getCurrentCUDAStream().stream()),
-               op);
-}
-
 std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                   const at::Tensor& ids, const at::Tensor& pos0,
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,
@@ -347,6 +333,41 @@ at::Tensor argmax_rows(const at::Tensor& x) {
                                       at::cuda::getCurrentCUDAStream().stream()),
                op);
   return out;
+}
+
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
+  if (!x.defined() || !w.defined() || x.dim() < 1 || w.dim() != 2 || x.numel() == 0) return false;
+  const at::ScalarType t = x.scalar_type();
+  if ((t != at::kHalf && t != at::kFloat) || w.scalar_type() != t || !w.is_contiguous() ||
+      w.device() != x.device() || x.size(-1) != w.size(1)) {
+    return false;
+  }
+  const int64_t k = w.size(1), rows = x.numel() / k;
+  const int64_t per16 = 16 / static_cast<int64_t>(at::elementSize(t));
+  return rows <= ec::kGemvMaxRows && k % per16 == 0 && w.size(0) <= INT_MAX && k <= INT_MAX &&
+         reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0;
+}
+
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
+  const char* op = "linear (gemv)";
+  ELI_CHECK(gemv_applies(x, w), "{}: shapes or dtypes outside the kernel", op);
+  const int64_t k = w.size(1), n = w.size(0), rows = x.numel() / k;
+  if (bias.defined()) {
+    check_rows_like(bias, x, "bias", op);
+    ELI_CHECK(bias.numel() == n, "{}: bias must have {} elements", op, n);
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor xc = x.contiguous();
+  if (reinterpret_cast<uintptr_t>(xc.data_ptr()) % 16 != 0) xc = xc.clone();
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n;
+  at::Tensor y = at::empty(shape, x.options());
+  check_launch(ec::launch_gemv(dtype_of(x.scalar_type(), op), xc.data_ptr(), w.data_ptr(),
+                               bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
+                               static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
+                               gelu, at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  return y;
 }
 
 }  // namespace eli::ops::cuda_impl

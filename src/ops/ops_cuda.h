@@ -18,11 +18,14 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
 
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
-void bias_gelu_(at::Tensor& y, const at::Tensor& bias);
 std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                   const at::Tensor& ids, const at::Tensor& pos0,
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,
                                                   double eps);
 at::Tensor argmax_rows(const at::Tensor& x);
+/// Whether launch_gemv takes x [..., K] w [N, K]: fp16/fp32, at most kGemvMaxRows rows, K a
+/// multiple of 16 bytes, w contiguous and aligned.
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu);
 
 }  // namespace eli::ops::cuda_impl

@@ -1,4 +1,5 @@
-// The fused GPT-2 block stages on CUDA (ops::bias_residual_layernorm, ops::bias_gelu_) against
+// The fused GPT-2 stages on CUDA (ops::bias_residual_layernorm, embed_layernorm, argmax_rows,
+// linear's skinny-product kernel) against
 // their ATen specification (ops::ref) in fp64 on the CPU, on random inputs of awkward widths
 // (label gpu; skipped without a GPU).
 
@@ -43,12 +44,6 @@ TEST_P(LayerFused, MatchesTheAtenSequence) {
     auto [eo, io] = worst(got, want);
     EXPECT_LE(eo, tol) << "layernorm, n " << n << " rows " << rows << " worst element " << io;
 
-    at::Tensor g = at::randn({rows, 1, n}, dev);
-    at::Tensor g64 = g.to(at::kCPU, at::kDouble);
-    ops::ref::bias_gelu_(g64, bias.to(at::kCPU, at::kDouble));
-    ops::bias_gelu_(g, bias);
-    auto [eg, ig] = worst(g, g64);
-    EXPECT_LE(eg, tol) << "bias_gelu, n " << n << " rows " << rows << " worst element " << ig;
   }
 }
 
@@ -92,6 +87,37 @@ TEST(LayerFused, ArgmaxMatchesAtenWithTiesAndNan) {
   }
 }
 
+// Decode-step products (<= 8 rows: the kernel) and a prefill-sized one (ATen), every epilogue.
+TEST(LayerFused, LinearMatchesAten) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (auto dtype : {at::kFloat, at::kHalf}) {
+    const double tol = dtype == at::kHalf ? 1e-2 : 1e-5;
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    at::manual_seed(9);
+    for (int64_t k : {8, 104, 768, 3072}) {
+      for (int64_t n : {1, 97, 2304}) {
+        const at::Tensor w = at::randn({n, k}, dev) / std::sqrt(double(k)), b = at::randn({n}, dev);
+        for (int64_t rows : {1, 3, 8, 9}) {
+          const at::Tensor x = at::randn({rows, 1, k}, dev);
+          for (bool with_bias : {false, true}) {
+            for (bool gelu : {false, true}) {
+              const at::Tensor bias = with_bias ? b : at::Tensor();
+              const at::Tensor got = ops::linear(x, w, bias, gelu);
+              const at::Tensor want =
+                  ops::ref::linear(x.to(at::kCPU, at::kDouble), w.to(at::kCPU, at::kDouble),
+                                   with_bias ? b.to(at::kCPU, at::kDouble) : at::Tensor(), gelu);
+              ASSERT_EQ(got.sizes(), want.sizes());
+              auto [e, i] = worst(got, want);
+              EXPECT_LE(e, tol) << "k " << k << " n " << n << " rows " << rows << " bias "
+                                << with_bias << " gelu " << gelu << " worst element " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(LayerFusedErrors, BadShapesAreErrors) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
   const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
@@ -99,8 +125,7 @@ TEST(LayerFusedErrors, BadShapesAreErrors) {
   EXPECT_THROW(ops::bias_residual_layernorm(x, at::randn({2, 7}, dev), at::randn({8}, dev),
                                             at::randn({8}, dev), at::randn({8}, dev), 1e-5),
                Error);
-  EXPECT_THROW(ops::bias_gelu_(x, at::randn({7}, dev)), Error);
-  EXPECT_THROW(ops::bias_gelu_(x, at::randn({8}, dev.dtype(at::kFloat))), Error);
+  EXPECT_THROW(ops::linear(x, at::randn({5, 8}, dev), at::randn({4}, dev)), Error);
 }
 
 }  // namespace

@@ -1,0 +1,126 @@
+// Skinny matrix products of a decode step: y [M, N] = x [M, K] W^T (+ bias) (then GELU) for
+// M <= 8 token rows, the weights W [N, K] read once at the memory's speed. cuBLAS runs these
+// shapes as general GEMMs (some split over K with a second reduction launch) at ~5 us each,
+// latency-bound; a warp per output column with 16-byte loads and the epilogue fused does the
+// same work in one short launch.
+#include <cuda_fp16.h>
+
+#include "common.cuh"
+
+namespace eli::cuda {
+
+namespace detail {
+
+constexpr int kGemvWarps = 8;   // output columns per block
+constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane
+
+template <typename T>
+struct Vec16 {  // 16 bytes of T as fp32 values
+  static constexpr int kN = 16 / int(sizeof(T));
+  float v[kN];
+  __device__ __forceinline__ void load(const T* p) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    if constexpr (sizeof(T) == 2) {
+      const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+      for (int i = 0; i < kN / 2; ++i) {
+        const float2 f = __half22float2(h[i]);
+        v[2 * i] = f.x;
+        v[2 * i + 1] = f.y;
+      }
+    } else {
+      const float* f = reinterpret_cast<const float*>(&raw);
+#pragma unroll
+      for (int i = 0; i < kN; ++i) v[i] = f[i];
+    }
+  }
+};
+
+/// One warp per output column n: lanes stride over W[n, :] in 16-byte chunks, kGemvUnroll
+/// chunks in flight, the matching x chunks of every row m from L1; fp32 sums, warp reduction,
+/// then bias and GELU (tanh) on lane 0.
+template <typename T, int kM>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu) {
+  constexpr int kE = Vec16<T>::kN;
+  const int lane = threadIdx.x % 32;
+  const int n = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  if (n >= n_cols) return;
+  const T* wr = w + int64_t(n) * k_dim;
+  const int chunks = k_dim / kE;
+  float acc[kM];
+#pragma unroll
+  for (int m = 0; m < kM; ++m) acc[m] = 0.f;
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvUnroll) {
+    Vec16<T> wv[kGemvUnroll];
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int c = c0 + u * 32;
+      if (c < chunks) wv[u].load(wr + c * kE);
+    }
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int c = c0 + u * 32;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int m = 0; m < kM; ++m) {
+        if (m >= m_rows) break;
+        Vec16<T> xv;
+        xv.load(x + int64_t(m) * k_dim + c * kE);
+#pragma unroll
+        for (int e = 0; e < kE; ++e) acc[m] = fmaf(wv[u].v[e], xv.v[e], acc[m]);
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+#pragma unroll
+    for (int off = 16; off >= 1; off /= 2) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], off);
+  }
+  if (lane != 0) return;
+  const float b = bias != nullptr ? to_float(bias[n]) : 0.f;
+#pragma unroll
+  for (int m = 0; m < kM; ++m) {
+    if (m >= m_rows) break;
+    float v = acc[m] + b;  // the bias in fp32, as cuBLAS's bias epilogue
+    if (gelu) {  // on the rounded product, as a separate GELU would see it
+      v = to_float(from_float<T>(v));
+      constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
+      v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
+    }
+    y[int64_t(m) * n_cols + n] = from_float<T>(v);
+  }
+}
+
+template <typename T, int kM>
+cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, int m, int n, int k,
+                     bool gelu, cudaStream_t stream) {
+  const unsigned blocks = unsigned((n + kGemvWarps - 1) / kGemvWarps);
+  gemv_kernel<T, kM><<<blocks, kGemvWarps * 32, 0, stream>>>(
+      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
+      static_cast<T*>(y), m, n, k, gelu);
+  return cudaGetLastError();
+}
+
+}  // namespace detail
+
+cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y,
+                        int m, int n, int k, bool gelu, cudaStream_t stream) {
+  if (m < 1 || m > kGemvMaxRows) return invalid_argument("gemv rows (valid: 1 .. 8)", m);
+  if (n < 1) return invalid_argument("gemv output width", n);
+  const int elems = dtype == DType::kHalf ? 8 : 4;
+  if (k < 1 || k % elems != 0) return invalid_argument("gemv inner dim (16-byte multiple)", k);
+  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+  if (!x || !w || !y || !aligned(x) || !aligned(w))
+    return invalid_argument("gemv pointer (null or x / w not 16-byte aligned)", 0);
+  ELI_DISPATCH_DTYPE(dtype, T, {
+    if (m == 1) return detail::run_gemv<T, 1>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 2) return detail::run_gemv<T, 2>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 4) return detail::run_gemv<T, 4>(x, w, bias, y, m, n, k, gelu, stream);
+    return detail::run_gemv<T, 8>(x, w, bias, y, m, n, k, gelu, stream);
+  });
+  return cudaSuccess;
+}
+
+}  // namespace eli::cuda

@@ -1,23 +1,56 @@
 // decode_speed: median milliseconds per decode step of one method at one (batch, prompt length)
-// point, on random or real weights. The GPU-machine comparison with HF transformers uses it
-// (tools/hf_decode_bench.py measures the HF side in the same run).
+// point, on random or real weights. The GPU-machine comparison with HF transformers uses it:
+// scripts/peer_compare.sh runs it and bench/peers/hf_decode.py on the same card.
+// Random models take a shape name or explicit sizes, e.g. random:L12-E768-H12-P4096 for the
+// 124M shape with 4096 positions.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "eli/eli.h"
 
+namespace {
+
+// Reads the array already in `path` (none or an empty file starts a new one) and writes it back
+// with `rec` added, so that one file collects every method of every run of a comparison and a
+// later crash keeps what was measured before it.
+void append_json(const std::string& path, nlohmann::json rec) {
+  nlohmann::json all = nlohmann::json::array();
+  {
+    std::ifstream in(path);
+    if (in && in.peek() != std::ifstream::traits_type::eof()) {
+      all = nlohmann::json::parse(in);
+      ELI_CHECK(all.is_array(), "--json {}: the file holds something other than a JSON array",
+                path);
+    }
+  }
+  all.push_back(std::move(rec));
+  std::ofstream out(path);
+  out << all.dump(1) << "\n";
+  ELI_CHECK(out.good(), "--json {}: cannot write the file", path);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"eli decode_speed: ms per decode step for a method at (batch, prompt length)"};
-  std::string model = "random:gpt2", device = "auto", methods = "full_cache";
+  std::string model = "random:gpt2", device = "auto", methods = "full_cache", json_path;
   int batch = 1, prompt_len = 128, steps = 64, reps = 3;
-  app.add_option("--model", model, "model dir, 'default' or random:NAME")->capture_default_str();
+  bool no_graph = false;
+  app.add_option("--model", model,
+                 "model dir, 'default', random:NAME or random:L<n>-E<n>-H<n>[-V<n>][-P<n>]")
+      ->capture_default_str();
   app.add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--methods", methods, "comma-separated methods")->capture_default_str();
   app.add_option("--batch", batch, "sequences")->capture_default_str();
   app.add_option("--prompt-len", prompt_len, "prompt tokens")->capture_default_str();
   app.add_option("--steps", steps, "decode steps per repetition")->capture_default_str();
-  app.add_option("--reps", reps, "repetitions (the first is warm-up)")->capture_default_str();
+  app.add_option("--reps", reps, "timed repetitions (after one warm-up run)")
+      ->capture_default_str();
+  app.add_flag("--no-graph", no_graph, "CUDA: run the eager decode step, not the CUDA graph");
+  app.add_option("--json", json_path, "append one record per method to this JSON array file");
   CLI11_PARSE(app, argc, argv);
   try {
     ELI_CHECK(batch >= 1 && prompt_len >= 1 && steps >= 2 && reps >= 1,
@@ -42,6 +75,7 @@ int main(int argc, char** argv) {
       eli::GenerationConfig cfg;
       cfg.method = method;
       cfg.max_new_tokens = steps;
+      cfg.cuda_graph = !no_graph;
       std::vector<double> all;
       double prefill = 0;
       for (int r = 0; r < reps + 1; ++r) {
@@ -54,6 +88,20 @@ int main(int argc, char** argv) {
       auto pct = [&](double p) { return all[static_cast<size_t>(p * (all.size() - 1))]; };
       std::printf("%-28s %6d %8d %8d %12.3f %12.3f %12.2f\n", method.c_str(), batch, prompt_len,
                   steps, pct(0.5), pct(0.9), prefill);
+      std::fflush(stdout);
+      if (!json_path.empty()) {
+        // graph: what was asked for; a method the graph cannot express still runs eagerly.
+        append_json(json_path, {{"method", method},
+                                {"model", model},
+                                {"batch", batch},
+                                {"prompt", prompt_len},
+                                {"steps", steps},
+                                {"ms_p50", pct(0.5)},
+                                {"ms_p90", pct(0.9)},
+                                {"prefill_ms", prefill},
+                                {"device", dev.str()},
+                                {"graph", dev.is_cuda() && cfg.cuda_graph}});
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

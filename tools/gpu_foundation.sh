@@ -19,5 +19,5 @@ ELI_HF_GPT2_DIR=/tmp/hf_gpt2 timeout 180 "$BUILD/tests/eli_gpu_tests" --gtest_fi
   timeout 150 "$BUILD/decode_speed" --model random:gpt2 --device cuda --batch 32 --prompt-len 896 \
     --steps 64 --methods full_cache,quant_int8,quant_int4,quant_mixed,paged_attention
   echo "== HF transformers (same card, same run) =="
-  timeout 240 python3 tools/hf_decode_bench.py --points 1x128,32x896
+  timeout 240 python3 bench/peers/hf_decode.py --points 1x128:80,32x896:80 --n1 16
 } 2>&1 | tee "$LOG/decode_speed.log"

@@ -1,6 +1,8 @@
 // comprehensive_benchmark: the main job. With no arguments: all eight KV-cache methods on the
 // default model (CUDA when present, else CPU), swept over batch size and prompt length, with
-// quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots.
+// quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots. On
+// CUDA a second point follows where the KV cache is most of a step's reads (batch 32, context
+// 4096, 124M shape): results/comprehensive_cache_point.{json,csv}.
 #include <ATen/Context.h>
 #include <fmt/ranges.h>
 
@@ -68,6 +70,77 @@ double estimate_s(const Plan& p, const std::vector<std::string>& methods, int ev
   return ms / 1000.0;
 }
 
+// The cache-heavy point: MODEL,BATCHxPROMPT,NEW (e.g. random:L12-E768-H12-P4096,32x3968,64).
+struct CachePoint {
+  std::string model;
+  int64_t batch = 0, prompt = 0;
+  int max_new = 0;
+};
+
+CachePoint parse_cache_point(const std::string& spec) {
+  CachePoint c;
+  const size_t a = spec.find(','), b = spec.rfind(',');
+  const size_t x = a == std::string::npos ? a : spec.find('x', a);
+  ELI_CHECK(a != std::string::npos && b != a && x != std::string::npos && x < b,
+            "--cache-point '{}': expected MODEL,BATCHxPROMPT,NEW (e.g. "
+            "random:L12-E768-H12-P4096,32x3968,64) or 'none'",
+            spec);
+  c.model = spec.substr(0, a);
+  try {
+    c.batch = std::stoll(spec.substr(a + 1, x - a - 1));
+    c.prompt = std::stoll(spec.substr(x + 1, b - x - 1));
+    c.max_new = std::stoi(spec.substr(b + 1));
+  } catch (const std::exception&) {
+    ELI_FAIL("--cache-point '{}': BATCH, PROMPT and NEW must be integers", spec);
+  }
+  ELI_CHECK(c.batch >= 1 && c.prompt >= 1 && c.max_new >= 2,
+            "--cache-point '{}': BATCH and PROMPT must be >= 1, NEW >= 2", spec);
+  return c;
+}
+
+// Speed and memory of every method where the KV cache, not the weights, is most of what a decode
+// step reads (random weights: no quality columns). Its own report: <out>_cache_point.{json,csv}.
+void run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
+                     const examples::Setup& main, const std::string& json, const std::string& csv,
+                     int argc, char** argv) {
+  examples::Setup s;
+  s.device = main.device;
+  s.model_spec = cp.model;
+  s.model.emplace(eli::model::GPT2::from_spec(cp.model, s.device,
+                                              eli::model::default_dtype(s.device), o.seed));
+  const int64_t vocab = s.model->config().vocab_size;
+  ELI_CHECK(cp.prompt + cp.max_new - 1 <= s.model->config().n_positions,
+            "--cache-point: prompt {} + {} new tokens exceed the model's n_positions = {}",
+            cp.prompt, cp.max_new, s.model->config().n_positions);
+  for (int64_t id : main.text_ids) s.text_ids.push_back(id % vocab);
+  s.notes.push_back(fmt::format(
+      "cache-heavy point: batch {} x {} prompt tokens + {} new on {} (random weights: speed and "
+      "memory only); the text's token ids folded modulo the vocabulary ({})",
+      cp.batch, cp.prompt, cp.max_new, cp.model, vocab));
+  examples::CommonOptions po = o;
+  po.no_quality = true;
+  eli::bench::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
+  eli::bench::ProgressLine progress(std::cerr);
+  b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
+  eli::bench::Report rep = examples::new_report(s, b, argc, argv);
+  rep.sweep.batch_sizes = {cp.batch};
+  rep.sweep.prompt_lens = {cp.prompt};
+  rep.sweep.max_new_tokens = cp.max_new;
+  rep.results = b.compare_ids({s.text_ids}, o.methods, rep.sweep);
+  progress.finish();
+  examples::emit(rep, json, csv);
+}
+
+// "dir/name.json" -> "dir/name_cache_point.json"
+std::string with_suffix(const std::string& path, const std::string& suffix) {
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
+    return path + suffix;
+  }
+  return path.substr(0, dot) + suffix + path.substr(dot);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,6 +173,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--plots", plots_dir, "Directory for the PNG plots (default: OUT_DIR/plots)");
   app.add_flag("--no-plots", no_plots, "Do not run scripts/plot_results.py");
+  std::string cache_point = "auto";
+  app.add_option("--cache-point", cache_point,
+                 "A second, cache-heavy point after the sweep: MODEL,BATCHxPROMPT,NEW, speed "
+                 "and memory of every method, reported to <json>_cache_point.json/.csv; 'auto' = "
+                 "random:L12-E768-H12-P4096,32x3968,64 on CUDA, none on the CPU; 'none' = off")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.json.empty()) o.json = out_dir + "/comprehensive.json";
@@ -195,6 +274,14 @@ int main(int argc, char** argv) {
     } else {
       rep.context.notes = s.notes;
       examples::emit(rep, o.json, o.csv);
+    }
+    if (cache_point == "auto") {
+      cache_point = s.device.is_cuda() ? "random:L12-E768-H12-P4096,32x3968,64" : "none";
+    }
+    if (cache_point != "none") {
+      std::cout << "\n";
+      run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
+                      with_suffix(o.csv, "_cache_point"), argc, argv);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

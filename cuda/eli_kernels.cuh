@@ -103,16 +103,16 @@ struct DecodeAttentionParams {
 /// (cuda/gemv.cu): a decode step's projections, W read once. k a multiple of 16 bytes of dtype;
 /// x, w 16-byte aligned. fp32 sums, the bias added in fp32, GELU on the product rounded to dtype.
 constexpr int kGemvMaxRows = 8;
-cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y,
-                        int m, int n, int k, bool gelu, cudaStream_t stream);
+cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
+                        int n, int k, bool gelu, cudaStream_t stream);
 
 /// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
 /// arithmetic. x [rows, n] += y + bias (y: a GEMM's output without its bias; the sum rounded to
 /// dtype first, as the GEMM's own bias epilogue would), then out [rows, n] =
 /// LayerNorm(x) * ln_w + ln_b with `eps`. n <= 12288.
 cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, const void* bias,
-                                           const void* ln_w, const void* ln_b, void* out,
-                                           int rows, int n, float eps, cudaStream_t stream);
+                                           const void* ln_w, const void* ln_b, void* out, int rows,
+                                           int n, float eps, cudaStream_t stream);
 /// The embedding of GPT-2 and the first LayerNorm: rows = B * t_len tokens, ids [rows] int64,
 /// pos0 one int64 (device): x[r] = wte[ids[r]] + wpe[*pos0 + r % t_len] (rounded to dtype once),
 /// out[r] = LayerNorm(x[r]) * ln_w + ln_b. Indices are not checked (the caller's job).

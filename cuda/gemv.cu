@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   for (int m = 0; m < kM; ++m) {
     if (m >= m_rows) break;
     float v = acc[m] + b;  // the bias in fp32, as cuBLAS's bias epilogue
-    if (gelu) {  // on the rounded product, as a separate GELU would see it
+    if (gelu) {            // on the rounded product, as a separate GELU would see it
       v = to_float(from_float<T>(v));
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
@@ -147,8 +147,8 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
 
 }  // namespace detail
 
-cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y,
-                        int m, int n, int k, bool gelu, cudaStream_t stream) {
+cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
+                        int n, int k, bool gelu, cudaStream_t stream) {
   if (m < 1 || m > kGemvMaxRows) return invalid_argument("gemv rows (valid: 1 .. 8)", m);
   if (n < 1) return invalid_argument("gemv output width", n);
   const int elems = dtype == DType::kHalf ? 8 : 4;

@@ -7,19 +7,19 @@
 
 // Elements per thread of a LayerNorm row (kLnThreads threads): the smallest of 4, 8, 16, 48
 // that covers n (n <= 12288).
-#define ELI_DISPATCH_LN_WIDTH(n, kPer, ...)                       \
-  if ((n) <= 4 * ::eli::cuda::detail::kLnThreads) {               \
-    constexpr int kPer = 4;                                       \
-    __VA_ARGS__;                                                  \
-  } else if ((n) <= 8 * ::eli::cuda::detail::kLnThreads) {        \
-    constexpr int kPer = 8;                                       \
-    __VA_ARGS__;                                                  \
-  } else if ((n) <= 16 * ::eli::cuda::detail::kLnThreads) {       \
-    constexpr int kPer = 16;                                      \
-    __VA_ARGS__;                                                  \
-  } else {                                                        \
-    constexpr int kPer = 48;                                      \
-    __VA_ARGS__;                                                  \
+#define ELI_DISPATCH_LN_WIDTH(n, kPer, ...)                 \
+  if ((n) <= 4 * ::eli::cuda::detail::kLnThreads) {         \
+    constexpr int kPer = 4;                                 \
+    __VA_ARGS__;                                            \
+  } else if ((n) <= 8 * ::eli::cuda::detail::kLnThreads) {  \
+    constexpr int kPer = 8;                                 \
+    __VA_ARGS__;                                            \
+  } else if ((n) <= 16 * ::eli::cuda::detail::kLnThreads) { \
+    constexpr int kPer = 16;                                \
+    __VA_ARGS__;                                            \
+  } else {                                                  \
+    constexpr int kPer = 48;                                \
+    __VA_ARGS__;                                            \
   }
 
 namespace eli::cuda {
@@ -190,11 +190,12 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
   if (!wte || !wpe || !ids || !pos0 || !ln_w || !ln_b || !x || !out)
     return invalid_argument("embedding pointer (null)", 0);
   ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
-    detail::embed_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
-        static_cast<const T*>(wte), static_cast<const T*>(wpe), ids, pos0, t_len,
-        static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(x),
-        static_cast<T*>(out), n, eps);
-  }));
+                       detail::embed_layernorm_kernel<T, kPer>
+                           <<<rows, detail::kLnThreads, 0, stream>>>(
+                               static_cast<const T*>(wte), static_cast<const T*>(wpe), ids, pos0,
+                               t_len, static_cast<const T*>(ln_w), static_cast<const T*>(ln_b),
+                               static_cast<T*>(x), static_cast<T*>(out), n, eps);
+                     }));
   return cudaGetLastError();
 }
 
@@ -209,17 +210,18 @@ cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int6
 }
 
 cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, const void* bias,
-                                           const void* ln_w, const void* ln_b, void* out,
-                                           int rows, int n, float eps, cudaStream_t stream) {
+                                           const void* ln_w, const void* ln_b, void* out, int rows,
+                                           int n, float eps, cudaStream_t stream) {
   if (rows <= 0) return invalid_argument("layernorm rows", rows);
   if (n <= 0 || n > 12288) return invalid_argument("layernorm width (valid: 1 .. 12288)", n);
   if (!x || !y || !bias || !ln_w || !ln_b || !out)
     return invalid_argument("layernorm pointer (null)", 0);
-  ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
-    detail::bias_residual_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
-        static_cast<T*>(x), static_cast<const T*>(y), static_cast<const T*>(bias),
-        static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(out), n, eps);
-  }));
+  ELI_DISPATCH_DTYPE(
+      dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
+        detail::bias_residual_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
+            static_cast<T*>(x), static_cast<const T*>(y), static_cast<const T*>(bias),
+            static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(out), n, eps);
+      }));
   return cudaGetLastError();
 }
 

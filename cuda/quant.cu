@@ -27,9 +27,9 @@ cudaError_t run_store(const void* x, int B, int H, int T, void* dst, const RowMa
                       const int32_t* t0_dev, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t n = int64_t(B) * H * T * (kD * int(sizeof(Elem)) / 16);
-  detail::store_rows_kernel<Elem, kD><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0,
-                                        stream>>>(static_cast<const Elem*>(x), B, H, T, t0, t0_dev,
-                                                  map, static_cast<Elem*>(dst));
+  detail::store_rows_kernel<Elem, kD>
+      <<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+          static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map, static_cast<Elem*>(dst));
   return cudaGetLastError();
 }
 
@@ -46,10 +46,9 @@ cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int
   if (dst.format == Format::kFp) {
     if (!aligned16(x) || !aligned16(dst.data))
       return invalid_argument("store rows: x / destination not 16-byte aligned", 0);
-    ELI_DISPATCH_DTYPE(
-        dtype, T_,
-        ELI_DISPATCH_HEAD_DIM(
-            D, kD, { return run_store<T_, kD>(x, B, H, T, dst.data, map, t0, t0_dev, stream); }));
+    ELI_DISPATCH_DTYPE(dtype, T_, ELI_DISPATCH_HEAD_DIM(D, kD, {
+                         return run_store<T_, kD>(x, B, H, T, dst.data, map, t0, t0_dev, stream);
+                       }));
     return cudaSuccess;
   }
   const bool per_tensor = dst.tensor_scale > 0.f;
@@ -65,14 +64,20 @@ cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int
               case 0:
                 return run_quantize<T_, kD, kF, 0, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
               case -1:
-                return zp ? run_quantize<T_, kD, kF, kD, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
-                          : run_quantize<T_, kD, kF, kD, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
+                return zp ? run_quantize<T_, kD, kF, kD, true>(x, B, H, T, dst, map, t0, t0_dev,
+                                                               stream)
+                          : run_quantize<T_, kD, kF, kD, false>(x, B, H, T, dst, map, t0, t0_dev,
+                                                                stream);
               case 32:
-                return zp ? run_quantize<T_, kD, kF, 32, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
-                          : run_quantize<T_, kD, kF, 32, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
+                return zp ? run_quantize<T_, kD, kF, 32, true>(x, B, H, T, dst, map, t0, t0_dev,
+                                                               stream)
+                          : run_quantize<T_, kD, kF, 32, false>(x, B, H, T, dst, map, t0, t0_dev,
+                                                                stream);
               case 64:
-                return zp ? run_quantize<T_, kD, kF, 64, true>(x, B, H, T, dst, map, t0, t0_dev, stream)
-                          : run_quantize<T_, kD, kF, 64, false>(x, B, H, T, dst, map, t0, t0_dev, stream);
+                return zp ? run_quantize<T_, kD, kF, 64, true>(x, B, H, T, dst, map, t0, t0_dev,
+                                                               stream)
+                          : run_quantize<T_, kD, kF, 64, false>(x, B, H, T, dst, map, t0, t0_dev,
+                                                                stream);
               default:
                 return invalid_argument("quantize group (valid: 32, 64, head_dim)", dst.group);
             }

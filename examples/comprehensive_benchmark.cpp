@@ -106,8 +106,8 @@ void run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   examples::Setup s;
   s.device = main.device;
   s.model_spec = cp.model;
-  s.model.emplace(eli::model::GPT2::from_spec(cp.model, s.device,
-                                              eli::model::default_dtype(s.device), o.seed));
+  s.model.emplace(
+      eli::model::GPT2::from_spec(cp.model, s.device, eli::model::default_dtype(s.device), o.seed));
   const int64_t vocab = s.model->config().vocab_size;
   ELI_CHECK(cp.prompt + cp.max_new - 1 <= s.model->config().n_positions,
             "--cache-point: prompt {} + {} new tokens exceed the model's n_positions = {}",

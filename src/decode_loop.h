@@ -5,10 +5,10 @@
 
 #include <ATen/ATen.h>
 
-#include "eli/generator.h"
-
 #include <atomic>
 #include <cstdint>
+
+#include "eli/generator.h"
 
 namespace eli::detail {
 

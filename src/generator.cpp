@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <chrono>
 
-#include "eli/error.h"
 #include "decode_loop.h"
+#include "eli/error.h"
 
 namespace eli {
 

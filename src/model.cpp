@@ -55,11 +55,10 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) 
   }
   const at::Tensor ids = ids_in.to(device_);
   if (fused()) {
-    return blocks(ops::embed_layernorm(wte_, wpe_, ids,
-                                       at::full({1}, past, ids.options().dtype(at::kLong)),
-                                       blocks_[0].ln_1_w, blocks_[0].ln_1_b,
-                                       cfg_.layer_norm_epsilon),
-                  cache);
+    return blocks(
+        ops::embed_layernorm(wte_, wpe_, ids, at::full({1}, past, ids.options().dtype(at::kLong)),
+                             blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon),
+        cache);
   }
   at::Tensor x = at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0);
   at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
@@ -130,8 +129,8 @@ at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVC
                                     cfg_.layer_norm_epsilon);
   } else {
     embedded.first = at::embedding(wte_, ids) + at::embedding(wpe_, pos).unsqueeze(0);
-    embedded.second = layer_norm(embedded.first, blocks_[0].ln_1_w, blocks_[0].ln_1_b,
-                                 cfg_.layer_norm_epsilon);
+    embedded.second =
+        layer_norm(embedded.first, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
   }
   const at::Tensor x = blocks(std::move(embedded), cache);
   return ops::linear(x.select(1, 0), lm_head_, {});

@@ -12,8 +12,8 @@
 
 namespace {
 
-using eli::SamplingConfig;
 using eli::sample_next_device;
+using eli::SamplingConfig;
 
 at::Tensor step(int64_t s) { return at::full({1}, s, at::kLong); }
 
@@ -76,7 +76,8 @@ TEST(SampleNextDevice, DrawsFollowTheSoftmax) {
   const at::Tensor p = at::softmax(logits / c.temperature, -1)[0];
   constexpr int kDraws = 20000;
   std::vector<double> count(6, 0.0);
-  for (int64_t s = 0; s < kDraws; ++s) count[sample_next_device(logits, c, step(s)).item<int64_t>()]++;
+  for (int64_t s = 0; s < kDraws; ++s)
+    count[sample_next_device(logits, c, step(s)).item<int64_t>()]++;
   double chi2 = 0;
   for (int i = 0; i < 6; ++i) {
     const double e = kDraws * p[i].item<double>();

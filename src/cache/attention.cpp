@@ -55,8 +55,8 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
 namespace eli::cache {
 
 at::Tensor attend_regions(const at::Tensor& q, const std::vector<DecodeRegion>& regions,
-                          const at::Tensor& lens, const at::Tensor& k_new,
-                          const at::Tensor& v_new, const ops::SlotMap* append) {
+                          const at::Tensor& lens, const at::Tensor& k_new, const at::Tensor& v_new,
+                          const ops::SlotMap* append) {
   ELI_CHECK(append == nullptr || !regions.empty(), "attend_regions: append needs a region");
   at::Tensor o, lse;
   for (size_t i = 0; i < regions.size(); ++i) {

@@ -158,7 +158,8 @@ class Cache final : public KVCache, private Recoder {
     const int64_t hist = std::max<int64_t>(pos - resid_, 0);
     layout_.graph_prepare(hist, pos);
     if (!step_.defined()) {
-      step_ = at::zeros({kStepRows, a_.batch}, at::TensorOptions().dtype(at::kInt).device(a_.device));
+      step_ =
+          at::zeros({kStepRows, a_.batch}, at::TensorOptions().dtype(at::kInt).device(a_.device));
     }
     const std::vector<int64_t> lens = layout_.graph_lens(hist);
     ELI_CHECK(lens.size() <= kResidLenRow, "layout has {} graph regions (at most {})", lens.size(),
@@ -240,8 +241,12 @@ class Cache final : public KVCache, private Recoder {
                                      r.bias, r.len, step_.select(0, row++)});
     }
     if (resid_ > 0) {
-      regions.push_back(DecodeRegion{ops::KvStore::fp(rk_[l]), ops::KvStore::fp(rv_[l]), {}, {},
-                                     resid_, step_.select(0, kResidLenRow)});
+      regions.push_back(DecodeRegion{ops::KvStore::fp(rk_[l]),
+                                     ops::KvStore::fp(rv_[l]),
+                                     {},
+                                     {},
+                                     resid_,
+                                     step_.select(0, kResidLenRow)});
     }
     const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
     // Unquantized K and V: the attention's last launch also appends the new token (the last

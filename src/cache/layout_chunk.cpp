@@ -133,8 +133,11 @@ std::vector<SlotRegion> ChunkSummaryLayout::graph_regions(int layer) const {
     if (a_.cfg.summary_log_bias) r.bias = sum_bias_.unsqueeze(0).expand({a_.batch, max_summaries_});
     out.push_back(r);
   }
-  out.push_back(SlotRegion{ring_buf_.k[layer], ring_buf_.v[layer], {},
-                           graph_ring_bias_.unsqueeze(0).expand({a_.batch, ring_}), ring_});
+  out.push_back(SlotRegion{ring_buf_.k[layer],
+                           ring_buf_.v[layer],
+                           {},
+                           graph_ring_bias_.unsqueeze(0).expand({a_.batch, ring_}),
+                           ring_});
   return out;
 }
 

@@ -25,8 +25,8 @@ void PagedLayout::reset() {
   for (int64_t i = num_blocks_ - 1; i >= 0; --i) free_.push_back(static_cast<int32_t>(i));
   // One device table for the cache's life, updated in place: a captured graph holds its address.
   if (!table_dev_.defined()) {
-    table_dev_ = at::empty({a_.batch, max_blocks_},
-                           at::TensorOptions().dtype(at::kInt).device(a_.device));
+    table_dev_ =
+        at::empty({a_.batch, max_blocks_}, at::TensorOptions().dtype(at::kInt).device(a_.device));
   }
   upload(table_dev_, table_.data(), table_dev_.numel());
 }

@@ -205,8 +205,8 @@ std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n
 
 std::vector<SlotRegion> SlidingWindowLayout::graph_regions(int layer) const {
   const int64_t slots = buf_.k[layer][0].size(2);
-  return {SlotRegion{buf_.k[layer], buf_.v[layer], {},
-                     graph_bias_.unsqueeze(0).expand({a_.batch, slots}), slots}};
+  return {SlotRegion{
+      buf_.k[layer], buf_.v[layer], {}, graph_bias_.unsqueeze(0).expand({a_.batch, slots}), slots}};
 }
 
 std::vector<int64_t> SlidingWindowLayout::graph_lens(int64_t n) const {

@@ -163,7 +163,7 @@ class SlidingWindowLayout {
   LayoutArgs a_;
   int64_t window_, sinks_;
   SlotBuffers buf_;
-  at::Tensor mask_row_;  // CUDA: fp32 [2 S], kMaskedLogit at S only (a view masks one slot)
+  at::Tensor mask_row_;    // CUDA: fp32 [2 S], kMaskedLogit at S only (a view masks one slot)
   at::Tensor graph_bias_;  // graph step: fp32 [S], the step's mask row
 };
 

@@ -138,8 +138,8 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
     // The kernel's reduction takes the new key as one more slot: one launch pair per call.
     at::Tensor out = at::empty_like(q, at::MemoryFormat::Contiguous);
     at::Tensor lse;
-    cuda_impl::decode_attention_out(q, k, v, args, out, lse_out != nullptr ? &lse : nullptr,
-                                    &k_new, &v_new, append);
+    cuda_impl::decode_attention_out(q, k, v, args, out, lse_out != nullptr ? &lse : nullptr, &k_new,
+                                    &v_new, append);
     if (lse_out != nullptr) *lse_out = lse;
     return out;
 #else

@@ -160,8 +160,7 @@ void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out
 
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
                           const DecodeAttentionArgs& args, at::Tensor& out, at::Tensor* lse,
-                          const at::Tensor* k_new, const at::Tensor* v_new,
-                          const SlotMap* append) {
+                          const at::Tensor* k_new, const at::Tensor* v_new, const SlotMap* append) {
   const char* op = "decode_attention";
   detail::StoreInfo ki, vi;
   const int64_t max_len = detail::check_attention(q, k, v, args, out, &ki, &vi);
@@ -255,8 +254,8 @@ namespace {
 void check_rows_like(const at::Tensor& t, const at::Tensor& x, const char* what, const char* op) {
   ELI_CHECK(t.defined() && t.device() == x.device() && t.scalar_type() == x.scalar_type() &&
                 t.is_contiguous(),
-            "{}: {} must be a contiguous {} tensor on {}", op, what,
-            c10::toString(x.scalar_type()), x.device().str());
+            "{}: {} must be a contiguous {} tensor on {}", op, what, c10::toString(x.scalar_type()),
+            x.device().str());
 }
 }  // namespace
 
@@ -274,12 +273,12 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
   check_int(rows, "rows", op);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty_like(x);
-  check_launch(ec::launch_bias_residual_layernorm(
-                   dtype_of(x.scalar_type(), op), x.data_ptr(), y.data_ptr(), bias.data_ptr(),
-                   ln_w.data_ptr(), ln_b.data_ptr(), out.data_ptr(), static_cast<int>(rows),
-                   static_cast<int>(n), static_cast<float>(eps),
-                   at::cuda::getCurrentCUDAStream().stream()),
-               op);
+  check_launch(
+      ec::launch_bias_residual_layernorm(
+          dtype_of(x.scalar_type(), op), x.data_ptr(), y.data_ptr(), bias.data_ptr(),
+          ln_w.data_ptr(), ln_b.data_ptr(), out.data_ptr(), static_cast<int>(rows),
+          static_cast<int>(n), static_cast<float>(eps), at::cuda::getCurrentCUDAStream().stream()),
+      op);
   return out;
 }
 
@@ -308,13 +307,13 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
   const at::Tensor idc = ids.contiguous();
   at::Tensor x = at::empty({ids.size(0), ids.size(1), n}, wte.options());
   at::Tensor a = at::empty_like(x);
-  check_launch(ec::launch_embed_layernorm(
-                   dtype_of(wte.scalar_type(), op), wte.data_ptr(), wpe.data_ptr(),
-                   idc.data_ptr<int64_t>(), pos0.data_ptr<int64_t>(), static_cast<int>(rows),
-                   static_cast<int>(ids.size(1)), ln_w.data_ptr(), ln_b.data_ptr(), x.data_ptr(),
-                   a.data_ptr(), static_cast<int>(n), static_cast<float>(eps),
-                   at::cuda::getCurrentCUDAStream().stream()),
-               op);
+  check_launch(
+      ec::launch_embed_layernorm(
+          dtype_of(wte.scalar_type(), op), wte.data_ptr(), wpe.data_ptr(), idc.data_ptr<int64_t>(),
+          pos0.data_ptr<int64_t>(), static_cast<int>(rows), static_cast<int>(ids.size(1)),
+          ln_w.data_ptr(), ln_b.data_ptr(), x.data_ptr(), a.data_ptr(), static_cast<int>(n),
+          static_cast<float>(eps), at::cuda::getCurrentCUDAStream().stream()),
+      op);
   return {x, a};
 }
 
@@ -327,11 +326,11 @@ at::Tensor argmax_rows(const at::Tensor& x) {
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty({x.size(0)}, x.options().dtype(at::kLong));
-  check_launch(ec::launch_argmax_rows(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
-                                      static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
-                                      out.data_ptr<int64_t>(),
-                                      at::cuda::getCurrentCUDAStream().stream()),
-               op);
+  check_launch(
+      ec::launch_argmax_rows(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
+                             static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
+                             out.data_ptr<int64_t>(), at::cuda::getCurrentCUDAStream().stream()),
+      op);
   return out;
 }
 

@@ -43,7 +43,6 @@ TEST_P(LayerFused, MatchesTheAtenSequence) {
     EXPECT_LE(ex, tol) << "residual stream, n " << n << " rows " << rows << " worst element " << ix;
     auto [eo, io] = worst(got, want);
     EXPECT_LE(eo, tol) << "layernorm, n " << n << " rows " << rows << " worst element " << io;
-
   }
 }
 
@@ -78,9 +77,9 @@ TEST(LayerFused, ArgmaxMatchesAtenWithTiesAndNan) {
   at::manual_seed(5);
   for (int64_t n : {1, 31, 1000, 50257}) {
     at::Tensor x = at::randn({4, n}, dev);
-    x[1].fill_(0.5);                                // all tied: index 0
-    if (n > 7) x[2][n - 3] = x[2][5] = 100.0;       // two maxima: the lower index
-    if (n > 9) x[3][9] = std::nan("");              // NaN counts as largest
+    x[1].fill_(0.5);                           // all tied: index 0
+    if (n > 7) x[2][n - 3] = x[2][5] = 100.0;  // two maxima: the lower index
+    if (n > 9) x[3][9] = std::nan("");         // NaN counts as largest
     const at::Tensor got = ops::argmax_rows(x).cpu();
     const at::Tensor want = x.to(at::kCPU, at::kFloat).argmax(-1);
     EXPECT_TRUE(at::equal(got, want)) << "n " << n << ": " << got << " vs " << want;

@@ -27,7 +27,8 @@ std::vector<int64_t> parse_ids(const std::string& text) {
             j.type_name());
   std::vector<int64_t> ids;
   for (const auto& v : j) {
-    ELI_CHECK(v.is_number_integer(), "--decode: {} is not an integer token id", v.dump());
+    ELI_CHECK(v.is_number_integer(), "--decode: got a JSON {} where an integer token id belongs",
+              v.type_name());
     ids.push_back(v.get<int64_t>());
   }
   return ids;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "eli/error.h"
+#include "json_excerpt.h"
 
 namespace eli {
 
@@ -29,7 +30,7 @@ int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback,
                 const std::string& origin) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   ELI_CHECK(j[key].is_number_integer(), "{}: '{}' must be an integer, got {}", origin, key,
-            j[key].dump());
+            ::eli::detail::json_excerpt(j[key]));
   return j[key].get<int64_t>();
 }
 
@@ -45,7 +46,7 @@ GPT2Config GPT2Config::from_json_string(const std::string& text, const std::stri
   ELI_CHECK(j.is_object(), "{}: config.json must be a JSON object", origin);
   if (j.contains("model_type")) {
     ELI_CHECK(j["model_type"] == "gpt2", "{}: model_type {} is not supported (only gpt2)", origin,
-              j["model_type"].dump());
+              ::eli::detail::json_excerpt(j["model_type"]));
   }
   if (j.contains("activation_function")) {
     const auto act = j["activation_function"].get<std::string>();

@@ -20,6 +20,7 @@
 #include <tuple>
 
 #include "eli/error.h"
+#include "json_excerpt.h"
 #include "utf8.h"
 
 namespace eli::safetensors {
@@ -119,7 +120,7 @@ struct File::Impl {
       uint64_t x = 0;
       if (!as_u64(d, &x))
         fail("tensor '{}': shape must be an array of non-negative integers, got {}", name,
-             sh->dump());
+             ::eli::detail::json_excerpt(*sh));
       if (x > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         fail("tensor '{}': shape dimension {} is too large for a tensor", name, x);
       info.shape.push_back(static_cast<int64_t>(x));

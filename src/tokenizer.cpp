@@ -28,6 +28,7 @@
 #include <unordered_map>
 
 #include "eli/error.h"
+#include "json_excerpt.h"
 #include "utf8.h"
 
 namespace eli {
@@ -154,7 +155,7 @@ void Tokenizer::Impl::load_vocab(const std::string& path,
   for (const auto& [sym, v] : j.items()) {
     ELI_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < n,
               "tokenizer vocabulary '{}': token '{}' has id {}; ids must be integers in [0, {})",
-              path, sym, v.dump(), n);
+              path, sym, ::eli::detail::json_excerpt(v), n);
     const auto id = static_cast<int32_t>(v.get<int64_t>());
     ELI_CHECK(!seen[id], "tokenizer vocabulary '{}': id {} is used twice", path, id);
     seen[id] = true;

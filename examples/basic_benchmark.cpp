@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", prompt,
                  "Prompt text (default: --prompt-len tokens of the evaluation text)");
   CLI11_PARSE(app, argc, argv);
+  int failed = 0;  // methods that ended in an ERROR row: exit status 2
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     if (o.methods.empty()) o.methods = eli::method_names();
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
     rep.sweep.max_new_tokens = o.max_new_tokens;
     rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
     progress.finish();
-    examples::emit(rep, o.json, o.csv);
+    failed = examples::emit(rep, o.json, o.csv);
     if (s.tokenizer) {
       std::cout << "\nGreedy continuations (sequence 0):\n";
       for (const auto& r : rep.results) {
@@ -46,5 +47,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return failed > 0 ? 2 : 0;
 }

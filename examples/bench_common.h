@@ -39,6 +39,12 @@ struct CommonOptions {
   eli::QuantizationConfig quant;
 };
 
+// Bounds of the numeric flags: far above any real run, low enough that products of them (batch
+// x tokens, prefix + scored tokens) stay inside int and int64 arithmetic.
+constexpr int kMaxTokens = 1 << 20;
+constexpr int64_t kMaxBatch = 1 << 16;
+constexpr int kMaxRuns = 10000;
+
 inline void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--model", o.model,
                  "Hugging Face GPT-2 directory, 'default' (assets/models), or random:NAME "
@@ -53,25 +59,36 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
                  "chunked_cache, or e.g. sliding_window+int4 (docs/CACHES.md)")
       ->delimiter(',');
   app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
+      ->check(CLI::Range(0, kMaxTokens))
       ->capture_default_str();
   app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
       ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, kMaxBatch))
       ->capture_default_str();
   app.add_option("--prompt-len", o.prompt_len, "Prompt length(s) in tokens, comma-separated")
       ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{kMaxTokens}))
       ->capture_default_str();
   app.add_option("--json", o.json, "Write every number and the run context as JSON here");
   app.add_option("--csv", o.csv, "Write one CSV row per (method, batch, prompt length) here");
-  app.add_option("--warmup", o.warmup, "Untimed runs per point")->capture_default_str();
-  app.add_option("--repetitions", o.repetitions, "Timed runs per point")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "Untimed runs per point")
+      ->check(CLI::Range(0, kMaxRuns))
+      ->capture_default_str();
+  app.add_option("--repetitions", o.repetitions, "Timed runs per point")
+      ->check(CLI::Range(1, kMaxRuns))
+      ->capture_default_str();
   app.add_flag("--no-quality", o.no_quality, "Skip perplexity / KL / top-1 / text similarity");
   app.add_option("--eval-file", o.eval_file,
                  "Held-out text for perplexity and KL (default: assets/eval/kjv_heldout.txt)");
   app.add_option("--eval-prefix", o.eval_prefix, "Tokens prefilled before scoring")
+      ->check(CLI::Range(1, kMaxTokens))
       ->capture_default_str();
   app.add_option("--eval-tokens", o.eval_tokens, "Tokens scored one by one through the cache")
+      ->check(CLI::Range(1, kMaxTokens))
       ->capture_default_str();
-  app.add_option("--seed", o.seed, "Seed (random weights)")->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed (random weights)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--window", o.cache.window_size, "sliding_window: tokens kept")
       ->capture_default_str();
   app.add_option("--sinks", o.cache.sink_tokens, "sliding_window: attention-sink tokens")
@@ -114,6 +131,7 @@ inline std::string read_file(const std::string& path) {
 /// note when the shipped model is missing.
 inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
   Setup s;
+  ELI_CHECK(!o.model.empty(), "--model is empty (a directory, 'default' or random:NAME)");
   s.device = eli::model::resolve_device(o.device);
   const at::ScalarType dtype = eli::model::default_dtype(s.device);
   s.model_spec = o.model;
@@ -135,11 +153,16 @@ inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
   dirs.push_back(eli::model::assets_dir() + "/tokenizer");
   std::optional<eli::Tokenizer> tok;
   for (const auto& d : dirs) {
+    // A directory that has tokenizer files must load: falling back to the shipped tokenizer
+    // would run another tokenizer than the user's without a word.
+    const bool has_files = file_exists(d + "/vocab.json") || file_exists(d + "/encoder.json");
     try {
       tok.emplace(eli::Tokenizer::from_dir(d));
       break;
-    } catch (const eli::Error&) {
-      if (!o.tokenizer.empty() && d == o.tokenizer) throw;
+    } catch (const eli::Error& e) {
+      if ((!o.tokenizer.empty() && d == o.tokenizer) || has_files) {
+        ELI_FAIL("tokenizer in '{}' cannot be loaded: {}", d, e.what());
+      }
     }
   }
   ELI_CHECK(tok.has_value(), "no tokenizer found (tried the model directory and assets/tokenizer)");
@@ -202,8 +225,10 @@ inline eli::bench::Report new_report(const Setup& s, const eli::bench::Benchmark
   return rep;
 }
 
-/// Prints the table and notes on stdout; writes JSON / CSV when paths are given.
-inline void emit(const eli::bench::Report& rep, const std::string& json, const std::string& csv) {
+/// Prints the table and notes on stdout; writes JSON / CSV when paths are given. Returns the
+/// number of rows whose method failed (each names its error in the table; the first also goes
+/// to stderr), so that the example can exit non-zero.
+inline int emit(const eli::bench::Report& rep, const std::string& json, const std::string& csv) {
   const auto& c = rep.context;
   std::cout << fmt::format("eli {} | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads\n",
                            c.eli_version, c.model, c.model_shape, c.n_params / 1e6, c.device,
@@ -218,6 +243,17 @@ inline void emit(const eli::bench::Report& rep, const std::string& json, const s
     eli::bench::write_text_file(csv, eli::bench::to_csv(rep));
     std::cout << "wrote " << csv << "\n";
   }
+  int failed = 0;
+  for (const auto& r : rep.results) {
+    if (r.error.empty()) continue;
+    if (failed++ == 0) {
+      std::fprintf(stderr, "error: %s (B=%lld, P=%lld): %s\n", r.method.c_str(),
+                   static_cast<long long>(r.batch), static_cast<long long>(r.prompt_len),
+                   r.error.c_str());
+    }
+  }
+  if (failed > 1) std::fprintf(stderr, "error: %d runs failed in all (ERROR rows)\n", failed);
+  return failed;
 }
 
 }  // namespace examples

@@ -100,9 +100,9 @@ CachePoint parse_cache_point(const std::string& spec) {
 
 // Speed and memory of every method where the KV cache, not the weights, is most of what a decode
 // step reads (random weights: no quality columns). Its own report: <out>_cache_point.{json,csv}.
-void run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
-                     const examples::Setup& main, const std::string& json, const std::string& csv,
-                     int argc, char** argv) {
+int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
+                    const examples::Setup& main, const std::string& json, const std::string& csv,
+                    int argc, char** argv) {
   examples::Setup s;
   s.device = main.device;
   s.model_spec = cp.model;
@@ -128,7 +128,7 @@ void run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   rep.sweep.max_new_tokens = cp.max_new;
   rep.results = b.compare_ids({s.text_ids}, o.methods, rep.sweep);
   progress.finish();
-  examples::emit(rep, json, csv);
+  return examples::emit(rep, json, csv);
 }
 
 // "dir/name.json" -> "dir/name_cache_point.json"
@@ -180,6 +180,7 @@ int main(int argc, char** argv) {
                  "random:L12-E768-H12-P4096,32x3968,64 on CUDA, none on the CPU; 'none' = off")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  int failed = 0;  // runs that ended in an ERROR row: exit status 2
   try {
     if (o.json.empty()) o.json = out_dir + "/comprehensive.json";
     if (o.csv.empty()) o.csv = out_dir + "/comprehensive.csv";
@@ -263,7 +264,7 @@ int main(int argc, char** argv) {
         no_plots = true;
       }
       rep.context.notes = s.notes;
-      examples::emit(rep, o.json, o.csv);
+      failed += examples::emit(rep, o.json, o.csv);
       if (!script.empty() && !no_plots) {
         const std::string cmd =
             fmt::format("{} '{}' '{}' --out '{}'", python, script, o.json, plots_dir);
@@ -273,19 +274,20 @@ int main(int argc, char** argv) {
       }
     } else {
       rep.context.notes = s.notes;
-      examples::emit(rep, o.json, o.csv);
+      failed += examples::emit(rep, o.json, o.csv);
     }
     if (cache_point == "auto") {
       cache_point = s.device.is_cuda() ? "random:L12-E768-H12-P4096,32x3968,64" : "none";
     }
     if (cache_point != "none") {
       std::cout << "\n";
-      run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
-                      with_suffix(o.csv, "_cache_point"), argc, argv);
+      failed +=
+          run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
+                          with_suffix(o.csv, "_cache_point"), argc, argv);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return failed > 0 ? 2 : 0;
 }

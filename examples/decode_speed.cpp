@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<int64_t>> prompts(batch);
     for (int b = 0; b < batch; ++b) {
       for (int t = 0; t < prompt_len; ++t) {
-        prompts[b].push_back((t * 7919 + b * 104729 + 13) % m.config().vocab_size);
+        prompts[b].push_back((int64_t{t} * 7919 + int64_t{b} * 104729 + 13) %
+                             m.config().vocab_size);
       }
     }
     std::printf("%-28s %6s %8s %8s %12s %12s %12s\n", "method", "batch", "prompt", "steps",

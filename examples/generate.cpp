@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "eli/eli.h"
@@ -43,12 +44,12 @@ int main(int argc, char** argv) {
       const std::string dir = model.rfind("random:", 0) == 0
                                   ? std::string()
                                   : (model == "default" ? eli::model::default_model_dir() : model);
-      tokenizer_dir = dir;
-      try {
-        (void)eli::Tokenizer::from_dir(dir);
-      } catch (const eli::Error&) {
-        tokenizer_dir = eli::model::assets_dir() + "/tokenizer";
-      }
+      // The model's own tokenizer files when it has them (an error if they are broken: another
+      // tokenizer would silently give other ids), else the shipped GPT-2 tokenizer.
+      const bool has_files =
+          !dir.empty() && (std::filesystem::is_regular_file(dir + "/vocab.json") ||
+                           std::filesystem::is_regular_file(dir + "/encoder.json"));
+      tokenizer_dir = has_files ? dir : eli::model::assets_dir() + "/tokenizer";
     }
     const auto tok = eli::Tokenizer::from_dir(tokenizer_dir);
     std::vector<int64_t> ids = tok.encode(prompt);

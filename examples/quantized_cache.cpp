@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  int failed = 0;  // methods that ended in an ERROR row: exit status 2
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     const eli::Tokenizer* tok = s.tokenizer ? &*s.tokenizer : nullptr;
@@ -56,10 +57,10 @@ int main(int argc, char** argv) {
     rep.results = b.compare_ids({examples::prompt_stream(o, s)},
                                 o.methods.empty() ? methods : o.methods, rep.sweep);
     progress.finish();
-    examples::emit(rep, o.json, o.csv);
+    failed = examples::emit(rep, o.json, o.csv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return failed > 0 ? 2 : 0;
 }

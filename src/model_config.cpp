@@ -1,5 +1,6 @@
 #include "eli/model_config.h"
 
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -11,15 +12,26 @@
 namespace eli {
 
 void GPT2Config::validate() const {
-  ELI_CHECK(vocab_size >= 1, "GPT2Config.vocab_size = {} must be >= 1", vocab_size);
-  ELI_CHECK(n_positions >= 1, "GPT2Config.n_positions = {} must be >= 1", n_positions);
-  ELI_CHECK(n_layer >= 1, "GPT2Config.n_layer = {} must be >= 1", n_layer);
-  ELI_CHECK(n_head >= 1, "GPT2Config.n_head = {} must be >= 1", n_head);
-  ELI_CHECK(n_embd >= 1 && n_embd % n_head == 0,
-            "GPT2Config.n_embd = {} must be a positive multiple of n_head = {}", n_embd, n_head);
+  // Upper bounds far above any GPT-2 (vocab 50257, 1024 positions, 48 layers, n_embd 1600) and
+  // low enough that sizes such as 4 * n_embd or vocab * n_embd cannot overflow int64 or int32
+  // kernel arguments.
+  constexpr int64_t kMaxVocab = int64_t{1} << 24, kMaxPositions = int64_t{1} << 20;
+  constexpr int64_t kMaxLayers = 1024, kMaxHeads = 1024, kMaxEmbd = int64_t{1} << 16;
+  ELI_CHECK(vocab_size >= 1 && vocab_size <= kMaxVocab,
+            "GPT2Config.vocab_size = {} must be in [1, {}]", vocab_size, kMaxVocab);
+  ELI_CHECK(n_positions >= 1 && n_positions <= kMaxPositions,
+            "GPT2Config.n_positions = {} must be in [1, {}]", n_positions, kMaxPositions);
+  ELI_CHECK(n_layer >= 1 && n_layer <= kMaxLayers, "GPT2Config.n_layer = {} must be in [1, {}]",
+            n_layer, kMaxLayers);
+  ELI_CHECK(n_head >= 1 && n_head <= kMaxHeads, "GPT2Config.n_head = {} must be in [1, {}]", n_head,
+            kMaxHeads);
+  ELI_CHECK(n_embd >= 1 && n_embd <= kMaxEmbd && n_embd % n_head == 0,
+            "GPT2Config.n_embd = {} must be a multiple of n_head = {} in [1, {}]", n_embd, n_head,
+            kMaxEmbd);
   ELI_CHECK(head_dim() % 2 == 0, "GPT2Config head_dim = n_embd / n_head = {} must be even",
             head_dim());
-  ELI_CHECK(n_inner >= 0, "GPT2Config.n_inner = {} must be >= 0 (0 = 4 * n_embd)", n_inner);
+  ELI_CHECK(n_inner >= 0 && n_inner <= 4 * kMaxEmbd,
+            "GPT2Config.n_inner = {} must be in [0, {}] (0 = 4 * n_embd)", n_inner, 4 * kMaxEmbd);
   ELI_CHECK(layer_norm_epsilon > 0 && layer_norm_epsilon < 1,
             "GPT2Config.layer_norm_epsilon = {} must be in (0, 1)", layer_norm_epsilon);
 }
@@ -31,6 +43,10 @@ int64_t get_int(const nlohmann::json& j, const char* key, int64_t fallback,
   if (!j.contains(key) || j[key].is_null()) return fallback;
   ELI_CHECK(j[key].is_number_integer(), "{}: '{}' must be an integer, got {}", origin, key,
             ::eli::detail::json_excerpt(j[key]));
+  // Above 2^63 - 1 nlohmann holds an unsigned value that get<int64_t> would wrap.
+  ELI_CHECK(
+      !j[key].is_number_unsigned() || j[key].get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
+      "{}: '{}' = {} is out of range", origin, key, j[key].get<uint64_t>());
   return j[key].get<int64_t>();
 }
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <tuple>
 
 #include "eli/error.h"
@@ -156,10 +157,27 @@ struct File::Impl {
     const size_t bad = utf8::valid_prefix(text);
     if (bad != text.size()) fail("header is not valid UTF-8 (bad byte at header offset {})", bad);
     nlohmann::json header;
+    // nlohmann keeps the last of duplicate keys; the reference parser (serde) refuses them, and
+    // a file whose tensor name appears twice is ambiguous. Keys of the top-level object (depth
+    // 1) are collected as they are parsed.
+    std::set<std::string> keys;
+    std::string duplicate;
+    const nlohmann::json::parser_callback_t on_key =
+        [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+          if (ev == nlohmann::json::parse_event_t::key && depth == 1 && duplicate.empty() &&
+              !keys.insert(parsed.get<std::string>()).second) {
+            duplicate = parsed.get<std::string>();
+          }
+          return true;
+        };
     try {
-      header = nlohmann::json::parse(text.begin(), text.end());
+      header = nlohmann::json::parse(text.begin(), text.end(), on_key);
     } catch (const nlohmann::json::exception& ex) {
       fail("header is not valid JSON: {}", ex.what());
+    }
+    if (!duplicate.empty()) {
+      fail("header names '{}' twice (tensor names and __metadata__ must be unique)",
+           duplicate.size() <= 200 ? duplicate : duplicate.substr(0, 200) + "...");
     }
     if (!header.is_object()) fail("header must be a JSON object, got {}", header.type_name());
 

@@ -172,6 +172,13 @@ TEST(ModelLoad, BadConfigValues) {
   expect_load_error(d, "not valid JSON");
   d.write_config(R"({"n_layer": "twelve"})");
   expect_load_error(d, "'n_layer' must be an integer");
+  // Sizes past any GPT-2 whose products would overflow; a value past int64 reported as written.
+  d.write_config(R"({"n_embd": 4611686018427387904, "n_head": 1})");
+  expect_load_error(d, "n_embd = 4611686018427387904");
+  d.write_config(R"({"n_layer": 18446744073709551615})");
+  expect_load_error(d, "'n_layer' = 18446744073709551615 is out of range");
+  d.write_config(R"({"vocab_size": 1000000000})");
+  expect_load_error(d, "vocab_size = 1000000000");
 }
 
 TEST(ModelLoad, NotADirectory) {

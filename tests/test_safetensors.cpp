@@ -203,6 +203,18 @@ TEST(SafetensorsRule, HeaderNotJson) {
   expect_refused(make("", 0), "JSON");
 }
 
+TEST(SafetensorsRule, DuplicateNames) {
+  expect_refused(
+      make("{" + entry("w", "F32", "[1]", "[0,4]") + "," + entry("w", "F32", "[1]", "[4,8]") + "}",
+           8),
+      "twice");
+  // The same name inside different tensors' objects is fine (depth > 1).
+  st::File::from_bytes(
+      make("{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[4,8]") + "}",
+           8),
+      "ok.safetensors");
+}
+
 TEST(SafetensorsRule, HeaderNotObject) { expect_refused(make("[1, 2]  ", 0), "object"); }
 
 TEST(SafetensorsRule, UnknownOrMissingDtype) {

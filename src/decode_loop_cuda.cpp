@@ -42,6 +42,13 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     ready.block(stream);
   }
   const c10::cuda::CUDAStreamGuard stream_guard(stream);
+  // The cache and the step's tensors were allocated on the caller's stream and are used on this
+  // one: whatever way this function is left (a callback may throw), the work queued here ends
+  // before they can be freed and reused.
+  struct SyncOnExit {
+    c10::cuda::CUDAStream s;
+    ~SyncOnExit() { (void)cudaStreamSynchronize(s.stream()); }  // must not throw here
+  } sync_on_exit{stream};
 
   const int64_t batch = prompts.size(0), plen = prompts.size(1);
   const int max_new = cfg.max_new_tokens;
@@ -137,7 +144,7 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     ready[static_cast<size_t>(seen)].synchronize();
     emit(seen);
   }
-  stream.synchronize();
+  stream.synchronize();  // (SyncOnExit's wait is then free)
   // Step s's time is the GPU timeline between the tokens of s - 1 and of s: in steady state
   // the interval between replays (the host runs ahead), including any host gap it could not
   // hide (the first steps: warm-up and capture; every step when stop tokens are checked).

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "bpe.h"
 #include "eli/error.h"
 #include "json_excerpt.h"
 #include "utf8.h"
@@ -36,6 +37,7 @@ namespace {
 
 constexpr std::string_view kEndOfTextText = "<|endoftext|>";
 constexpr size_t kMaxCachedPiece = 64;
+constexpr size_t kMaxScanPiece = 64;  // longer pieces merge through bpe_merge_heap
 constexpr size_t kMaxCacheEntries = 1 << 17;
 
 // GPT-2's pattern with `\s` written out as White_Space (see the top of the file).
@@ -71,20 +73,12 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-uint64_t pair_key(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
-
 }  // namespace
 
 struct Tokenizer::Impl {
-  struct Merge {
-    int32_t rank;
-    int32_t id;
-  };
   std::vector<std::string> id_bytes;
   std::array<int32_t, 256> byte_id{};
-  std::unordered_map<uint64_t, Merge> merges;
+  std::unordered_map<uint64_t, detail::BpeMerge> merges;
   int32_t eot_id = -1;
   pcre2_code* re = nullptr;
   mutable std::mutex mu;
@@ -207,7 +201,10 @@ void Tokenizer::Impl::load_merges(const std::string& path,
     ELI_CHECK(ia != by_bytes.end() && ib != by_bytes.end() && im != by_bytes.end(),
               "tokenizer merges '{}' line {}: '{}', '{}' or their merge is not in the vocabulary",
               path, line_no, a, b);
-    ELI_CHECK(merges.emplace(pair_key(ia->second, ib->second), Merge{rank, im->second}).second,
+    ELI_CHECK(merges
+                  .emplace(detail::bpe_pair_key(ia->second, ib->second),
+                           detail::BpeMerge{rank, im->second})
+                  .second,
               "tokenizer merges '{}' line {}: the pair '{}' '{}' is listed twice", path, line_no, a,
               b);
     ++rank;
@@ -241,29 +238,15 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int64_t>& out) con
   }
   std::vector<int32_t> w(piece.size());
   for (size_t i = 0; i < piece.size(); ++i) w[i] = byte_id[static_cast<uint8_t>(piece[i])];
-  while (w.size() > 1) {
-    int32_t best_rank = INT32_MAX, best_id = -1;
-    uint64_t best_key = 0;
-    for (size_t i = 0; i + 1 < w.size(); ++i) {
-      const uint64_t key = pair_key(w[i], w[i + 1]);
-      const auto it = merges.find(key);
-      if (it != merges.end() && it->second.rank < best_rank) {
-        best_rank = it->second.rank;
-        best_id = it->second.id;
-        best_key = key;
-      }
-    }
-    if (best_id < 0) break;
-    size_t o = 0;
-    for (size_t i = 0; i < w.size();) {
-      if (i + 1 < w.size() && pair_key(w[i], w[i + 1]) == best_key) {
-        w[o++] = best_id;
-        i += 2;
-      } else {
-        w[o++] = w[i++];
-      }
-    }
-    w.resize(o);
+  const auto find = [this](uint64_t key) -> const detail::BpeMerge* {
+    const auto it = merges.find(key);
+    return it == merges.end() ? nullptr : &it->second;
+  };
+  // Equal results (bpe.h); the queue only pays off past a few dozen bytes.
+  if (w.size() <= kMaxScanPiece) {
+    detail::bpe_merge_scan(w, find);
+  } else {
+    detail::bpe_merge_heap(w, find);
   }
   out.insert(out.end(), w.begin(), w.end());
   if (cacheable) {

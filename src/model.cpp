@@ -194,7 +194,8 @@ GPT2 GPT2::random(const GPT2Config& cfg, uint64_t seed, at::Device device, at::S
   return m;
 }
 
-GPT2 GPT2::load(const std::string& dir, at::Device device, at::ScalarType dtype) {
+GPT2 GPT2::load(const std::string& dir, at::Device device, at::ScalarType dtype,
+                const LoadOptions& options) {
   const GPT2Config cfg = GPT2Config::from_json_file(dir + "/config.json");
   const std::string path = dir + "/model.safetensors";
   const auto file = safetensors::File::open(path);
@@ -227,7 +228,15 @@ GPT2 GPT2::load(const std::string& dir, at::Device device, at::ScalarType dtype)
               "{}: tensor '{}' has dtype {}, expected a floating-point type", path, it->second,
               safetensors::dtype_name(info.dtype));
     used.insert(name);
-    return file.tensor(it->second).to(device, dtype).contiguous();
+    at::Tensor t = file.tensor(it->second).to(device, dtype).contiguous();
+    if (!options.allow_non_finite) {
+      const int64_t bad = t.numel() - at::isfinite(t).sum().item<int64_t>();
+      ELI_CHECK(bad == 0,
+                "{}: tensor '{}' has {} non-finite values (NaN or Inf as stored, or beyond the "
+                "range of {}); LoadOptions::allow_non_finite loads it anyway",
+                path, it->second, bad, c10::toString(dtype));
+    }
+    return t;
   };
   // Conv1D stores [in, out]; at::linear wants [out, in].
   auto take_conv1d = [&](const std::string& name, int64_t in, int64_t out) {

@@ -2,6 +2,7 @@
 // written by tools/hf_reference.py tiny), checkpoint validation, config parsing.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -132,6 +133,31 @@ TEST(ModelLoad, UntiedLmHeadIsUsed) {
   const at::Tensor untied =
       GPT2::load(d.dir.string(), at::kCPU, at::kFloat).forward(ids, 0, nullptr);
   EXPECT_GT(max_abs_diff(tied, untied), 1e-3);
+}
+
+TEST(ModelLoad, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  TempModelDir d("nonfinite");
+  d.write_config(kTinyConfig);
+  auto t = tiny_tensors("");
+  t["h.0.mlp.c_fc.bias"][3] = std::nan("");
+  t["h.0.ln_2.weight"][1] = INFINITY;
+  eli::safetensors::save((d.dir / "model.safetensors").string(), t);
+  expect_load_error(d, "non-finite");
+  eli::model::LoadOptions allow;
+  allow.allow_non_finite = true;
+  EXPECT_NO_THROW(GPT2::load(d.dir.string(), at::kCPU, at::kFloat, allow));
+  // Finite as stored but beyond fp16: an overflow of the conversion, refused the same way.
+  t = tiny_tensors("");
+  t["wpe.weight"][0][0] = 1e6;
+  eli::safetensors::save((d.dir / "model.safetensors").string(), t);
+  EXPECT_NO_THROW(GPT2::load(d.dir.string(), at::kCPU, at::kFloat));
+  try {
+    GPT2::load(d.dir.string(), at::kCPU, at::kHalf);
+    ADD_FAILURE() << "fp16 overflow accepted";
+  } catch (const eli::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'wpe.weight' has 1 non-finite"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ModelLoad, MissingTensor) {

@@ -21,13 +21,22 @@ struct Block {
   at::Tensor mlp_proj_w, mlp_proj_b;  // [E, inner], [E]
 };
 
+/// How GPT2::load treats a checkpoint.
+struct LoadOptions {
+  /// NaN / Inf weights (as stored, or beyond the range of the target dtype, e.g. fp16) are an
+  /// error naming the tensor unless this is set.
+  bool allow_non_finite = false;
+};
+
 class GPT2 {
  public:
   /// Loads a Hugging Face GPT-2 directory (config.json + model.safetensors).
   /// Accepts names with or without the "transformer." prefix, Conv1D [in, out] weights,
   /// ties lm_head to wte when absent, ignores attn.bias / attn.masked_bias buffers.
-  /// Missing, unexpected or wrongly shaped tensors -> eli::Error naming the tensor.
-  static GPT2 load(const std::string& dir, at::Device device, at::ScalarType dtype);
+  /// Missing, unexpected, wrongly shaped or (see LoadOptions) non-finite tensors -> eli::Error
+  /// naming the tensor.
+  static GPT2 load(const std::string& dir, at::Device device, at::ScalarType dtype,
+                   const LoadOptions& options = {});
   /// Random weights (N(0, 0.02), like HF's init) of the given shape, seeded.
   static GPT2 random(const GPT2Config& cfg, uint64_t seed, at::Device device, at::ScalarType dtype);
   /// Resolves "random:NAME" (see GPT2Config::named), "default" or a directory.

@@ -89,8 +89,10 @@ struct Tokenizer::Impl {
   Impl& operator=(const Impl&) = delete;
   ~Impl() { pcre2_code_free(re); }
 
-  void load_vocab(const std::string& path, std::unordered_map<std::string, int32_t>* by_bytes);
-  void load_merges(const std::string& path,
+  // text: the file's contents; path: its name in error messages.
+  void load_vocab(const std::string& text, const std::string& path,
+                  std::unordered_map<std::string, int32_t>* by_bytes);
+  void load_merges(const std::string& text, const std::string& path,
                    const std::unordered_map<std::string, int32_t>& by_bytes);
   void compile_regex();
   void bpe(std::string_view piece, std::vector<int64_t>& out) const;
@@ -130,11 +132,11 @@ std::unordered_map<uint32_t, uint8_t> byte_decoder() {
 
 }  // namespace
 
-void Tokenizer::Impl::load_vocab(const std::string& path,
+void Tokenizer::Impl::load_vocab(const std::string& text, const std::string& path,
                                  std::unordered_map<std::string, int32_t>* by_bytes) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& ex) {
     ELI_FAIL("tokenizer vocabulary '{}': not valid JSON: {}", path, ex.what());
   }
@@ -172,9 +174,8 @@ void Tokenizer::Impl::load_vocab(const std::string& path,
   if (eot != by_bytes->end()) eot_id = eot->second;
 }
 
-void Tokenizer::Impl::load_merges(const std::string& path,
+void Tokenizer::Impl::load_merges(const std::string& text, const std::string& path,
                                   const std::unordered_map<std::string, int32_t>& by_bytes) {
-  const std::string text = read_file(path);
   const auto decoder = byte_decoder();
   std::string a_bytes, b_bytes;
   size_t pos = 0;
@@ -302,8 +303,18 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer Tokenizer::from_files(const std::string& vocab_path, const std::string& merges_path) {
   auto impl = std::make_unique<Impl>();
   std::unordered_map<std::string, int32_t> by_bytes;
-  impl->load_vocab(vocab_path, &by_bytes);
-  impl->load_merges(merges_path, by_bytes);
+  impl->load_vocab(read_file(vocab_path), vocab_path, &by_bytes);
+  impl->load_merges(read_file(merges_path), merges_path, by_bytes);
+  impl->compile_regex();
+  return Tokenizer(std::move(impl));
+}
+
+Tokenizer Tokenizer::from_strings(const std::string& vocab_json, const std::string& merges_text,
+                                  const std::string& origin) {
+  auto impl = std::make_unique<Impl>();
+  std::unordered_map<std::string, int32_t> by_bytes;
+  impl->load_vocab(vocab_json, origin + " (vocabulary)", &by_bytes);
+  impl->load_merges(merges_text, origin + " (merges)", by_bytes);
   impl->compile_regex();
   return Tokenizer(std::move(impl));
 }

@@ -17,6 +17,10 @@ class Tokenizer {
   static Tokenizer from_files(const std::string& vocab_path, const std::string& merges_path);
   /// A directory holding vocab.json + merges.txt or encoder.json + vocab.bpe.
   static Tokenizer from_dir(const std::string& dir);
+  /// The same from the two files' contents (vocab.json text, merges.txt text); `origin` names
+  /// them in error messages.
+  static Tokenizer from_strings(const std::string& vocab_json, const std::string& merges_text,
+                                const std::string& origin = "<memory>");
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

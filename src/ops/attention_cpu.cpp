@@ -185,6 +185,9 @@ ELI_ALWAYS_INLINE float exp_nonpos(float x) {
   const int32_t cx = (ix & ~under) | (static_cast<int32_t>(kMinus87) & under);
   float xc;
   std::memcpy(&xc, &cx, sizeof(xc));
+  // A NaN (or positive) x would reach the int conversion below, which is then undefined: such
+  // x read as 0 (select, no branch; NaN compares false).
+  xc = xc <= 0.f ? xc : 0.f;
   const float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
   const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything eli needs on Debian 12 (apt packages), then configures and builds it.
+# Installs everything eli needs on Debian 12 (apt packages; clang and its sanitizer / libFuzzer
+# runtime for scripts/sanitize.sh), then configures and builds it.
 #   scripts/setup.sh [BUILD_DIR]        (default: build)
 # Environment: ELI_SKIP_APT=1 skips apt-get; ELI_CMAKE_ARGS adds CMake arguments.
 set -euo pipefail
@@ -14,7 +15,8 @@ if [ "${ELI_SKIP_APT:-0}" != 1 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake ninja-build ccache pkg-config \
     libtorch-dev libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev \
-    libpcre2-dev libcli11-dev libopenblas0-pthread python3 python3-matplotlib >/dev/null
+    libpcre2-dev libcli11-dev libopenblas0-pthread python3 python3-matplotlib \
+    clang libclang-rt-14-dev >/dev/null
 fi
 
 ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release)

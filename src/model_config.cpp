@@ -65,6 +65,9 @@ GPT2Config GPT2Config::from_json_string(const std::string& text, const std::stri
               ::eli::detail::json_excerpt(j["model_type"]));
   }
   if (j.contains("activation_function")) {
+    ELI_CHECK(j["activation_function"].is_string(),
+              "{}: activation_function must be a string, got {}", origin,
+              ::eli::detail::json_excerpt(j["activation_function"]));
     const auto act = j["activation_function"].get<std::string>();
     ELI_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast",
               "{}: activation_function '{}' is not supported (GPT-2 uses gelu_new)", origin, act);

@@ -40,6 +40,10 @@ TEST(DeepJson, ConfigValue) {
   expect_short_error(
       [&] { eli::GPT2Config::from_json_string("{\"model_type\": \"" + long_name + "\"}", "long"); },
       "a long string value");
+  // Invalid UTF-8 inside a JSON string (the parser keeps it): quoted, not a json exception.
+  expect_short_error(
+      [] { eli::GPT2Config::from_json_string("{\"model_type\": \"gp\xe0\"}", "utf8"); },
+      "a value with invalid UTF-8");
 }
 
 TEST(DeepJson, VocabularyId) {

@@ -198,6 +198,8 @@ TEST(ModelLoad, BadConfigValues) {
   expect_load_error(d, "not valid JSON");
   d.write_config(R"({"n_layer": "twelve"})");
   expect_load_error(d, "'n_layer' must be an integer");
+  d.write_config(R"({"activation_function": false})");  // found by fuzz/fuzz_config
+  expect_load_error(d, "activation_function must be a string");
   // Sizes past any GPT-2 whose products would overflow; a value past int64 reported as written.
   d.write_config(R"({"n_embd": 4611686018427387904, "n_head": 1})");
   expect_load_error(d, "n_embd = 4611686018427387904");

@@ -42,13 +42,6 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     ready.block(stream);
   }
   const c10::cuda::CUDAStreamGuard stream_guard(stream);
-  // The cache and the step's tensors were allocated on the caller's stream and are used on this
-  // one: whatever way this function is left (a callback may throw), the work queued here ends
-  // before they can be freed and reused.
-  struct SyncOnExit {
-    c10::cuda::CUDAStream s;
-    ~SyncOnExit() { (void)cudaStreamSynchronize(s.stream()); }  // must not throw here
-  } sync_on_exit{stream};
 
   const int64_t batch = prompts.size(0), plen = prompts.size(1);
   const int max_new = cfg.max_new_tokens;
@@ -95,6 +88,15 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     ready[static_cast<size_t>(s)].record(stream);
   };
 
+  at::cuda::CUDAGraph graph;
+  // The cache (the caller's) and everything above hold memory the work queued on this stream
+  // uses: however this function is left (a callback may throw), that work ends before any of
+  // it is freed, so this is declared last (destroyed first).
+  struct SyncOnExit {
+    c10::cuda::CUDAStream s;
+    ~SyncOnExit() { (void)cudaStreamSynchronize(s.stream()); }  // must not throw here
+  } sync_on_exit{stream};
+
   const auto t0 = Clock::now();
   set_state(0, 0);
   sample_into_ids(model.forward_last(prompts, 0, &cache));
@@ -104,7 +106,6 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   emit(0);
 
   auto step_body = [&] { sample_into_ids(model.decode_logits(ids, pos, &cache)); };
-  at::cuda::CUDAGraph graph;
   bool warmed = false, captured = false;
   const int lag = cfg.stop_tokens.empty() ? kLag : 0;
   int seen = 1;  // steps whose tokens were emitted

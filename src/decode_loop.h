@@ -5,12 +5,43 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
 #include "eli/generator.h"
 
 namespace eli::detail {
+
+/// Where a decode loop's tokens go: per sequence into `tokens`, to the callback, and a sequence
+/// is done after its first stop token (its later tokens are dropped). Both loops use it.
+class TokenSink {
+ public:
+  TokenSink(std::vector<std::vector<int64_t>>& tokens, const std::vector<int64_t>& stop_tokens,
+            const TokenCallback& on_token)
+      : tokens_(tokens), stop_(stop_tokens), on_token_(on_token), done_(tokens.size(), false) {}
+  /// ids: one token per sequence.
+  void push(const int64_t* ids) {
+    for (size_t b = 0; b < tokens_.size(); ++b) {
+      if (done_[b]) continue;
+      tokens_[b].push_back(ids[b]);
+      if (on_token_) on_token_(static_cast<int64_t>(b), ids[b]);
+      if (std::find(stop_.begin(), stop_.end(), ids[b]) != stop_.end()) {
+        done_[b] = true;
+        ++n_done_;
+      }
+    }
+  }
+  bool all_done() const { return n_done_ == tokens_.size(); }
+
+ private:
+  std::vector<std::vector<int64_t>>& tokens_;
+  const std::vector<int64_t>& stop_;
+  const TokenCallback& on_token_;
+  std::vector<bool> done_;
+  size_t n_done_ = 0;
+};
 
 /// Test hook: graph replays of the CUDA decode loop so far (defined in every build).
 std::atomic<int64_t>& graph_replays();

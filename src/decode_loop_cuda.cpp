@@ -65,21 +65,8 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   ready.reserve(static_cast<size_t>(max_new));
   for (int s = 0; s < max_new; ++s) ready.emplace_back(cudaEventDefault);
 
-  std::vector<bool> done(static_cast<size_t>(batch), false);
-  int64_t n_done = 0;
-  auto emit = [&](int s) {
-    const int64_t* p = host_tokens.data_ptr<int64_t>() + int64_t(s) * batch;
-    for (int64_t b = 0; b < batch; ++b) {
-      if (done[static_cast<size_t>(b)]) continue;
-      res.tokens[static_cast<size_t>(b)].push_back(p[b]);
-      if (on_token) on_token(b, p[b]);
-      if (std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), p[b]) !=
-          cfg.stop_tokens.end()) {
-        done[static_cast<size_t>(b)] = true;
-        ++n_done;
-      }
-    }
-  };
+  TokenSink sink(res.tokens, cfg.stop_tokens, on_token);
+  auto emit = [&](int s) { sink.push(host_tokens.data_ptr<int64_t>() + int64_t(s) * batch); };
   auto sample_into_ids = [&](const at::Tensor& logits) {
     ids.copy_(sample_next_device(logits, cfg.sampling, step).view({batch, 1}));
   };
@@ -110,7 +97,7 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   const int lag = cfg.stop_tokens.empty() ? kLag : 0;
   int seen = 1;  // steps whose tokens were emitted
   int ran = 1;   // steps launched (the prefill's token is step 0)
-  for (int s = 1; s < max_new && n_done < batch; ++s) {
+  for (int s = 1; s < max_new && !sink.all_done(); ++s) {
     const int64_t p = plen + s - 1;  // the fed-back token's position
     set_state(p, s);
     if (cache.begin_graph_step(p)) {
@@ -136,12 +123,12 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     }
     copy_out(s);
     ran = s + 1;
-    for (; seen <= s - lag && n_done < batch; ++seen) {
+    for (; seen <= s - lag && !sink.all_done(); ++seen) {
       ready[static_cast<size_t>(seen)].synchronize();
       emit(seen);
     }
   }
-  for (; seen < ran && n_done < batch; ++seen) {
+  for (; seen < ran && !sink.all_done(); ++seen) {
     ready[static_cast<size_t>(seen)].synchronize();
     emit(seen);
   }

@@ -81,22 +81,8 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   }
 #endif
   auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);
-  std::vector<bool> done(batch, false);
-  int64_t n_done = 0;
-
-  auto emit = [&](const at::Tensor& next_cpu) {
-    const int64_t* p = next_cpu.data_ptr<int64_t>();
-    for (int64_t b = 0; b < batch; ++b) {
-      if (done[b]) continue;
-      res.tokens[b].push_back(p[b]);
-      if (on_token) on_token(b, p[b]);
-      if (std::find(cfg.stop_tokens.begin(), cfg.stop_tokens.end(), p[b]) !=
-          cfg.stop_tokens.end()) {
-        done[b] = true;
-        ++n_done;
-      }
-    }
-  };
+  detail::TokenSink sink(res.tokens, cfg.stop_tokens, on_token);
+  auto emit = [&](const at::Tensor& next_cpu) { sink.push(next_cpu.data_ptr<int64_t>()); };
 
   auto t0 = Clock::now();
   at::Tensor logits = model_->forward_last(all_ids, 0, cache.get());
@@ -104,7 +90,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   res.timing.prefill_ms = ms_since(t0);
   emit(next);
   int64_t past = plen;
-  for (int step = 1; step < cfg.max_new_tokens && n_done < batch; ++step) {
+  for (int step = 1; step < cfg.max_new_tokens && !sink.all_done(); ++step) {
     t0 = Clock::now();
     if (cache) {
       logits = model_->forward_last(next.view({batch, 1}), past, cache.get());

@@ -252,17 +252,22 @@ class Cache final : public KVCache, private Recoder {
     // Unquantized K and V: the attention's last launch also appends the new token (the last
     // region is the write target of every layout), so commit_graph has nothing left to write.
     ops::SlotMap append;
-    appended_ = !KCodec::kQuantized && !VCodec::kQuantized && !a_.rotate_k && !a_.rotate_v;
-    if (appended_) {
+    if (appends_in_attention()) {
       const SlotRegion t = layout_.graph_target(layer);
       ELI_CHECK(regions.back().k.data.is_same(t.k[0]) && regions.back().v.data.is_same(t.v[0]),
                 "graph step: the last attention region is not the layout's write target");
       append.block_table = t.block_table;
       append.t0_dev = step_.select(0, kSlotRow);
     }
-    auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l], appended_ ? &append : nullptr);
+    auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l],
+                              appends_in_attention() ? &append : nullptr);
     if (a_.rotate_v) out = at::matmul(out.to(at::kFloat), rot_);
     return out.to(a_.dtype);
+  }
+
+  // Graph step, unquantized and unrotated K and V: the attention's reduce stores the new token.
+  bool appends_in_attention() const {
+    return !KCodec::kQuantized && !VCodec::kQuantized && !a_.rotate_k && !a_.rotate_v;
   }
 
   // The graph step's append: the new token quantized (or stored) straight into the layout's
@@ -272,7 +277,7 @@ class Cache final : public KVCache, private Recoder {
     const at::Tensor xk = pk_[l], xv = pv_[l];
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
-    if (!appended_) {
+    if (!appends_in_attention()) {
       const SlotRegion t = layout_.graph_target(layer);
       ops::SlotMap m;
       m.block_table = t.block_table;
@@ -280,7 +285,6 @@ class Cache final : public KVCache, private Recoder {
       ops::quantize_kv_out(KCodec::kQuantized ? xk : xk.to(a_.dtype), kc_.store(layer, t.k), m);
       ops::quantize_kv_out(VCodec::kQuantized ? xv : xv.to(a_.dtype), vc_.store(layer, t.v), m);
     }
-    appended_ = false;
     if (resid_ > 0) {
       ops::SlotMap r;
       r.t0_dev = step_.select(0, kResidSlotRow);
@@ -397,7 +401,6 @@ class Cache final : public KVCache, private Recoder {
   static constexpr int64_t kResidLenRow = 4, kSlotRow = 5, kResidSlotRow = 6, kStepRows = 7;
   at::Tensor step_;
   int64_t graph_pos_ = -1;  // >= 0 between begin_graph_step and end_graph_step
-  bool appended_ = false;   // the graph step's attention already stored the new token
 };
 
 }  // namespace eli::cache

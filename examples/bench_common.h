@@ -87,7 +87,12 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
       ->check(CLI::Range(1, kMaxTokens))
       ->capture_default_str();
   app.add_option("--seed", o.seed, "Seed (random weights)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(
+          [](const std::string& v) {
+            // CLI11 would wrap "-1" into an unsigned 2^64 - 1.
+            return !v.empty() && v[0] == '-' ? "must be >= 0, got " + v : std::string();
+          },
+          "non-negative")
       ->capture_default_str();
   app.add_option("--window", o.cache.window_size, "sliding_window: tokens kept")
       ->capture_default_str();

@@ -10,9 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <algorithm>
 #include <chrono>
-#include <cstring>
 
 #include "decode_loop.h"
 

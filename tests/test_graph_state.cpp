@@ -2,8 +2,8 @@
 // host and uploaded before each replay) against the eager step's own view, on the CPU for every
 // position: the lengths and masks of graph_regions equal decode_regions' (a region the eager
 // step leaves out has length 0; a slot the eager step does not mask has bias 0), and
-// graph_slot(p) is the slot where the eager write puts position p. The GPU replay itself is
-// tested in tests/gpu/test_decode_graph.cpp.
+// graph_slot(p) is the slot of the last graph region where the eager write puts position p. The GPU
+// replay itself is tested in tests/gpu/test_decode_graph.cpp.
 #include <gtest/gtest.h>
 
 #include "cache/layouts.h"
@@ -75,7 +75,7 @@ void check_layout(Layout& layout, const std::string& what) {
     const Parts r = row_of(n);
     layout.write(0, n, r[0], r[0], r, r, rc);
     if (ok) {
-      const SlotRegion t = layout.graph_target(0);
+      const SlotRegion t = layout.graph_regions(0).back();
       const int64_t slot = layout.graph_slot(n);
       at::Tensor held;
       if (t.block_table.defined()) {  // paged: slot n of the sequence, through its table

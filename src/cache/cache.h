@@ -249,14 +249,11 @@ class Cache final : public KVCache, private Recoder {
                                      step_.select(0, kResidLenRow)});
     }
     const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
-    // Unquantized K and V: the attention's last launch also appends the new token (the last
-    // region is the write target of every layout), so commit_graph has nothing left to write.
+    // Unquantized K and V (so no residual ring): the attention's last launch, over the layout's
+    // last region, also appends the new token there, so commit_graph has nothing left to write.
     ops::SlotMap append;
     if (appends_in_attention()) {
-      const SlotRegion t = layout_.graph_target(layer);
-      ELI_CHECK(regions.back().k.data.is_same(t.k[0]) && regions.back().v.data.is_same(t.v[0]),
-                "graph step: the last attention region is not the layout's write target");
-      append.block_table = t.block_table;
+      append.block_table = regions.back().block_table;
       append.t0_dev = step_.select(0, kSlotRow);
     }
     auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l],
@@ -278,7 +275,7 @@ class Cache final : public KVCache, private Recoder {
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
     if (!appends_in_attention()) {
-      const SlotRegion t = layout_.graph_target(layer);
+      const SlotRegion t = layout_.graph_regions(layer).back();  // where new positions go
       ops::SlotMap m;
       m.block_table = t.block_table;
       m.t0_dev = step_.select(0, kSlotRow);

@@ -149,10 +149,6 @@ std::vector<int64_t> ChunkSummaryLayout::graph_lens(int64_t n) const {
   return lens;
 }
 
-SlotRegion ChunkSummaryLayout::graph_target(int layer) const {
-  return SlotRegion{ring_buf_.k[layer], ring_buf_.v[layer], {}, {}, ring_};
-}
-
 void ChunkSummaryLayout::graph_prepare(int64_t n, int64_t) {
   // decode_regions' ring mask as one row: slot i holds a visible position when it is among the
   // c slots from a on, cyclically (0 adds exactly nothing where the eager step has no bias).

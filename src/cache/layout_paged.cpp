@@ -123,9 +123,6 @@ std::vector<SlotRegion> PagedLayout::graph_regions(int layer) const {
 }
 std::vector<int64_t> PagedLayout::graph_lens(int64_t n) const { return {n}; }
 int64_t PagedLayout::graph_slot(int64_t pos) const { return pos; }
-SlotRegion PagedLayout::graph_target(int layer) const {
-  return SlotRegion{pool_.k[layer], pool_.v[layer], table_dev_, {}, max_blocks_ * bs_};
-}
 void PagedLayout::graph_prepare(int64_t, int64_t pos) { ensure_blocks(pos + 1); }
 
 void PagedLayout::for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn) {

@@ -117,9 +117,6 @@ std::vector<SlotRegion> ContiguousLayout::graph_regions(int layer) const {
 }
 std::vector<int64_t> ContiguousLayout::graph_lens(int64_t n) const { return {n}; }
 int64_t ContiguousLayout::graph_slot(int64_t pos) const { return pos; }
-SlotRegion ContiguousLayout::graph_target(int layer) const {
-  return SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, a_.capacity};
-}
 void ContiguousLayout::graph_prepare(int64_t, int64_t) {}
 
 void ContiguousLayout::for_each_buffer(int layer, bool is_v,
@@ -191,11 +188,7 @@ Gathered SlidingWindowLayout::gather(int layer, int64_t n) const {
 
 std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n) const {
   // Stored positions fill slots [0, stored) (a position p < sinks + window sits in slot p).
-  SlotRegion r{buf_.k[layer],
-               buf_.v[layer],
-               {},
-               {},
-               std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_)};
+  SlotRegion r{buf_.k[layer], buf_.v[layer], {}, {}, stored(n)};
   if (n - window_ >= sinks_) {  // position n - window is stored but outside the query's window
     const int64_t slots = buf_.k[layer][0].size(2), j = slot_of(n - window_);
     r.bias = mask_row_.narrow(0, slots - j, slots).unsqueeze(0).expand({a_.batch, slots});
@@ -209,15 +202,9 @@ std::vector<SlotRegion> SlidingWindowLayout::graph_regions(int layer) const {
       buf_.k[layer], buf_.v[layer], {}, graph_bias_.unsqueeze(0).expand({a_.batch, slots}), slots}};
 }
 
-std::vector<int64_t> SlidingWindowLayout::graph_lens(int64_t n) const {
-  return {std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_)};
-}
+std::vector<int64_t> SlidingWindowLayout::graph_lens(int64_t n) const { return {stored(n)}; }
 
 int64_t SlidingWindowLayout::graph_slot(int64_t pos) const { return slot_of(pos); }
-
-SlotRegion SlidingWindowLayout::graph_target(int layer) const {
-  return SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, buf_.k[layer][0].size(2)};
-}
 
 void SlidingWindowLayout::graph_prepare(int64_t n, int64_t) {
   // decode_regions' mask: the slot of position n - window once it is stored but out of view
@@ -234,7 +221,7 @@ void SlidingWindowLayout::for_each_buffer(int layer, bool is_v,
 
 Footprint SlidingWindowLayout::footprint(int64_t n) const {
   Footprint f;
-  f.stored_per_seq = std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_);
+  f.stored_per_seq = stored(n);
   f.evicted_per_seq = n - f.stored_per_seq;
   f.slots_stored = a_.batch * f.stored_per_seq;
   f.slots_allocated = a_.batch * buf_.k[0][0].size(2);

@@ -18,14 +18,15 @@
 // device memory so that one captured step replays at any position:
 //   graph_step_ok(pos)            whether the single-token step at pos can be replayed
 //   graph_regions(layer)          decode_regions with a fixed structure: len = the region's
-//                                 capacity (grid bound), masks in device buffers of their own
+//                                 capacity (grid bound), masks in device buffers of their own;
+//                                 the last region is the storage new positions are written to
 //   graph_lens(n)                 per graph region, the slots a query at n reads
-//   graph_slot(pos)               where position pos is written, in the write map's terms
-//   graph_target(layer)           the storage (and block table) that map addresses
+//   graph_slot(pos)               where position pos is written in the last graph region
 //   graph_prepare(n, pos)         uploads the layout's per-step device state (masks, tables)
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -122,7 +123,6 @@ class ContiguousLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
-  SlotRegion graph_target(int layer) const;
   void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
 
@@ -153,12 +153,16 @@ class SlidingWindowLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
-  SlotRegion graph_target(int layer) const;
   void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
 
  private:
   int64_t slot_of(int64_t p) const { return p < sinks_ ? p : sinks_ + (p - sinks_) % window_; }
+  // Positions held after n: the sinks and the newest window (position p < sinks + window in
+  // slot p).
+  int64_t stored(int64_t n) const {
+    return std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_);
+  }
   std::vector<int64_t> kept(int64_t n_begin, int64_t n_end, int64_t n) const;
   LayoutArgs a_;
   int64_t window_, sinks_;
@@ -187,7 +191,6 @@ class PagedLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
-  SlotRegion graph_target(int layer) const;
   void graph_prepare(int64_t n, int64_t pos);
   void reset();
   /// int32 [B, max_blocks] on the cache's device (-1 = unallocated), updated in place.
@@ -228,7 +231,6 @@ class ChunkSummaryLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const { return pos % ring_; }
-  SlotRegion graph_target(int layer) const;
   void graph_prepare(int64_t n, int64_t pos);
   void reset() {}
   /// Summaries after n positions.

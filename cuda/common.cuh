@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "eli_kernels.cuh"
 
@@ -14,6 +15,52 @@ namespace eli::cuda {
 cudaError_t invalid_argument(const char* what, long long value);
 /// Multiprocessors of the current device (132 if the query fails).
 int device_sm_count();
+/// Whether launch() asks for programmatic dependent launch: compute capability >= 9.0 and
+/// the environment variable ELI_PDL not set to 0 (the switch exists to measure it).
+bool programmatic_launch_enabled();
+
+// Programmatic dependent launch (Hopper and later). A decode step is a chain of short kernels;
+// launched normally, each starts only after the one before it has drained, and the memory sits
+// idle in between. Every eli kernel is launched with launch() below and starts with
+// allow_next_kernel() and wait_prior_kernels(): the next kernel of the stream may then be
+// scheduled while this one runs, and does nothing that depends on earlier kernels (reads of
+// their outputs, writes of anything they read) before its own wait_prior_kernels(), which
+// returns once every kernel before it has completed and its writes are visible. Work that does
+// not depend on earlier kernels (the projection kernel's weight loads) may go before the wait.
+// On older devices both are no-ops and launch() is a plain launch.
+
+/// Lets the next kernel in the stream be scheduled (once every block of this grid called it).
+__device__ __forceinline__ void allow_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/// Waits until the kernels before this one in the stream have completed and flushed.
+__device__ __forceinline__ void wait_prior_kernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization
+/// allowed (see above); the kernel must call wait_prior_kernels() before dependent work.
+/// Errors are also recorded for cudaGetLastError().
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic_launch_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 }  // namespace eli::cuda
 

@@ -259,6 +259,8 @@ template <typename T, int kD, Format FK, Format FV, bool kMmaV>
 __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
     decode_attention_kernel(DecodeAttentionParams p, int split_len, float* __restrict__ part_acc,
                             float* __restrict__ part_ml) {
+  allow_next_kernel();
+  wait_prior_kernels();
   constexpr int kEK = Storage<FK, T>::kElemsPerVec, kEV = Storage<FV, T>::kElemsPerVec;
   constexpr int kTprK = kD / kEK, kTprV = kD / kEV;  // threads per row
   constexpr int kRowsK = kAttnThreads / kTprK, kRowsV = kAttnThreads / kTprV;
@@ -535,6 +537,8 @@ template <typename T, int kD>
 __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
                                                const float* __restrict__ part_acc,
                                                const float* __restrict__ part_ml, int num_splits) {
+  allow_next_kernel();
+  wait_prior_kernels();
   const int64_t bh = blockIdx.x;
   const int d = threadIdx.x;
   auto load_new = [&](const void* src) {
@@ -633,14 +637,15 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
       ELI_DISPATCH_HEAD_DIM(
           p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
             if (use_values_mma<T, kD, FK, kFV>(p.v))
-              decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>
-                  <<<grid, kAttnThreads, values_mma_smem_bytes(p.v, kD, plan.split_len), stream>>>(
-                      p, plan.split_len, part_acc, part_ml);
+              launch(decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>, grid,
+                     dim3(kAttnThreads), values_mma_smem_bytes(p.v, kD, plan.split_len), stream, p,
+                     plan.split_len, part_acc, part_ml);
             else
-              decode_attention_kernel<T, kD, FK, kFV, false>
-                  <<<grid, kAttnThreads, 0, stream>>>(p, plan.split_len, part_acc, part_ml);
-            decode_attention_reduce_kernel<T, kD>
-                <<<p.B * p.H, kD, 0, stream>>>(p, part_acc, part_ml, plan.num_splits);
+              launch(decode_attention_kernel<T, kD, FK, kFV, false>, grid, dim3(kAttnThreads), 0,
+                     stream, p, plan.split_len, part_acc, part_ml);
+            launch(decode_attention_reduce_kernel<T, kD>, dim3(p.B * p.H), dim3(kD), 0, stream, p,
+                   static_cast<const float*>(part_acc), static_cast<const float*>(part_ml),
+                   plan.num_splits);
           })));
   return cudaGetLastError();
 }

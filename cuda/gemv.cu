@@ -16,13 +16,16 @@ namespace detail {
 
 constexpr int kGemvWarps = 8;   // warps per block
 constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane
+// Chunks per lane requested before waiting for the kernels before (8 x 32 lanes x 16 bytes
+// = 2048 fp16 elements, all of K for every GPT-2 product once split).
+constexpr int kGemvPrefetch = 8;
 
 template <typename T>
 struct Vec16 {  // 16 bytes of T as fp32 values
   static constexpr int kN = 16 / int(sizeof(T));
   float v[kN];
-  __device__ __forceinline__ void load(const T* p) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  __device__ __forceinline__ void load(const T* p) { set(*reinterpret_cast<const uint4*>(p)); }
+  __device__ __forceinline__ void set(const uint4& raw) {
     if constexpr (sizeof(T) == 2) {
       const __half2* h = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
@@ -40,9 +43,12 @@ struct Vec16 {  // 16 bytes of T as fp32 values
 };
 
 /// kSplit warps per output column n, each over a contiguous 1 / kSplit of K: lanes stride over
-/// their part of W[n, :] in 16-byte chunks, kGemvUnroll chunks in flight, the matching x chunks
-/// of every row m from L1; fp32 sums, warp reduction, the kSplit partial sums added in a fixed
-/// order through shared memory, then bias and GELU (tanh).
+/// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1; fp32
+/// sums, warp reduction, the kSplit partial sums added in a fixed order through shared memory,
+/// then bias and GELU (tanh). The weights do not depend on earlier kernels: each lane requests
+/// its first kGemvPrefetch chunks before wait_prior_kernels(), so the weight stream of this
+/// product overlaps the kernels before it (all of a GPT-2 row part; see common.cuh), and the
+/// rest kGemvUnroll chunks at a time.
 template <typename T, int kM, int kSplit>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
@@ -52,33 +58,52 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   __shared__ float s_part[kGemvWarps][kM];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int n = blockIdx.x * kCols + warp / kSplit, part = warp % kSplit;
+  const T* wr = w + int64_t(n < n_cols ? n : 0) * k_dim;
+  const int chunks = k_dim / kE, per = (chunks + kSplit - 1) / kSplit;
+  const int c_begin = part * per, c_end = n < n_cols ? min(chunks, c_begin + per) : c_begin;
+
+  uint4 pre[kGemvPrefetch];
+#pragma unroll
+  for (int u = 0; u < kGemvPrefetch; ++u) {
+    const int c = c_begin + lane + u * 32;
+    if (c < c_end) pre[u] = *reinterpret_cast<const uint4*>(wr + int64_t(c) * kE);
+  }
+  allow_next_kernel();
+  wait_prior_kernels();
+
   float acc[kM];
 #pragma unroll
   for (int m = 0; m < kM; ++m) acc[m] = 0.f;
-  if (n < n_cols) {
-    const T* wr = w + int64_t(n) * k_dim;
-    const int chunks = k_dim / kE, per = (chunks + kSplit - 1) / kSplit;
-    const int c_begin = part * per, c_end = min(chunks, c_begin + per);
-    for (int c0 = c_begin + lane; c0 < c_end; c0 += 32 * kGemvUnroll) {
-      Vec16<T> wv[kGemvUnroll];
+  auto accumulate = [&](const Vec16<T>& wv, int c) {
 #pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u) {
-        const int c = c0 + u * 32;
-        if (c < c_end) wv[u].load(wr + c * kE);
-      }
+    for (int m = 0; m < kM; ++m) {
+      if (m >= m_rows) break;
+      Vec16<T> xv;
+      xv.load(x + int64_t(m) * k_dim + int64_t(c) * kE);
 #pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u) {
-        const int c = c0 + u * 32;
-        if (c >= c_end) break;
+      for (int e = 0; e < kE; ++e) acc[m] = fmaf(wv.v[e], xv.v[e], acc[m]);
+    }
+  };
 #pragma unroll
-        for (int m = 0; m < kM; ++m) {
-          if (m >= m_rows) break;
-          Vec16<T> xv;
-          xv.load(x + int64_t(m) * k_dim + c * kE);
+  for (int u = 0; u < kGemvPrefetch; ++u) {
+    const int c = c_begin + lane + u * 32;
+    if (c >= c_end) break;
+    Vec16<T> wv;
+    wv.set(pre[u]);
+    accumulate(wv, c);
+  }
+  for (int c0 = c_begin + lane + kGemvPrefetch * 32; c0 < c_end; c0 += 32 * kGemvUnroll) {
+    Vec16<T> wv[kGemvUnroll];
 #pragma unroll
-          for (int e = 0; e < kE; ++e) acc[m] = fmaf(wv[u].v[e], xv.v[e], acc[m]);
-        }
-      }
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int c = c0 + u * 32;
+      if (c < c_end) wv[u].load(wr + int64_t(c) * kE);
+    }
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int c = c0 + u * 32;
+      if (c >= c_end) break;
+      accumulate(wv[u], c);
     }
   }
 #pragma unroll
@@ -128,10 +153,10 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
   auto go = [&](auto split_c) {
     constexpr int kS = decltype(split_c)::value;
     constexpr int kCols = kGemvWarps / kS;
-    gemv_kernel<T, kM, kS><<<unsigned((n + kCols - 1) / kCols), kGemvWarps * 32, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
-        static_cast<T*>(y), m, n, k, gelu);
-    return cudaGetLastError();
+    return launch(gemv_kernel<T, kM, kS>, dim3(unsigned((n + kCols - 1) / kCols)),
+                  dim3(kGemvWarps * 32), 0, stream, static_cast<const T*>(x),
+                  static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), m, n,
+                  k, gelu);
   };
   switch (split) {
     case 1:

@@ -83,14 +83,21 @@ __global__ void __launch_bounds__(kLnThreads)
   const T* yr = y + row * n;
   float xv[kPer], yv[kPer], bv[kPer], w[kPer], b[kPer], v[kPer];
 #pragma unroll
+  for (int j = 0; j < kPer; ++j) {  // parameters: independent of the kernels before
+    const int i = ln_index(j);
+    const bool in = i < n;
+    bv[j] = in ? to_float(bias[i]) : 0.f;
+    w[j] = in ? to_float(ln_w[i]) : 0.f;
+    b[j] = in ? to_float(ln_b[i]) : 0.f;
+  }
+  allow_next_kernel();
+  wait_prior_kernels();
+#pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = ln_index(j);
     const bool in = i < n;
     xv[j] = in ? to_float(xr[i]) : 0.f;
     yv[j] = in ? to_float(yr[i]) : 0.f;
-    bv[j] = in ? to_float(bias[i]) : 0.f;
-    w[j] = in ? to_float(ln_w[i]) : 0.f;
-    b[j] = in ? to_float(ln_b[i]) : 0.f;
   }
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
@@ -110,6 +117,8 @@ __global__ void __launch_bounds__(kLnThreads)
                            int t_len, const T* __restrict__ ln_w, const T* __restrict__ ln_b,
                            T* __restrict__ x, T* __restrict__ out, int n, float eps) {
   __shared__ float s_red[kLnThreads / 32];
+  allow_next_kernel();
+  wait_prior_kernels();
   const int64_t row = blockIdx.x;
   const T* te = wte + ids[row] * n;
   const T* pe = wpe + (*pos0 + row % t_len) * n;
@@ -140,6 +149,8 @@ __global__ void __launch_bounds__(1024)
     argmax_rows_kernel(const T* __restrict__ x, int n, int64_t* __restrict__ out) {
   __shared__ float s_v[32];
   __shared__ int s_i[32];
+  allow_next_kernel();
+  wait_prior_kernels();
   const T* xr = x + int64_t(blockIdx.x) * n;
   float best = -INFINITY;
   int best_i = n;
@@ -190,11 +201,11 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
   if (!wte || !wpe || !ids || !pos0 || !ln_w || !ln_b || !x || !out)
     return invalid_argument("embedding pointer (null)", 0);
   ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
-                       detail::embed_layernorm_kernel<T, kPer>
-                           <<<rows, detail::kLnThreads, 0, stream>>>(
-                               static_cast<const T*>(wte), static_cast<const T*>(wpe), ids, pos0,
-                               t_len, static_cast<const T*>(ln_w), static_cast<const T*>(ln_b),
-                               static_cast<T*>(x), static_cast<T*>(out), n, eps);
+                       launch(detail::embed_layernorm_kernel<T, kPer>, dim3(rows),
+                              dim3(detail::kLnThreads), 0, stream, static_cast<const T*>(wte),
+                              static_cast<const T*>(wpe), ids, pos0, t_len,
+                              static_cast<const T*>(ln_w), static_cast<const T*>(ln_b),
+                              static_cast<T*>(x), static_cast<T*>(out), n, eps);
                      }));
   return cudaGetLastError();
 }
@@ -204,7 +215,8 @@ cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int6
   if (rows <= 0 || n <= 0) return invalid_argument("argmax rows x width", int64_t(rows) * n);
   if (!x || !out) return invalid_argument("argmax pointer (null)", 0);
   ELI_DISPATCH_DTYPE(dtype, T, {
-    detail::argmax_rows_kernel<T><<<rows, 1024, 0, stream>>>(static_cast<const T*>(x), n, out);
+    launch(detail::argmax_rows_kernel<T>, dim3(rows), dim3(1024), 0, stream,
+           static_cast<const T*>(x), n, out);
   });
   return cudaGetLastError();
 }
@@ -216,12 +228,13 @@ cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, 
   if (n <= 0 || n > 12288) return invalid_argument("layernorm width (valid: 1 .. 12288)", n);
   if (!x || !y || !bias || !ln_w || !ln_b || !out)
     return invalid_argument("layernorm pointer (null)", 0);
-  ELI_DISPATCH_DTYPE(
-      dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
-        detail::bias_residual_layernorm_kernel<T, kPer><<<rows, detail::kLnThreads, 0, stream>>>(
-            static_cast<T*>(x), static_cast<const T*>(y), static_cast<const T*>(bias),
-            static_cast<const T*>(ln_w), static_cast<const T*>(ln_b), static_cast<T*>(out), n, eps);
-      }));
+  ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
+                       launch(detail::bias_residual_layernorm_kernel<T, kPer>, dim3(rows),
+                              dim3(detail::kLnThreads), 0, stream, static_cast<T*>(x),
+                              static_cast<const T*>(y), static_cast<const T*>(bias),
+                              static_cast<const T*>(ln_w), static_cast<const T*>(ln_b),
+                              static_cast<T*>(out), n, eps);
+                     }));
   return cudaGetLastError();
 }
 

@@ -17,9 +17,9 @@ cudaError_t run_quantize(const void* x, int B, int H, int T, const QuantTarget& 
   constexpr int kWarps = 8;
   const int64_t rows = int64_t(B) * H * T;
   const int64_t blocks = (rows + kWarps - 1) / kWarps;
-  detail::quantize_kernel<Elem, kD, F, kGroup, kZp><<<unsigned(blocks), kWarps * 32, 0, stream>>>(
-      static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map, dst);
-  return cudaGetLastError();
+  return launch(detail::quantize_kernel<Elem, kD, F, kGroup, kZp>, dim3(unsigned(blocks)),
+                dim3(kWarps * 32), 0, stream, static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map,
+                dst);
 }
 
 template <typename Elem, int kD>
@@ -27,10 +27,9 @@ cudaError_t run_store(const void* x, int B, int H, int T, void* dst, const RowMa
                       const int32_t* t0_dev, cudaStream_t stream) {
   constexpr int kThreads = 256;
   const int64_t n = int64_t(B) * H * T * (kD * int(sizeof(Elem)) / 16);
-  detail::store_rows_kernel<Elem, kD>
-      <<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-          static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map, static_cast<Elem*>(dst));
-  return cudaGetLastError();
+  return launch(detail::store_rows_kernel<Elem, kD>, dim3(unsigned((n + kThreads - 1) / kThreads)),
+                dim3(kThreads), 0, stream, static_cast<const Elem*>(x), B, H, T, t0, t0_dev, map,
+                static_cast<Elem*>(dst));
 }
 
 }  // namespace
@@ -100,9 +99,9 @@ cudaError_t run_dequantize(const QuantView& src, const RowMap& map, int t0, int 
   const int64_t blocks = std::min<int64_t>(want, 0x7fffffff);
   int shift = 0;
   while ((1 << shift) < src.group) ++shift;  // group is 32, 64 or D (powers of two)
-  detail::dequantize_kernel<Elem, kD, F><<<unsigned(blocks), detail::kDequantThreads, 0, stream>>>(
-      src, map, H, T, t0, rows, direct, shift, static_cast<Elem*>(out));
-  return cudaGetLastError();
+  return launch(detail::dequantize_kernel<Elem, kD, F>, dim3(unsigned(blocks)),
+                dim3(detail::kDequantThreads), 0, stream, src, map, H, T, t0, rows, direct, shift,
+                static_cast<Elem*>(out));
 }
 
 }  // namespace

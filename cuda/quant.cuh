@@ -24,6 +24,8 @@ template <typename T, int kD>
 __global__ void store_rows_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
                                   const int32_t* __restrict__ t0_dev, RowMap map,
                                   T* __restrict__ dst) {
+  allow_next_kernel();
+  wait_prior_kernels();
   constexpr int kVecs = kD * int(sizeof(T)) / 16;  // 16-byte vectors per row
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(B) * H * T_ * kVecs) return;
@@ -43,6 +45,8 @@ __global__ void store_rows_kernel(const T* __restrict__ x, int B, int H, int T_,
 template <typename T, int kD, Format F, int kGroup, bool kZp>
 __global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
                                 const int32_t* __restrict__ t0_dev, RowMap map, QuantTarget dst) {
+  allow_next_kernel();
+  wait_prior_kernels();
   static_assert(kD % 64 == 0, "lanes own an even number of elements");
   static_assert(!(kZp && kGroup == 0), "per-tensor quantization is symmetric");
   constexpr int kE = kD / 32;
@@ -162,6 +166,8 @@ template <typename T, int kD, Format F>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_kernel(QuantView src, RowMap map, int H, int T_, int t0, int64_t rows, bool direct,
                       int group_shift, T* __restrict__ out) {
+  allow_next_kernel();
+  wait_prior_kernels();
   constexpr int kOut = 16 / int(sizeof(T));
   constexpr int kInBytes = F == Format::kInt8 ? kOut : kOut / 2;
   constexpr int kUnitsPerRow = kD / kOut;

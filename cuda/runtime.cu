@@ -1,4 +1,6 @@
 // Host helpers shared by the launchers: error messages and device properties.
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "common.cuh"
@@ -29,6 +31,26 @@ int device_sm_count() {
     cached_n = n;
   }
   return cached_n;
+}
+
+bool programmatic_launch_enabled() {
+  static const bool env_off = [] {
+    const char* v = std::getenv("ELI_PDL");
+    return v != nullptr && std::strcmp(v, "0") == 0;
+  }();
+  if (env_off) return false;
+  thread_local int cached_dev = -1;
+  thread_local bool cached_ok = false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev != cached_dev) {
+    int major = 0;
+    cached_ok =
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        major >= 9;
+    cached_dev = dev;
+  }
+  return cached_ok;
 }
 
 }  // namespace eli::cuda

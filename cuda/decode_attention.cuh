@@ -546,9 +546,16 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
                      : to_float(static_cast<const T*>(src)[bh * kD + d]);
   };
   const float* ml = part_ml + 2 * bh * num_splits;
+  const float* acc = part_acc + bh * num_splits * kD + d;
+  // The loads of a loop over splits are independent: the threads share them (pass 1) or issue
+  // kUnroll at once (pass 2), so the kernel waits for memory a few times, not once per split.
+  __shared__ float s_max[kD / 32], s_w[kD], s_l[kD];
   float mx = -INFINITY;
-  for (int s = 0; s < num_splits; ++s)
+  for (int s = d; s < num_splits; s += kD)
     if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
+#pragma unroll
+  for (int off = 16; off >= 1; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if (d % 32 == 0) s_max[d / 32] = mx;
   float s_new = -INFINITY, k_d = 0.f, v_d = 0.f;
   if (p.k_new != nullptr) {
     k_d = load_new(p.k_new);
@@ -564,7 +571,6 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
 #pragma unroll
     for (int w = 0; w < kD / 32; ++w) dot += s_dot[w];
     s_new = dot * p.sm_scale * kLog2e;
-    mx = fmaxf(mx, s_new);
     if (p.store_k != nullptr) {
       const int b = int(bh / p.H), h = int(bh % p.H);
       const int64_t row = row_of(p.map, b, h, p.store_t0[b]);
@@ -572,14 +578,34 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
       static_cast<T*>(p.store_v)[row * kD + d] = from_float<T>(v_d);
     }
   }
+  __syncthreads();
+  mx = s_new;
+#pragma unroll
+  for (int w = 0; w < kD / 32; ++w) mx = fmaxf(mx, s_max[w]);
+  // Pass 2, kD splits at a time: their weights exp2(m_s - mx) (0 for empty splits) through
+  // shared memory, then every thread sums its column in split order.
   float l = 0.f, o = 0.f;
-  for (int s = 0; s < num_splits; ++s) {
-    const float ls = ml[2 * s + 1];
-    if (ls > 0.f) {
-      const float w = exp2f(ml[2 * s] - mx);
-      l = fmaf(ls, w, l);
-      o = fmaf(w, part_acc[(bh * num_splits + s) * kD + d], o);
+  for (int s0 = 0; s0 < num_splits; s0 += kD) {
+    const int s = s0 + d, n = min(kD, num_splits - s0);
+    const float ls = s < num_splits ? ml[2 * s + 1] : 0.f;
+    s_l[d] = ls;
+    s_w[d] = ls > 0.f ? exp2f(ml[2 * s] - mx) : 0.f;
+    __syncthreads();
+    constexpr int kUnroll = 8;
+    for (int j0 = 0; j0 < n; j0 += kUnroll) {
+      float a[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) a[u] = j0 + u < n ? acc[int64_t(s0 + j0 + u) * kD] : 0.f;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = j0 + u;
+        if (j < n && s_l[j] > 0.f) {
+          l = fmaf(s_l[j], s_w[j], l);
+          o = fmaf(s_w[j], a[u], o);
+        }
+      }
     }
+    __syncthreads();
   }
   if (p.k_new != nullptr) {
     const float w = exp2f(s_new - mx);

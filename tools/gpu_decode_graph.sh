@@ -33,13 +33,15 @@ for pt in "${PTS[@]}"; do
 done
 if [ -n "${PROFILE:-}" ]; then
   # Per-kernel GPU time of decode steps under ncu (serialized: durations, not the overlap).
-  # PROFILE="batch:prompt:method"; kernels of the first 2 generate calls' prefill are skipped
-  # by --launch-skip, then ~3 steps are captured.
-  IFS=':' read -r pb pp pm <<< "$PROFILE"
+  # PROFILE="batch:prompt:method[:model]" (model random:gpt2 unless given, e.g. random:gpt2-xl);
+  # the prefill and the eager warm-up step are skipped by --launch-skip (NCU_SKIP), then
+  # NCU_COUNT kernels are captured.
+  IFS=':' read -r pb pp pm pm1 pm2 <<< "$PROFILE"
+  pmodel="${pm1:-random}:${pm2:-gpt2}"
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   timeout 300 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --page raw \
     --launch-skip "${NCU_SKIP:-600}" --launch-count "${NCU_COUNT:-500}" \
-    build-gpu/decode_speed --model random:gpt2 --batch "$pb" --prompt-len "$pp" --steps 12 --reps 1 \
+    build-gpu/decode_speed --model "$pmodel" --batch "$pb" --prompt-len "$pp" --steps 12 --reps 1 \
     --methods "$pm" > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
   echo "ncu rc=$?"; tail -3 "$LOG/ncu.err"
   python3 - "$LOG/ncu.csv" <<'PY'

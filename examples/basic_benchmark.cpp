@@ -5,7 +5,6 @@
 int main(int argc, char** argv) {
   CLI::App app{"eli basic_benchmark: compare KV-cache methods at one batch size and prompt length"};
   examples::CommonOptions o;
-  o.repetitions = 3;
   std::string prompt;
   examples::add_common_options(app, o);
   app.add_option("--prompt", prompt,
@@ -27,20 +26,21 @@ int main(int argc, char** argv) {
       prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
                                               o.prompt_len.front());
     }
-    eli::bench::ProgressLine progress(std::cerr);
+    auto progress = examples::make_progress();
     b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
     eli::bench::Report rep = examples::new_report(s, b, argc, argv);
     rep.sweep.max_new_tokens = o.max_new_tokens;
     rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
     progress.finish();
-    failed = examples::emit(rep, o.json, o.csv);
+    failed = examples::emit(rep, o);
     if (s.tokenizer) {
-      std::cout << "\nGreedy continuations (sequence 0):\n";
+      std::ostream& out = examples::text_out(o);
+      out << "\nGreedy continuations (sequence 0):\n";
       for (const auto& r : rep.results) {
         if (!r.error.empty()) continue;
         std::string text = r.sample_text;
         for (char& ch : text) ch = ch == '\n' ? ' ' : ch;
-        std::cout << fmt::format("  {:<18} {}\n", r.method, text.substr(0, 100));
+        out << fmt::format("  {:<18} {}\n", r.method, text.substr(0, 100));
       }
     }
   } catch (const std::exception& e) {

@@ -1,8 +1,11 @@
 #pragma once
-// Shared by basic_benchmark, quantized_cache and comprehensive_benchmark: the common flags
-// (--model --device --methods --max-new-tokens --batch --prompt-len --json --csv ...), model,
-// tokenizer and evaluation-text loading, and writing the reports. Header-only: each example is
-// one executable.
+// Shared by the example tools: the common flags (--model --device --threads --methods
+// --max-new-tokens --batch --prompt-len --json --csv ...), model, tokenizer and
+// evaluation-text loading, progress, and writing the reports. Header-only: each example is one
+// executable. Same thing, same flag name and default in every tool.
+#include <ATen/Parallel.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "eli/bench/benchmarker.h"
 #include "eli/bench/metrics.h"
@@ -22,6 +26,7 @@ namespace examples {
 struct CommonOptions {
   std::string model = "default";
   std::string device = "auto";
+  int threads = 0;        // intra-op threads; 0 = one per core
   std::string tokenizer;  // directory; default: the model's, else assets/tokenizer
   std::vector<std::string> methods;
   int max_new_tokens = 32;
@@ -29,7 +34,7 @@ struct CommonOptions {
   std::vector<int64_t> prompt_len{128};
   std::string json, csv;
   int warmup = 1;
-  int repetitions = 3;
+  int repetitions = 5;
   bool no_quality = false;
   std::string eval_file;  // default: assets/eval/kjv_heldout.txt
   int eval_prefix = 64;
@@ -45,47 +50,18 @@ constexpr int kMaxTokens = 1 << 20;
 constexpr int64_t kMaxBatch = 1 << 16;
 constexpr int kMaxRuns = 10000;
 
-inline void add_common_options(CLI::App& app, CommonOptions& o) {
+// --model --device --threads --tokenizer --seed
+inline void add_model_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--model", o.model,
                  "Hugging Face GPT-2 directory, 'default' (assets/models), or random:NAME "
                  "(gpt2, tiny, L<l>-E<e>-H<h>[-V<v>][-P<p>])")
       ->capture_default_str();
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  app.add_option("--threads", o.threads, "Intra-op CPU threads (0 = one per core)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   app.add_option("--tokenizer", o.tokenizer,
                  "Tokenizer directory (default: the model's, else assets/tokenizer)");
-  app.add_option("--methods", o.methods,
-                 "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
-                 "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, "
-                 "chunked_cache, or e.g. sliding_window+int4 (docs/CACHES.md)")
-      ->delimiter(',');
-  app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
-      ->check(CLI::Range(0, kMaxTokens))
-      ->capture_default_str();
-  app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
-      ->delimiter(',')
-      ->check(CLI::Range(int64_t{1}, kMaxBatch))
-      ->capture_default_str();
-  app.add_option("--prompt-len", o.prompt_len, "Prompt length(s) in tokens, comma-separated")
-      ->delimiter(',')
-      ->check(CLI::Range(int64_t{1}, int64_t{kMaxTokens}))
-      ->capture_default_str();
-  app.add_option("--json", o.json, "Write every number and the run context as JSON here");
-  app.add_option("--csv", o.csv, "Write one CSV row per (method, batch, prompt length) here");
-  app.add_option("--warmup", o.warmup, "Untimed runs per point")
-      ->check(CLI::Range(0, kMaxRuns))
-      ->capture_default_str();
-  app.add_option("--repetitions", o.repetitions, "Timed runs per point")
-      ->check(CLI::Range(1, kMaxRuns))
-      ->capture_default_str();
-  app.add_flag("--no-quality", o.no_quality, "Skip perplexity / KL / top-1 / text similarity");
-  app.add_option("--eval-file", o.eval_file,
-                 "Held-out text for perplexity and KL (default: assets/eval/kjv_heldout.txt)");
-  app.add_option("--eval-prefix", o.eval_prefix, "Tokens prefilled before scoring")
-      ->check(CLI::Range(1, kMaxTokens))
-      ->capture_default_str();
-  app.add_option("--eval-tokens", o.eval_tokens, "Tokens scored one by one through the cache")
-      ->check(CLI::Range(1, kMaxTokens))
-      ->capture_default_str();
   app.add_option("--seed", o.seed, "Seed (random weights)")
       ->check(
           [](const std::string& v) {
@@ -94,6 +70,29 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
           },
           "non-negative")
       ->capture_default_str();
+}
+
+// --json --csv
+inline void add_output_options(CLI::App& app, CommonOptions& o) {
+  app.add_option("--json", o.json,
+                 "Write every number and the run context as JSON to this file ('-' = stdout)");
+  app.add_option("--csv", o.csv, "Write one CSV row per result to this file ('-' = stdout)");
+}
+
+// --eval-file --eval-prefix --eval-tokens
+inline void add_eval_options(CLI::App& app, CommonOptions& o) {
+  app.add_option("--eval-file", o.eval_file,
+                 "Held-out text for perplexity and KL (default: assets/eval/kjv_heldout.txt)");
+  app.add_option("--eval-prefix", o.eval_prefix, "Tokens prefilled before scoring")
+      ->check(CLI::Range(1, kMaxTokens))
+      ->capture_default_str();
+  app.add_option("--eval-tokens", o.eval_tokens, "Tokens scored one by one through the cache")
+      ->check(CLI::Range(1, kMaxTokens))
+      ->capture_default_str();
+}
+
+// --window --sinks --block-size --chunk-size --keep-last --group-size --residual
+inline void add_cache_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--window", o.cache.window_size, "sliding_window: tokens kept")
       ->capture_default_str();
   app.add_option("--sinks", o.cache.sink_tokens, "sliding_window: attention-sink tokens")
@@ -111,6 +110,41 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
       ->capture_default_str();
   app.add_option("--residual", o.quant.residual_tokens, "Newest tokens kept unquantized")
       ->capture_default_str();
+}
+
+inline void add_methods_option(CLI::App& app, CommonOptions& o) {
+  app.add_option("--methods", o.methods,
+                 "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
+                 "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, "
+                 "chunked_cache, or e.g. sliding_window+int4 (docs/CACHES.md)")
+      ->delimiter(',');
+}
+
+// Every flag of the benchmark tools.
+inline void add_common_options(CLI::App& app, CommonOptions& o) {
+  add_model_options(app, o);
+  add_methods_option(app, o);
+  app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
+      ->check(CLI::Range(0, kMaxTokens))
+      ->capture_default_str();
+  app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, kMaxBatch))
+      ->capture_default_str();
+  app.add_option("--prompt-len", o.prompt_len, "Prompt length(s) in tokens, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{kMaxTokens}))
+      ->capture_default_str();
+  add_output_options(app, o);
+  app.add_option("--warmup", o.warmup, "Untimed runs per point")
+      ->check(CLI::Range(0, kMaxRuns))
+      ->capture_default_str();
+  app.add_option("--repetitions", o.repetitions, "Timed runs per point")
+      ->check(CLI::Range(1, kMaxRuns))
+      ->capture_default_str();
+  app.add_flag("--no-quality", o.no_quality, "Skip perplexity / KL / top-1 / text similarity");
+  add_eval_options(app, o);
+  add_cache_options(app, o);
 }
 
 struct Setup {
@@ -132,11 +166,24 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+/// Applies --threads; refuses --json - with --csv - (both cannot own stdout).
+inline void apply_common(const CommonOptions& o) {
+  ELI_CHECK(!(o.json == "-" && o.csv == "-"),
+            "--json - and --csv - both write to stdout; give one of them a file");
+  if (o.threads > 0) {
+    at::set_num_threads(o.threads);
+  } else {
+    const unsigned n = std::thread::hardware_concurrency();
+    if (n > 0) at::set_num_threads(static_cast<int>(n));
+  }
+}
+
 /// Loads model, tokenizer and evaluation text. "default" falls back to a random model with a
 /// note when the shipped model is missing.
 inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
   Setup s;
   ELI_CHECK(!o.model.empty(), "--model is empty (a directory, 'default' or random:NAME)");
+  apply_common(o);
   s.device = eli::model::resolve_device(o.device);
   const at::ScalarType dtype = eli::model::default_dtype(s.device);
   s.model_spec = o.model;
@@ -230,23 +277,31 @@ inline eli::bench::Report new_report(const Setup& s, const eli::bench::Benchmark
   return rep;
 }
 
-/// Prints the table and notes on stdout; writes JSON / CSV when paths are given. Returns the
-/// number of rows whose method failed (each names its error in the table; the first also goes
-/// to stderr), so that the example can exit non-zero.
-inline int emit(const eli::bench::Report& rep, const std::string& json, const std::string& csv) {
-  const auto& c = rep.context;
-  std::cout << fmt::format("eli {} | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads\n",
-                           c.eli_version, c.model, c.model_shape, c.n_params / 1e6, c.device,
-                           c.device_name, c.dtype, c.threads);
-  for (const auto& n : c.notes) std::cout << "note: " << n << "\n";
-  std::cout << eli::bench::format_table(rep.results);
-  if (!json.empty()) {
-    eli::bench::write_text_file(json, eli::bench::to_json(rep));
-    std::cout << "wrote " << json << "\n";
+/// Where the human-readable report goes: stdout, unless JSON or CSV is written there ('-').
+inline std::ostream& text_out(const CommonOptions& o) {
+  return o.json == "-" || o.csv == "-" ? std::cerr : std::cout;
+}
+
+/// Progress on stderr: rewritten in place on a terminal, one line per step in a log.
+inline eli::bench::ProgressLine make_progress() {
+  return eli::bench::ProgressLine(std::cerr, ::isatty(STDERR_FILENO) == 1);
+}
+
+/// Prints the report (table, quality, notes) and writes JSON / CSV when paths are given ('-' =
+/// stdout; the text then goes to stderr). Returns the number of rows whose method failed (each
+/// names its error in the table; the first also goes to stderr), so that the example can exit
+/// non-zero.
+inline int emit(eli::bench::Report rep, const CommonOptions& o) {
+  rep.context.stop_clock();
+  std::ostream& out = text_out(o);
+  out << eli::bench::format_report(rep) << std::flush;
+  if (!o.json.empty()) {
+    eli::bench::write_text_file(o.json, eli::bench::to_json(rep));
+    if (o.json != "-") out << "wrote " << o.json << "\n";
   }
-  if (!csv.empty()) {
-    eli::bench::write_text_file(csv, eli::bench::to_csv(rep));
-    std::cout << "wrote " << csv << "\n";
+  if (!o.csv.empty()) {
+    eli::bench::write_text_file(o.csv, eli::bench::to_csv(rep));
+    if (o.csv != "-") out << "wrote " << o.csv << "\n";
   }
   int failed = 0;
   for (const auto& r : rep.results) {

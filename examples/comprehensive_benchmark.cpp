@@ -38,11 +38,12 @@ struct Plan {
 };
 
 const std::vector<Plan>& ladder() {
-  static const std::vector<Plan> plans{{{1, 4, 8}, {128, 512, 896}, 32, 3, 448},
-                                       {{1, 4}, {128, 384, 896}, 32, 2, 448},
-                                       {{1, 4}, {64, 256, 512}, 32, 2, 320},
-                                       {{1, 2}, {64, 256}, 24, 2, 192},
-                                       {{1}, {32, 128}, 16, 1, 128}};
+  // Five repetitions everywhere: the spread (cv, min / max) needs them.
+  static const std::vector<Plan> plans{{{1, 4, 8}, {128, 512, 896}, 32, 5, 448},
+                                       {{1, 4}, {128, 384, 896}, 32, 5, 448},
+                                       {{1, 4}, {64, 256, 512}, 32, 5, 320},
+                                       {{1, 2}, {64, 256}, 24, 5, 192},
+                                       {{1}, {32, 128}, 16, 5, 128}};
   return plans;
 }
 
@@ -120,7 +121,7 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   examples::CommonOptions po = o;
   po.no_quality = true;
   eli::bench::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
-  eli::bench::ProgressLine progress(std::cerr);
+  auto progress = examples::make_progress();
   b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
   eli::bench::Report rep = examples::new_report(s, b, argc, argv);
   rep.sweep.batch_sizes = {cp.batch};
@@ -128,11 +129,15 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   rep.sweep.max_new_tokens = cp.max_new;
   rep.results = b.compare_ids({s.text_ids}, o.methods, rep.sweep);
   progress.finish();
-  return examples::emit(rep, json, csv);
+  examples::CommonOptions out = o;
+  out.json = json;
+  out.csv = csv;
+  return examples::emit(rep, out);
 }
 
-// "dir/name.json" -> "dir/name_cache_point.json"
+// "dir/name.json" -> "dir/name_cache_point.json"; stdout ("-") holds the main report only.
 std::string with_suffix(const std::string& path, const std::string& suffix) {
+  if (path == "-") return "";
   const size_t dot = path.rfind('.');
   const size_t slash = path.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
@@ -152,7 +157,7 @@ int main(int argc, char** argv) {
   o.prompt_len = {128, 384, 896};
   o.max_new_tokens = 32;
   o.warmup = 1;
-  o.repetitions = 2;
+  o.repetitions = 5;
   o.eval_prefix = 64;
   o.eval_tokens = 448;  // longer than the window / keep_last so eviction and pooling show
   // Small enough that eviction and pooling happen at the sweep's contexts.
@@ -242,7 +247,7 @@ int main(int argc, char** argv) {
 
     eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
                               s.tokenizer ? &*s.tokenizer : nullptr);
-    eli::bench::ProgressLine progress(std::cerr);
+    auto progress = examples::make_progress();
     b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
     eli::bench::Report rep = examples::new_report(s, b, argc, argv);
     rep.sweep.batch_sizes = o.batch;
@@ -264,7 +269,7 @@ int main(int argc, char** argv) {
         no_plots = true;
       }
       rep.context.notes = s.notes;
-      failed += examples::emit(rep, o.json, o.csv);
+      failed += examples::emit(rep, o);
       if (!script.empty() && !no_plots) {
         const std::string cmd =
             fmt::format("{} '{}' '{}' --out '{}'", python, script, o.json, plots_dir);
@@ -274,13 +279,13 @@ int main(int argc, char** argv) {
       }
     } else {
       rep.context.notes = s.notes;
-      failed += examples::emit(rep, o.json, o.csv);
+      failed += examples::emit(rep, o);
     }
     if (cache_point == "auto") {
       cache_point = s.device.is_cuda() ? "random:L12-E768-H12-P4096,32x3968,64" : "none";
     }
     if (cache_point != "none") {
-      std::cout << "\n";
+      examples::text_out(o) << "\n";
       failed +=
           run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
                           with_suffix(o.csv, "_cache_point"), argc, argv);

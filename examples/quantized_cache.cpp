@@ -6,7 +6,6 @@ int main(int argc, char** argv) {
   CLI::App app{"eli quantized_cache: what INT8 / INT4 / mixed KV caches cost and save"};
   examples::CommonOptions o;
   o.max_new_tokens = 48;
-  o.repetitions = 2;
   std::string prompt = "And God said unto Moses,";
   std::vector<std::string> modes{"int8", "int4", "mixed"};
   examples::add_common_options(app, o);
@@ -31,14 +30,19 @@ int main(int argc, char** argv) {
     full.max_new_tokens = o.max_new_tokens;
     const auto ref = gen.generate({prompt_ids}, full);
     const double full_mb = eli::bench::to_mb(static_cast<double>(ref.cache_stats.total_bytes()));
+    std::ostream& out = examples::text_out(o);
     auto show = [&](const std::string& name, const std::vector<int64_t>& ids, double mb) {
       std::string text = tok ? tok->decode(ids) : fmt::format("{} token ids", ids.size());
       for (char& ch : text) ch = ch == '\n' ? ' ' : ch;
-      std::cout << fmt::format("{:<12} {:>8.4f} MB  {:>5.2f}x  ROUGE-L {:.3f}\n  {}\n", name, mb,
-                               full_mb / mb, eli::bench::rouge_l_f1(ref.tokens[0], ids), text);
+      out << fmt::format("{:<12} {:>8.4f} MB  {:>5.2f}x  ROUGE-L {:.3f}\n  {}\n", name, mb,
+                         full_mb / mb, eli::bench::rouge_l_f1(ref.tokens[0], ids), text);
     };
-    std::cout << "prompt: " << (tok ? prompt : fmt::format("{} ids", prompt_ids.size())) << "\n";
-    std::cout << "cache        cache size  saving   (ROUGE-L: token level, vs full_cache)\n";
+    out << "prompt: " << (tok ? prompt : fmt::format("{} ids", prompt_ids.size())) << " ("
+        << prompt_ids.size() << " tokens) + " << o.max_new_tokens << " new tokens\n";
+    out << fmt::format(
+        "cache        cache size  smaller than full_cache ({}, the model's dtype)   ROUGE-L: token "
+        "level, vs full_cache\n",
+        s.model->dtype() == at::kHalf ? "float16" : "float32");
     show("full_cache", ref.tokens[0], full_mb);
     std::vector<std::string> methods{"full_cache"};
     for (const auto& m : modes) {
@@ -46,9 +50,9 @@ int main(int argc, char** argv) {
       show(q.method, q.tokens, q.cache_mb);
       methods.push_back(q.method);
     }
-    std::cout << "\n";
+    out << "\nThe table below measures the same methods on prompts of --prompt-len tokens:\n";
 
-    eli::bench::ProgressLine progress(std::cerr);
+    auto progress = examples::make_progress();
     b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
     eli::bench::Report rep = examples::new_report(s, b, argc, argv);
     rep.sweep.batch_sizes = o.batch;
@@ -57,7 +61,7 @@ int main(int argc, char** argv) {
     rep.results = b.compare_ids({examples::prompt_stream(o, s)},
                                 o.methods.empty() ? methods : o.methods, rep.sweep);
     progress.finish();
-    failed = examples::emit(rep, o.json, o.csv);
+    failed = examples::emit(rep, o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

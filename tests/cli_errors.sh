@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Bad command lines of the example binaries (docs/ERRORS.md): each case must fail with the
-# expected exit status and a message naming the problem.   tests/cli_errors.sh CASE BIN_DIR
+# Command lines of the example binaries (docs/ERRORS.md): bad ones must fail with the expected
+# exit status and a message naming the problem; --json - / --csv - write to stdout.
+#   tests/cli_errors.sh CASE BIN_DIR
 set -u
 case_name=$1
-bin=$2
+bin=$(cd "$2" && pwd)
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 expect() {  # expect STATUS REGEX -- command...
@@ -33,5 +34,26 @@ case "$case_name" in
     { head -c 100000 /dev/zero | tr '\0' '['; printf 1; head -c 100000 /dev/zero | tr '\0' ']'; } >"$nested"
     expect 1 "integer token id" -- sh -c "\"$bin/tokenize\" --decode < \"$nested\""
     rm -f "$nested" ;;
+  csv_stdout)  # --csv - is stdout (the table goes to stderr), not a file named '-'
+    dir=$(mktemp -d)
+    (cd "$dir" && "$bin/basic_benchmark" --methods full_cache,quant_int8 --prompt-len 8 \
+      --max-new-tokens 3 --repetitions 2 --warmup 0 --no-quality --csv - >"$out" 2>/dev/null) \
+      || { echo "FAIL: exit $?"; exit 1; }
+    [ ! -e "$dir/-" ] || { echo "FAIL: wrote a file named '-'"; exit 1; }
+    rm -rf "$dir"
+    head -1 "$out" | grep -q '^method,cache_name,batch' || { echo "FAIL: no CSV header"; cat "$out"; exit 1; }
+    [ "$(wc -l <"$out")" -eq 3 ] || { echo "FAIL: expected header + 2 rows"; cat "$out"; exit 1; }
+    echo "ok: $case_name" ;;
+  json_stdout)  # --json - is one JSON document on stdout, with its provenance
+    "$bin/basic_benchmark" --methods full_cache --prompt-len 8 --max-new-tokens 3 \
+      --repetitions 2 --warmup 0 --no-quality --json - >"$out" 2>/dev/null || { echo "FAIL: exit $?"; exit 1; }
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["context"]
+assert d["schema_version"] >= 2 and c["git_revision"] and c["blas"] and c["wall_s"] > 0, c
+assert d["results"][0]["repetitions"] == 2 and len(d["results"][0]["decode_tokens_per_sec_reps"]) == 2
+' "$out" || { echo "FAIL: stdout is not the JSON report"; head -c 2000 "$out"; exit 1; }
+    echo "ok: $case_name" ;;
+  both_stdout) expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv - ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -64,6 +65,16 @@ TEST(Benchmarker, EveryMethodGivesConsistentNumbers) {
     EXPECT_GT(r.tokens_per_sec, 0.0);
     EXPECT_GT(r.decode_tokens_per_sec, 0.0);
     EXPECT_GT(r.ttft_ms, 0.0);
+    // Decode and prefill apart: decode tok/s per repetition, the median and its spread.
+    ASSERT_EQ(r.decode_tokens_per_sec_reps.size(), 2u);
+    EXPECT_DOUBLE_EQ(r.decode_tokens_per_sec, median(r.decode_tokens_per_sec_reps));
+    EXPECT_DOUBLE_EQ(r.decode_tokens_per_sec_stddev, stddev(r.decode_tokens_per_sec_reps));
+    EXPECT_LE(r.decode_tokens_per_sec_min, r.decode_tokens_per_sec);
+    EXPECT_GE(r.decode_tokens_per_sec_max, r.decode_tokens_per_sec);
+    EXPECT_NEAR(r.decode_tokens_per_sec_cv,
+                r.decode_tokens_per_sec_stddev / mean(r.decode_tokens_per_sec_reps), 1e-12);
+    ASSERT_EQ(r.ttft_ms_reps.size(), 2u);
+    EXPECT_DOUBLE_EQ(r.prefill_tokens_per_sec, 2.0 * 23.0 / (r.ttft_ms / 1000.0));
     EXPECT_LE(r.decode_p50_ms, r.decode_p90_ms);
     EXPECT_LE(r.decode_p90_ms, r.decode_p99_ms);
     EXPECT_GT(r.cpu_peak_mb, 0.0);
@@ -72,7 +83,9 @@ TEST(Benchmarker, EveryMethodGivesConsistentNumbers) {
     EXPECT_FALSE(r.cache_name.empty());
     // Quality: stream metrics and text similarity are in range.
     const Quality& q = r.quality;
+    EXPECT_EQ(q.eval_prefix, 17);
     EXPECT_EQ(q.eval_tokens, 53);
+    EXPECT_NEAR(q.ppl_delta_pct, 100.0 * (q.perplexity / q.full_perplexity - 1.0), 1e-9);
     EXPECT_GT(q.perplexity, 1.0);
     EXPECT_GE(q.kl_vs_full, 0.0);
     EXPECT_GE(q.top1_agreement, 0.0);
@@ -191,9 +204,45 @@ TEST(Benchmarker, CompareSweepsBatchAndPromptLength) {
       }
     }
   }
+  // Ratios against full_cache of the same point; the full cache itself is 1.
+  for (size_t k = 0; k < results.size(); k += 3) {
+    EXPECT_DOUBLE_EQ(results[k].memory_vs_full, 1.0);
+    EXPECT_DOUBLE_EQ(results[k].speed_vs_full, 1.0);
+    EXPECT_DOUBLE_EQ(results[k + 1].memory_vs_full,
+                     static_cast<double>(results[k + 1].cache.total_bytes()) /
+                         static_cast<double>(results[k].cache.total_bytes()));
+    EXPECT_LT(results[k + 1].memory_vs_full, 0.5);  // INT4 codes + scales vs fp32
+    EXPECT_DOUBLE_EQ(results[k + 1].speed_vs_full,
+                     results[k + 1].decode_tokens_per_sec / results[k].decode_tokens_per_sec);
+    EXPECT_TRUE(std::isnan(results[k + 2].memory_vs_full));  // the failed method
+  }
   // More tokens in the cache -> more bytes.
   EXPECT_LT(results[0].cache.total_bytes(), results[3].cache.total_bytes());
   EXPECT_LT(results[3].cache.total_bytes(), results[9].cache.total_bytes());
+}
+
+TEST(Benchmarker, RelativeToFullNeedsTheSamePoint) {
+  std::vector<MethodResult> rs(4);
+  rs[0].method = "full_cache";
+  rs[0].batch = 2;
+  rs[0].prompt_len = 8;
+  rs[0].cache.payload_bytes = 1000;
+  rs[0].decode_tokens_per_sec = 200;
+  rs[1] = rs[0];
+  rs[1].method = "quant_int8";
+  rs[1].cache.payload_bytes = 250;
+  rs[1].cache.scale_bytes = 30;
+  rs[1].decode_tokens_per_sec = 150;
+  rs[2] = rs[1];
+  rs[2].prompt_len = 16;  // no full_cache at this prompt length
+  rs[3] = rs[1];
+  rs[3].error = "failed";
+  relative_to_full(rs);
+  EXPECT_DOUBLE_EQ(rs[1].memory_vs_full, 0.28);
+  EXPECT_DOUBLE_EQ(rs[1].speed_vs_full, 0.75);
+  EXPECT_TRUE(std::isnan(rs[2].memory_vs_full));
+  EXPECT_TRUE(std::isnan(rs[2].speed_vs_full));
+  EXPECT_TRUE(std::isnan(rs[3].speed_vs_full));
 }
 
 TEST(Quality, FullCacheStreamEqualsOneForwardPass) {
@@ -273,4 +322,92 @@ TEST(Report, JsonAndCsvHoldEveryPoint) {
   const std::string table = format_table(rep.results);
   EXPECT_NE(table.find("quant_int8"), std::string::npos);
   EXPECT_NE(table.find("ERROR"), std::string::npos);
+}
+
+// JSON rows, CSV columns and the table read one column list: every column is in both outputs,
+// under the same name, with the same value.
+TEST(Report, JsonCsvAndColumnsAgree) {
+  BenchmarkConfig c = small_config();
+  c.repetitions = 3;
+  Benchmarker b(tiny_model(), c);
+  Report rep;
+  rep.context = RunContext::of(tiny_model(), "random:L2-E64-H2-V1000");
+  rep.context.command = "test, with a comma";
+  rep.config = c;
+  rep.sweep.max_new_tokens = 4;
+  rep.results = b.compare_ids(make_prompt_batch(random_ids(30, 1), 1, 9),
+                              {"full_cache", "quant_int4"}, rep.sweep);
+  rep.context.stop_clock();
+  const auto j = nlohmann::json::parse(to_json(rep));
+  EXPECT_EQ(j["schema_version"], kSchemaVersion);
+  const auto& ctx = j["context"];
+  EXPECT_EQ(ctx["schema_version"], kSchemaVersion);
+  EXPECT_FALSE(ctx["git_revision"].get<std::string>().empty());
+  EXPECT_FALSE(ctx["blas"].get<std::string>().empty());
+  EXPECT_FALSE(ctx["torch_version"].get<std::string>().empty());
+  EXPECT_GE(ctx["threads"].get<int>(), 1);
+  EXPECT_GE(ctx["wall_s"].get<double>(), 0.0);
+  EXPECT_EQ(ctx["command"], "test, with a comma");
+  EXPECT_EQ(j["config"]["repetitions"], 3);
+
+  std::istringstream lines(to_csv(rep));
+  std::string header, row;
+  std::getline(lines, header);
+  std::getline(lines, row);  // full_cache
+  auto split = [](const std::string& s) {
+    std::vector<std::string> out(1);
+    bool quoted = false;
+    for (char ch : s) {
+      if (ch == '"') quoted = !quoted;
+      if (ch == ',' && !quoted) {
+        out.emplace_back();
+      } else {
+        out.back() += ch;
+      }
+    }
+    return out;
+  };
+  const auto names = split(header);
+  const auto cells = split(row);
+  ASSERT_EQ(names.size(), cells.size());
+  const auto cols = result_columns();
+  ASSERT_LT(cols.size(), names.size());
+  const auto& r0 = j["results"][0];
+  for (size_t i = 0; i < cols.size(); ++i) {
+    SCOPED_TRACE(cols[i].name);
+    EXPECT_EQ(names[i], cols[i].name);
+    const auto& v = cols[i].group.empty() ? r0 : r0[cols[i].group];
+    ASSERT_TRUE(v.contains(cols[i].name));
+    const auto& x = v[cols[i].name];
+    if (x.is_number_float())
+      EXPECT_NEAR(std::stod(cells[i]), x.get<double>(), 1e-5 * std::fabs(x.get<double>()));
+    if (x.is_number_integer()) EXPECT_EQ(cells[i], std::to_string(x.get<int64_t>()));
+  }
+  // Provenance is repeated in every CSV row.
+  for (const char* key : {"git_revision", "torch_version", "blas", "threads", "wall_s", "timestamp",
+                          "schema_version"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), key), names.end()) << key;
+  }
+  EXPECT_EQ(j["results"][0]["decode_tokens_per_sec_reps"].size(), 3u);
+  EXPECT_DOUBLE_EQ(j["results"][1]["memory_vs_full"].get<double>(), rep.results[1].memory_vs_full);
+
+  const std::string text = format_report(rep);
+  for (const char* h : {"decode tok/s", "cv", "step p50 ms", "TTFT ms", "prefill tok/s",
+                        "memory vs full", "speed vs full", "KV bytes/token", "3 repetitions"}) {
+    EXPECT_NE(text.find(h), std::string::npos) << h << "\n" << text;
+  }
+  EXPECT_EQ(text.find("GPU peak MB"), std::string::npos);  // NaN in every row on the CPU
+  // Quality once per method, with the context it was measured at (prefix 17 + 53 scored).
+  const std::string q = format_quality_table(rep.results);
+  EXPECT_NE(q.find("17 tokens of held-out text prefilled, then 53 scored"), std::string::npos) << q;
+  EXPECT_NE(q.find("from 17 to 70 tokens"), std::string::npos) << q;
+}
+
+TEST(Report, SmallNumbersInScientificNotation) {
+  EXPECT_EQ(format_number(3.4e-5, 4), "3.40e-05");
+  EXPECT_EQ(format_number(0.0282, 4), "0.0282");
+  EXPECT_EQ(format_number(0.0, 4), "0.0000");
+  EXPECT_EQ(format_number(-2e-7, 2), "-2.00e-07");
+  EXPECT_EQ(format_number(1234.5678, 1), "1234.6");
+  EXPECT_EQ(format_number(kNaN, 3), "-");
 }

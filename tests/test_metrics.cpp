@@ -23,6 +23,14 @@ TEST(Percentile, LinearInterpolationLikeNumpy) {
   EXPECT_THROW(percentile({1, 2}, 101), Error);
 }
 
+TEST(Stddev, SampleDivisorNMinusOne) {
+  // {2, 4, 4, 4, 5, 5, 7, 9}: mean 5, squared deviations sum 32, 32 / 7.
+  EXPECT_DOUBLE_EQ(stddev({2, 4, 4, 4, 5, 5, 7, 9}), std::sqrt(32.0 / 7.0));
+  EXPECT_DOUBLE_EQ(stddev({3.5}), 0.0);
+  EXPECT_DOUBLE_EQ(stddev({1, 3}), std::sqrt(2.0));
+  EXPECT_THROW(stddev({}), Error);
+}
+
 TEST(Perplexity, KnownDistribution) {
   // p = [1/2, 1/4, 1/8, 1/8] in every row; targets 0, 1, 2 -> nll = ln2, 2 ln2, 3 ln2.
   at::Tensor row = at::log(at::tensor({0.5, 0.25, 0.125, 0.125}, at::kDouble)) + 3.25;

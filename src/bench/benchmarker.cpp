@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <numeric>
 
 #include "eli/bench/memory.h"
 #include "eli/bench/metrics.h"
@@ -56,6 +57,25 @@ std::vector<std::vector<int64_t>> cut_to_shortest(std::vector<std::vector<int64_
 
 }  // namespace
 
+void relative_to_full(std::vector<MethodResult>& results) {
+  for (MethodResult& r : results) {
+    r.memory_vs_full = kNaN;
+    r.speed_vs_full = kNaN;
+    if (!r.error.empty()) continue;
+    for (const MethodResult& f : results) {
+      if (f.method != "full_cache" || !f.error.empty() || f.batch != r.batch ||
+          f.prompt_len != r.prompt_len) {
+        continue;
+      }
+      const double full_bytes = static_cast<double>(f.cache.total_bytes());
+      if (full_bytes > 0)
+        r.memory_vs_full = static_cast<double>(r.cache.total_bytes()) / full_bytes;
+      r.speed_vs_full = r.decode_tokens_per_sec / f.decode_tokens_per_sec;
+      break;
+    }
+  }
+}
+
 Benchmarker::Benchmarker(const model::GPT2& model, BenchmarkConfig cfg, const Tokenizer* tokenizer)
     : model_(&model), tok_(tokenizer), cfg_(std::move(cfg)) {
   cfg_.validate();
@@ -94,9 +114,11 @@ Quality Benchmarker::stream_quality(const std::string& method) {
       method == "full_cache" ? full_stream_logits_
                              : stream_logits(*model_, ids, cfg_.eval_prefix, config_for(method, 1));
   Quality q;
+  q.eval_prefix = cfg_.eval_prefix;
   q.eval_tokens = static_cast<int64_t>(targets.size());
   q.perplexity = perplexity(token_nll(logits, targets));
   q.full_perplexity = perplexity(token_nll(full_stream_logits_, targets));
+  q.ppl_delta_pct = 100.0 * (q.perplexity / q.full_perplexity - 1.0);
   q.kl_vs_full = kl_divergence(full_stream_logits_, logits);
   q.top1_agreement = top1_agreement(full_stream_logits_, logits);
   stream_quality_[method] = q;
@@ -135,7 +157,7 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   GpuPeakMeter gpu(device);
   gpu.start();
   cpu.start();
-  std::vector<double> ttft, decode;
+  std::vector<double> decode;
   GenerationResult last;
   for (int rep = 0; rep < cfg_.repetitions; ++rep) {
     synchronize(device);
@@ -144,8 +166,14 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
     synchronize(device);
     res.total_ms_reps.push_back(
         std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    ttft.push_back(last.timing.prefill_ms);
-    decode.insert(decode.end(), last.timing.decode_ms.begin(), last.timing.decode_ms.end());
+    res.ttft_ms_reps.push_back(last.timing.prefill_ms);
+    const std::vector<double>& steps = last.timing.decode_ms;
+    decode.insert(decode.end(), steps.begin(), steps.end());
+    if (!steps.empty()) {
+      const double ms = std::accumulate(steps.begin(), steps.end(), 0.0);
+      res.decode_tokens_per_sec_reps.push_back(static_cast<double>(res.batch) *
+                                               static_cast<double>(steps.size()) / (ms / 1000.0));
+    }
   }
   const CpuPeak peak = cpu.stop();
   res.gpu_peak_mb = gpu.stop_mb();
@@ -155,14 +183,21 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
 
   res.new_tokens = last.tokens.empty() ? 0 : static_cast<int64_t>(last.tokens[0].size());
   res.total_ms = median(res.total_ms_reps);
-  res.ttft_ms = median(ttft);
+  res.ttft_ms = median(res.ttft_ms_reps);
+  res.prefill_tokens_per_sec =
+      static_cast<double>(res.batch * res.prompt_len) / (res.ttft_ms / 1000.0);
   res.tokens_per_sec = static_cast<double>(res.batch * res.new_tokens) / (res.total_ms / 1000.0);
   if (!decode.empty()) {
     res.decode_mean_ms = mean(decode);
     res.decode_p50_ms = percentile(decode, 50);
     res.decode_p90_ms = percentile(decode, 90);
     res.decode_p99_ms = percentile(decode, 99);
-    res.decode_tokens_per_sec = static_cast<double>(res.batch) / (res.decode_mean_ms / 1000.0);
+    const std::vector<double>& tps = res.decode_tokens_per_sec_reps;
+    res.decode_tokens_per_sec = median(tps);
+    res.decode_tokens_per_sec_stddev = stddev(tps);
+    res.decode_tokens_per_sec_min = *std::min_element(tps.begin(), tps.end());
+    res.decode_tokens_per_sec_max = *std::max_element(tps.begin(), tps.end());
+    res.decode_tokens_per_sec_cv = res.decode_tokens_per_sec_stddev / mean(tps);
   }
   res.cache = last.cache_stats;
   res.cache_mb = to_mb(static_cast<double>(res.cache.total_bytes()));
@@ -296,6 +331,7 @@ std::vector<MethodResult> Benchmarker::compare_ids(const std::vector<std::vector
     }
   }
   if (progress_) progress_(total, total, "done");
+  relative_to_full(results);
   return results;
 }
 

@@ -26,6 +26,15 @@ double mean(const std::vector<double>& values) {
 
 double median(const std::vector<double>& values) { return percentile(values, 50.0); }
 
+double stddev(const std::vector<double>& values) {
+  ELI_CHECK(!values.empty(), "stddev of an empty list");
+  if (values.size() == 1) return 0.0;
+  const double m = mean(values);
+  double ss = 0;
+  for (double v : values) ss += (v - m) * (v - m);
+  return std::sqrt(ss / static_cast<double>(values.size() - 1));
+}
+
 namespace {
 
 // [N, V] fp64 on the CPU; a 1-D [V] becomes [1, V].

@@ -1,13 +1,19 @@
 #include "eli/bench/report.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -17,6 +23,9 @@
 #ifndef ELI_VERSION
 #define ELI_VERSION "unknown"
 #endif
+#ifndef ELI_GIT_REVISION
+#define ELI_GIT_REVISION "unknown"
+#endif
 
 namespace eli::bench {
 
@@ -24,8 +33,76 @@ using nlohmann::json;
 
 const char* version() { return ELI_VERSION; }
 
-RunContext RunContext::of(const model::GPT2& model, const std::string& model_spec) {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CUDA runtime version torch was built with, "13.0"; "" where torch has no CUDA.
+std::string cuda_runtime_version() {
+  try {
+    if (!at::hasCUDA()) return "";
+    const long v = at::detail::getCUDAHooks().versionCUDART();
+    return fmt::format("{}.{}", v / 1000, (v % 1000) / 10);
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+// The BLAS torch was configured with (BLAS_INFO in at::show_config()) and the BLAS library
+// this process actually loaded (Debian selects it through alternatives at run time).
+std::string blas_info() {
+  std::string info;
+  const std::string cfg = at::show_config();
+  const size_t at_info = cfg.find("BLAS_INFO=");
+  if (at_info != std::string::npos) {
+    const size_t b = at_info + 10;
+    info = cfg.substr(b, cfg.find_first_of(", \n", b) - b);
+  }
+  std::ifstream maps("/proc/self/maps");
+  std::string loaded;
+  for (std::string line; std::getline(maps, line);) {
+    const size_t slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const std::string base = std::filesystem::path(path).filename().string();
+    if (base.find("blas") == std::string::npos && base.find("mkl_rt") == std::string::npos)
+      continue;
+    std::error_code ec;
+    const std::string real = std::filesystem::canonical(path, ec).string();
+    const std::string lib = ec ? path : real;
+    if (loaded.find(lib) == std::string::npos) loaded += (loaded.empty() ? "" : " ") + lib;
+  }
+  if (!loaded.empty()) info += (info.empty() ? "" : ", loaded ") + loaded;
+  return info.empty() ? "unknown" : info;
+}
+
+}  // namespace
+
+RunContext RunContext::here() {
   RunContext c;
+  c.start_s = now_s();
+  c.eli_version = version();
+  c.git_revision = ELI_GIT_REVISION;
+  c.torch_version = TORCH_VERSION;
+  c.cuda_version = cuda_runtime_version();
+  c.blas = blas_info();
+  c.cuda_build = built_with_cuda();
+  c.threads = at::get_num_threads();
+  c.device = "cpu";
+  c.device_name = bench::device_name(at::kCPU);
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  c.timestamp = buf;
+  return c;
+}
+
+RunContext RunContext::of(const model::GPT2& model, const std::string& model_spec) {
+  RunContext c = here();
   c.model = model_spec;
   const GPT2Config& mc = model.config();
   c.model_shape = fmt::format("L{}-E{}-H{}-V{}-P{}", mc.n_layer, mc.n_embd, mc.n_head,
@@ -36,90 +113,133 @@ RunContext RunContext::of(const model::GPT2& model, const std::string& model_spe
   c.dtype = model.dtype() == at::kHalf       ? "float16"
             : model.dtype() == at::kBFloat16 ? "bfloat16"
                                              : "float32";
-  c.eli_version = version();
-  c.torch_version = TORCH_VERSION;
-  c.cuda_build = built_with_cuda();
-  c.threads = at::get_num_threads();
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  c.timestamp = buf;
   return c;
 }
 
+void RunContext::stop_clock() { wall_s = now_s() - start_s; }
+
 namespace {
 
-json stats_json(const CacheStats& s) {
-  return {{"tokens_seen", s.tokens_seen},          {"tokens_stored", s.tokens_stored},
-          {"tokens_evicted", s.tokens_evicted},    {"payload_bytes", s.payload_bytes},
-          {"scale_bytes", s.scale_bytes},          {"residual_bytes", s.residual_bytes},
-          {"metadata_bytes", s.metadata_bytes},    {"reserved_bytes", s.reserved_bytes},
-          {"blocks_in_use", s.blocks_in_use},      {"blocks_total", s.blocks_total},
-          {"padding_bytes", s.padding_bytes},      {"total_bytes", s.total_bytes()},
-          {"allocated_bytes", s.allocated_bytes()}};
+// Text that may end mid UTF-8 character (a decoded sample cut at a token): invalid bytes become
+// U+FFFD so that the JSON stays valid.
+json safe_text(const std::string& text) {
+  return json::parse(json(text).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-json quality_json(const Quality& q) {
-  return {{"eval_tokens", q.eval_tokens},
-          {"perplexity", q.perplexity},
-          {"full_perplexity", q.full_perplexity},
-          {"kl_vs_full", q.kl_vs_full},
-          {"top1_agreement", q.top1_agreement},
-          {"first_divergence", q.first_divergence},
-          {"rouge_l", q.rouge_l},
-          {"edit_similarity", q.edit_similarity}};
+struct Column {
+  const char* name;
+  const char* group;  // "" = the row itself
+  std::function<json(const MethodResult&)> get;
+};
+
+// The one list of result fields: JSON rows, CSV columns and table cells all come from here.
+const std::vector<Column>& columns() {
+  using R = const MethodResult&;
+  static const std::vector<Column> cols = {
+      {"method", "", [](R r) { return json(r.method); }},
+      {"cache_name", "", [](R r) { return json(r.cache_name); }},
+      {"batch", "", [](R r) { return json(r.batch); }},
+      {"prompt_len", "", [](R r) { return json(r.prompt_len); }},
+      {"new_tokens", "", [](R r) { return json(r.new_tokens); }},
+      {"context_len", "", [](R r) { return json(r.prompt_len + r.new_tokens); }},
+      {"warmup", "", [](R r) { return json(r.warmup); }},
+      {"repetitions", "", [](R r) { return json(r.repetitions); }},
+      {"decode_tokens_per_sec", "", [](R r) { return json(r.decode_tokens_per_sec); }},
+      {"decode_tokens_per_sec_stddev", "",
+       [](R r) { return json(r.decode_tokens_per_sec_stddev); }},
+      {"decode_tokens_per_sec_min", "", [](R r) { return json(r.decode_tokens_per_sec_min); }},
+      {"decode_tokens_per_sec_max", "", [](R r) { return json(r.decode_tokens_per_sec_max); }},
+      {"decode_tokens_per_sec_cv", "", [](R r) { return json(r.decode_tokens_per_sec_cv); }},
+      {"decode_mean_ms", "", [](R r) { return json(r.decode_mean_ms); }},
+      {"decode_p50_ms", "", [](R r) { return json(r.decode_p50_ms); }},
+      {"decode_p90_ms", "", [](R r) { return json(r.decode_p90_ms); }},
+      {"decode_p99_ms", "", [](R r) { return json(r.decode_p99_ms); }},
+      {"ttft_ms", "", [](R r) { return json(r.ttft_ms); }},
+      {"prefill_tokens_per_sec", "", [](R r) { return json(r.prefill_tokens_per_sec); }},
+      {"total_ms", "", [](R r) { return json(r.total_ms); }},
+      {"tokens_per_sec", "", [](R r) { return json(r.tokens_per_sec); }},
+      {"memory_vs_full", "", [](R r) { return json(r.memory_vs_full); }},
+      {"speed_vs_full", "", [](R r) { return json(r.speed_vs_full); }},
+      {"cpu_peak_mb", "", [](R r) { return json(r.cpu_peak_mb); }},
+      {"cpu_start_mb", "", [](R r) { return json(r.cpu_start_mb); }},
+      {"cpu_peak_source", "", [](R r) { return json(r.cpu_peak_source); }},
+      {"gpu_peak_mb", "", [](R r) { return json(r.gpu_peak_mb); }},
+      {"cache_mb", "", [](R r) { return json(r.cache_mb); }},
+      {"cache_allocated_mb", "", [](R r) { return json(r.cache_allocated_mb); }},
+      {"bytes_per_token", "", [](R r) { return json(r.bytes_per_token); }},
+      {"bytes_per_stored_token", "", [](R r) { return json(r.bytes_per_stored_token); }},
+      {"tokens_seen", "cache", [](R r) { return json(r.cache.tokens_seen); }},
+      {"tokens_stored", "cache", [](R r) { return json(r.cache.tokens_stored); }},
+      {"tokens_evicted", "cache", [](R r) { return json(r.cache.tokens_evicted); }},
+      {"payload_bytes", "cache", [](R r) { return json(r.cache.payload_bytes); }},
+      {"scale_bytes", "cache", [](R r) { return json(r.cache.scale_bytes); }},
+      {"residual_bytes", "cache", [](R r) { return json(r.cache.residual_bytes); }},
+      {"metadata_bytes", "cache", [](R r) { return json(r.cache.metadata_bytes); }},
+      {"reserved_bytes", "cache", [](R r) { return json(r.cache.reserved_bytes); }},
+      {"blocks_in_use", "cache", [](R r) { return json(r.cache.blocks_in_use); }},
+      {"blocks_total", "cache", [](R r) { return json(r.cache.blocks_total); }},
+      {"padding_bytes", "cache", [](R r) { return json(r.cache.padding_bytes); }},
+      {"total_bytes", "cache", [](R r) { return json(r.cache.total_bytes()); }},
+      {"allocated_bytes", "cache", [](R r) { return json(r.cache.allocated_bytes()); }},
+      {"eval_prefix", "quality", [](R r) { return json(r.quality.eval_prefix); }},
+      {"eval_tokens", "quality", [](R r) { return json(r.quality.eval_tokens); }},
+      {"perplexity", "quality", [](R r) { return json(r.quality.perplexity); }},
+      {"full_perplexity", "quality", [](R r) { return json(r.quality.full_perplexity); }},
+      {"ppl_delta_pct", "quality", [](R r) { return json(r.quality.ppl_delta_pct); }},
+      {"kl_vs_full", "quality", [](R r) { return json(r.quality.kl_vs_full); }},
+      {"top1_agreement", "quality", [](R r) { return json(r.quality.top1_agreement); }},
+      {"first_divergence", "quality", [](R r) { return json(r.quality.first_divergence); }},
+      {"rouge_l", "quality", [](R r) { return json(r.quality.rouge_l); }},
+      {"edit_similarity", "quality", [](R r) { return json(r.quality.edit_similarity); }},
+      {"error", "", [](R r) { return json(r.error); }},
+      {"total_ms_reps", "", [](R r) { return json(r.total_ms_reps); }},
+      {"ttft_ms_reps", "", [](R r) { return json(r.ttft_ms_reps); }},
+      {"decode_tokens_per_sec_reps", "", [](R r) { return json(r.decode_tokens_per_sec_reps); }},
+      {"sample_text", "", [](R r) { return safe_text(r.sample_text); }},
+  };
+  return cols;
+}
+
+const Column& column(const std::string& name) {
+  for (const Column& c : columns()) {
+    if (name == c.name) return c;
+  }
+  ELI_FAIL("report: no column '{}'", name);
+}
+
+double number(const json& v) {
+  return v.is_number() ? v.get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 
 json result_json(const MethodResult& r) {
-  json j = {
-      {"method", r.method},
-      {"cache_name", r.cache_name},
-      {"batch", r.batch},
-      {"prompt_len", r.prompt_len},
-      {"new_tokens", r.new_tokens},
-      {"context_len", r.prompt_len + r.new_tokens},
-      {"warmup", r.warmup},
-      {"repetitions", r.repetitions},
-      {"total_ms", r.total_ms},
-      {"total_ms_reps", r.total_ms_reps},
-      {"ttft_ms", r.ttft_ms},
-      {"decode_mean_ms", r.decode_mean_ms},
-      {"decode_p50_ms", r.decode_p50_ms},
-      {"decode_p90_ms", r.decode_p90_ms},
-      {"decode_p99_ms", r.decode_p99_ms},
-      {"tokens_per_sec", r.tokens_per_sec},
-      {"decode_tokens_per_sec", r.decode_tokens_per_sec},
-      {"cpu_peak_mb", r.cpu_peak_mb},
-      {"cpu_start_mb", r.cpu_start_mb},
-      {"cpu_peak_source", r.cpu_peak_source},
-      {"gpu_peak_mb", r.gpu_peak_mb},
-      {"cache_mb", r.cache_mb},
-      {"cache_allocated_mb", r.cache_allocated_mb},
-      {"bytes_per_token", r.bytes_per_token},
-      {"bytes_per_stored_token", r.bytes_per_stored_token},
-      {"cache", stats_json(r.cache)},
-      {"quality", quality_json(r.quality)},
-      {"sample_text", json(r.sample_text).dump(-1, ' ', false, json::error_handler_t::replace)},
-      {"error", r.error}};
-  // Decoded text may be cut mid UTF-8 character; dump() above replaced bad bytes, parse back.
-  j["sample_text"] = json::parse(j["sample_text"].get<std::string>());
+  json j = json::object();
+  for (const Column& c : columns()) {
+    if (*c.group) {
+      j[c.group][c.name] = c.get(r);
+    } else {
+      j[c.name] = c.get(r);
+    }
+  }
   return j;
 }
 
 json context_json(const RunContext& c) {
-  return {{"model", c.model},
+  return {{"schema_version", c.schema_version},
+          {"model", c.model},
           {"model_shape", c.model_shape},
           {"n_params", c.n_params},
           {"device", c.device},
           {"device_name", c.device_name},
           {"dtype", c.dtype},
           {"eli_version", c.eli_version},
+          {"git_revision", c.git_revision},
           {"torch_version", c.torch_version},
+          {"cuda_version", c.cuda_version},
+          {"blas", c.blas},
           {"cuda_build", c.cuda_build},
           {"threads", c.threads},
           {"timestamp", c.timestamp},
+          {"wall_s", c.wall_s},
           {"command", c.command},
           {"notes", c.notes}};
 }
@@ -156,11 +276,6 @@ json config_json(const BenchmarkConfig& b) {
             {"rotate", g.quant.rotate}}}};
 }
 
-std::string num(double v, int prec) {
-  if (std::isnan(v)) return "-";
-  return fmt::format("{:.{}f}", v, prec);
-}
-
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string q = "\"";
@@ -168,14 +283,127 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-std::string csv_num(double v) { return std::isnan(v) ? "" : fmt::format("{:.6g}", v); }
+// One CSV cell: null -> empty, numbers in %.6g, arrays joined with ';'.
+std::string csv_cell(const json& v) {
+  if (v.is_null()) return "";
+  if (v.is_string()) return csv_field(v.get<std::string>());
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+  if (v.is_number()) {
+    const double d = v.get<double>();
+    return std::isfinite(d) ? fmt::format("{:.6g}", d) : "";
+  }
+  if (v.is_array()) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const json& e = v[i];
+      out += (i ? ";" : "") + (e.is_string() ? e.get<std::string>() : csv_cell(e));
+    }
+    return csv_field(out);
+  }
+  return csv_field(v.dump());
+}
+
+// A table column: a header, the result column it shows and how.
+enum class Style { kText, kFixed, kCvPercent, kRatio };
+struct TableColumn {
+  const char* header;
+  const char* key;
+  Style style;
+  int precision;
+  bool always;  // shown even when empty in every row
+};
+
+std::string cell(const TableColumn& tc, const MethodResult& r) {
+  const json v = column(tc.key).get(r);
+  if (tc.style == Style::kText) {
+    return v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  const double d = number(v);
+  if (!std::isfinite(d)) return "-";
+  switch (tc.style) {
+    case Style::kCvPercent:
+      return fmt::format("{:.1f}%{}", 100.0 * d, d > kNoisyCv ? "!" : "");
+    case Style::kRatio:
+      return format_number(d, tc.precision) + "x";
+    default:
+      return v.is_number_integer() ? std::to_string(v.get<int64_t>())
+                                   : format_number(d, tc.precision);
+  }
+}
+
+// Rows of cells under their headers, left-aligned first column, the rest right-aligned; columns
+// empty ("-") in every row and not `always` are dropped. Error rows print their message.
+std::string render(const std::vector<TableColumn>& cols, const std::vector<MethodResult>& rows,
+                   bool with_errors) {
+  std::vector<std::vector<std::string>> cells;
+  std::vector<const MethodResult*> shown;
+  for (const MethodResult& r : rows) {
+    if (!r.error.empty() && !with_errors) continue;
+    shown.push_back(&r);
+    std::vector<std::string> line;
+    for (const TableColumn& tc : cols)
+      line.push_back(r.error.empty() || tc.always ? cell(tc, r) : "");
+    cells.push_back(std::move(line));
+  }
+  std::vector<size_t> keep;
+  std::vector<size_t> width;
+  for (size_t c = 0; c < cols.size(); ++c) {
+    bool any = cols[c].always;
+    size_t w = std::string(cols[c].header).size();
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (!shown[i]->error.empty()) continue;
+      any = any || cells[i][c] != "-";
+      w = std::max(w, cells[i][c].size());
+    }
+    if (any) keep.push_back(c);
+    width.push_back(w);
+  }
+  auto line_of = [&](const std::vector<std::string>& v) {
+    std::string out;
+    for (size_t k = 0; k < keep.size(); ++k) {
+      const size_t c = keep[k];
+      out +=
+          k == 0 ? fmt::format("{:<{}}", v[c], width[c]) : fmt::format("  {:>{}}", v[c], width[c]);
+    }
+    return out + "\n";
+  };
+  std::vector<std::string> headers;
+  for (const TableColumn& tc : cols) headers.push_back(tc.header);
+  std::string out = line_of(headers);
+  out += std::string(out.size() - 1, '-') + "\n";
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (shown[i]->error.empty()) {
+      out += line_of(cells[i]);
+    } else {
+      const MethodResult& r = *shown[i];
+      out += fmt::format("{:<{}}  ERROR (batch {}, prompt {}): {}\n", r.method, width[keep[0]],
+                         r.batch, r.prompt_len, r.error);
+    }
+  }
+  return out;
+}
 
 }  // namespace
+
+std::vector<ColumnInfo> result_columns() {
+  std::vector<ColumnInfo> out;
+  for (const Column& c : columns()) out.push_back({c.name, c.group});
+  return out;
+}
+
+std::string format_number(double v, int precision) {
+  if (std::isnan(v)) return "-";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (v != 0 && std::fabs(v) < 0.5 * std::pow(10.0, -precision)) return fmt::format("{:.2e}", v);
+  return fmt::format("{:.{}f}", v, precision);
+}
 
 std::string to_json(const Report& report) {
   json results = json::array();
   for (const auto& r : report.results) results.push_back(result_json(r));
-  json j = {{"context", context_json(report.context)},
+  json j = {{"schema_version", report.context.schema_version},
+            {"context", context_json(report.context)},
             {"config", config_json(report.config)},
             {"sweep",
              {{"prompt_lens", report.sweep.prompt_lens},
@@ -185,95 +413,110 @@ std::string to_json(const Report& report) {
   return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-std::string to_csv(const Report& report) {
-  const RunContext& c = report.context;
-  std::ostringstream out;
-  out << "method,cache_name,batch,prompt_len,new_tokens,context_len,tokens_per_sec,"
-         "decode_tokens_per_sec,total_ms,ttft_ms,decode_mean_ms,decode_p50_ms,decode_p90_ms,"
-         "decode_p99_ms,cpu_peak_mb,cpu_start_mb,cpu_peak_source,gpu_peak_mb,cache_mb,"
-         "cache_allocated_mb,bytes_per_token,bytes_per_stored_token,tokens_seen,tokens_stored,"
-         "tokens_evicted,payload_bytes,scale_bytes,residual_bytes,metadata_bytes,reserved_bytes,"
-         "perplexity,full_perplexity,kl_vs_full,top1_agreement,first_divergence,rouge_l,"
-         "edit_similarity,error,model,model_shape,device,device_name,dtype,eli_version\n";
-  for (const auto& r : report.results) {
-    const Quality& q = r.quality;
-    const CacheStats& s = r.cache;
-    std::vector<std::string> f = {csv_field(r.method),
-                                  csv_field(r.cache_name),
-                                  std::to_string(r.batch),
-                                  std::to_string(r.prompt_len),
-                                  std::to_string(r.new_tokens),
-                                  std::to_string(r.prompt_len + r.new_tokens),
-                                  csv_num(r.tokens_per_sec),
-                                  csv_num(r.decode_tokens_per_sec),
-                                  csv_num(r.total_ms),
-                                  csv_num(r.ttft_ms),
-                                  csv_num(r.decode_mean_ms),
-                                  csv_num(r.decode_p50_ms),
-                                  csv_num(r.decode_p90_ms),
-                                  csv_num(r.decode_p99_ms),
-                                  csv_num(r.cpu_peak_mb),
-                                  csv_num(r.cpu_start_mb),
-                                  r.cpu_peak_source,
-                                  csv_num(r.gpu_peak_mb),
-                                  csv_num(r.cache_mb),
-                                  csv_num(r.cache_allocated_mb),
-                                  csv_num(r.bytes_per_token),
-                                  csv_num(r.bytes_per_stored_token),
-                                  std::to_string(s.tokens_seen),
-                                  std::to_string(s.tokens_stored),
-                                  std::to_string(s.tokens_evicted),
-                                  std::to_string(s.payload_bytes),
-                                  std::to_string(s.scale_bytes),
-                                  std::to_string(s.residual_bytes),
-                                  std::to_string(s.metadata_bytes),
-                                  std::to_string(s.reserved_bytes),
-                                  csv_num(q.perplexity),
-                                  csv_num(q.full_perplexity),
-                                  csv_num(q.kl_vs_full),
-                                  csv_num(q.top1_agreement),
-                                  std::to_string(q.first_divergence),
-                                  csv_num(q.rouge_l),
-                                  csv_num(q.edit_similarity),
-                                  csv_field(r.error),
-                                  csv_field(c.model),
-                                  c.model_shape,
-                                  c.device,
-                                  csv_field(c.device_name),
-                                  c.dtype,
-                                  c.eli_version};
-    for (size_t i = 0; i < f.size(); ++i) out << (i ? "," : "") << f[i];
-    out << "\n";
-  }
-  return out.str();
+std::string context_to_json(const RunContext& context) {
+  return context_json(context).dump(2, ' ', false, json::error_handler_t::replace);
 }
 
-std::string format_table(const std::vector<MethodResult>& results) {
-  std::string out = fmt::format(
-      "{:<22} {:>3} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} "
-      "{:>6} {:>7}\n",
-      "method", "B", "P", "new", "tok/s", "TTFT ms", "p50 ms", "p90 ms", "cache MB", "B/tok",
-      "CPU pk MB", "GPU pk MB", "PPL", "KL", "top1", "ROUGE-L");
-  out += std::string(out.size() - 1, '-') + "\n";
-  for (const auto& r : results) {
-    if (!r.error.empty()) {
-      out +=
-          fmt::format("{:<22} {:>3} {:>5} ERROR: {}\n", r.method, r.batch, r.prompt_len, r.error);
-      continue;
-    }
-    const Quality& q = r.quality;
-    out += fmt::format(
-        "{:<22} {:>3} {:>5} {:>4} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} "
-        "{:>6} {:>7}\n",
-        r.method, r.batch, r.prompt_len, r.new_tokens, num(r.tokens_per_sec, 1), num(r.ttft_ms, 2),
-        num(r.decode_p50_ms, 2), num(r.decode_p90_ms, 2), num(r.cache_mb, 3),
-        num(r.bytes_per_token, 0), num(r.cpu_peak_mb, 0), num(r.gpu_peak_mb, 1),
-        num(q.perplexity, 2), num(q.kl_vs_full, 4), num(q.top1_agreement, 3), num(q.rouge_l, 3));
+std::string to_csv(const Report& report) {
+  const json ctx = context_json(report.context);
+  std::string out;
+  for (const Column& c : columns()) out += std::string(out.empty() ? "" : ",") + c.name;
+  for (const auto& [key, v] : ctx.items()) out += "," + key;
+  out += "\n";
+  for (const auto& r : report.results) {
+    std::string line;
+    for (const Column& c : columns()) line += (line.empty() ? "" : ",") + csv_cell(c.get(r));
+    for (const auto& [key, v] : ctx.items()) line += "," + csv_cell(v);
+    out += line + "\n";
   }
   return out;
 }
 
+std::string format_table(const std::vector<MethodResult>& results) {
+  static const std::vector<TableColumn> cols = {
+      {"method", "method", Style::kText, 0, true},
+      {"batch", "batch", Style::kFixed, 0, true},
+      {"prompt", "prompt_len", Style::kFixed, 0, true},
+      {"new", "new_tokens", Style::kFixed, 0, true},
+      {"decode tok/s", "decode_tokens_per_sec", Style::kFixed, 1, true},
+      {"cv", "decode_tokens_per_sec_cv", Style::kCvPercent, 1, false},
+      {"min", "decode_tokens_per_sec_min", Style::kFixed, 1, false},
+      {"max", "decode_tokens_per_sec_max", Style::kFixed, 1, false},
+      {"step p50 ms", "decode_p50_ms", Style::kFixed, 3, false},
+      {"step p90 ms", "decode_p90_ms", Style::kFixed, 3, false},
+      {"TTFT ms", "ttft_ms", Style::kFixed, 2, true},
+      {"prefill tok/s", "prefill_tokens_per_sec", Style::kFixed, 0, false},
+      {"KV MB", "cache_mb", Style::kFixed, 3, false},
+      {"KV bytes/token", "bytes_per_token", Style::kFixed, 0, false},
+      {"memory vs full", "memory_vs_full", Style::kRatio, 3, false},
+      {"speed vs full", "speed_vs_full", Style::kRatio, 2, false},
+      {"ROUGE-L vs full", "rouge_l", Style::kFixed, 3, false},
+      {"CPU peak MB", "cpu_peak_mb", Style::kFixed, 0, false},
+      {"GPU peak MB", "gpu_peak_mb", Style::kFixed, 1, false},
+  };
+  return render(cols, results, true);
+}
+
+std::string format_quality_table(const std::vector<MethodResult>& results) {
+  std::vector<MethodResult> per_method;
+  for (const MethodResult& r : results) {
+    if (!r.error.empty() || r.quality.eval_tokens <= 0) continue;
+    bool seen = false;
+    for (const MethodResult& p : per_method) seen = seen || p.method == r.method;
+    if (!seen) per_method.push_back(r);
+  }
+  if (per_method.empty()) return "";
+  const Quality& q = per_method.front().quality;
+  static const std::vector<TableColumn> cols = {
+      {"method", "method", Style::kText, 0, true},
+      {"perplexity", "perplexity", Style::kFixed, 3, true},
+      {"PPL vs full %", "ppl_delta_pct", Style::kFixed, 2, true},
+      {"KL vs full (nats/token)", "kl_vs_full", Style::kFixed, 4, true},
+      {"top-1 agreement", "top1_agreement", Style::kFixed, 4, true},
+  };
+  return fmt::format(
+             "Quality through each cache (batch 1, once per method, the same for every batch and "
+             "prompt above): {} tokens of held-out text prefilled, then {} scored one at a time, "
+             "so the context grows from {} to {} tokens. Full-cache perplexity {}.\n",
+             q.eval_prefix, q.eval_tokens, q.eval_prefix, q.eval_prefix + q.eval_tokens,
+             format_number(q.full_perplexity, 3)) +
+         render(cols, per_method, false);
+}
+
+std::string format_report(const Report& report) {
+  const RunContext& c = report.context;
+  std::string out = fmt::format(
+      "eli {} ({}) | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads | {} "
+      "repetitions\n",
+      c.eli_version, c.git_revision, c.model, c.model_shape, c.n_params / 1e6, c.device,
+      c.device_name, c.dtype, c.threads, report.config.repetitions);
+  for (const auto& n : c.notes) out += "note: " + n + "\n";
+  out += format_table(report.results);
+  bool noisy = false;
+  for (const MethodResult& r : report.results)
+    noisy = noisy || r.decode_tokens_per_sec_cv > kNoisyCv;
+  out += fmt::format(
+      "decode tok/s: batch x decode steps / decode time (prefill excluded), median of the "
+      "repetitions;\n"
+      "  cv = its stddev / mean, min / max over the repetitions{}.\n"
+      "step p50 / p90: latency of one decode step. TTFT: prefill of the prompt up to the first "
+      "token.\n"
+      "KV bytes/token: cache bytes / (batch x context tokens). vs full: against full_cache at "
+      "the same batch and prompt.\n",
+      noisy ? fmt::format(" (! = cv above {:.0f}%: noisy; more --repetitions or a quieter machine)",
+                          100 * kNoisyCv)
+            : "");
+  const std::string quality = format_quality_table(report.results);
+  if (!quality.empty()) out += "\n" + quality;
+  return out;
+}
+
 void write_text_file(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
   namespace fs = std::filesystem;
   const fs::path p(path);
   std::error_code ec;
@@ -286,16 +529,20 @@ void write_text_file(const std::string& path, const std::string& text) {
   ELI_CHECK(static_cast<bool>(out), "failed writing '{}'", path);
 }
 
-namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
-
-ProgressLine::ProgressLine(std::ostream& out) : out_(&out), start_s_(now_s()) {}
+ProgressLine::ProgressLine(std::ostream& out, bool tty)
+    : out_(&out), tty_(tty), start_s_(now_s()) {}
 
 void ProgressLine::update(int64_t done, int64_t total, const std::string& what) {
-  std::string line = fmt::format("[{}/{}] {}  {:.1f}s", done, total, what, now_s() - start_s_);
+  const double elapsed = now_s() - start_s_;
+  std::string line = fmt::format("[{}/{}] {}  {:.1f}s", done, total, what, elapsed);
+  if (done > 0 && done < total) {
+    line += fmt::format(", ETA {:.0f}s",
+                        elapsed / static_cast<double>(done) * static_cast<double>(total - done));
+  }
+  if (!tty_) {
+    *out_ << line << '\n' << std::flush;
+    return;
+  }
   const size_t len = line.size();
   if (len < last_len_) line += std::string(last_len_ - len, ' ');
   last_len_ = len;
@@ -303,7 +550,7 @@ void ProgressLine::update(int64_t done, int64_t total, const std::string& what) 
 }
 
 void ProgressLine::finish() {
-  if (last_len_ > 0) *out_ << '\n' << std::flush;
+  if (tty_ && last_len_ > 0) *out_ << '\n' << std::flush;
   last_len_ = 0;
 }
 

@@ -26,7 +26,7 @@ struct BenchmarkConfig {
   GenerationConfig generation;
   int warmup = 1;         // >= 0 untimed generate() calls per measured point
   int warmup_tokens = 4;  // >= 0 tokens per warm-up call (0 = as many as measured)
-  int repetitions = 3;    // >= 1 timed generate() calls per measured point
+  int repetitions = 5;    // >= 1 timed generate() calls per measured point (spread needs >= 2)
   bool quality = true;    // measure Quality (text similarity always; stream metrics need eval_ids)
   std::vector<int64_t> eval_ids;  // held-out token stream for perplexity / KL / top-1
   int eval_prefix = 32;           // >= 1 tokens prefilled before scoring starts
@@ -36,9 +36,12 @@ struct BenchmarkConfig {
 
 /// Quality of one method, against the full cache. NaN / -1 where not measured.
 struct Quality {
+  int64_t eval_prefix = 0;        // tokens prefilled before scoring (the context of the metrics
+                                  // grows from eval_prefix to eval_prefix + eval_tokens)
   int64_t eval_tokens = 0;        // tokens scored by the stream metrics (0 = not measured)
   double perplexity = kNaN;       // through this method's cache on eval_ids
   double full_perplexity = kNaN;  // through the full cache on the same stream
+  double ppl_delta_pct = kNaN;    // 100 * (perplexity / full_perplexity - 1)
   double kl_vs_full = kNaN;       // mean KL(full || method) of next-token distributions, nats
   double top1_agreement = kNaN;   // fraction of scored positions with the same argmax
   int64_t first_divergence = -1;  // first index where greedy output differs from the full
@@ -55,16 +58,26 @@ struct MethodResult {
   int64_t prompt_len = 0;  // tokens per prompt
   int64_t new_tokens = 0;  // generated per sequence
   int warmup = 0, repetitions = 0;
-  // Time (milliseconds; medians over the repetitions unless said otherwise).
-  std::vector<double> total_ms_reps;  // wall time of each timed generate() call
-  double total_ms = kNaN;             // prefill + all decode steps
-  double ttft_ms = kNaN;              // time to first token (the prefill step)
-  double decode_mean_ms = kNaN;       // per-token decode latency over all repetitions' steps
+  // Time (milliseconds; medians over the repetitions unless said otherwise). Prefill (the
+  // prompt, up to the first token) and decode (every later token) are reported apart.
+  std::vector<double> total_ms_reps;     // wall time of each timed generate() call
+  std::vector<double> ttft_ms_reps;      // prefill time of each timed call
+  double total_ms = kNaN;                // prefill + all decode steps
+  double ttft_ms = kNaN;                 // time to first token (the prefill step)
+  double prefill_tokens_per_sec = kNaN;  // batch * prompt_len / ttft_ms
+  double decode_mean_ms = kNaN;          // per-step decode latency over all repetitions' steps
   double decode_p50_ms = kNaN;
   double decode_p90_ms = kNaN;
   double decode_p99_ms = kNaN;
-  double tokens_per_sec = kNaN;         // batch * new_tokens / total_ms
-  double decode_tokens_per_sec = kNaN;  // batch / decode_mean_ms (steady-state decode)
+  double tokens_per_sec = kNaN;  // batch * new_tokens / total_ms (end to end, prefill included)
+  // Decode throughput: batch * steps / decode time of one repetition, for each repetition;
+  // the headline is their median, the spread their sample stddev and range.
+  std::vector<double> decode_tokens_per_sec_reps;
+  double decode_tokens_per_sec = kNaN;         // median over the repetitions
+  double decode_tokens_per_sec_stddev = kNaN;  // 0 with one repetition
+  double decode_tokens_per_sec_min = kNaN;
+  double decode_tokens_per_sec_max = kNaN;
+  double decode_tokens_per_sec_cv = kNaN;  // stddev / mean: > kNoisyCv flags a noisy point
   // Memory (MB = 2^20 bytes).
   double cpu_peak_mb = kNaN;         // peak process RSS during the timed runs
   double cpu_start_mb = kNaN;        // RSS when they began
@@ -75,11 +88,21 @@ struct MethodResult {
   double cache_allocated_mb = kNaN;  // cache.allocated_bytes() in MB
   double bytes_per_token = kNaN;     // total_bytes / (batch * tokens_seen), incl. metadata
   double bytes_per_stored_token = kNaN;
+  // Against full_cache at the same (batch, prompt length) in the same run; NaN without one.
+  double memory_vs_full = kNaN;  // cache total_bytes / full_cache's
+  double speed_vs_full = kNaN;   // decode_tokens_per_sec / full_cache's
   Quality quality;
   std::string sample_text;                       // decoded output of sequence 0 (needs a tokenizer)
   std::vector<std::vector<int64_t>> output_ids;  // greedy output of the last repetition
   std::string error;  // non-empty when the method failed; the numbers are then NaN
 };
+
+/// Coefficient of variation of decode tok/s above which a point is flagged as noisy.
+constexpr double kNoisyCv = 0.05;
+
+/// Fills memory_vs_full and speed_vs_full of every result from the full_cache result at the
+/// same (batch, prompt_len); left NaN where there is none (or it failed).
+void relative_to_full(std::vector<MethodResult>& results);
 
 struct QuantizedGeneration {
   std::string method;  // quant_int8 | quant_int4 | quant_mixed

@@ -20,6 +20,8 @@ double percentile(std::vector<double> values, double p);
 double mean(const std::vector<double>& values);
 /// Median (= percentile 50).
 double median(const std::vector<double>& values);
+/// Sample standard deviation (divisor n - 1); 0 for a single value. Empty -> eli::Error.
+double stddev(const std::vector<double>& values);
 
 /// Negative log-likelihood per row: -log softmax(logits[i])[targets[i]].
 /// logits: [N, V] any floating dtype, any device (computed in fp64 on the CPU);

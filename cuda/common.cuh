@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "../include/eli/quant_layout.h"  // the packing (torch-free; cuda/ is not installed)
 #include "eli_kernels.cuh"
 
 namespace eli::cuda {
@@ -196,6 +197,21 @@ struct Storage<Format::kInt4, T> {
   static constexpr int row_bytes(int d) { return d / 2; }
 };
 
+// Bit-level names for the packing of include/eli/quant_layout.h, as the kernels read it.
+/// INT4: byte j holds element 2j in its low nibble, 2j + 1 in its high nibble (PackedInt4).
+constexpr uint32_t kEvenNibbles = 0x0F0F0F0Fu;  // a word's even elements, one per byte
+constexpr uint32_t kOddNibbles = 0xF0F0F0F0u;   // its odd elements, one per byte, times 16
+/// Symmetric INT8 codes are signed bytes; flipping the sign bit reads them as code + 128.
+constexpr uint32_t kInt8SignFlip = 0x80808080u;
+constexpr int kInt8SymOffset = 128;
+static_assert(kInt8SymOffset == quant::kInt8SymMax + 1, "INT8 codes span -127 .. 127");
+/// 2^23 as fp32: a byte OR-ed into its mantissa reads as 2^23 + byte exactly.
+constexpr uint32_t kFp32Magic = 0x4B000000u;
+/// 1024 as fp16 (0x6400), twice in a word, and its exponent byte in all four bytes: a value
+/// v < 1024 placed in the mantissa reads as 1024 + v exactly.
+constexpr uint32_t kHalf1024x2 = 0x64006400u;
+constexpr uint32_t kHalf1024Bytes = 0x64646464u;
+
 /// A code c decodes to x = scale * c + bias_per_group. decode_codes() writes c as exact fp32
 /// integers (the 2^23 magic-number trick: one PRMT + one FADD per element, no I2F).
 /// `flip` xors INT8 words (0x80808080 turns signed codes into offset-128 bytes) and `sub`
@@ -205,14 +221,15 @@ struct CodeDecoder {
   uint32_t flip;
   float sub;
   static __host__ __device__ CodeDecoder make(Format f, bool zero_point) {
-    const float magic = 8388608.f;
-    if (f == Format::kInt8) return {zero_point ? 0u : 0x80808080u, magic + (zero_point ? 0 : 128)};
-    return {0u, magic + (zero_point ? 0 : 8)};
+    const float magic = 8388608.f;  // 2^23, kFp32Magic
+    if (f == Format::kInt8)
+      return {zero_point ? 0u : kInt8SignFlip, magic + (zero_point ? 0 : kInt8SymOffset)};
+    return {0u, magic + (zero_point ? 0 : quant::kInt4Offset)};
   }
 };
 
 __device__ __forceinline__ float magic_byte(uint32_t w, uint32_t sel) {
-  return __uint_as_float(__byte_perm(w, 0x4B000000u, sel));
+  return __uint_as_float(__byte_perm(w, kFp32Magic, sel));
 }
 
 template <Format F, typename T>
@@ -242,8 +259,8 @@ __device__ __forceinline__ void decode_vec(const uint4& v, const CodeDecoder& de
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const uint32_t lo = w[i] & 0x0F0F0F0Fu;         // even elements
-      const uint32_t hi = (w[i] >> 4) & 0x0F0F0F0Fu;  // odd elements
+      const uint32_t lo = w[i] & kEvenNibbles;         // even elements
+      const uint32_t hi = (w[i] >> 4) & kEvenNibbles;  // odd elements
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         out[8 * i + 2 * j] = magic_byte(lo, 0x7440u | j) - dec.sub;

@@ -1,0 +1,287 @@
+#pragma once
+/// The score loops of the decode attention: logit_i = (q . k_i) * sm_scale * log2(e) (+ bias)
+/// for the n slots of one split, into shared memory (s_logit, log2 domain). One loop per way of
+/// computing q . k: fp32 (any format), integer dot products (INT4 K), tensor cores (INT8 K,
+/// fp16 q). The kernel picks one at compile time (decode_attention.cuh).
+
+#include "operand.cuh"
+
+namespace eli::cuda::detail {
+
+/// Adds the partial dots of a row's kTpr threads; the row's first thread adds the bias and
+/// stores the logit of slot i (log2 domain) unless i is past the end.
+template <int kTpr>
+__device__ __forceinline__ void store_logit(const DecodeAttentionParams& p, int b, int start, int n,
+                                            int i, int lane_in_row, float logit, float* s_logit) {
+#pragma unroll
+  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  if (lane_in_row == 0 && i < n) {
+    if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+    s_logit[i] = logit;
+  }
+}
+
+/// Scores of any K format through fp32: each thread decodes its 16-byte vector of a row
+/// (decode_vec: codes as exact fp32 integers) and dots it with its q slice; kTpr threads per
+/// row. The path of fp K, and of INT8 K in fp32.
+template <typename T, int kD, Format FK>
+__device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                            int b, int64_t bh, int start, int n, float qscale,
+                                            float* s_logit) {
+  constexpr int kEK = Storage<FK, T>::kElemsPerVec;
+  constexpr int kTprK = kD / kEK;  // threads per row
+  constexpr int kRowsK = kAttnThreads / kTprK;
+  constexpr int kRowBytesK = Storage<FK, T>::row_bytes(kD);
+  const int tid = threadIdx.x;
+  const int lk = tid % kTprK, rk = tid / kTprK;
+  const OperandReader<FK> rd(p.k, kD, lk * kEK);
+  const uint8_t* data = rd.data + lk * 16;
+  const T* q = static_cast<const T*>(p.q) + bh * kD + lk * kEK;
+  float qf[kEK];
+  float qsum = 0.f;
+#pragma unroll
+  for (int i = 0; i < kEK; ++i) {
+    qf[i] = to_float(q[i]) * qscale;
+    qsum += qf[i];
+  }
+  rd.dispatch([&](auto mode) {
+    for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float ks[kAttnUnroll], km[kAttnUnroll];
+      load_rows<decltype(mode)::value, kRowsK, kRowBytesK>(rd, data, s_row, i0, rk, raw, ks, km);
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        float c[kEK];
+        decode_vec<FK, T>(raw[u], rd.dec, c);
+        float dot = 0.f;
+#pragma unroll
+        for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
+        store_logit<kTprK>(p, b, start, n, i0 + u * kRowsK + rk, lk, fmaf(ks[u], dot, km[u] * qsum),
+                           s_logit);
+      }
+    }
+  });
+}
+
+/// INT4 K scores with integer dot products (IDP4A: four byte products summed per instruction).
+/// Each thread owns one 16-byte vector (32 codes) of a row, as in the generic loop. Its q slice
+/// (times sm_scale log2 e) becomes 24-bit fixed point, q_i ~ sq * Q_i with |Q_i| <= 2^23 - 1,
+/// split into three byte planes Q = 65536 Q2 + 256 Q1 + Q0 (Q2 signed): the integer sums are
+/// exact, so the only error is the rounding of q to 24 bits of its slice's max (the precision of
+/// fp32). The stored nibbles u (0..15) are used as they are: `w & kEvenNibbles` gives the even
+/// elements as bytes, `w & kOddNibbles` the odd ones times 16, so one word costs two LOPs and six
+/// IDP4A against 8 PRMT + 8 FADD + 8 FFMA + 3 masks on the fp32 path; the code offset (8 when
+/// symmetric) comes off once per row as offset * sum(Q).
+template <typename T, int kD>
+__device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                            int b, int64_t bh, int start, int n, float qscale,
+                                            float* s_logit) {
+  constexpr int kTpr = kD / 32;  // threads per row
+  constexpr int kRows = kAttnThreads / kTpr;
+  constexpr int kRowBytes = kD / 2;
+  const int tid = threadIdx.x, lk = tid % kTpr, rk = tid / kTpr;
+  const OperandReader<Format::kInt4> rd(p.k, kD, lk * 32);
+  const T* q = static_cast<const T*>(p.q) + bh * kD + lk * 32;
+  float qf[32];
+  float amax = 0.f, qsum = 0.f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    qf[i] = to_float(q[i]) * qscale;
+    amax = fmaxf(amax, fabsf(qf[i]));
+    qsum += qf[i];
+  }
+  constexpr float kQMax = 8388607.f;  // 2^23 - 1
+  const float inv = amax > 0.f ? kQMax / amax : 0.f;
+  const float sq = amax / kQMax;
+  // planes[k][w][e]: byte plane k of the q elements under word w's even (e = 0) or odd nibbles.
+  uint32_t planes[3][4][2];
+  int qint_sum = 0;  // |sum| <= 32 (2^23 - 1) < 2^31
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      uint32_t b0 = 0, b1 = 0, b2 = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int v = max(-8388607, min(8388607, __float2int_rn(qf[8 * w + 2 * j + e] * inv)));
+        qint_sum += v;
+        b0 |= uint32_t(v & 0xFF) << (8 * j);
+        b1 |= uint32_t((v >> 8) & 0xFF) << (8 * j);
+        b2 |= uint32_t((v >> 16) & 0xFF) << (8 * j);
+      }
+      planes[0][w][e] = b0;
+      planes[1][w][e] = b1;
+      planes[2][w][e] = b2;
+    }
+  }
+  // stored nibble = code + kInt4Offset when symmetric
+  const float offset = p.k.minima != nullptr ? 0.f : float(quant::kInt4Offset);
+  const float qoff = -offset * float(qint_sum);
+
+  const uint8_t* data = rd.data + lk * 16;
+  rd.dispatch([&](auto mode) {
+    for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float ks[kAttnUnroll], km[kAttnUnroll];
+      load_rows<decltype(mode)::value, kRows, kRowBytes>(rd, data, s_row, i0, rk, raw, ks, km);
+#pragma unroll
+      for (int u = 0; u < kAttnUnroll; ++u) {
+        const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+        uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
+        int a2 = 0, a2x16 = 0;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
+          a0 = dp4a_uu(planes[0][w][0], even, a0);
+          a1 = dp4a_uu(planes[1][w][0], even, a1);
+          a2 = dp4a_su(planes[2][w][0], even, a2);
+          a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
+          a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
+          a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+        }
+        // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
+        // x16 sums are exact multiples of 16.
+        const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
+        const int high = a2 + (a2x16 >> 4);
+        const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
+        store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
+                          fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
+      }
+    }
+  });
+}
+
+/// INT8 K scores on the tensor cores (fp16 q; codes become exact fp16 integers two at a time,
+/// HalfDecoder; fp16 products are exact and accumulate in fp32, so the logits keep fp32
+/// quality). Scores of the n slots of one split (rows in s_row, token start + i) into
+/// s_logit[i] (log2 domain). INT4 K through the same mma measured slower than scores_dp4a on an
+/// H100 (166.5 us vs ~157 us at B=32, 8192, D=64), and so did q.c on the integer tensor cores
+/// (mma.m16n8k32 u8 x s8, q split in three int8 parts: K phase 84 us vs 64 us).
+/// Warp w takes tiles of 16 tokens; lane (g = lane / 4, i = lane % 4) feeds rows (tokens) g and
+/// g + 8 with the 8-element units 4 s + i of slice s (32 elements: every group of 32, 64 or D
+/// holds whole slices, so one mma never mixes two scales). B = q in every column, hence every
+/// C column holds the same dot: c[0] for token g, c[2] for token g + 8.
+template <int kD>
+__device__ __forceinline__ void scores_mma(const DecodeAttentionParams& p, const uint32_t* s_row,
+                                           int b, int64_t bh, int start, int n, float qscale,
+                                           float* s_logit) {
+  constexpr Format FK = Format::kInt8;
+  constexpr int kSlices = kD / 32;
+  constexpr int kWords = 2;  // 32-bit words per 8-element unit
+  constexpr int kRowBytes = Storage<FK, __half>::row_bytes(kD);
+  constexpr int kTiles = 2;  // 16-token tiles per warp and iteration
+  constexpr int kWarps = kAttnThreads / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
+  const QuantView& kv = p.k;
+  const uint8_t* data = static_cast<const uint8_t*>(kv.data);
+  const bool per_tensor = kv.tensor_scale > 0.f;
+  const __half* scales = per_tensor ? nullptr : static_cast<const __half*>(kv.scales);
+  const __half* minima = per_tensor ? nullptr : static_cast<const __half*>(kv.minima);
+  const int groups = per_tensor ? 1 : kD / kv.group;
+  const int slices_per_group = per_tensor ? kSlices : kv.group / 32;
+  const HalfDecoder dec = HalfDecoder::make(FK, kv.minima != nullptr);
+
+  // B fragments: the q elements matching this lane's A elements, and q sums per slice.
+  const __half* q = static_cast<const __half*>(p.q) + bh * kD;
+  uint32_t qb[kSlices][2][2];
+  float qsum[kSlices];
+#pragma unroll
+  for (int s = 0; s < kSlices; ++s) {
+    const int d0 = 32 * s + 8 * li;
+    __half e[8];
+    float part = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      e[j] = q[d0 + j];
+      part += __half2float(e[j]);
+    }
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      qb[s][m][0] = pack_h2(e[4 * m], e[4 * m + 1]);
+      qb[s][m][1] = pack_h2(e[4 * m + 2], e[4 * m + 3]);
+    }
+    part += __shfl_xor_sync(0xffffffffu, part, 1);
+    part += __shfl_xor_sync(0xffffffffu, part, 2);
+    qsum[s] = part;
+  }
+
+  const int half_row = li >> 1;  // this lane finishes token g (0) or g + 8 (1)
+  // The scale storage is picked once per block (0: per tensor; 1: one symmetric scale per row,
+  // INT8's default, loaded with the codes for the row this lane finishes; 2: anything else,
+  // loaded per group where the row is finished). Behind a test per row the loads went out only
+  // after the mma, a second memory latency per iteration; holding a scale per slice for the
+  // grouped layouts spilled at D = 128, so those keep the late loads.
+  auto run = [&](auto mode) {
+    constexpr int kMode = decltype(mode)::value;
+    for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
+      uint32_t raw[kTiles][2][kSlices][kWords];
+      __half ks_at[kTiles];
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          // Slots past the end hold the last row (s_row padding); their logits are not written.
+          const uint32_t row = s_row[base + 16 * u + g + 8 * r];
+          const uint8_t* src = data + size_t(row) * kRowBytes;
+#pragma unroll
+          for (int s = 0; s < kSlices; ++s) {
+            const int unit = 4 * s + li;
+            const uint2 v = __ldg(reinterpret_cast<const uint2*>(src + 8 * unit));
+            raw[u][r][s][0] = v.x;
+            raw[u][r][s][1] = v.y;
+          }
+        }
+        if constexpr (kMode == 1) ks_at[u] = scales[s_row[base + 16 * u + g + 8 * half_row]];
+      }
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u) {
+        float c[kSlices][4];
+#pragma unroll
+        for (int s = 0; s < kSlices; ++s) {
+          c[s][0] = c[s][1] = c[s][2] = c[s][3] = 0.f;
+#pragma unroll
+          for (int m = 0; m < 2; ++m) {
+            uint32_t g01, g23, h01, h23;
+            dec.int8(raw[u][0][s][m], g01, g23);
+            dec.int8(raw[u][1][s][m], h01, h23);
+            mma_16816(c[s], g01, h01, g23, h23, qb[s][m][0], qb[s][m][1]);
+          }
+        }
+        const int i = base + 16 * u + g + 8 * half_row;
+        float logit = 0.f, dot = 0.f, qs = 0.f;
+#pragma unroll
+        for (int s = 0; s < kSlices; ++s) {
+          dot += half_row ? c[s][2] : c[s][0];
+          qs += qsum[s];
+          if ((s + 1) % slices_per_group == 0) {
+            float ks = kv.tensor_scale, km = 0.f;
+            if constexpr (kMode == 1) ks = __half2float(ks_at[u]);
+            if constexpr (kMode == 2) {
+              if (!per_tensor) {
+                const size_t j = size_t(s_row[i]) * groups + s / slices_per_group;
+                ks = __half2float(scales[j]);
+                if (minima != nullptr) km = __half2float(minima[j]);
+              }
+            }
+            logit = fmaf(ks, dot, fmaf(km, qs, logit));
+            dot = 0.f;
+            qs = 0.f;
+          }
+        }
+        logit *= qscale;
+        if ((li & 1) == 0 && i < n) {
+          if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
+          s_logit[i] = logit;
+        }
+      }
+    }
+  };
+  if (per_tensor)
+    run(std::integral_constant<int, 0>{});
+  else if (groups == 1 && minima == nullptr)
+    run(std::integral_constant<int, 1>{});
+  else
+    run(std::integral_constant<int, 2>{});
+}
+
+}  // namespace eli::cuda::detail

@@ -1,4 +1,5 @@
 // Decode attention (one query per sequence) at B in {1, 8, 32} x context in {512, 2048, 8192}
+// (and B = 1 x 32768)
 // over fp16, INT8, INT4, mixed and paged storage, with at::scaled_dot_product_attention on the
 // fp16 cache as the baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
 // int4/mixed/int8 use one scale per token and head; int4_g32 and mixed_g32 use the layouts
@@ -152,6 +153,7 @@ void bm_sdpa(benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D
   for (int64_t B : {1, 8, 32})
     for (int64_t L : {512, 2048, 8192}) points.push_back({B, L, 12, 64});
   points.push_back({32, 8192, 8, 128});
+  points.push_back({1, 32768, 12, 64});  // one long sequence: split-KV across the SMs
   for (const Point& p : points) {
     const std::string tail =
         "/B" + std::to_string(p.B) + "/L" + std::to_string(p.L) + "/D" + std::to_string(p.D);

@@ -90,8 +90,10 @@ void check_attention(const Pair& pair, const Case& c) {
   at::Tensor got_lse = at::full({c.B, c.H}, NAN, at::TensorOptions(at::kFloat).device(cuda));
   decode_attention_out(q, k, v, gpu_args, got, &got_lse);
   at::Tensor want = at::full(q.sizes(), NAN, q.scalar_type()), want_lse;
-  decode_attention_out(q.cpu(), testing::store_to(k, at::kCPU), testing::store_to(v, at::kCPU),
-                       cpu_args, want, &want_lse);
+  // The plain specification (ops::ref: dequantize, then fp32 softmax attention), not the fast
+  // CPU kernel.
+  ref::decode_attention_out(q.cpu(), testing::store_to(k, at::kCPU), testing::store_to(v, at::kCPU),
+                            cpu_args, want, &want_lse);
 
   const bool half = c.dtype == at::kHalf;
   const std::string what = kk.name() + "/" + vk.name() + " " + c10::toString(c.dtype) +

@@ -90,32 +90,28 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
     amax = fmaxf(amax, fabsf(qf[i]));
     qsum += qf[i];
   }
-#ifndef ELI_INT4_Q_PLANES
-#define ELI_INT4_Q_PLANES 3
-#endif
-  constexpr int kPlanes = ELI_INT4_Q_PLANES;  // byte planes of q: 3 (24-bit) or 2 (16-bit)
-  constexpr int kQLimit = kPlanes == 3 ? 8388607 : 32767;
-  constexpr float kQMax = float(kQLimit);
+  constexpr float kQMax = 8388607.f;  // 2^23 - 1
   const float inv = amax > 0.f ? kQMax / amax : 0.f;
   const float sq = amax / kQMax;
-  // planes[k][w][e]: byte plane k of the q elements under word w's even (e = 0) or odd nibbles;
-  // the top plane is signed.
-  uint32_t planes[kPlanes][4][2];
+  // planes[k][w][e]: byte plane k of the q elements under word w's even (e = 0) or odd nibbles.
+  uint32_t planes[3][4][2];
   int qint_sum = 0;  // |sum| <= 32 (2^23 - 1) < 2^31
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      uint32_t bytes[kPlanes] = {};
+      uint32_t b0 = 0, b1 = 0, b2 = 0;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int v = max(-kQLimit, min(kQLimit, __float2int_rn(qf[8 * w + 2 * j + e] * inv)));
+        const int v = max(-8388607, min(8388607, __float2int_rn(qf[8 * w + 2 * j + e] * inv)));
         qint_sum += v;
-#pragma unroll
-        for (int k = 0; k < kPlanes; ++k) bytes[k] |= uint32_t((v >> (8 * k)) & 0xFF) << (8 * j);
+        b0 |= uint32_t(v & 0xFF) << (8 * j);
+        b1 |= uint32_t((v >> 8) & 0xFF) << (8 * j);
+        b2 |= uint32_t((v >> 16) & 0xFF) << (8 * j);
       }
-#pragma unroll
-      for (int k = 0; k < kPlanes; ++k) planes[k][w][e] = bytes[k];
+      planes[0][w][e] = b0;
+      planes[1][w][e] = b1;
+      planes[2][w][e] = b2;
     }
   }
   // stored nibble = code + kInt4Offset when symmetric
@@ -131,41 +127,23 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
 #pragma unroll
       for (int u = 0; u < kAttnUnroll; ++u) {
         const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
-        float dot;
-        if constexpr (kPlanes == 3) {
-          uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
-          int a2 = 0, a2x16 = 0;
+        uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
+        int a2 = 0, a2x16 = 0;
 #pragma unroll
-          for (int w = 0; w < 4; ++w) {
-            const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
-            a0 = dp4a_uu(planes[0][w][0], even, a0);
-            a1 = dp4a_uu(planes[1][w][0], even, a1);
-            a2 = dp4a_su(planes[kPlanes - 1][w][0], even, a2);
-            a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
-            a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
-            a2x16 = dp4a_su(planes[kPlanes - 1][w][1], odd16, a2x16);
-          }
-          // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
-          // x16 sums are exact multiples of 16.
-          const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
-          const int high = a2 + (a2x16 >> 4);
-          dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-        } else {
-          uint32_t a0 = 0, a0x16 = 0;
-          int a1 = 0, a1x16 = 0;
-#pragma unroll
-          for (int w = 0; w < 4; ++w) {
-            const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
-            a0 = dp4a_uu(planes[0][w][0], even, a0);
-            a1 = dp4a_su(planes[kPlanes - 1][w][0], even, a1);
-            a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
-            a1x16 = dp4a_su(planes[kPlanes - 1][w][1], odd16, a1x16);
-          }
-          // |high| <= 2 * 16 * 128 * 15, so high * 256 + low < 2^24: exact in fp32.
-          const uint32_t low = a0 + (a0x16 >> 4);
-          const int high = a1 + (a1x16 >> 4);
-          dot = fmaf(float(high), 256.f, float(low)) + qoff;
+        for (int w = 0; w < 4; ++w) {
+          const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
+          a0 = dp4a_uu(planes[0][w][0], even, a0);
+          a1 = dp4a_uu(planes[1][w][0], even, a1);
+          a2 = dp4a_su(planes[2][w][0], even, a2);
+          a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
+          a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
+          a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
         }
+        // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
+        // x16 sums are exact multiples of 16.
+        const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
+        const int high = a2 + (a2x16 >> 4);
+        const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
         store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
                           fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
       }

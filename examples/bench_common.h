@@ -20,6 +20,7 @@
 #include "eli/bench/metrics.h"
 #include "eli/bench/report.h"
 #include "eli/eli.h"
+#include "threads.h"
 
 namespace examples {
 
@@ -57,9 +58,7 @@ inline void add_model_options(CLI::App& app, CommonOptions& o) {
                  "(gpt2, tiny, L<l>-E<e>-H<h>[-V<v>][-P<p>])")
       ->capture_default_str();
   app.add_option("--device", o.device, "auto | cpu | cuda | cuda:N")->capture_default_str();
-  app.add_option("--threads", o.threads, "Intra-op CPU threads (0 = one per core)")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
+  add_threads_option(app, o.threads);
   app.add_option("--tokenizer", o.tokenizer,
                  "Tokenizer directory (default: the model's, else assets/tokenizer)");
   app.add_option("--seed", o.seed, "Seed (random weights)")
@@ -170,12 +169,7 @@ inline std::string read_file(const std::string& path) {
 inline void apply_common(const CommonOptions& o) {
   ELI_CHECK(!(o.json == "-" && o.csv == "-"),
             "--json - and --csv - both write to stdout; give one of them a file");
-  if (o.threads > 0) {
-    at::set_num_threads(o.threads);
-  } else {
-    const unsigned n = std::thread::hardware_concurrency();
-    if (n > 0) at::set_num_threads(static_cast<int>(n));
-  }
+  apply_threads(o.threads);
 }
 
 /// Loads model, tokenizer and evaluation text. "default" falls back to a random model with a

@@ -3,27 +3,37 @@
 // same tokens. Checks the targets (INT8 per_token_head <= 0.52, INT4 group 32 <= 0.32,
 // mixed <= 0.42) and exits 1 when one is missed.
 //
-//   cache_memory [--batch N] [--tokens N]
+//   cache_memory [--batch N] [--tokens N] [--json FILE] [--csv FILE]
+// Exit status: 0 all targets met, 1 a target missed, 2 bad input.
 
-#include <fmt/format.h>
-
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
-#include "eli/error.h"
-#include "eli/kv_cache.h"
-#include "eli/model_config.h"
+#include "bench_common.h"
+#include "row_report.h"
 
 int main(int argc, char** argv) {
+  CLI::App app{
+      "eli cache_memory: exact KV-cache bytes of every method at the GPT-2 124M shape, against "
+      "an fp16 cache of the same tokens"};
+  examples::CommonOptions o;
   int64_t batch = 1, tokens = 1024;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoll(argv[i + 1]);
+  app.add_option("--batch", batch, "Sequences")
+      ->check(CLI::Range(int64_t{1}, examples::kMaxBatch))
+      ->capture_default_str();
+  app.add_option("--tokens", tokens, "Tokens stored per sequence")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 16))
+      ->capture_default_str();
+  examples::add_output_options(app, o);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
   }
   try {
+    examples::apply_common(o);
     const eli::ModelShape shape = eli::ModelShape::of(eli::GPT2Config::named("gpt2"));
     const double fp16 = 2.0 * shape.n_layer * batch * shape.n_head * tokens * shape.head_dim * 2;
     std::vector<std::string> specs;
@@ -42,10 +52,17 @@ int main(int argc, char** argv) {
     eli::CacheConfig cc;
     eli::QuantizationConfig qc;
     bool ok = true;
-    fmt::print("GPT-2 124M shape, batch {}, {} tokens; fp16 reference {:.2f} MiB\n", batch, tokens,
-               fp16 / (1 << 20));
-    fmt::print("{:<58} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}\n", "method (cache name)",
-               "stored", "payload", "scales", "resid", "meta", "reserved", "ratio");
+    examples::RowReport rep;
+    rep.context = eli::bench::RunContext::here();
+    rep.context.model_shape = "L12-E768-H12 (GPT-2 124M shape, no weights)";
+    rep.context.dtype = "float16";
+    rep.context.command = examples::command_line(argc, argv);
+    rep.config = {{"batch", batch}, {"tokens", tokens}, {"fp16_reference_bytes", fp16}};
+    rep.fields = {{"method", "method (cache name)", 0}, {"tokens_stored", "stored", 0},
+                  {"payload_bytes", "payload", 0},      {"scale_bytes", "scales", 0},
+                  {"residual_bytes", "resid", 0},       {"metadata_bytes", "meta", 0},
+                  {"reserved_bytes", "reserved", 0},    {"ratio_vs_fp16", "ratio", 4},
+                  {"target", "target <=", 2},           {"target_met", "met", 0}};
     for (const auto& spec : specs) {
       auto cache = eli::make_cache(spec, shape, batch, cc, qc, at::kHalf, at::kCPU);
       at::manual_seed(0);
@@ -60,22 +77,25 @@ int main(int argc, char** argv) {
       }
       const eli::CacheStats s = cache->stats();
       const double ratio = static_cast<double>(s.total_bytes()) / fp16;
-      std::string mark;
+      nlohmann::json target, met;
       if (auto it = targets.find(spec); it != targets.end()) {
-        const bool pass = ratio <= it->second;
-        ok = ok && pass;
-        mark = fmt::format("  target <= {:.2f} {}", it->second, pass ? "ok" : "MISSED");
+        target = it->second;
+        met = ratio <= it->second;
+        ok = ok && met.get<bool>();
       }
       const std::string label = spec == cache->name() ? spec : spec + " (" + cache->name() + ")";
-      fmt::print("{:<58} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7.4f}{}\n", label,
-                 s.tokens_stored, s.payload_bytes, s.scale_bytes, s.residual_bytes,
-                 s.metadata_bytes, s.reserved_bytes, ratio, mark);
+      rep.rows.push_back({label, s.tokens_stored, s.payload_bytes, s.scale_bytes, s.residual_bytes,
+                          s.metadata_bytes, s.reserved_bytes, ratio, target, met});
     }
-    fmt::print(
-        "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
-        "reserved (unused capacity, block padding) is reported apart.\n");
+    std::ostream& out = examples::text_out(o);
+    out << fmt::format("GPT-2 124M shape, batch {}, {} tokens; fp16 reference {:.2f} MiB\n", batch,
+                       tokens, fp16 / (1 << 20));
+    out << examples::text_table(rep);
+    out << "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
+           "reserved (unused capacity, block padding) is reported apart.\n";
+    examples::write_rows(rep, o.json, o.csv, out);
     return ok ? 0 : 1;
-  } catch (const eli::Error& e) {
+  } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 2;
   }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eli/eli.h"
+#include "threads.h"
 
 namespace {
 
@@ -37,24 +38,26 @@ void append_json(const std::string& path, nlohmann::json rec) {
 int main(int argc, char** argv) {
   CLI::App app{"eli decode_speed: ms per decode step for a method at (batch, prompt length)"};
   std::string model = "random:gpt2", device = "auto", methods = "full_cache", json_path;
-  int batch = 1, prompt_len = 128, steps = 64, reps = 3;
+  int batch = 1, prompt_len = 128, steps = 64, reps = 3, threads = 0;
   bool no_graph = false;
   app.add_option("--model", model,
                  "model dir, 'default', random:NAME or random:L<n>-E<n>-H<n>[-V<n>][-P<n>]")
       ->capture_default_str();
-  app.add_option("--device", device, "cpu | cuda | auto")->capture_default_str();
+  app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  examples::add_threads_option(app, threads);
   app.add_option("--methods", methods, "comma-separated methods")->capture_default_str();
   app.add_option("--batch", batch, "sequences")->capture_default_str();
   app.add_option("--prompt-len", prompt_len, "prompt tokens")->capture_default_str();
   app.add_option("--steps", steps, "decode steps per repetition")->capture_default_str();
-  app.add_option("--reps", reps, "timed repetitions (after one warm-up run)")
+  app.add_option("--repetitions,--reps", reps, "timed repetitions (after one warm-up run)")
       ->capture_default_str();
   app.add_flag("--no-graph", no_graph, "CUDA: run the eager decode step, not the CUDA graph");
   app.add_option("--json", json_path, "append one record per method to this JSON array file");
   CLI11_PARSE(app, argc, argv);
   try {
     ELI_CHECK(batch >= 1 && prompt_len >= 1 && steps >= 2 && reps >= 1,
-              "--batch, --prompt-len, --reps must be >= 1 and --steps >= 2");
+              "--batch, --prompt-len, --repetitions must be >= 1 and --steps >= 2");
+    examples::apply_threads(threads);
     const at::Device dev = eli::model::resolve_device(device);
     const auto m = eli::model::GPT2::from_spec(model, dev, eli::model::default_dtype(dev), 1);
     std::vector<std::vector<int64_t>> prompts(batch);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "eli/eli.h"
+#include "threads.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"eli generate: GPT-2 text generation through a pluggable KV cache"};
@@ -15,13 +16,15 @@ int main(int argc, char** argv) {
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
   bool stop_at_eos = true, stats = false;
+  int threads = 0;
   app.add_option("--model", model,
                  "Hugging Face GPT-2 directory, 'default' (the shipped model), or random:NAME "
                  "(gpt2, gpt2-medium, gpt2-large, gpt2-xl, L<l>-E<e>-H<h>[-V<v>][-P<p>])")
       ->capture_default_str();
   app.add_option("--prompt", prompt, "Prompt text")->capture_default_str();
   app.add_option("--max-new-tokens", max_new, "Tokens to generate")->capture_default_str();
-  app.add_option("--device", device, "cpu | cuda | cuda:N | auto")->capture_default_str();
+  app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
+  examples::add_threads_option(app, threads);
   app.add_option("--method", method,
                  "KV-cache method: no_cache, full_cache, sliding_window, quant_int8, quant_int4, "
                  "quant_mixed, paged_attention, chunked_cache, or a spec (docs/CACHES.md)")
@@ -37,6 +40,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    examples::apply_threads(threads);
     const at::Device dev = eli::model::resolve_device(device);
     const auto model_obj =
         eli::model::GPT2::from_spec(model, dev, eli::model::default_dtype(dev), seed);
@@ -77,10 +81,10 @@ int main(int argc, char** argv) {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::cout << stream.flush() << std::endl;
-    const size_t n = res.tokens[0].size();
-    std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n", n,
-                 secs, n / secs, res.timing.prefill_ms, method.c_str(), dev.str().c_str());
     if (stats) {
+      const size_t n = res.tokens[0].size();
+      std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n",
+                   n, secs, n / secs, res.timing.prefill_ms, method.c_str(), dev.str().c_str());
       const auto& s = res.cache_stats;
       std::fprintf(stderr,
                    "cache: %lld tokens stored, %lld evicted, %.3f MB held (payload %lld, scales "

@@ -3,8 +3,15 @@
 
 #include <chrono>
 #include <iostream>
+#include <string>
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) {  // no options: --help says so, anything else is refused
+    const bool help = std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h";
+    (help ? std::cout : std::cerr) << "usage: quickstart (no options; the README's C++ example: "
+                                      "64 tokens from the default model through quant_int8)\n";
+    return help ? 0 : 2;
+  }
   const at::Device dev = eli::model::resolve_device("auto");  // cuda if present
   const auto model = eli::model::GPT2::from_spec("default", dev, eli::model::default_dtype(dev));
   const auto tok = eli::Tokenizer::from_dir(eli::model::default_model_dir());

@@ -54,6 +54,20 @@ assert d["schema_version"] >= 2 and c["git_revision"] and c["blas"] and c["wall_
 assert d["results"][0]["repetitions"] == 2 and len(d["results"][0]["decode_tokens_per_sec_reps"]) == 2
 ' "$out" || { echo "FAIL: stdout is not the JSON report"; head -c 2000 "$out"; exit 1; }
     echo "ok: $case_name" ;;
+  help_everywhere)  # every tool answers --help with exit 0 and a usage text
+    for t in basic_benchmark comprehensive_benchmark quantized_cache quality_report cache_memory \
+             decode_speed generate tokenize quickstart; do
+      "$bin/$t" --help >"$out" 2>&1 || { echo "FAIL: $t --help exit $?"; cat "$out"; exit 1; }
+      grep -qiE "usage|options" "$out" || { echo "FAIL: $t --help printed no usage"; cat "$out"; exit 1; }
+    done
+    echo "ok: $case_name" ;;
+  unknown_flag_everywhere)  # every tool refuses a flag it does not know, naming it
+    for t in basic_benchmark comprehensive_benchmark quantized_cache quality_report cache_memory \
+             decode_speed generate tokenize quickstart; do
+      "$bin/$t" --no-such-flag >"$out" 2>&1 && { echo "FAIL: $t accepted --no-such-flag"; exit 1; }
+      grep -qE "no-such-flag|usage" "$out" || { echo "FAIL: $t did not say why"; cat "$out"; exit 1; }
+    done
+    echo "ok: $case_name" ;;
   both_stdout) expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv - ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <limits>
 
-#include "cache/cache.h"
+#include "eli/cache/cache.h"
+#include "eli/cache/codecs.h"
+#include "eli/cache/paged.h"
 #include "eli/error.h"
 #include "eli/kv_cache.h"
 

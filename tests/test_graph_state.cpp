@@ -6,7 +6,10 @@
 // replay itself is tested in tests/gpu/test_decode_graph.cpp.
 #include <gtest/gtest.h>
 
-#include "cache/layouts.h"
+#include "eli/cache/chunk_summary.h"
+#include "eli/cache/contiguous.h"
+#include "eli/cache/paged.h"
+#include "eli/cache/sliding_window.h"
 
 namespace eli::cache {
 namespace {

@@ -1,6 +1,8 @@
 // One decode step (append one token + attend) per layout and codec, at the GPT-2 124M layer
 // shape (12 heads, head_dim 64; one layer), for a few batch sizes and context lengths.
-// bytes_per_second counts the cache bytes the step reads (stats().total_bytes()).
+// items_per_second = tokens/s (one per sequence and step). bytes_per_second = the bytes the step
+// moves: the stored cache read by attend (payload + scales + metadata), the new token's
+// encoded K and V written, the query read and the output written.
 // Runs on CPU fp32; ELI_BENCH_DEVICE=cuda runs the same on fp16 CUDA tensors.
 
 #include <benchmark/benchmark.h>
@@ -51,8 +53,11 @@ void BM_DecodeStep(benchmark::State& state, const std::string& spec) {
     cache->append(0, k, k);
     auto out = cache->attend(0, q);
     benchmark::DoNotOptimize(out.data_ptr());
-    bytes += cache->stats().total_bytes();
+    const eli::CacheStats s = cache->stats();
+    const int64_t per_token = s.tokens_stored > 0 ? s.total_bytes() / s.tokens_stored : 0;
+    bytes += s.total_bytes() + per_token + 2 * q.numel() * q.element_size();
   }
+  state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(bytes);
   state.SetLabel(cache->name());
 }
@@ -69,4 +74,15 @@ const int kRegistered = [] {
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const at::Device dev = bench_device();
+  benchmark::AddCustomContext("eli_shape", "one layer, 12 heads, head_dim 64 (GPT-2 124M)");
+  benchmark::AddCustomContext("eli_device", dev.str());
+  benchmark::AddCustomContext("eli_dtype", dev.is_cuda() ? "float16" : "float32");
+  benchmark::AddCustomContext("eli_refill_steps", "16");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

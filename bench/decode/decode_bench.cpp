@@ -3,33 +3,47 @@
 // One iteration = one decode step: one new token per sequence through the model and the cache
 // (for no_cache: the whole context recomputed). The context is refilled (untimed) every
 // kRefill steps so it stays within [context, context + kRefill). Times are wall clock after a
-// device synchronize (manual time). items/s = tokens/s over the batch.
+// device synchronize (manual time). items_per_second = tokens/s over the batch;
+// bytes_per_second = what a step must read from memory: every weight once plus the KV cache as
+// stored (payload + scales + metadata), a lower bound that leaves activations out.
 //
 // Model: $ELI_BENCH_MODEL if set, else random:gpt2 (124M shape) on CUDA and random:L6-E384-H6
-// on the CPU. Device: $ELI_BENCH_DEVICE (default auto).
+// on the CPU. Device: $ELI_BENCH_DEVICE (default auto). Both, with eli's revision, are in the
+// JSON context (--benchmark_format=json). Minimum time: --benchmark_min_time.
 #include <benchmark/benchmark.h>
 #include <c10/core/InferenceMode.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
 #include "eli/bench/memory.h"
+#include "eli/bench/report.h"
 #include "eli/eli.h"
 
 namespace {
 
 constexpr int kRefill = 64;
 
+std::string& bench_model_spec() {
+  static std::string spec;
+  return spec;
+}
+
 const eli::model::GPT2& bench_model() {
   static const eli::model::GPT2 m = [] {
     const char* dev_env = std::getenv("ELI_BENCH_DEVICE");
     const at::Device dev = eli::model::resolve_device(dev_env ? dev_env : "auto");
     const char* spec = std::getenv("ELI_BENCH_MODEL");
-    const std::string s = spec ? spec : (dev.is_cuda() ? "random:gpt2" : "random:L6-E384-H6");
-    return eli::model::GPT2::from_spec(s, dev, eli::model::default_dtype(dev), 1);
+    bench_model_spec() = spec ? spec : (dev.is_cuda() ? "random:gpt2" : "random:L6-E384-H6");
+    return eli::model::GPT2::from_spec(bench_model_spec(), dev, eli::model::default_dtype(dev), 1);
   }();
   return m;
+}
+
+double weight_bytes(const eli::model::GPT2& m) {
+  return static_cast<double>(m.num_parameters()) * static_cast<double>(c10::elementSize(m.dtype()));
 }
 
 void BM_DecodeStep(benchmark::State& state, const std::string& method) {
@@ -64,6 +78,7 @@ void BM_DecodeStep(benchmark::State& state, const std::string& method) {
     eli::bench::synchronize(dev);
   };
   refill();
+  double bytes = 0;
   for (auto _ : state) {
     if (step == kRefill) refill();
     const at::Tensor next = step_ids.narrow(1, step, 1);
@@ -79,9 +94,11 @@ void BM_DecodeStep(benchmark::State& state, const std::string& method) {
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     benchmark::DoNotOptimize(logits);
+    bytes += weight_bytes(m) + (cache ? static_cast<double>(cache->stats().total_bytes()) : 0.0);
     ++step;
   }
   state.SetItemsProcessed(state.iterations() * batch);
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
   if (cache) {
     const eli::CacheStats s = cache->stats();
     state.counters["cache_MB"] = static_cast<double>(s.total_bytes()) / (1 << 20);
@@ -99,7 +116,7 @@ int register_all() {
       if (method == "no_cache" && batch > 1) continue;  // recomputation: one point is enough
       b->Args({batch, ctx});
     }
-    b->ArgNames({"batch", "ctx"})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
+    b->ArgNames({"batch", "ctx"})->UseManualTime()->Unit(benchmark::kMillisecond);
   }
   return 0;
 }
@@ -107,4 +124,26 @@ const int registered = register_all();
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  try {
+    const auto& m = bench_model();
+    const eli::bench::RunContext c = eli::bench::RunContext::of(m, bench_model_spec());
+    benchmark::AddCustomContext("eli_model", c.model);
+    benchmark::AddCustomContext("eli_model_shape", c.model_shape);
+    benchmark::AddCustomContext("eli_params", std::to_string(c.n_params));
+    benchmark::AddCustomContext("eli_device", c.device + " (" + c.device_name + ")");
+    benchmark::AddCustomContext("eli_dtype", c.dtype);
+    benchmark::AddCustomContext("eli_git_revision", c.git_revision);
+    benchmark::AddCustomContext("eli_torch", c.torch_version);
+    benchmark::AddCustomContext("eli_threads", std::to_string(c.threads));
+    benchmark::AddCustomContext("eli_refill_steps", std::to_string(kRefill));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode: %s\n", e.what());
+    return 1;
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

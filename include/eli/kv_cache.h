@@ -78,13 +78,16 @@ class KVCache {
 /// "full_cache", "quant_int4", "paged_attention", "sliding_window+int4", "paged+int8".
 /// `batch` is the number of sequences; `dtype`/`device` those of the model.
 /// "no_cache" is not a cache: make_cache throws for it (the generator recomputes instead).
-/// Unknown names -> eli::Error listing the valid ones.
+/// Unknown names -> eli::Error listing the valid ones. Layouts, codecs and method names of
+/// one's own join through eli/cache/registry.h; the templates behind every cache are in
+/// eli/cache/cache.h.
 std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape& shape,
                                     int64_t batch, const CacheConfig& cache_cfg,
                                     const QuantizationConfig& quant_cfg, at::ScalarType dtype,
                                     at::Device device);
 
-/// The eight method names, in the canonical order.
+/// The eight built-in method names, in the canonical order (registered ones:
+/// eli::cache::registered_methods()).
 const std::vector<std::string>& method_names();
 
 }  // namespace eli

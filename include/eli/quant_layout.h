@@ -1,6 +1,6 @@
 #pragma once
 /// The one written-down storage layout of quantized KV data, shared by the CPU codecs
-/// (src/cache/) and the CUDA kernels (cuda/). Torch-free so cuda/ can include it.
+/// (include/eli/cache/) and the CUDA kernels (cuda/). Torch-free so cuda/ can include it.
 ///
 /// Element quantization (x = one fp value, s = scale, m = minimum; all scales/minima fp16):
 ///   INT8 symmetric : code int8  = clamp(round(x / s), -127, 127),  s = absmax / 127;  x' = code *

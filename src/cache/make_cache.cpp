@@ -1,52 +1,212 @@
-// make_cache: method name / spec -> one Cache<Layout, KCodec, VCodec> instance. Every layout x
-// K-codec x V-codec combination is instantiated here (4 x 3 x 3).
+// make_cache: method name / spec -> a factory from the registry -> one Cache<Layout, KCodec,
+// VCodec>. The registry starts with every built-in layout x K codec x V codec (4 x 3 x 3
+// instances, made here); eli/cache/registry.h adds a user's layouts, codecs and names.
 
+#include <cctype>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
 
-#include "cache/cache.h"
 #include "cache/spec.h"
+#include "eli/cache/registry.h"
 #include "eli/error.h"
 #include "eli/kv_cache.h"
 
 namespace eli {
+namespace cache {
 namespace {
 
-using cache::CacheArgs;
+using CacheKey = std::tuple<std::string, std::string, std::string>;  // layout, K codec, V codec
 
-template <class L, class K, class V>
-std::unique_ptr<KVCache> build(const CacheArgs& a) {
-  return std::make_unique<cache::Cache<L, K, V>>(a);
-}
+struct Registry {
+  std::mutex mu;
+  std::vector<LayoutInfo> layouts;
+  std::map<std::string, bool> codecs;                        // token -> quantized
+  std::vector<std::pair<std::string, std::string>> methods;  // registered name -> spec
+  std::map<CacheKey, CacheFactory> caches;
+};
 
 template <class L, class K>
-std::unique_ptr<KVCache> with_v(QuantMode v, const CacheArgs& a) {
-  switch (v) {
-    case QuantMode::kNone:
-      return build<L, K, cache::IdentityCodec>(a);
-    case QuantMode::kInt8:
-      return build<L, K, cache::Int8Codec>(a);
-    case QuantMode::kInt4:
-      return build<L, K, cache::Int4Codec>(a);
-  }
-  ELI_FAIL("unknown V quantization mode");
+void add_builtin_v(Registry& r, const std::string& layout, const std::string& k) {
+  r.caches[{layout, k, "fp"}] = cache_factory<L, K, IdentityCodec>();
+  r.caches[{layout, k, "int8"}] = cache_factory<L, K, Int8Codec>();
+  r.caches[{layout, k, "int4"}] = cache_factory<L, K, Int4Codec>();
 }
 
 template <class L>
-std::unique_ptr<KVCache> with_k(QuantMode k, QuantMode v, const CacheArgs& a) {
-  switch (k) {
-    case QuantMode::kNone:
-      return with_v<L, cache::IdentityCodec>(v, a);
-    case QuantMode::kInt8:
-      return with_v<L, cache::Int8Codec>(v, a);
-    case QuantMode::kInt4:
-      return with_v<L, cache::Int4Codec>(v, a);
-  }
-  ELI_FAIL("unknown K quantization mode");
+void add_builtin(Registry& r, LayoutInfo info) {
+  add_builtin_v<L, IdentityCodec>(r, info.name, "fp");
+  add_builtin_v<L, Int8Codec>(r, info.name, "int8");
+  add_builtin_v<L, Int4Codec>(r, info.name, "int4");
+  r.layouts.push_back(std::move(info));
 }
 
-cache::CodecArgs codec_args(const ModelShape& shape, const cache::CodecChoice& c,
-                            const QuantizationConfig& q, at::ScalarType dtype, at::Device device) {
-  cache::CodecArgs a;
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry;
+    reg->codecs = {{"fp", false}, {"int8", true}, {"int4", true}};
+    add_builtin<ContiguousLayout>(*reg, {"full", {"full_cache", "contiguous"}, {}});
+    add_builtin<SlidingWindowLayout>(
+        *reg, {"sliding", {"sliding_window", "window"}, {"window", "sinks"}});
+    add_builtin<PagedLayout>(*reg, {"paged", {"paged_attention"}, {"block"}});
+    add_builtin<ChunkSummaryLayout>(
+        *reg, {"chunked", {"chunked_cache", "chunk"}, {"chunk", "keep", "bias"}});
+    return reg;
+  }();
+  return *r;
+}
+
+bool layout_named(const LayoutInfo& l, const std::string& name) {
+  return l.name == name || std::find(l.aliases.begin(), l.aliases.end(), name) != l.aliases.end();
+}
+
+// Words the spec syntax or the method list already uses.
+bool reserved(const std::string& name) {
+  static const std::vector<std::string> words{"fp",   "fp16", "fp32",  "none",   "int8",
+                                              "int4", "cfg",  "mixed", "rotate", "hadamard"};
+  const auto& m = method_names();
+  return std::find(words.begin(), words.end(), name) != words.end() ||
+         std::find(m.begin(), m.end(), name) != m.end() || name.rfind("residual", 0) == 0;
+}
+
+void check_name(const std::string& name, const char* what) {
+  bool ok = !name.empty();
+  for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  ELI_CHECK(ok, "register {}: '{}' must be non-empty letters, digits and '_'", what, name);
+  ELI_CHECK(!reserved(name), "register {}: '{}' is a name eli uses", what, name);
+}
+
+// Caller holds r.mu.
+bool name_taken(const Registry& r, const std::string& name) {
+  for (const auto& l : r.layouts) {
+    if (layout_named(l, name)) return true;
+  }
+  for (const auto& m : r.methods) {
+    if (m.first == name) return true;
+  }
+  return r.codecs.count(name) > 0;
+}
+
+}  // namespace
+
+void add_layout(const LayoutInfo& info) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> names{info.name};
+  names.insert(names.end(), info.aliases.begin(), info.aliases.end());
+  for (const auto& n : names) {
+    check_name(n, "layout");
+    ELI_CHECK(!name_taken(r, n), "register layout: '{}' is already registered", n);
+  }
+  for (const auto& p : info.params) {
+    ELI_CHECK(p != "max", "register layout {}: parameter 'max' is common to every layout",
+              info.name);
+  }
+  r.layouts.push_back(info);
+}
+
+void add_codec(const std::string& token, bool quantized) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  check_name(token, "codec");
+  ELI_CHECK(!name_taken(r, token), "register codec: '{}' is already registered", token);
+  r.codecs[token] = quantized;
+}
+
+void add_cache(const std::string& layout, const std::string& k_codec, const std::string& v_codec,
+               CacheFactory factory) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  const bool has_layout = std::any_of(r.layouts.begin(), r.layouts.end(),
+                                      [&](const LayoutInfo& l) { return l.name == layout; });
+  ELI_CHECK(has_layout, "register cache: no layout '{}' (register_layout it first)", layout);
+  for (const auto& c : {k_codec, v_codec}) {
+    ELI_CHECK(r.codecs.count(c), "register cache: no codec '{}' (register_codec it first)", c);
+  }
+  ELI_CHECK(factory != nullptr, "register cache: empty factory for {}+k:{},v:{}", layout, k_codec,
+            v_codec);
+  const bool fresh =
+      r.caches.emplace(CacheKey{layout, k_codec, v_codec}, std::move(factory)).second;
+  ELI_CHECK(fresh, "register cache: {}+k:{},v:{} is already registered", layout, k_codec, v_codec);
+}
+
+void register_method(const std::string& name, const std::string& spec) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  check_name(name, "method");
+  ELI_CHECK(!name_taken(r, name), "register method: '{}' is already registered", name);
+  ELI_CHECK(!spec.empty(), "register method {}: empty spec", name);
+  r.methods.emplace_back(name, spec);
+}
+
+std::vector<std::string> registered_methods() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> out;
+  for (const auto& m : r.methods) out.push_back(m.first);
+  return out;
+}
+
+std::optional<LayoutInfo> find_layout(const std::string& name) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (const auto& l : r.layouts) {
+    if (layout_named(l, name)) return l;
+  }
+  return std::nullopt;
+}
+
+std::optional<bool> find_codec(const std::string& token) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.codecs.find(token);
+  if (it == r.codecs.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::string> find_method(const std::string& name) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (const auto& m : r.methods) {
+    if (m.first == name) return m.second;
+  }
+  return std::nullopt;
+}
+
+std::string layout_list() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::string out;
+  for (const auto& l : r.layouts) {
+    out += (out.empty() ? "" : ", ") + l.name;
+    std::string aliases;
+    for (const auto& a : l.aliases) aliases += (aliases.empty() ? "" : ", ") + a;
+    if (!aliases.empty()) out += " (" + aliases + ")";
+  }
+  return out;
+}
+
+std::string custom_codec_list() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::string out;
+  for (const auto& c : r.codecs) {
+    if (c.first == "fp" || c.first == "int8" || c.first == "int4") continue;
+    out += (out.empty() ? "" : ", ") + c.first;
+  }
+  return out;
+}
+
+bool is_builtin_layout(const std::string& layout) {
+  return layout == "full" || layout == "sliding" || layout == "paged" || layout == "chunked";
+}
+
+namespace {
+
+CodecArgs codec_args(const ModelShape& shape, const CodecChoice& c, const QuantizationConfig& q,
+                     at::ScalarType dtype, at::Device device) {
+  CodecArgs a;
   a.n_layer = shape.n_layer;
   a.head_dim = shape.head_dim;
   a.dtype = dtype;
@@ -59,7 +219,15 @@ cache::CodecArgs codec_args(const ModelShape& shape, const cache::CodecChoice& c
   return a;
 }
 
+CacheFactory find_cache(const CacheKey& key) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.caches.find(key);
+  return it == r.caches.end() ? CacheFactory() : it->second;
+}
+
 }  // namespace
+}  // namespace cache
 
 std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape& shape,
                                     int64_t batch, const CacheConfig& cache_cfg,
@@ -77,29 +245,28 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
       dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kDouble,
       "make_cache: dtype {} is not a floating type", c10::toString(dtype));
 
-  CacheArgs a;
+  const std::string k = spec.k.token(), v = spec.v.token();
+  const cache::CacheFactory factory = cache::find_cache({spec.layout, k, v});
+  ELI_CHECK(factory != nullptr,
+            "make_cache '{}': no cache for layout {} with K codec {} and V codec {} (a "
+            "registered codec pairs with itself over the built-in layouts, a registered layout "
+            "with the built-in codecs; eli::cache::register_cache adds other combinations)",
+            method, spec.layout, k, v);
+  cache::CacheArgs a;
   a.shape = shape;
   a.batch = batch;
   a.capacity = spec.cfg.max_tokens > 0 ? spec.cfg.max_tokens : shape.n_positions;
   a.cfg = spec.cfg;
-  a.k_codec = codec_args(shape, spec.k, quant_cfg, dtype, device);
-  a.v_codec = codec_args(shape, spec.v, quant_cfg, dtype, device);
+  a.k_codec = cache::codec_args(shape, spec.k, quant_cfg, dtype, device);
+  a.v_codec = cache::codec_args(shape, spec.v, quant_cfg, dtype, device);
   a.residual_tokens = spec.residual_tokens;
   // Rotation only helps a quantized side; an fp side is stored as is.
-  a.rotate_k = spec.rotate && spec.k.mode != QuantMode::kNone;
-  a.rotate_v = spec.rotate && spec.v.mode != QuantMode::kNone;
+  a.rotate_k = spec.rotate && cache::find_codec(k).value_or(false);
+  a.rotate_v = spec.rotate && cache::find_codec(v).value_or(false);
   a.dtype = dtype;
   a.device = device;
-
-  if (spec.layout == "full") return with_k<cache::ContiguousLayout>(spec.k.mode, spec.v.mode, a);
-  if (spec.layout == "sliding") {
-    return with_k<cache::SlidingWindowLayout>(spec.k.mode, spec.v.mode, a);
-  }
-  if (spec.layout == "paged") return with_k<cache::PagedLayout>(spec.k.mode, spec.v.mode, a);
-  if (spec.layout == "chunked") {
-    return with_k<cache::ChunkSummaryLayout>(spec.k.mode, spec.v.mode, a);
-  }
-  ELI_FAIL("make_cache: no layout '{}'", spec.layout);
+  a.layout_params = spec.params;
+  return factory(a);
 }
 
 const std::vector<std::string>& method_names() {

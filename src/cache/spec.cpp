@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <vector>
@@ -12,12 +13,12 @@
 namespace eli::cache {
 namespace {
 
-constexpr const char* kLayouts =
-    "full (full_cache, contiguous), sliding (sliding_window, window), paged (paged_attention), "
-    "chunked (chunked_cache, chunk)";
-constexpr const char* kCodecs =
-    "fp, int8[/opts], int4[/opts], mixed, cfg, k:CODEC,v:CODEC; opts: per_tensor, "
-    "per_token_head, group, group32, group64, zp, sym; options: rotate, residual=N";
+std::string codec_help() {
+  std::string custom = custom_codec_list();
+  return "fp, int8[/opts], int4[/opts], mixed, cfg, " + (custom.empty() ? "" : custom + ", ") +
+         "k:CODEC,v:CODEC; opts: per_tensor, per_token_head, group, group32, group64, zp, sym; "
+         "options: rotate, residual=N";
+}
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -50,29 +51,19 @@ int to_int(const std::string& key, const std::string& value, const std::string& 
   return v;
 }
 
-std::string canonical_layout(const std::string& name, const std::string& spec) {
-  static const std::map<std::string, std::string> names{{"full", "full"},
-                                                        {"full_cache", "full"},
-                                                        {"contiguous", "full"},
-                                                        {"sliding", "sliding"},
-                                                        {"sliding_window", "sliding"},
-                                                        {"window", "sliding"},
-                                                        {"paged", "paged"},
-                                                        {"paged_attention", "paged"},
-                                                        {"chunked", "chunked"},
-                                                        {"chunked_cache", "chunked"},
-                                                        {"chunk", "chunked"}};
-  auto it = names.find(name);
-  if (it != names.end()) return it->second;
+LayoutInfo canonical_layout(const std::string& name, const std::string& spec) {
+  if (auto info = find_layout(name)) return *info;
   std::string methods;
   for (const auto& m : method_names()) methods += (methods.empty() ? "" : ", ") + m;
+  for (const auto& m : registered_methods()) methods += ", " + m;
   ELI_FAIL(
       "unknown cache method or layout '{}' in '{}' (methods: {}; layouts: {}; see "
       "docs/CACHES.md)",
-      name, spec, methods, kLayouts);
+      name, spec, methods, layout_list());
 }
 
-void apply_param(CacheSpec& s, const std::string& kv, const std::string& spec) {
+void apply_param(CacheSpec& s, const LayoutInfo& layout, const std::string& kv,
+                 const std::string& spec) {
   auto eq = kv.find('=');
   ELI_CHECK(eq != std::string::npos, "cache spec '{}': layout parameter '{}' is not key=value",
             spec, kv);
@@ -80,6 +71,13 @@ void apply_param(CacheSpec& s, const std::string& kv, const std::string& spec) {
   const int v = to_int(key, value, spec);
   if (key == "max") {
     s.cfg.max_tokens = v;
+  } else if (!is_builtin_layout(s.layout)) {
+    std::string valid = "max";
+    for (const auto& p : layout.params) valid += ", " + p;
+    ELI_CHECK(std::find(layout.params.begin(), layout.params.end(), key) != layout.params.end(),
+              "cache spec '{}': unknown parameter '{}' for layout {} (valid: {})", spec, key,
+              s.layout, valid);
+    s.params[key] = v;
   } else if (s.layout == "sliding" && key == "window") {
     s.cfg.window_size = v;
   } else if (s.layout == "sliding" && key == "sinks") {
@@ -107,6 +105,12 @@ CodecChoice parse_codec(const std::string& text, const QuantizationConfig& q,
   c.group_size = q.group_size;
   c.zero_point = q.zero_point;
   const std::string& mode = parts[0];
+  if (mode != "fp" && mode != "int8" && mode != "int4" && find_codec(mode)) {
+    ELI_CHECK(parts.size() == 1, "cache spec '{}': codec '{}' takes no options", spec, mode);
+    c.custom = mode;
+    c.zero_point = false;
+    return c;
+  }
   if (mode == "fp" || mode == "fp16" || mode == "fp32" || mode == "none") {
     ELI_CHECK(parts.size() == 1, "cache spec '{}': '{}' takes no options", spec, text);
     c.zero_point = false;
@@ -122,7 +126,7 @@ CodecChoice parse_codec(const std::string& text, const QuantizationConfig& q,
     c.mode = q.mode;
     c.granularity = q.granularity;
   } else {
-    ELI_FAIL("cache spec '{}': unknown codec '{}' (valid: {})", spec, text, kCodecs);
+    ELI_FAIL("cache spec '{}': unknown codec '{}' (valid: {})", spec, text, codec_help());
   }
   bool explicit_zp = false;
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -141,7 +145,7 @@ CodecChoice parse_codec(const std::string& text, const QuantizationConfig& q,
     } else if (o == "sym") {
       c.zero_point = false;
     } else {
-      ELI_FAIL("cache spec '{}': unknown codec option '{}' (valid: {})", spec, o, kCodecs);
+      ELI_FAIL("cache spec '{}': unknown codec option '{}' (valid: {})", spec, o, codec_help());
     }
   }
   if (c.granularity == Granularity::kPerTensor) {
@@ -152,6 +156,19 @@ CodecChoice parse_codec(const std::string& text, const QuantizationConfig& q,
 }
 
 }  // namespace
+
+std::string CodecChoice::token() const {
+  if (!custom.empty()) return custom;
+  switch (mode) {
+    case QuantMode::kNone:
+      return "fp";
+    case QuantMode::kInt8:
+      return "int8";
+    case QuantMode::kInt4:
+      return "int4";
+  }
+  return "fp";
+}
 
 CacheSpec parse_cache_spec(const std::string& method, const CacheConfig& cfg,
                            const QuantizationConfig& quant) {
@@ -164,7 +181,11 @@ CacheSpec parse_cache_spec(const std::string& method, const CacheConfig& cfg,
       {"quant_int4", "full+int4/group"},
       {"quant_mixed", "full+mixed"}};
   std::string text = method;
-  if (auto it = presets.find(method); it != presets.end()) text = it->second;
+  if (auto it = presets.find(method); it != presets.end()) {
+    text = it->second;
+  } else if (auto registered = find_method(method)) {
+    text = *registered;
+  }
 
   auto tokens = split(text, '+');
   CacheSpec s;
@@ -178,9 +199,10 @@ CacheSpec parse_cache_spec(const std::string& method, const CacheConfig& cfg,
     params = head.substr(open + 1, head.size() - open - 2);
     head = head.substr(0, open);
   }
-  s.layout = canonical_layout(head, method);
+  const LayoutInfo layout = canonical_layout(head, method);
+  s.layout = layout.name;
   if (!params.empty()) {
-    for (const auto& kv : split(params, ',')) apply_param(s, kv, method);
+    for (const auto& kv : split(params, ',')) apply_param(s, layout, kv, method);
   }
 
   bool codec_set = false;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cache/attention.h"
+#include "eli/cache/attend.h"
 #include "eli/kv_cache.h"
 #include "eli/model.h"
 #include "eli/ops.h"

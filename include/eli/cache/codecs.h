@@ -1,38 +1,21 @@
 #pragma once
-// Codecs: how one of K or V is stored per token slot. A codec turns rows [B, H, T, D] into
-// "parts" (codes, scales, minima; each [B, H, T, width]) that a layout stores slot by slot,
-// and turns gathered parts back into fp32 rows. Codecs are the KCodec/VCodec template
-// arguments of Cache<Layout, KCodec, VCodec> (cache.h).
+/// The built-in codecs (requirements of a codec: eli/cache/codec.h): IdentityCodec stores the
+/// model dtype as is; QuantCodec<8> / QuantCodec<4> store INT8 / packed INT4 codes with fp16
+/// scales (and minima with a zero-point) in the layout of eli/quant_layout.h.
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "eli/cache/codec.h"
 #include "eli/cache/quantize.h"
 #include "eli/config.h"
 #include "eli/error.h"
 #include "eli/ops.h"
 
 namespace eli::cache {
-
-/// One stored part of a slot: `width` elements of `dtype` per (sequence, head, slot).
-struct PartSpec {
-  int64_t width = 0;
-  at::ScalarType dtype = at::kFloat;
-  bool is_scale = false;  // scales / minima (CacheStats::scale_bytes) vs payload
-  int64_t bytes() const { return width * static_cast<int64_t>(at::elementSize(dtype)); }
-};
-using Parts = std::vector<at::Tensor>;
-
-/// What make_cache passes to a codec: the model side plus this codec's quantization.
-struct CodecArgs {
-  int64_t n_layer = 0;
-  int64_t head_dim = 0;
-  at::ScalarType dtype = at::kFloat;  // model dtype
-  at::Device device = at::kCPU;
-  quant::QuantSpec spec;  // ignored by IdentityCodec
-};
 
 /// Keeps values in the model dtype.
 class IdentityCodec {
@@ -41,15 +24,10 @@ class IdentityCodec {
   explicit IdentityCodec(const CodecArgs& a) : head_dim_(a.head_dim), dtype_(a.dtype) {}
   std::vector<PartSpec> parts() const { return {{head_dim_, dtype_, false}}; }
   std::string name() const { return "fp"; }
-  bool per_tensor() const { return false; }
-  /// Per-tensor bookkeeping: nothing to observe.
-  float observe(int, const at::Tensor&) { return 0.0f; }
   Parts encode(int, const at::Tensor& x) const { return {x.to(dtype_)}; }
   at::Tensor decode(int, const Parts& p) const { return p[0].to(at::kFloat); }
   /// Stored parts (buffers [N, H, S, D]) as the ops' storage view, read in place.
   ops::KvStore store(int, const Parts& p) const { return ops::KvStore::fp(p[0]); }
-  void rescale(int, Parts&, float) const {}
-  int64_t tensor_scale_bytes() const { return 0; }
   void reset() {}
 
  private:

@@ -1,25 +1,39 @@
 #pragma once
-// Cache<Layout, KCodec, VCodec>: any layout (layouts.h) with any codec for keys and for values
-// (codecs.h). append() keeps the latest append pending at full precision; attend() runs over
-// stored history + pending (kv_cache.h contract) and then commits the pending tokens into the
-// layout. A decode step (one query) reads the storage in place with the fused kernel
-// (attend_fused: CUDA kernels, or the CPU kernel of the ops); prefill runs the ATen path
-// (attend_aten).
+/// Cache<Layout, KCodec, VCodec>: any layout (eli/cache/layout.h says what one is) with any
+/// codec for keys and for values (eli/cache/codec.h), as an eli::KVCache. For example
+///
+///   eli::cache::CacheArgs a;  // shape, batch, capacity, codec args, dtype, device
+///   eli::cache::Cache<eli::cache::SlidingWindowLayout, eli::cache::Int8Codec,
+///                     eli::cache::Int4Codec> cache(a);
+///
+/// or, by name, eli::make_cache("sliding_window+k:int8,v:int4", ...) (eli/kv_cache.h); a cache
+/// of one's own joins make_cache through eli/cache/registry.h.
+///
+/// append() keeps the latest append pending at full precision; attend() runs over stored
+/// history + pending (the eli::KVCache contract) and then commits the pending tokens into the
+/// layout. A decode step (one query) reads the storage in place with the fused kernel
+/// (attend_fused: CUDA kernels, or the CPU kernel of the ops) when the layout has
+/// decode_regions and both codecs have store(); everything else runs the ATen path
+/// (attend_aten: the layout gathers, the codecs decode, one masked softmax).
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "cache/attention.h"
-#include "cache/codecs.h"
-#include "cache/layouts.h"
+#include "eli/cache/attend.h"
+#include "eli/cache/codec.h"
+#include "eli/cache/layout.h"
 #include "eli/error.h"
 #include "eli/kv_cache.h"
 
 namespace eli::cache {
 
+/// Everything a Cache is built from (make_cache fills it from a method name and the configs).
 struct CacheArgs {
   ModelShape shape;
   int64_t batch = 1;
@@ -30,10 +44,20 @@ struct CacheArgs {
   bool rotate_k = false, rotate_v = false;
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+  std::map<std::string, int64_t> layout_params;  // a registered layout's key=value parameters
 };
 
 template <class Layout, class KCodec, class VCodec>
 class Cache final : public KVCache, private Recoder {
+  static_assert(check_layout<Layout>(), "Cache<Layout, ...>: Layout is not a layout");
+  static_assert(check_codec<KCodec>(), "Cache<..., KCodec, ...>: KCodec is not a codec");
+  static_assert(check_codec<VCodec>(), "Cache<..., VCodec>: VCodec is not a codec");
+  /// Decode steps read the storage in place (layout regions + codec stores).
+  static constexpr bool kFused =
+      layout_has_decode_regions<Layout> && codec_has_store<KCodec> && codec_has_store<VCodec>;
+  /// ... and may be captured as a CUDA graph.
+  static constexpr bool kGraph = kFused && layout_has_graph_step<Layout>;
+
  public:
   explicit Cache(const CacheArgs& a)
       : a_(a), kc_(a.k_codec), vc_(a.v_codec), layout_(layout_args(a, kc_, vc_)) {
@@ -56,16 +80,18 @@ class Cache final : public KVCache, private Recoder {
     // Fused decode: CUDA kernels for this head_dim and dtype, or the CPU kernel (any head_dim;
     // off when a test turns fused_decode_on_cpu off); a residual window only with both sides
     // quantized (one ring per side, same slots) over a layout whose history is a prefix.
-    const int64_t d = a_.shape.head_dim;
-    const bool ops_ok = a_.device.is_cuda() ? ops::has_cuda_ops() && (d == 64 || d == 128)
-                                            : fused_decode_on_cpu().load();
-    if (ops_ok && (a_.dtype == at::kHalf || a_.dtype == at::kFloat) &&
-        (resid_ == 0 || (KCodec::kQuantized && VCodec::kQuantized && Layout::kPrefixHistory))) {
-      // Row n holds n for every sequence: seq_lens without a per-step host->device copy.
-      lens_ = at::arange(a_.capacity + 1, at::TensorOptions().dtype(at::kInt).device(a_.device))
-                  .unsqueeze(1)
-                  .expand({a_.capacity + 1, a_.batch})
-                  .contiguous();
+    if constexpr (kFused) {
+      const int64_t d = a_.shape.head_dim;
+      const bool ops_ok = a_.device.is_cuda() ? ops::has_cuda_ops() && (d == 64 || d == 128)
+                                              : fused_decode_on_cpu().load();
+      if (ops_ok && (a_.dtype == at::kHalf || a_.dtype == at::kFloat) &&
+          (resid_ == 0 || (KCodec::kQuantized && VCodec::kQuantized && Layout::kPrefixHistory))) {
+        // Row n holds n for every sequence: seq_lens without a per-step host->device copy.
+        lens_ = at::arange(a_.capacity + 1, at::TensorOptions().dtype(at::kInt).device(a_.device))
+                    .unsqueeze(1)
+                    .expand({a_.capacity + 1, a_.batch})
+                    .contiguous();
+      }
     }
   }
 
@@ -111,7 +137,7 @@ class Cache final : public KVCache, private Recoder {
     s.tokens_evicted = f.evicted_per_seq;
     s.payload_bytes = per_slot * f.slots_stored * pay;
     s.scale_bytes =
-        per_slot * f.slots_stored * scl + kc_.tensor_scale_bytes() + vc_.tensor_scale_bytes();
+        per_slot * f.slots_stored * scl + tensor_scale_bytes(kc_) + tensor_scale_bytes(vc_);
     const int64_t row = a_.shape.head_dim * static_cast<int64_t>(at::elementSize(a_.dtype));
     const int64_t sides = (KCodec::kQuantized ? 1 : 0) + (VCodec::kQuantized ? 1 : 0);
     const int64_t rows_per_tok = resid_ > 0 ? per_slot * a_.batch * sides : 0;
@@ -145,9 +171,57 @@ class Cache final : public KVCache, private Recoder {
   }
 
   bool begin_graph_step(int64_t pos) override {
+    if constexpr (kGraph) {
+      return begin_graph(pos);
+    } else {
+      (void)pos;
+      return false;
+    }
+  }
+
+  void end_graph_step(int64_t pos) override {
+    std::fill(n_.begin(), n_.end(), pos + 1);
+    for (auto& t : pk_) t = at::Tensor();
+    for (auto& t : pv_) t = at::Tensor();
+    graph_pos_ = -1;
+  }
+
+  const Layout& layout() const { return layout_; }
+  const KCodec& k_codec() const { return kc_; }
+  const VCodec& v_codec() const { return vc_; }
+
+ private:
+  template <class C>
+  static bool per_tensor(const C& c) {
+    if constexpr (codec_has_tensor_scale<C>) {
+      return c.per_tensor();
+    } else {
+      return false;
+    }
+  }
+  template <class C>
+  static int64_t tensor_scale_bytes(const C& c) {
+    if constexpr (codec_has_tensor_scale<C>) {
+      return c.tensor_scale_bytes();
+    } else {
+      return 0;
+    }
+  }
+  // Before committing x: widens a per-layer scale and re-expresses the stored slots under it.
+  template <class C>
+  void observe(int layer, bool is_v, C& c, const at::Tensor& x) {
+    if constexpr (codec_has_tensor_scale<C>) {
+      const float old = c.observe(layer, x);
+      if (old > 0.0f) {
+        layout_.for_each_buffer(layer, is_v, [&](Parts& b) { c.rescale(layer, b, old); });
+      }
+    }
+  }
+
+  bool begin_graph(int64_t pos) {
     // Per-tensor codecs widen their scale from the data (a host read); other steps of layouts
     // that restructure (chunk pooling) say so through graph_step_ok.
-    if (!lens_.defined() || !a_.device.is_cuda() || kc_.per_tensor() || vc_.per_tensor() ||
+    if (!lens_.defined() || !a_.device.is_cuda() || per_tensor(kc_) || per_tensor(vc_) ||
         !fused_decode_enabled().load(std::memory_order_relaxed) || pos < 0 ||
         pos + 1 > a_.capacity || !layout_.graph_step_ok(pos)) {
       return false;
@@ -177,27 +251,20 @@ class Cache final : public KVCache, private Recoder {
     return true;
   }
 
-  void end_graph_step(int64_t pos) override {
-    std::fill(n_.begin(), n_.end(), pos + 1);
-    for (auto& t : pk_) t = at::Tensor();
-    for (auto& t : pv_) t = at::Tensor();
-    graph_pos_ = -1;
-  }
-
-  const Layout& layout() const { return layout_; }
-  const KCodec& k_codec() const { return kc_; }
-  const VCodec& v_codec() const { return vc_; }
-
- private:
   static LayoutArgs layout_args(const CacheArgs& a, const KCodec& kc, const VCodec& vc) {
-    return LayoutArgs{a.shape, a.batch, a.capacity, a.cfg, kc.parts(), vc.parts(), a.device};
+    return LayoutArgs{a.shape,    a.batch,    a.capacity, a.cfg,
+                      kc.parts(), vc.parts(), a.device,   a.layout_params};
   }
 
   at::Tensor attend_impl(int layer, const at::Tensor& q) {
-    if (graph_pos_ >= 0) return attend_graph(layer, q);
-    if (q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
-        fused_decode_enabled().load(std::memory_order_relaxed)) {
-      return attend_fused(layer, q);
+    if constexpr (kFused) {
+      if constexpr (kGraph) {
+        if (graph_pos_ >= 0) return attend_graph(layer, q);
+      }
+      if (q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
+          fused_decode_enabled().load(std::memory_order_relaxed)) {
+        return attend_fused(layer, q);
+      }
     }
     return attend_aten(layer, q);
   }
@@ -328,16 +395,15 @@ class Cache final : public KVCache, private Recoder {
   }
 
   void commit(int layer) {
-    if (graph_pos_ >= 0) return commit_graph(layer);
+    if constexpr (kGraph) {
+      if (graph_pos_ >= 0) return commit_graph(layer);
+    }
     const size_t l = static_cast<size_t>(layer);
     const at::Tensor xk = pk_[l], xv = pv_[l];
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
-    const float k_old = kc_.observe(layer, xk), v_old = vc_.observe(layer, xv);
-    if (k_old > 0.0f)
-      layout_.for_each_buffer(layer, false, [&](Parts& b) { kc_.rescale(layer, b, k_old); });
-    if (v_old > 0.0f)
-      layout_.for_each_buffer(layer, true, [&](Parts& b) { vc_.rescale(layer, b, v_old); });
+    observe(layer, false, kc_, xk);
+    observe(layer, true, vc_, xv);
     layout_.write(layer, n_[l], xk, xv, kc_.encode(layer, xk), vc_.encode(layer, xv), *this);
     if (resid_ > 0) {
       // Positions [n + t - keep, n + t) into ring slots p % resid: at most two runs of slots.

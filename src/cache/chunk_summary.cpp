@@ -1,9 +1,10 @@
+#include "eli/cache/chunk_summary.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "cache/layouts.h"
 #include "eli/error.h"
 
 namespace eli::cache {

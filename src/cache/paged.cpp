@@ -1,7 +1,8 @@
+#include "eli/cache/paged.h"
+
 #include <ATen/TensorIndexing.h>
 #include <fmt/format.h>
 
-#include "cache/layouts.h"
 #include "eli/error.h"
 
 namespace eli::cache {

@@ -1,4 +1,4 @@
-#include "cache/attention.h"
+#include "eli/cache/attend.h"
 
 #include <cmath>
 #include <limits>

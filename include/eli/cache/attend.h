@@ -1,7 +1,9 @@
 #pragma once
-// The ATen attention every cache uses when no fused kernel applies: queries of the latest
-// append against (stored history, as decoded) + (the latest append, causally), with the
-// layout's mask and per-slot logit bias. Scale 1/sqrt(D), softmax in fp32.
+/// The attention a Cache runs (eli/cache/cache.h): attend_history, the ATen path used when no
+/// fused kernel applies (queries of the latest append against the stored history as decoded
+/// plus the latest append, causally, with the layout's mask and per-slot logit bias; scale
+/// 1/sqrt(D), softmax in fp32), and attend_regions, the fused decode step that reads the
+/// storage in place through the ops (eli/ops.h).
 
 #include <ATen/ATen.h>
 

@@ -1,0 +1,49 @@
+#include "eli/cache/contiguous.h"
+
+namespace eli::cache {
+
+ContiguousLayout::ContiguousLayout(const LayoutArgs& a) : a_(a) {
+  buf_.allocate(a_, a_.batch, a_.capacity);
+}
+
+void ContiguousLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
+                             const Parts& k, const Parts& v, Recoder&) {
+  const int64_t t = k[0].size(2);
+  write_slots(buf_.k[layer], k, iota(0, t), iota(pos0, pos0 + t));
+  write_slots(buf_.v[layer], v, iota(0, t), iota(pos0, pos0 + t));
+}
+
+Gathered ContiguousLayout::gather(int layer, int64_t n) const {
+  Gathered g;
+  g.pos = iota(0, n);
+  g.bias.assign(static_cast<size_t>(n), 0.0f);
+  g.k = read_slots(buf_.k[layer], g.pos);
+  g.v = read_slots(buf_.v[layer], g.pos);
+  return g;
+}
+
+std::vector<SlotRegion> ContiguousLayout::decode_regions(int layer, int64_t n) const {
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, n}};
+}
+
+std::vector<SlotRegion> ContiguousLayout::graph_regions(int layer) const {
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, {}, a_.capacity}};
+}
+std::vector<int64_t> ContiguousLayout::graph_lens(int64_t n) const { return {n}; }
+int64_t ContiguousLayout::graph_slot(int64_t pos) const { return pos; }
+void ContiguousLayout::graph_prepare(int64_t, int64_t) {}
+
+void ContiguousLayout::for_each_buffer(int layer, bool is_v,
+                                       const std::function<void(Parts&)>& fn) {
+  fn(buf_.side(layer, is_v));
+}
+
+Footprint ContiguousLayout::footprint(int64_t n) const {
+  Footprint f;
+  f.stored_per_seq = n;
+  f.slots_stored = a_.batch * n;
+  f.slots_allocated = a_.batch * a_.capacity;
+  return f;
+}
+
+}  // namespace eli::cache

@@ -10,13 +10,21 @@ scripts/setup.sh "$BUILD"
 ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)" -LE gpu
 # gpu-labelled tests run too: each skips itself when no GPU is present.
 ctest --test-dir "$BUILD" --output-on-failure -L gpu
-# Install tree + find_package(eli CONFIG) consumer.
-rm -rf "$BUILD/install" "$BUILD/consumer"
+# Install tree + find_package(eli CONFIG) consumer. The tree is moved after installing, so
+# neither the source tree nor any prefix known at build time holds the assets the consumer must
+# find: it finds them relative to the package (and the installed tools next to themselves).
+rm -rf "$BUILD/install" "$BUILD/install-moved" "$BUILD/consumer"
 cmake --install "$BUILD" --prefix "$PWD/$BUILD/install" >/dev/null
+mv "$BUILD/install" "$BUILD/install-moved"
+PREFIX="$PWD/$BUILD/install-moved"
 cmake -S tests/consumer -B "$BUILD/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$PWD/$BUILD/install"
+  -DCMAKE_PREFIX_PATH="$PREFIX"
 cmake --build "$BUILD/consumer" -j"$(nproc)"
-ELI_ASSETS="$PWD/$BUILD/install/share/eli/assets" "$BUILD/consumer/eli_consumer"
+env -u ELI_ASSETS "$BUILD/consumer/eli_consumer" "$PREFIX/share/eli/assets"
+ELI_ASSETS="$PWD/assets" "$BUILD/consumer/eli_consumer" "$PWD/assets"  # ELI_ASSETS overrides
+if [ -x "$PREFIX/bin/generate" ]; then
+  env -u ELI_ASSETS "$PREFIX/bin/generate" --prompt "In the beginning" --max-new-tokens 4
+fi
 # The CPU tests again under ASan + UBSan, and each fuzz target for FUZZ_SECONDS (20 s).
 scripts/sanitize.sh "$BUILD-san"
 echo "all tests passed"

@@ -2,7 +2,9 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 
+#include "eli/assets.h"
 #include "eli/error.h"
 #include "eli/model.h"
 
@@ -19,17 +21,39 @@ bool is_file(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
+
+std::string& package_assets_dir() {
+  static std::string dir;
+  return dir;
+}
+
+// <directory of the running executable>/../share/eli/assets ("" where /proc is missing).
+std::string exe_relative_assets() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  return (exe.parent_path().parent_path() / "share" / "eli" / "assets").string();
+}
+
 }  // namespace
+
+void set_package_assets_dir(const std::string& dir) { package_assets_dir() = dir; }
 
 std::string assets_dir() {
   if (const char* env = std::getenv("ELI_ASSETS"); env != nullptr && *env != '\0') {
     ELI_CHECK(is_dir(env), "ELI_ASSETS = '{}' is not a directory", env);
     return env;
   }
-  if (is_dir(ELI_SOURCE_ASSETS_DIR)) return ELI_SOURCE_ASSETS_DIR;
-  if (is_dir(ELI_INSTALL_ASSETS_DIR)) return ELI_INSTALL_ASSETS_DIR;
-  ELI_FAIL("cannot find eli's assets: set ELI_ASSETS (looked in '{}' and '{}')",
-           ELI_SOURCE_ASSETS_DIR, ELI_INSTALL_ASSETS_DIR);
+  const std::string package = package_assets_dir();
+  const std::string exe = exe_relative_assets();
+  for (const std::string& dir :
+       {package, exe, std::string(ELI_SOURCE_ASSETS_DIR), std::string(ELI_INSTALL_ASSETS_DIR)}) {
+    if (!dir.empty() && is_dir(dir)) return dir;
+  }
+  ELI_FAIL(
+      "cannot find eli's assets: set ELI_ASSETS (looked in the installed package '{}', next to "
+      "the executable '{}', the source tree '{}' and the install prefix '{}')",
+      package, exe, ELI_SOURCE_ASSETS_DIR, ELI_INSTALL_ASSETS_DIR);
 }
 
 std::string default_model_dir() { return assets_dir() + "/models/" + kDefaultModelName; }

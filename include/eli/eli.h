@@ -1,5 +1,6 @@
 #pragma once
 /// Umbrella header.
+#include "eli/assets.h"
 #include "eli/config.h"
 #include "eli/error.h"
 #include "eli/generator.h"

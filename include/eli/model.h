@@ -83,8 +83,9 @@ class GPT2 {
   std::vector<Block> blocks_;
 };
 
-/// Where the shipped default model lives (assets/models/...), resolved at runtime from
-/// $ELI_ASSETS, then the source tree's assets/ (compiled in), then the install prefix.
+/// Where the shipped default model lives (assets/models/...) and eli's assets directory, resolved
+/// at run time: $ELI_ASSETS, the installed package, the executable's ../share/eli/assets, the
+/// source tree (eli/assets.h gives the order).
 std::string default_model_dir();
 std::string assets_dir();
 /// "auto" -> cuda when available else cpu; validates "cpu", "cuda", "cuda:N".

@@ -22,6 +22,7 @@ cmake -S tests/consumer -B "$BUILD/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD/consumer" -j"$(nproc)"
 env -u ELI_ASSETS "$BUILD/consumer/eli_consumer" "$PREFIX/share/eli/assets"
 ELI_ASSETS="$PWD/assets" "$BUILD/consumer/eli_consumer" "$PWD/assets"  # ELI_ASSETS overrides
+"$BUILD/consumer/eli_consumer_custom"  # registers a cache layout of its own
 if [ -x "$PREFIX/bin/generate" ]; then
   env -u ELI_ASSETS "$PREFIX/bin/generate" --prompt "In the beginning" --max-new-tokens 4
 fi

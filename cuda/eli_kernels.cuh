@@ -106,28 +106,6 @@ constexpr int kGemvMaxRows = 8;
 cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
                         int n, int k, bool gelu, cudaStream_t stream);
 
-/// The input of launch_gemv_ln: x = LayerNorm(res + (y + bias)) * w + b per row, (y + bias)
-/// rounded to dtype first, exactly as launch_bias_residual_layernorm computes it; the new
-/// residual res + (y + bias) goes to res_out (not in place: every block reads res). res, y,
-/// res_out [m, k]; bias, w, b [k].
-struct GemvLnIn {
-  const void* res = nullptr;
-  const void* y = nullptr;
-  const void* bias = nullptr;
-  const void* w = nullptr;
-  const void* b = nullptr;
-  void* res_out = nullptr;
-  float eps = 1e-5f;
-};
-/// launch_bias_residual_layernorm followed by launch_gemv on its output, in one kernel: out
-/// [m, n] = x [m, k] w^T (+ bias) (then gelu_tanh) with x from `ln` (same bits as the two
-/// launches). k <= kGemvLnMaxWidth, m * k * sizeof(dtype) <= kGemvLnMaxBytes (x is kept in
-/// shared memory by every block).
-constexpr int kGemvLnMaxWidth = 2048;
-constexpr int kGemvLnMaxBytes = 32 << 10;
-cudaError_t launch_gemv_ln(DType dtype, const GemvLnIn& ln, const void* w, const void* bias,
-                           void* out, int m, int n, int k, bool gelu, cudaStream_t stream);
-
 /// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
 /// arithmetic. x [rows, n] += y + bias (y: a GEMM's output without its bias; the sum rounded to
 /// dtype first, as the GEMM's own bias epilogue would), then out [rows, n] =

@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "common.cuh"
-#include "layernorm.cuh"
 
 namespace eli::cuda {
 
@@ -20,14 +19,6 @@ constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane
 // Chunks per lane requested before waiting for the kernels before (8 x 32 lanes x 16 bytes
 // = 2048 fp16 elements, all of K for every GPT-2 product once split).
 constexpr int kGemvPrefetch = 8;
-// Elements per thread of the LayerNorm prologue: K <= 8 x 256 = 2048 (every GPT-2 width up to
-// 1600); the row's operands sit in registers, as in bias_residual_layernorm_kernel.
-constexpr int kGemvLnPer = 8;
-
-/// Asks L2 for the line holding p (no registers, no wait).
-__device__ __forceinline__ void prefetch_l2_line(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
 
 template <typename T>
 struct Vec16 {  // 16 bytes of T as fp32 values
@@ -58,11 +49,10 @@ struct Vec16 {  // 16 bytes of T as fp32 values
 /// its first kGemvPrefetch chunks before wait_prior_kernels(), so the weight stream of this
 /// product overlaps the kernels before it (all of a GPT-2 row part; see common.cuh), and the
 /// rest kGemvUnroll chunks at a time.
-template <typename T, int kM, int kSplit, bool kLn>
+template <typename T, int kM, int kSplit>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu, GemvLnIn ln) {
-  static_assert(kGemvWarps * 32 == kLnThreads, "the LayerNorm prologue uses the whole block");
+                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu) {
   constexpr int kE = Vec16<T>::kN;
   constexpr int kCols = kGemvWarps / kSplit;  // output columns per block
   __shared__ float s_part[kGemvWarps][kM];
@@ -72,54 +62,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int chunks = k_dim / kE, per = (chunks + kSplit - 1) / kSplit;
   const int c_begin = part * per, c_end = n < n_cols ? min(chunks, c_begin + per) : c_begin;
 
-  // With the LayerNorm prologue the chunks go to L2 instead of registers: held across the
-  // prologue they would double the registers and halve the resident blocks.
-  uint4 pre[kLn ? 1 : kGemvPrefetch];
+  uint4 pre[kGemvPrefetch];
 #pragma unroll
   for (int u = 0; u < kGemvPrefetch; ++u) {
     const int c = c_begin + lane + u * 32;
-    if (c >= c_end) break;
-    if constexpr (kLn)
-      prefetch_l2_line(wr + int64_t(c) * kE);
-    else
-      pre[u] = *reinterpret_cast<const uint4*>(wr + int64_t(c) * kE);
+    if (c < c_end) pre[u] = *reinterpret_cast<const uint4*>(wr + int64_t(c) * kE);
   }
   allow_next_kernel();
   wait_prior_kernels();
-  if constexpr (kLn) {
-    // The product's input is LayerNorm(res + half(ln.y + ln.bias)), computed by every block
-    // into shared memory exactly as bias_residual_layernorm_kernel computes it; block 0 also
-    // stores the new residual row. x then points at shared memory.
-    extern __shared__ __align__(16) unsigned char s_ln_raw[];
-    __shared__ float s_red[kLnThreads / 32];
-    T* s_x = reinterpret_cast<T*>(s_ln_raw);
-    for (int m = 0; m < m_rows; ++m) {
-      constexpr int kPer = kGemvLnPer;
-      const T* xr = static_cast<const T*>(ln.res) + int64_t(m) * k_dim;
-      const T* yr = static_cast<const T*>(ln.y) + int64_t(m) * k_dim;
-      float xv[kPer], yv[kPer], bv[kPer], lw[kPer], lb[kPer], v[kPer];
-#pragma unroll
-      for (int j = 0; j < kPer; ++j) {
-        const int i = ln_index(j);
-        const bool in = i < k_dim;
-        xv[j] = in ? to_float(xr[i]) : 0.f;
-        yv[j] = in ? to_float(yr[i]) : 0.f;
-        bv[j] = in ? to_float(static_cast<const T*>(ln.bias)[i]) : 0.f;
-        lw[j] = in ? to_float(static_cast<const T*>(ln.w)[i]) : 0.f;
-        lb[j] = in ? to_float(static_cast<const T*>(ln.b)[i]) : 0.f;
-      }
-#pragma unroll
-      for (int j = 0; j < kPer; ++j) {
-        const T t = from_float<T>(xv[j] + to_float(from_float<T>(yv[j] + bv[j])));
-        v[j] = to_float(t);
-        if (blockIdx.x == 0 && ln_index(j) < k_dim)
-          static_cast<T*>(ln.res_out)[int64_t(m) * k_dim + ln_index(j)] = t;
-      }
-      layernorm_regs<T, kPer>(v, lw, lb, k_dim, ln.eps, s_x + m * k_dim, s_red);
-    }
-    __syncthreads();
-    x = s_x;
-  }
 
   float acc[kM];
 #pragma unroll
@@ -134,19 +84,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       for (int e = 0; e < kE; ++e) acc[m] = fmaf(wv.v[e], xv.v[e], acc[m]);
     }
   };
-  int c0 = c_begin + lane;
-  if constexpr (!kLn) {
 #pragma unroll
-    for (int u = 0; u < kGemvPrefetch; ++u) {
-      const int c = c_begin + lane + u * 32;
-      if (c >= c_end) break;
-      Vec16<T> wv;
-      wv.set(pre[u]);
-      accumulate(wv, c);
-    }
-    c0 += kGemvPrefetch * 32;
+  for (int u = 0; u < kGemvPrefetch; ++u) {
+    const int c = c_begin + lane + u * 32;
+    if (c >= c_end) break;
+    Vec16<T> wv;
+    wv.set(pre[u]);
+    accumulate(wv, c);
   }
-  for (; c0 < c_end; c0 += 32 * kGemvUnroll) {
+  for (int c0 = c_begin + lane + kGemvPrefetch * 32; c0 < c_end; c0 += 32 * kGemvUnroll) {
     Vec16<T> wv[kGemvUnroll];
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
@@ -194,9 +140,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-template <typename T, int kM, bool kLn>
+template <typename T, int kM>
 cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, int m, int n, int k,
-                     bool gelu, const GemvLnIn& ln, cudaStream_t stream) {
+                     bool gelu, cudaStream_t stream) {
   // Enough warps to keep the memory busy (~32 per SM): columns x parts >= 4096, each part at
   // least one 16-byte chunk per lane. H200, ms per decode step against one warp per column:
   // 124M batch 8 0.76 vs 0.91, 1.5B batch 1 2.26 vs 2.32, 124M batch 1 0.405 vs 0.396 (8
@@ -207,11 +153,10 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
   auto go = [&](auto split_c) {
     constexpr int kS = decltype(split_c)::value;
     constexpr int kCols = kGemvWarps / kS;
-    const size_t smem = kLn ? size_t(m) * k * sizeof(T) : 0;
-    return launch(gemv_kernel<T, kM, kS, kLn>, dim3(unsigned((n + kCols - 1) / kCols)),
-                  dim3(kGemvWarps * 32), smem, stream, static_cast<const T*>(x),
+    return launch(gemv_kernel<T, kM, kS>, dim3(unsigned((n + kCols - 1) / kCols)),
+                  dim3(kGemvWarps * 32), 0, stream, static_cast<const T*>(x),
                   static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), m, n,
-                  k, gelu, ln);
+                  k, gelu);
   };
   switch (split) {
     case 1:
@@ -227,51 +172,22 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
 
 }  // namespace detail
 
-namespace {
-
-cudaError_t check_gemv(DType dtype, const void* w, const void* y, int m, int n, int k) {
+cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
+                        int n, int k, bool gelu, cudaStream_t stream) {
   if (m < 1 || m > kGemvMaxRows) return invalid_argument("gemv rows (valid: 1 .. 8)", m);
   if (n < 1) return invalid_argument("gemv output width", n);
   const int elems = dtype == DType::kHalf ? 8 : 4;
   if (k < 1 || k % elems != 0) return invalid_argument("gemv inner dim (16-byte multiple)", k);
-  if (!w || !y || (reinterpret_cast<uintptr_t>(w) & 15u) != 0)
-    return invalid_argument("gemv pointer (null or w not 16-byte aligned)", 0);
-  return cudaSuccess;
-}
-
-template <bool kLn>
-cudaError_t dispatch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y,
-                          int m, int n, int k, bool gelu, const GemvLnIn& ln, cudaStream_t stream) {
+  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+  if (!x || !w || !y || !aligned(x) || !aligned(w))
+    return invalid_argument("gemv pointer (null or x / w not 16-byte aligned)", 0);
   ELI_DISPATCH_DTYPE(dtype, T, {
-    if (m == 1) return detail::run_gemv<T, 1, kLn>(x, w, bias, y, m, n, k, gelu, ln, stream);
-    if (m <= 2) return detail::run_gemv<T, 2, kLn>(x, w, bias, y, m, n, k, gelu, ln, stream);
-    if (m <= 4) return detail::run_gemv<T, 4, kLn>(x, w, bias, y, m, n, k, gelu, ln, stream);
-    return detail::run_gemv<T, 8, kLn>(x, w, bias, y, m, n, k, gelu, ln, stream);
+    if (m == 1) return detail::run_gemv<T, 1>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 2) return detail::run_gemv<T, 2>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 4) return detail::run_gemv<T, 4>(x, w, bias, y, m, n, k, gelu, stream);
+    return detail::run_gemv<T, 8>(x, w, bias, y, m, n, k, gelu, stream);
   });
   return cudaSuccess;
-}
-
-}  // namespace
-
-cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
-                        int n, int k, bool gelu, cudaStream_t stream) {
-  if (cudaError_t e = check_gemv(dtype, w, y, m, n, k)) return e;
-  if (!x || (reinterpret_cast<uintptr_t>(x) & 15u) != 0)
-    return invalid_argument("gemv pointer (null or x not 16-byte aligned)", 0);
-  return dispatch_gemv<false>(dtype, x, w, bias, y, m, n, k, gelu, GemvLnIn{}, stream);
-}
-
-cudaError_t launch_gemv_ln(DType dtype, const GemvLnIn& ln, const void* w, const void* bias,
-                           void* out, int m, int n, int k, bool gelu, cudaStream_t stream) {
-  if (cudaError_t e = check_gemv(dtype, w, out, m, n, k)) return e;
-  if (k > kGemvLnMaxWidth) return invalid_argument("gemv LayerNorm width (valid: <= 2048)", k);
-  const int elem = dtype == DType::kHalf ? 2 : 4;
-  if (int64_t(m) * k * elem > kGemvLnMaxBytes)
-    return invalid_argument("gemv LayerNorm rows x width bytes (valid: <= 32768)",
-                            int64_t(m) * k * elem);
-  if (!ln.res || !ln.y || !ln.bias || !ln.w || !ln.b || !ln.res_out)
-    return invalid_argument("gemv LayerNorm pointer (null)", 0);
-  return dispatch_gemv<true>(dtype, nullptr, w, bias, out, m, n, k, gelu, ln, stream);
 }
 
 }  // namespace eli::cuda

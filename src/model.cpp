@@ -6,11 +6,9 @@
 #include <torch/version.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <map>
 #include <set>
-#include <string>
 
 #include "eli/error.h"
 #include "eli/ops.h"
@@ -80,15 +78,21 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
   // (ops::bias_residual_layernorm), the MLP's bias and GELU inside its product (ops::linear); a
   // decode step is launch-bound, so ~5 launches fewer per layer. The CPU keeps plain ATen.
   const bool fused = this->fused();
-  if (fused && batch * t <= kLnInProjectionRows && ln_in_projection()) {
-    return blocks_decode(std::move(x), std::move(a), cache);
-  }
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
-    const at::Tensor att = attend_layer(l,
-                                        fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
-                                              : at::linear(a, blk.c_attn_w, blk.c_attn_b),
-                                        cache);
+    auto qkv = (fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
+                      : at::linear(a, blk.c_attn_w, blk.c_attn_b))
+                   .split(e, -1);
+    auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
+    at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
+    at::Tensor att;
+    if (cache != nullptr) {
+      cache->append(static_cast<int>(l), k, v);
+      att = cache->attend(static_cast<int>(l), q.contiguous());
+    } else {
+      att = causal_attention(q, k, v);
+    }
+    att = att.transpose(1, 2).reshape({batch, t, e});
     const bool last = l + 1 == cfg_.n_layer;
     const at::Tensor& next_w = last ? ln_f_w_ : blocks_[l + 1].ln_1_w;
     const at::Tensor& next_b = last ? ln_f_b_ : blocks_[l + 1].ln_1_b;
@@ -108,57 +112,6 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
     }
   }
   return a;
-}
-
-bool GPT2::ln_in_projection() {
-  // Measurement switch: ELI_FUSE_LN=0 keeps the separate LayerNorm kernels.
-  static const bool on = [] {
-    const char* v = std::getenv("ELI_FUSE_LN");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  return on;
-}
-
-at::Tensor GPT2::attend_layer(int64_t l, const at::Tensor& qkv_all, KVCache* cache) const {
-  const int64_t batch = qkv_all.size(0), t = qkv_all.size(1);
-  const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
-  auto qkv = qkv_all.split(e, -1);
-  auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
-  at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
-  at::Tensor att;
-  if (cache != nullptr) {
-    cache->append(static_cast<int>(l), k, v);
-    att = cache->attend(static_cast<int>(l), q.contiguous());
-  } else {
-    att = causal_attention(q, k, v);
-  }
-  return att.transpose(1, 2).reshape({batch, t, e});
-}
-
-at::Tensor GPT2::blocks_decode(at::Tensor x, const at::Tensor& a, KVCache* cache) const {
-  // A decode step on CUDA: each LayerNorm runs inside the projection that consumes it
-  // (ops::layernorm_linear), so a layer is QKV product, attention, output projection, MLP up
-  // (with LayerNorm 2), MLP down; the next layer's QKV product applies LayerNorm 1 to this
-  // layer's residual. Same bits as blocks()'s separate LayerNorm kernels.
-  const double eps = cfg_.layer_norm_epsilon;
-  at::Tensor qkv = ops::linear(a, blocks_[0].c_attn_w, blocks_[0].c_attn_b);
-  for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    const Block& blk = blocks_[l];
-    const at::Tensor att = attend_layer(l, qkv, cache);
-    auto [x1, f] = ops::layernorm_linear(x, ops::linear(att, blk.c_proj_w, {}), blk.c_proj_b,
-                                         blk.ln_2_w, blk.ln_2_b, eps, blk.fc_w, blk.fc_b,
-                                         /*gelu=*/true);
-    x = std::move(x1);
-    const at::Tensor y = ops::linear(f, blk.mlp_proj_w, {});
-    if (l + 1 == cfg_.n_layer)
-      return ops::bias_residual_layernorm(x, y, blk.mlp_proj_b, ln_f_w_, ln_f_b_, eps);
-    const Block& next = blocks_[l + 1];
-    auto [x2, qkv_next] = ops::layernorm_linear(x, y, blk.mlp_proj_b, next.ln_1_w, next.ln_1_b, eps,
-                                                next.c_attn_w, next.c_attn_b);
-    x = std::move(x2);
-    qkv = std::move(qkv_next);
-  }
-  return a;  // n_layer == 0
 }
 
 at::Tensor GPT2::forward(const at::Tensor& ids, int64_t past, KVCache* cache) const {

@@ -69,12 +69,6 @@ class GPT2 {
   /// {embedded x, its first LayerNorm} [B, T, E] -> the final LayerNorm's output.
   at::Tensor blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cache) const;
   bool fused() const;  // CUDA: the fused block stages of ops.h
-  /// One layer's attention from its QKV product [B, T, 3E] -> [B, T, E].
-  at::Tensor attend_layer(int64_t l, const at::Tensor& qkv_all, KVCache* cache) const;
-  /// blocks() for a decode step on CUDA: each LayerNorm inside the next projection.
-  at::Tensor blocks_decode(at::Tensor x, const at::Tensor& a, KVCache* cache) const;
-  static bool ln_in_projection();
-  static constexpr int64_t kLnInProjectionRows = 8;  // ops::layernorm_linear's kernel limit
   GPT2Config cfg_;
   at::Device device_ = at::kCPU;
   at::ScalarType dtype_ = at::kFloat;

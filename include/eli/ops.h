@@ -116,16 +116,6 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
 /// x += y + bias (in place: the residual stream), then returns LayerNorm(x) * ln_w + ln_b.
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
-/// bias_residual_layernorm followed by linear on its output, without touching x: returns
-/// {x + y + bias (the new residual stream), linear(LayerNorm(that) * ln_w + ln_b, w, w_bias,
-/// gelu)}. On CUDA with at most 8 rows, n <= 2048 and rows * n * dtype size <= 32 KiB, one
-/// kernel: every block of the product computes the LayerNorm into shared memory first (same
-/// bits as the two ops); otherwise the two ops on a copy of x.
-std::pair<at::Tensor, at::Tensor> layernorm_linear(const at::Tensor& x, const at::Tensor& y,
-                                                   const at::Tensor& bias, const at::Tensor& ln_w,
-                                                   const at::Tensor& ln_b, double eps,
-                                                   const at::Tensor& w, const at::Tensor& w_bias,
-                                                   bool gelu = false);
 /// GPT-2's embedding and first LayerNorm: wte [V, n], wpe [P, n], ids [B, T] int64 and pos0 [1]
 /// int64 (the first position) on wte's device. Returns {x = wte[ids] + wpe[pos0 + t] [B, T, n],
 /// LayerNorm(x) * ln_w + ln_b}. Indices are not validated (nothing is read back to the host).

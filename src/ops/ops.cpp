@@ -201,21 +201,6 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
   return ref::bias_residual_layernorm(x, y, bias, ln_w, ln_b, eps);
 }
 
-std::pair<at::Tensor, at::Tensor> layernorm_linear(const at::Tensor& x, const at::Tensor& y,
-                                                   const at::Tensor& bias, const at::Tensor& ln_w,
-                                                   const at::Tensor& ln_b, double eps,
-                                                   const at::Tensor& w, const at::Tensor& w_bias,
-                                                   bool gelu) {
-#ifdef ELI_WITH_CUDA
-  if (x.defined() && x.is_cuda() && cuda_impl::gemv_ln_applies(x, w))
-    return cuda_impl::gemv_ln(x, y, bias, ln_w, ln_b, eps, w, w_bias, gelu);
-#endif
-  ELI_CHECK(x.defined(), "layernorm_linear: x is undefined");
-  at::Tensor res = x.clone();
-  const at::Tensor a = bias_residual_layernorm(res, y, bias, ln_w, ln_b, eps);
-  return {res, linear(a, w, w_bias, gelu)};
-}
-
 std::pair<at::Tensor, at::Tensor> ref::embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                        const at::Tensor& ids,
                                                        const at::Tensor& pos0,

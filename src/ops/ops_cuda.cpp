@@ -369,49 +369,4 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
   return y;
 }
 
-bool gemv_ln_applies(const at::Tensor& x, const at::Tensor& w) {
-  if (!gemv_applies(x, w) || !x.is_contiguous()) return false;
-  const int64_t k = w.size(1), rows = x.numel() / k;
-  return k <= ec::kGemvLnMaxWidth &&
-         rows * k * static_cast<int64_t>(x.element_size()) <= ec::kGemvLnMaxBytes;
-}
-
-std::pair<at::Tensor, at::Tensor> gemv_ln(const at::Tensor& x, const at::Tensor& y,
-                                          const at::Tensor& bias, const at::Tensor& ln_w,
-                                          const at::Tensor& ln_b, double eps, const at::Tensor& w,
-                                          const at::Tensor& w_bias, bool gelu) {
-  const char* op = "layernorm_linear (gemv)";
-  ELI_CHECK(gemv_ln_applies(x, w), "{}: shapes or dtypes outside the kernel", op);
-  check_rows_like(y, x, "y", op);
-  ELI_CHECK(y.sizes() == x.sizes(), "{}: y and x differ in shape", op);
-  const int64_t k = w.size(1), n = w.size(0), rows = x.numel() / k;
-  for (const auto* t : {&bias, &ln_w, &ln_b}) {
-    check_rows_like(*t, x, "bias / ln_w / ln_b", op);
-    ELI_CHECK(t->numel() == k, "{}: bias / ln_w / ln_b must have {} elements", op, k);
-  }
-  if (w_bias.defined()) {
-    check_rows_like(w_bias, x, "w_bias", op);
-    ELI_CHECK(w_bias.numel() == n, "{}: w_bias must have {} elements", op, n);
-  }
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor res = at::empty_like(x);
-  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-  shape.back() = n;
-  at::Tensor out = at::empty(shape, x.options());
-  ec::GemvLnIn ln;
-  ln.res = x.data_ptr();
-  ln.y = y.data_ptr();
-  ln.bias = bias.data_ptr();
-  ln.w = ln_w.data_ptr();
-  ln.b = ln_b.data_ptr();
-  ln.res_out = res.data_ptr();
-  ln.eps = static_cast<float>(eps);
-  check_launch(ec::launch_gemv_ln(dtype_of(x.scalar_type(), op), ln, w.data_ptr(),
-                                  w_bias.defined() ? w_bias.data_ptr() : nullptr, out.data_ptr(),
-                                  static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
-                                  gelu, at::cuda::getCurrentCUDAStream().stream()),
-               op);
-  return {res, out};
-}
-
 }  // namespace eli::ops::cuda_impl

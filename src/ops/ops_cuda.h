@@ -27,12 +27,5 @@ at::Tensor argmax_rows(const at::Tensor& x);
 /// multiple of 16 bytes, w contiguous and aligned.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
 at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu);
-/// Whether launch_gemv_ln takes the residual x [..., K] and w [N, K]: gemv_applies, K <= 2048
-/// and rows * K * dtype size <= 32 KiB.
-bool gemv_ln_applies(const at::Tensor& x, const at::Tensor& w);
-std::pair<at::Tensor, at::Tensor> gemv_ln(const at::Tensor& x, const at::Tensor& y,
-                                          const at::Tensor& bias, const at::Tensor& ln_w,
-                                          const at::Tensor& ln_b, double eps, const at::Tensor& w,
-                                          const at::Tensor& w_bias, bool gelu);
 
 }  // namespace eli::ops::cuda_impl

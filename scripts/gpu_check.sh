@@ -3,8 +3,9 @@
 # bench_kernels), run the gpu tests, the quick gpu tests under compute-sanitizer memcheck and
 # the attention tests under racecheck, the kernel benchmarks, and print a summary table last
 # (issue 12's targets: fractions of the copy bandwidth measured in the same run).
-# Env: SKIP_MEMCHECK=1 skips the sanitizer run; BENCH_FILTER narrows the benchmarks (regex);
-# GTEST_FILTER narrows the gpu tests.
+# Env: SKIP_MEMCHECK=1 skips the sanitizer runs; BENCH_FILTER narrows the benchmarks (regex);
+# GTEST_FILTER narrows the gpu tests; PROFILE_ATTENTION="fp16 int4 ..." adds Nsight Compute
+# sections of those attention variants.
 # Run from the repo root. Assumes torch (pip) with CUDA, nvcc, and extra debs unpacked into
 # /tmp/deps (PCRE2 headers etc.). Logs go to $OUT (if set) else build-gpu/logs.
 set -uo pipefail
@@ -17,6 +18,12 @@ status=0
 t_start=$(date +%s)
 stamp() { echo "[gpu_check +$(( $(date +%s) - t_start ))s] $*"; }
 
+# The GPU machine lacks the PCRE2 headers and runtime that eli links; the repo carries them as
+# .gpu-debs (docs/TOOLS.md).
+if compgen -G ".gpu-debs/*.deb" >/dev/null; then
+  mkdir -p /tmp/deps
+  for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
+fi
 TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 extra=()
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
@@ -78,6 +85,22 @@ timeout 200 "$BUILD/bench/bench_kernels" \
 rc_bench=$?
 [ $rc_bench -ne 0 ] && status=1
 cat "$LOG/bench_kernels.log" | grep -E "^BM_" | head -100
+
+if [ -n "${PROFILE_ATTENTION:-}" ]; then
+  # Nsight Compute sections of the decode attention kernel at B=32, context 8192, D=64 for each
+  # variant named (e.g. PROFILE_ATTENTION="fp16 int8 int4"): occupancy, stalls, throughput.
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  for v in $PROFILE_ATTENTION; do
+    timeout 150 "$NCU" --clock-control none --kernel-name regex:decode_attention_kernel \
+      --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy \
+      --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+      --section SchedulerStats --section InstructionStats \
+      "$BUILD/bench/bench_kernels" --benchmark_filter="BM_DecodeAttention/$v/B32/L8192/D64" \
+      --benchmark_min_time=0.01s >"$LOG/ncu_$v.txt" 2>&1
+    echo "== ncu $v rc=$?"
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Warp|No Eligible" "$LOG/ncu_$v.txt" | head -12
+  done
+fi
 
 stamp "summary"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU-machine run for the CUDA-graph decode loop: build the GPU tests and decode_speed, run the
-# tests (GTEST_FILTER narrows them), then ms per decode step at the points.
-#   tools/gpu_decode_graph.sh            (repo root, with .gpu-debs carried; logs in $OUT)
+# GPU-machine run for the decode step: build the GPU tests and decode_speed, run the tests
+# (GTEST_FILTER narrows them), then ms per decode step of each method at the given points, and
+# optionally the per-kernel GPU time of a few steps under Nsight Compute (PROFILE).
+#   scripts/gpu_decode.sh            (repo root, with .gpu-debs carried; logs in $OUT)
 # Env: GTEST_FILTER, SKIP_TESTS=1, POINTS ("batch:prompt:steps:model:methods" list, ';'-separated)
 set -uo pipefail
 LOG=${OUT:-/tmp/out}

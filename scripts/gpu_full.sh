@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One GPU-machine run over the final tree: build everything, all GPU tests (with the HF 124M
-# parity reference), end-to-end decode vs HF transformers, and the main job on CUDA.
+# One GPU-machine run over the whole tree: build everything, all GPU tests (with the HF 124M
+# parity reference), end-to-end decode vs HF transformers (scripts/peer_compare.sh), and the
+# main job on CUDA (comprehensive_benchmark, with its cache-heavy point).
+#   scripts/gpu_full.sh              (repo root, with .gpu-debs carried; logs in $OUT)
 set -uo pipefail
 LOG=${OUT:-/tmp/out}
 mkdir -p "$LOG" /tmp/deps
@@ -17,9 +19,9 @@ python3 tools/hf_reference.py gpt2 /tmp/hf_gpt2 > "$LOG/hf_reference.log" 2>&1 |
 ELI_HF_GPT2_DIR=/tmp/hf_gpt2 timeout 240 build-gpu/tests/eli_gpu_tests > "$LOG/gpu_tests.log" 2>&1
 echo "gpu tests rc=$?"; grep -E "^\[  (FAILED|PASSED|SKIPPED)|parity|Failure" "$LOG/gpu_tests.log" | head -30
 echo "tests done at +$(( $(date +%s) - t0 ))s"
-bash tools/gpu_foundation_speed.sh 2>&1 | tee "$LOG/decode_speed.log"
+SKIP_HF_DEFAULT=${SKIP_HF_DEFAULT:-1} NO_BUILD=1 bash scripts/peer_compare.sh build-gpu "$LOG/peer" 2>&1 | tail -20
 echo "speed done at +$(( $(date +%s) - t0 ))s"
-mkdir -p /tmp/cb && (cd /tmp/cb && timeout 150 $R/build-gpu/comprehensive_benchmark --time-budget 60 \
+mkdir -p /tmp/cb && (cd /tmp/cb && timeout 400 $R/build-gpu/comprehensive_benchmark --time-budget 60 \
   > "$LOG/comprehensive_cuda.log" 2>&1; echo "comprehensive rc=$?"; tail -30 "$LOG/comprehensive_cuda.log" | cut -c1-170; \
-  cp results/comprehensive.json "$LOG/comprehensive_cuda.json" 2>/dev/null)
+  cp results/comprehensive*.json results/comprehensive*.csv "$LOG/" 2>/dev/null)
 echo "all done at +$(( $(date +%s) - t0 ))s"

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "eli/bench/report.h"
 #include "eli/eli.h"
 #include "threads.h"
 
@@ -52,7 +53,9 @@ int main(int argc, char** argv) {
   app.add_option("--repetitions,--reps", reps, "timed repetitions (after one warm-up run)")
       ->capture_default_str();
   app.add_flag("--no-graph", no_graph, "CUDA: run the eager decode step, not the CUDA graph");
-  app.add_option("--json", json_path, "append one record per method to this JSON array file");
+  app.add_option("--json", json_path,
+                 "Append one record per method (with the run's context) to this JSON array file; "
+                 "'-' prints the array to stdout (the table then goes to stderr)");
   CLI11_PARSE(app, argc, argv);
   try {
     ELI_CHECK(batch >= 1 && prompt_len >= 1 && steps >= 2 && reps >= 1,
@@ -67,8 +70,13 @@ int main(int argc, char** argv) {
                              m.config().vocab_size);
       }
     }
-    std::printf("%-28s %6s %8s %8s %12s %12s %12s\n", "method", "batch", "prompt", "steps",
-                "ms/step p50", "ms/step p90", "prefill ms");
+    eli::bench::RunContext ctx = eli::bench::RunContext::of(m, model);
+    ctx.command = argv[0];
+    for (int i = 1; i < argc; ++i) ctx.command += std::string(" ") + argv[i];
+    FILE* text = json_path == "-" ? stderr : stdout;
+    nlohmann::json to_stdout = nlohmann::json::array();
+    std::fprintf(text, "%-28s %6s %8s %8s %12s %12s %12s\n", "method", "batch", "prompt", "steps",
+                 "ms/step p50", "ms/step p90", "prefill ms");
     size_t start = 0;
     while (start <= methods.size()) {
       size_t end = methods.find(',', start);
@@ -90,23 +98,32 @@ int main(int argc, char** argv) {
       }
       std::sort(all.begin(), all.end());
       auto pct = [&](double p) { return all[static_cast<size_t>(p * (all.size() - 1))]; };
-      std::printf("%-28s %6d %8d %8d %12.3f %12.3f %12.2f\n", method.c_str(), batch, prompt_len,
-                  steps, pct(0.5), pct(0.9), prefill);
-      std::fflush(stdout);
+      std::fprintf(text, "%-28s %6d %8d %8d %12.3f %12.3f %12.2f\n", method.c_str(), batch,
+                   prompt_len, steps, pct(0.5), pct(0.9), prefill);
+      std::fflush(text);
       if (!json_path.empty()) {
+        ctx.stop_clock();
         // graph: what was asked for; a method the graph cannot express still runs eagerly.
-        append_json(json_path, {{"method", method},
-                                {"model", model},
-                                {"batch", batch},
-                                {"prompt", prompt_len},
-                                {"steps", steps},
-                                {"ms_p50", pct(0.5)},
-                                {"ms_p90", pct(0.9)},
-                                {"prefill_ms", prefill},
-                                {"device", dev.str()},
-                                {"graph", dev.is_cuda() && cfg.cuda_graph}});
+        nlohmann::json rec = {{"method", method},
+                              {"model", model},
+                              {"batch", batch},
+                              {"prompt", prompt_len},
+                              {"steps", steps},
+                              {"ms_p50", pct(0.5)},
+                              {"ms_p90", pct(0.9)},
+                              {"prefill_ms", prefill},
+                              {"device", dev.str()},
+                              {"repetitions", reps},
+                              {"graph", dev.is_cuda() && cfg.cuda_graph},
+                              {"context", nlohmann::json::parse(eli::bench::context_to_json(ctx))}};
+        if (json_path == "-") {
+          to_stdout.push_back(std::move(rec));
+        } else {
+          append_json(json_path, std::move(rec));
+        }
       }
     }
+    if (json_path == "-") std::printf("%s\n", to_stdout.dump(1).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -4,14 +4,17 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
+#include "eli/bench/metrics.h"
+#include "eli/bench/report.h"
 #include "eli/eli.h"
 #include "threads.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"eli generate: GPT-2 text generation through a pluggable KV cache"};
   std::string model = "default", prompt = "In the beginning", device = "auto";
-  std::string method = "full_cache", tokenizer_dir;
+  std::string method = "full_cache", tokenizer_dir, json_path;
   int max_new = 64, top_k = 0;
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 42;
@@ -37,6 +40,9 @@ int main(int argc, char** argv) {
                  "Tokenizer directory (default: the model's, else assets/tokenizer)");
   app.add_flag("!--no-stop", stop_at_eos, "Do not stop at <|endoftext|>");
   app.add_flag("--stats", stats, "Print timing and cache statistics to stderr");
+  app.add_option("--json", json_path,
+                 "Write the text, token ids, timing, cache statistics and the run's context as "
+                 "JSON to this file ('-' = stdout; the streamed text then goes to stderr)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -73,14 +79,17 @@ int main(int argc, char** argv) {
     cfg.sampling.seed = seed;
     if (stop_at_eos) cfg.stop_tokens = {model_obj.config().eos_token_id};
 
+    eli::bench::RunContext ctx = eli::bench::RunContext::of(model_obj, model);
+    for (int i = 0; i < argc; ++i) ctx.command += (i ? " " : "") + std::string(argv[i]);
+    std::ostream& out = json_path == "-" ? std::cerr : std::cout;
     eli::StreamDecoder stream(tok);
-    std::cout << prompt << std::flush;
+    out << prompt << std::flush;
     const auto t0 = std::chrono::steady_clock::now();
     const auto res = eli::Generator(model_obj).generate(
-        {ids}, cfg, [&](int64_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
+        {ids}, cfg, [&](int64_t, int64_t t) { out << stream.push(t) << std::flush; });
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << stream.flush() << std::endl;
+    out << stream.flush() << std::endl;
     if (stats) {
       const size_t n = res.tokens[0].size();
       std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n",
@@ -94,6 +103,40 @@ int main(int argc, char** argv) {
                    static_cast<long long>(s.payload_bytes), static_cast<long long>(s.scale_bytes),
                    static_cast<long long>(s.residual_bytes),
                    static_cast<long long>(s.metadata_bytes), s.reserved_bytes / 1e6);
+    }
+    if (!json_path.empty()) {
+      ctx.stop_clock();
+      const auto& s = res.cache_stats;
+      const auto& d = res.timing.decode_ms;
+      const nlohmann::json j = {
+          {"schema_version", ctx.schema_version},
+          {"context", nlohmann::json::parse(eli::bench::context_to_json(ctx))},
+          {"config",
+           {{"method", method},
+            {"max_new_tokens", max_new},
+            {"temperature", temperature},
+            {"top_k", top_k},
+            {"top_p", top_p},
+            {"seed", seed},
+            {"stop_at_eos", stop_at_eos}}},
+          {"prompt", prompt},
+          {"prompt_tokens", ids.size()},
+          {"text", tok.decode(res.tokens[0])},
+          {"tokens", res.tokens[0]},
+          {"seconds", secs},
+          {"tokens_per_sec", static_cast<double>(res.tokens[0].size()) / secs},
+          {"ttft_ms", res.timing.prefill_ms},
+          {"decode_p50_ms",
+           d.empty() ? nlohmann::json() : nlohmann::json(eli::bench::percentile(d, 50))},
+          {"decode_p90_ms",
+           d.empty() ? nlohmann::json() : nlohmann::json(eli::bench::percentile(d, 90))},
+          {"cache",
+           {{"tokens_stored", s.tokens_stored},
+            {"tokens_evicted", s.tokens_evicted},
+            {"total_bytes", s.total_bytes()},
+            {"reserved_bytes", s.reserved_bytes}}}};
+      eli::bench::write_text_file(
+          json_path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

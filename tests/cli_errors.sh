@@ -68,6 +68,18 @@ assert d["results"][0]["repetitions"] == 2 and len(d["results"][0]["decode_token
       grep -qE "no-such-flag|usage" "$out" || { echo "FAIL: $t did not say why"; cat "$out"; exit 1; }
     done
     echo "ok: $case_name" ;;
+  json_stdout_tools)  # generate, decode_speed, cache_memory: --json - is JSON with the context
+    for cmd in "generate --max-new-tokens 3" "decode_speed --model random:L2-E64-H2 --steps 3 --repetitions 1" \
+               "cache_memory --tokens 64"; do
+      # shellcheck disable=SC2086
+      "$bin/"$cmd --json - >"$out" 2>/dev/null || { echo "FAIL: $cmd --json - exit $?"; exit 1; }
+      python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+c = (d[0] if isinstance(d, list) else d)["context"]
+assert c["schema_version"] >= 2 and c["git_revision"] and c["torch_version"], c
+' "$out" || { echo "FAIL: $cmd --json - is not JSON with a context"; head -c 1500 "$out"; exit 1; }
+    done
+    echo "ok: $case_name" ;;
   both_stdout) expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv - ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac

@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <string>
 #include <tuple>
 
 #include "cache/spec.h"
@@ -266,7 +268,29 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
   a.dtype = dtype;
   a.device = device;
   a.layout_params = spec.params;
-  return factory(a);
+  // Storage is allocated here, up front: running out of memory is an eli::Error that says what
+  // was asked for, and nothing of the cache stays allocated (the next call works).
+  auto out_of_memory = [&](const std::string& why) {
+    ELI_FAIL(
+        "make_cache '{}': out of memory on {} allocating the cache for batch {} x {} tokens, "
+        "{} layers, {} heads of {} ({}); use a smaller batch or max_tokens",
+        method, device.str(), batch, a.capacity, shape.n_layer, shape.n_head, shape.head_dim,
+        why.substr(0, why.find('\n')));
+  };
+  try {
+    return factory(a);
+  } catch (const c10::OutOfMemoryError& e) {
+    out_of_memory(e.what_without_backtrace());
+  } catch (const std::bad_alloc& e) {
+    out_of_memory(e.what());
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("can't allocate memory") == std::string::npos &&
+        what.find("out of memory") == std::string::npos)
+      throw;
+    out_of_memory(what);
+  }
+  return nullptr;  // not reached: out_of_memory throws
 }
 
 const std::vector<std::string>& method_names() {

@@ -143,7 +143,8 @@ __global__ void __launch_bounds__(kLnThreads)
 }
 
 /// One block of 1024 threads per row: index of the largest element (NaN counts as largest, ties
-/// go to the lowest index, as at::argmax).
+/// go to the lowest index, as at::argmax: the comparison orders by (value, index), so the order
+/// in which elements are visited does not matter).
 template <typename T>
 __global__ void __launch_bounds__(1024)
     argmax_rows_kernel(const T* __restrict__ x, int n, int64_t* __restrict__ out) {
@@ -159,19 +160,32 @@ __global__ void __launch_bounds__(1024)
     if (vn != bn) return vn;
     return (vn || v == bv) ? i < bi : v > bv;
   };
-  // kUnroll loads in flight per thread before any comparison: a row is latency-bound otherwise.
-  constexpr int kUnroll = 16;
-  for (int i0 = threadIdx.x; i0 < n; i0 += kUnroll * 1024) {
-    float v[kUnroll];
+  auto consider = [&](float v, int i) {
+    if (better(v, i, best, best_i)) best = v, best_i = i;
+  };
+  // The row in 16-byte vectors (kUnroll in flight per thread before any comparison: a row is
+  // latency-bound otherwise); the elements before the first 16-byte boundary and after the
+  // last whole vector one per thread.
+  constexpr int kVec = 16 / int(sizeof(T)), kUnroll = 4;
+  const int head = min(n, int((16 - (reinterpret_cast<uintptr_t>(xr) & 15)) & 15) / int(sizeof(T)));
+  const int nvec = (n - head) / kVec, tail = head + nvec * kVec;
+  const int tid = threadIdx.x;
+  if (tid < head) consider(to_float(xr[tid]), tid);
+  if (tail + tid < n) consider(to_float(xr[tail + tid]), tail + tid);
+  const uint4* xv = reinterpret_cast<const uint4*>(xr + head);
+  for (int v0 = tid; v0 < nvec; v0 += kUnroll * 1024) {
+    uint4 raw[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int i = i0 + u * 1024;
-      v[u] = i < n ? to_float(xr[i]) : -INFINITY;
+      if (v0 + u * 1024 < nvec) raw[u] = xv[v0 + u * 1024];
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int i = i0 + u * 1024;
-      if (i < n && better(v[u], i, best, best_i)) best = v[u], best_i = i;
+      const int v = v0 + u * 1024;
+      if (v >= nvec) break;
+      const T* e = reinterpret_cast<const T*>(&raw[u]);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) consider(to_float(e[j]), head + v * kVec + j);
     }
   }
 #pragma unroll

@@ -73,16 +73,23 @@ TEST(LayerFused, EmbeddingAndFirstLayerNormMatchAten) {
 
 TEST(LayerFused, ArgmaxMatchesAtenWithTiesAndNan) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
-  const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
   at::manual_seed(5);
-  for (int64_t n : {1, 31, 1000, 50257}) {
-    at::Tensor x = at::randn({4, n}, dev);
-    x[1].fill_(0.5);                           // all tied: index 0
-    if (n > 7) x[2][n - 3] = x[2][5] = 100.0;  // two maxima: the lower index
-    if (n > 9) x[3][9] = std::nan("");         // NaN counts as largest
-    const at::Tensor got = ops::argmax_rows(x).cpu();
-    const at::Tensor want = x.to(at::kCPU, at::kFloat).argmax(-1);
-    EXPECT_TRUE(at::equal(got, want)) << "n " << n << ": " << got << " vs " << want;
+  // Odd widths put rows at every 16-byte misalignment (the kernel reads whole vectors between
+  // a scalar head and tail); the extremes sit in the head, the body and the tail.
+  for (auto dtype : {at::kHalf, at::kFloat}) {
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (int64_t n : {1, 7, 9, 31, 1000, 50257}) {
+      at::Tensor x = at::randn({6, n}, dev);
+      x[1].fill_(0.5);                           // all tied: index 0
+      if (n > 7) x[2][n - 3] = x[2][5] = 100.0;  // two maxima: the lower index
+      if (n > 9) x[3][9] = std::nan("");         // NaN counts as largest
+      x[4][n - 1] = 100.0;                       // the last element (tail)
+      x[5][0] = 100.0;                           // the first (head)
+      const at::Tensor got = ops::argmax_rows(x).cpu();
+      const at::Tensor want = x.to(at::kCPU, at::kFloat).argmax(-1);
+      EXPECT_TRUE(at::equal(got, want))
+          << c10::toString(dtype) << " n " << n << ": " << got << " vs " << want;
+    }
   }
 }
 

@@ -297,6 +297,7 @@ inline int emit(eli::bench::Report rep, const CommonOptions& o) {
     eli::bench::write_text_file(o.csv, eli::bench::to_csv(rep));
     if (o.csv != "-") out << "wrote " << o.csv << "\n";
   }
+  out << std::flush;  // before anything a child process (the plot script) prints
   int failed = 0;
   for (const auto& r : rep.results) {
     if (r.error.empty()) continue;

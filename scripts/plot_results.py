@@ -4,9 +4,12 @@
   python3 scripts/plot_results.py results/comprehensive.json [--out results/plots]
 
 Writes, one panel per batch size where it applies:
-  throughput_vs_context.png   decode tokens/s vs prompt length, one line per method
+  throughput_vs_context.png   decode tokens/s vs prompt length, one line per method, error bars
+                              from the slowest to the fastest repetition
   cache_memory_vs_context.png exact cache MB (CacheStats::total_bytes) vs context length
   quality_vs_bytes.png        KL(full || method) and top-1 agreement vs cache bytes per token
+                              (methods at the same point share one label; no_cache, which
+                              caches nothing and recomputes every step, is left out)
 Needs python3 and matplotlib (Debian: apt-get install python3-matplotlib).
 """
 import argparse
@@ -27,14 +30,16 @@ def finite(x):
 
 
 def by_method(results, batch, xkey, ykey):
-    """{method: ([x], [y])} for one batch size, sorted by x, finite points only."""
+    """{method: ([x], [y], [y low], [y high])} for one batch size, sorted by x, finite points
+    only; the range is ykey + "_min" / "_max" where the results have them, else y itself."""
     series = defaultdict(list)
     for r in results:
         if r.get("error") or r["batch"] != batch:
             continue
         x, y = r[xkey], r[ykey]
         if finite(x) and finite(y):
-            series[r["method"]].append((x, y))
+            lo, hi = r.get(ykey + "_min"), r.get(ykey + "_max")
+            series[r["method"]].append((x, y, lo if finite(lo) else y, hi if finite(hi) else y))
     return {m: tuple(zip(*sorted(pts))) for m, pts in series.items()}
 
 
@@ -47,9 +52,9 @@ def method_order(results):
 
 
 def title_of(ctx):
-    return "{} ({}) on {} [{}], {}, eli {}".format(
+    return "{} ({}) on {} [{}], {},\neli {} ({}), {} threads".format(
         ctx.get("model"), ctx.get("model_shape"), ctx.get("device"), ctx.get("device_name"),
-        ctx.get("dtype"), ctx.get("eli_version"))
+        ctx.get("dtype"), ctx.get("eli_version"), ctx.get("git_revision"), ctx.get("threads"))
 
 
 def line_panels(results, ctx, xkey, ykey, xlabel, ylabel, path, logy=False):
@@ -62,8 +67,9 @@ def line_panels(results, ctx, xkey, ykey, xlabel, ylabel, path, logy=False):
         series = by_method(results, b, xkey, ykey)
         for m in order:
             if m in series:
-                xs, ys = series[m]
-                ax.plot(xs, ys, marker="o", label=m)
+                xs, ys, lo, hi = series[m]
+                err = [[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]]
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=m)
         ax.set_title("batch {}".format(b))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -87,29 +93,44 @@ def quality_panel(results, ctx, path):
         key = (-r["prompt_len"] - r["new_tokens"], r["batch"])
         if r["method"] not in best or key < best[r["method"]][0]:
             best[r["method"]] = (key, r)
-    pts = [(m, r) for m, (_, r) in best.items() if finite(r["quality"].get("kl_vs_full"))]
+    pts = [(m, r) for m, (_, r) in best.items()
+           if m != "no_cache" and finite(r["quality"].get("kl_vs_full"))]
     if not pts:
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for m, r in pts:
-        q = r["quality"]
-        bpt = r["bytes_per_token"]
-        ax1.scatter(bpt, q["kl_vs_full"])
-        ax1.annotate(m, (bpt, q["kl_vs_full"]), fontsize=8, xytext=(4, 4),
-                     textcoords="offset points")
-        if finite(q.get("top1_agreement")):
-            ax2.scatter(bpt, q["top1_agreement"])
-            ax2.annotate(m, (bpt, q["top1_agreement"]), fontsize=8, xytext=(4, 4),
-                         textcoords="offset points")
+
+    def scatter(ax, key):
+        # Methods at the same point (full_cache and paged_attention: the same numbers) get one
+        # marker and one label instead of labels printed over each other.
+        xmax = max(r["bytes_per_token"] for _, r in pts) or 1.0
+        groups = []  # [x, y, names]: points within 1% of the x range and 1e-6 in y share one
+        for m, r in pts:
+            x, y = r["bytes_per_token"], r["quality"].get(key)
+            if not finite(y):
+                continue
+            for g in groups:
+                if abs(g[0] - x) <= 0.01 * xmax and abs(g[1] - y) <= 1e-6 + 1e-3 * abs(y):
+                    g[2].append(m)
+                    break
+            else:
+                groups.append([x, y, [m]])
+        for x, y, names in groups:
+            ax.scatter(x, y)
+            ax.annotate(" = ".join(names), (x, y), fontsize=8, xytext=(4, 4),
+                        textcoords="offset points")
+
+    scatter(ax1, "kl_vs_full")
+    scatter(ax2, "top1_agreement")
     ax1.set_yscale("symlog", linthresh=1e-4)
     ax1.set_ylabel("KL(full || method), nats / token")
     ax2.set_ylabel("top-1 agreement with full cache")
     for ax in (ax1, ax2):
         ax.set_xlabel("cache bytes per context token (incl. scales + metadata)")
         ax.grid(True, alpha=0.3)
-    n = pts[0][1]["quality"].get("eval_tokens")
-    fig.suptitle("quality vs memory ({} tokens scored through each cache)\n{}".format(
-        n, title_of(ctx)), fontsize=9)
+    q0 = pts[0][1]["quality"]
+    fig.suptitle("quality vs memory ({} tokens scored through each cache after a {}-token "
+                 "prefix; no_cache, which stores nothing, left out)\n{}".format(
+                     q0.get("eval_tokens"), q0.get("eval_prefix"), title_of(ctx)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

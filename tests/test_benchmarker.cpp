@@ -411,3 +411,28 @@ TEST(Report, SmallNumbersInScientificNotation) {
   EXPECT_EQ(format_number(1234.5678, 1), "1234.6");
   EXPECT_EQ(format_number(kNaN, 3), "-");
 }
+
+// Progress: plain lines with an ETA when the stream is not a terminal, one line rewritten with
+// '\r' on a terminal.
+TEST(Report, ProgressLinesWithEta) {
+  std::ostringstream log;
+  ProgressLine plain(log, false);
+  plain.update(0, 4, "full_cache B=1 P=8");
+  plain.update(2, 4, "quant_int8 B=1 P=8");
+  plain.update(4, 4, "done");
+  plain.finish();
+  const std::string s = log.str();
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 3) << s;
+  EXPECT_EQ(s.find('\r'), std::string::npos) << s;
+  EXPECT_NE(s.find("[2/4] quant_int8 B=1 P=8"), std::string::npos) << s;
+  EXPECT_NE(s.find("ETA"), std::string::npos) << s;              // halfway: an estimate
+  EXPECT_EQ(s.find("ETA", s.find("[4/4]")), std::string::npos);  // done: none
+  std::ostringstream term;
+  ProgressLine tty(term, true);
+  tty.update(1, 3, "a long description");
+  tty.update(2, 3, "short");
+  tty.finish();
+  const std::string t = term.str();
+  EXPECT_EQ(std::count(t.begin(), t.end(), '\r'), 2) << t;
+  EXPECT_EQ(std::count(t.begin(), t.end(), '\n'), 1) << t;
+}

@@ -96,6 +96,22 @@ __device__ __forceinline__ void load_rows(const OperandReader<F>& rd, const uint
   }
 }
 
+/// The loop of every per-row path: body(i0, raw, s, m) for the split's slots kRows *
+/// kAttnUnroll at a time, this thread's vectors and (scale, bias) of rows i0 + u * kRows + r
+/// loaded first (load_rows), with the operand's scale storage picked once per block (dispatch).
+template <int kRows, int kRowBytes, Format F, typename Body>
+__device__ __forceinline__ void for_each_rows(const OperandReader<F>& rd, const uint8_t* data,
+                                              const uint32_t* s_row, int n, int r, Body&& body) {
+  rd.dispatch([&](auto mode) {
+    for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
+      uint4 raw[kAttnUnroll];
+      float s[kAttnUnroll], m[kAttnUnroll];
+      load_rows<decltype(mode)::value, kRows, kRowBytes>(rd, data, s_row, i0, r, raw, s, m);
+      body(i0, raw, s, m);
+    }
+  });
+}
+
 /// Exact fp16 codes from INT8/INT4 words (the fp16 form of CodeDecoder, common.cuh): a byte or
 /// nibble v OR-ed into the mantissa of kHalf1024 reads as 1024 + v exactly; one HSUB2 removes
 /// 1024 and the code offset `off` (kInt8SymOffset, quant::kInt4Offset, or 0 with a zero point).

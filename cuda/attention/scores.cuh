@@ -44,23 +44,21 @@ __device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, cons
     qf[i] = to_float(q[i]) * qscale;
     qsum += qf[i];
   }
-  rd.dispatch([&](auto mode) {
-    for (int i0 = 0; i0 < n; i0 += kRowsK * kAttnUnroll) {
-      uint4 raw[kAttnUnroll];
-      float ks[kAttnUnroll], km[kAttnUnroll];
-      load_rows<decltype(mode)::value, kRowsK, kRowBytesK>(rd, data, s_row, i0, rk, raw, ks, km);
+  for_each_rows<kRowsK, kRowBytesK>(
+      rd, data, s_row, n, rk,
+      [&](int i0, const uint4(&raw)[kAttnUnroll], const float(&ks)[kAttnUnroll],
+          const float(&km)[kAttnUnroll]) {
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        float c[kEK];
-        decode_vec<FK, T>(raw[u], rd.dec, c);
-        float dot = 0.f;
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          float c[kEK];
+          decode_vec<FK, T>(raw[u], rd.dec, c);
+          float dot = 0.f;
 #pragma unroll
-        for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
-        store_logit<kTprK>(p, b, start, n, i0 + u * kRowsK + rk, lk, fmaf(ks[u], dot, km[u] * qsum),
-                           s_logit);
-      }
-    }
-  });
+          for (int i = 0; i < kEK; ++i) dot = fmaf(qf[i], c[i], dot);
+          store_logit<kTprK>(p, b, start, n, i0 + u * kRowsK + rk, lk,
+                             fmaf(ks[u], dot, km[u] * qsum), s_logit);
+        }
+      });
 }
 
 /// INT4 K scores with integer dot products (IDP4A: four byte products summed per instruction).
@@ -119,36 +117,34 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
   const float qoff = -offset * float(qint_sum);
 
   const uint8_t* data = rd.data + lk * 16;
-  rd.dispatch([&](auto mode) {
-    for (int i0 = 0; i0 < n; i0 += kRows * kAttnUnroll) {
-      uint4 raw[kAttnUnroll];
-      float ks[kAttnUnroll], km[kAttnUnroll];
-      load_rows<decltype(mode)::value, kRows, kRowBytes>(rd, data, s_row, i0, rk, raw, ks, km);
+  for_each_rows<kRows, kRowBytes>(
+      rd, data, s_row, n, rk,
+      [&](int i0, const uint4(&raw)[kAttnUnroll], const float(&ks)[kAttnUnroll],
+          const float(&km)[kAttnUnroll]) {
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) {
-        const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
-        uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
-        int a2 = 0, a2x16 = 0;
+        for (int u = 0; u < kAttnUnroll; ++u) {
+          const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+          uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
+          int a2 = 0, a2x16 = 0;
 #pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
-          a0 = dp4a_uu(planes[0][w][0], even, a0);
-          a1 = dp4a_uu(planes[1][w][0], even, a1);
-          a2 = dp4a_su(planes[2][w][0], even, a2);
-          a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
-          a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
-          a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+          for (int w = 0; w < 4; ++w) {
+            const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
+            a0 = dp4a_uu(planes[0][w][0], even, a0);
+            a1 = dp4a_uu(planes[1][w][0], even, a1);
+            a2 = dp4a_su(planes[2][w][0], even, a2);
+            a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
+            a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
+            a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+          }
+          // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
+          // x16 sums are exact multiples of 16.
+          const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
+          const int high = a2 + (a2x16 >> 4);
+          const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
+          store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
+                            fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
         }
-        // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
-        // x16 sums are exact multiples of 16.
-        const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
-        const int high = a2 + (a2x16 >> 4);
-        const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-        store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
-                          fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
-      }
-    }
-  });
+      });
 }
 
 /// INT8 K scores on the tensor cores (fp16 q; codes become exact fp16 integers two at a time,

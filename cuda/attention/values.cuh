@@ -37,50 +37,49 @@ __device__ __forceinline__ void values_rows(const DecodeAttentionParams& p, cons
 #pragma unroll
   for (int i = 0; i < kEV; ++i) acc[i] = 0.f;
   float macc = 0.f;
-  rd.dispatch([&](auto mode) {
-    for (int i0 = 0; i0 < n; i0 += kRowsV * kAttnUnroll) {
-      uint4 raw[kAttnUnroll];
-      float vs[kAttnUnroll], vm[kAttnUnroll], pw[kAttnUnroll];
-      load_rows<decltype(mode)::value, kRowsV, kRowBytesV>(rd, data, s_row, i0, rv, raw, vs, vm);
+  for_each_rows<kRowsV, kRowBytesV>(
+      rd, data, s_row, n, rv,
+      [&](int i0, const uint4(&raw)[kAttnUnroll], const float(&vs)[kAttnUnroll],
+          const float(&vm)[kAttnUnroll]) {
+        float pw[kAttnUnroll];
 #pragma unroll
-      for (int u = 0; u < kAttnUnroll; ++u) pw[u] = s_logit[i0 + u * kRowsV + rv];
-      bool done = false;
-      if constexpr (kH2V) {
-        if (use_h2) {
-          __half2 hacc[kEV / 2];
+        for (int u = 0; u < kAttnUnroll; ++u) pw[u] = s_logit[i0 + u * kRowsV + rv];
+        bool done = false;
+        if constexpr (kH2V) {
+          if (use_h2) {
+            __half2 hacc[kEV / 2];
 #pragma unroll
-          for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
+            for (int k = 0; k < kEV / 2; ++k) hacc[k] = __float2half2_rn(0.f);
+#pragma unroll
+            for (int u = 0; u < kAttnUnroll; ++u) {
+              uint32_t c[kEV / 2];
+              decode_vec_h2<FV>(raw[u], hdec, c);
+              const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
+#pragma unroll
+              for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
+              macc = fmaf(pw[u], vm[u], macc);
+            }
+#pragma unroll
+            for (int k = 0; k < kEV / 2; ++k) {
+              const float2 f = __half22float2(hacc[k]);
+              acc[pair_lo<FV>(k)] += f.x;
+              acc[pair_hi<FV>(k)] += f.y;
+            }
+            done = true;
+          }
+        }
+        if (!done) {
 #pragma unroll
           for (int u = 0; u < kAttnUnroll; ++u) {
-            uint32_t c[kEV / 2];
-            decode_vec_h2<FV>(raw[u], hdec, c);
-            const __half2 ps = __float2half2_rn(pw[u] * vs[u]);
+            float c[kEV];
+            decode_vec<FV, T>(raw[u], rd.dec, c);
+            const float ps = pw[u] * vs[u];
 #pragma unroll
-            for (int k = 0; k < kEV / 2; ++k) hacc[k] = __hfma2(ps, u2h2(c[k]), hacc[k]);
+            for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
             macc = fmaf(pw[u], vm[u], macc);
           }
-#pragma unroll
-          for (int k = 0; k < kEV / 2; ++k) {
-            const float2 f = __half22float2(hacc[k]);
-            acc[pair_lo<FV>(k)] += f.x;
-            acc[pair_hi<FV>(k)] += f.y;
-          }
-          done = true;
         }
-      }
-      if (!done) {
-#pragma unroll
-        for (int u = 0; u < kAttnUnroll; ++u) {
-          float c[kEV];
-          decode_vec<FV, T>(raw[u], rd.dec, c);
-          const float ps = pw[u] * vs[u];
-#pragma unroll
-          for (int i = 0; i < kEV; ++i) acc[i] = fmaf(ps, c[i], acc[i]);
-          macc = fmaf(pw[u], vm[u], macc);
-        }
-      }
-    }
-  });
+      });
   // The rows of one warp share lv = lane % kTprV: fold them with shuffles, so shared memory
   // sees one row per warp (a [rows][D] array written with stride kEV has 32-way conflicts).
 #pragma unroll

@@ -29,6 +29,11 @@ case "$case_name" in
   method_fails_exit2)
     expect 2 "error: foo" -- "$bin/basic_benchmark" --methods foo,full_cache --prompt-len 8 \
       --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality ;;
+  comprehensive_method_fails_exit2)
+    dir=$(mktemp -d)
+    expect 2 "error: foo" -- "$bin/comprehensive_benchmark" --methods foo --batch 1 --prompt-len 8 \
+      --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality --no-plots --out-dir "$dir"
+    rm -rf "$dir" ;;
   decode_nested_json)
     nested=$(mktemp)
     { head -c 100000 /dev/zero | tr '\0' '['; printf 1; head -c 100000 /dev/zero | tr '\0' ']'; } >"$nested"

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "eli/cache/quantize.h"
 #include "eli/cache/registry.h"
 
 namespace {

@@ -22,7 +22,7 @@ at::Tensor awkward_rows(int64_t rows, int64_t d, uint64_t seed) {
 }
 
 // The step (scale) that covers each element, broadcast to x's shape.
-at::Tensor step_of(const QTensor& q, const QuantSpec& spec, const at::Tensor& x, float ts) {
+at::Tensor step_of(const KvStore& q, const QuantSpec& spec, const at::Tensor& x, float ts) {
   if (spec.granularity == Granularity::kPerTensor) return at::full_like(x, ts);
   const int64_t d = x.size(-1);
   const int64_t w = spec.group_width(d);
@@ -37,8 +37,8 @@ void expect_half_step(const QuantSpec& spec, const std::string& what) {
     if (spec.granularity == Granularity::kPerTensor) {
       ts = tensor_scale_for(x.abs().max().item<float>(), spec);
     }
-    QTensor q = quantize(x, spec, ts);
-    auto xr = dequantize(q, spec, ts);
+    KvStore q = quantize(x, spec, ts);
+    auto xr = dequantize(q);
     ASSERT_EQ(xr.sizes(), x.sizes()) << what;
     auto step = step_of(q, spec, x, ts);
     auto excess = ((x - xr).abs() - step * 0.5 * (1 + 1e-6)).flatten();
@@ -81,8 +81,8 @@ TEST(Codec, TightRangeFarFromZeroStaysWithinHalfStep) {
   s.bits = 4;
   s.granularity = Granularity::kGroup;
   s.zero_point = true;
-  QTensor q = quantize(x, s);
-  auto err = (x - dequantize(q, s)).abs();
+  KvStore q = quantize(x, s);
+  auto err = (x - dequantize(q)).abs();
   auto step = q.scales.to(at::kFloat).repeat_interleave(32, -1);
   // fp32 arithmetic near 1000 adds a few ulps (2^-23 relative) on top of the half step.
   EXPECT_LE((err - step * 0.5 - x.abs() * 4 * std::ldexp(1.0, -23)).max().item<float>(), 0.0f);
@@ -138,11 +138,11 @@ TEST(Codec, Int4CodesUseDocumentedNibbles) {
   QuantSpec s;
   s.bits = 4;
   s.granularity = Granularity::kPerTokenHead;
-  auto nib = unpack_int4(quantize(x, s).codes);
+  auto nib = unpack_int4(quantize(x, s).data);
   EXPECT_GE(nib.min().item<int>(), 1);
   EXPECT_LE(nib.max().item<int>(), 15);
   s.zero_point = true;
-  nib = unpack_int4(quantize(x, s).codes);
+  nib = unpack_int4(quantize(x, s).data);
   EXPECT_EQ(nib.min().item<int>(), 0);
   EXPECT_EQ(nib.max().item<int>(), 15);
 }
@@ -156,9 +156,10 @@ TEST(Codec, PerTensorRescaleKeepsHistoryWithinOneStep) {
     auto x = awkward_rows(9, 64, 7);
     const float s1 = tensor_scale_for(x.abs().max().item<float>(), s);
     const float s2 = s1 * 2.7f;
-    QTensor q = quantize(x, s, s1);
-    rescale_codes_(q.codes, bits, s1, s2);
-    auto err = (x - dequantize(q, s, s2)).abs().max().item<float>();
+    KvStore q = quantize(x, s, s1);
+    rescale_codes_(q.data, bits, s1, s2);
+    q.tensor_scale = s2;
+    auto err = (x - dequantize(q)).abs().max().item<float>();
     EXPECT_LE(err, 0.5f * (s1 + s2) * 1.0001f) << "bits " << bits;
     EXPECT_GT(err, 0.5f * s1) << "bits " << bits;  // the rescale really coarsened the codes
   }
@@ -168,8 +169,8 @@ TEST(Codec, PerTensorClampsBeyondScale) {
   QuantSpec s;
   s.granularity = Granularity::kPerTensor;
   auto x = at::tensor({0.5f, -3.0f, 10.0f}).view({1, 3});
-  QTensor q = quantize(x, s, 1.0f / 127);
-  auto xr = dequantize(q, s, 1.0f / 127);
+  KvStore q = quantize(x, s, 1.0f / 127);
+  auto xr = dequantize(q);
   EXPECT_FLOAT_EQ(xr[0][1].item<float>(), -1.0f);
   EXPECT_FLOAT_EQ(xr[0][2].item<float>(), 1.0f);
 }

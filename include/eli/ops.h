@@ -4,7 +4,7 @@
 ///
 /// Every op runs on CUDA tensors through the kernels in cuda/ (head_dim 64 or 128, fp16/fp32)
 /// and on CPU tensors through ops::ref, the plain loop reference that is its specification.
-/// Layout: include/eli/quant_layout.h; rounding rules: include/eli/cache/quantize.h.
+/// Storage: eli/quant.h (KvStore) and eli/quant_layout.h; rounding rules: eli/cache/quantize.h.
 ///
 /// Storage shapes (N0 >= B sequences, H heads, S slots, D head_dim, G scales per row):
 ///   contiguous: [N0, H, S, w], token t of sequence b in slot t (S = capacity)
@@ -17,29 +17,12 @@
 #include <cstdint>
 #include <utility>
 
-#include "eli/cache/quantize.h"
+#include "eli/quant.h"
 
 namespace eli::ops {
 
-/// One of K or V as a cache stores it.
-struct KvStore {
-  /// bits 16: [.., D] fp16/fp32 values; bits 8: [.., D] int8 (symmetric) or uint8 (zero-point);
-  /// bits 4: [.., D/2] uint8 (element 2j in the low nibble of byte j).
-  at::Tensor data;
-  at::Tensor scales;  // [.., G] fp16 (G = 1 per_token_head, D / group_size group); else undefined
-  at::Tensor minima;  // [.., G] fp16 with spec.zero_point; else undefined
-  int bits = 16;      // 16 = not quantized; 8 or 4 = quantized per `spec` (spec.bits ignored)
-  quant::QuantSpec spec;
-  float tensor_scale = 0.f;  // per_tensor: the layer's fp32 scale (> 0)
-
-  /// Storage of unquantized values.
-  static KvStore fp(at::Tensor values);
-  /// Storage of quantized codes; `spec.bits` gives the width (8 or 4).
-  static KvStore quantized(at::Tensor codes, at::Tensor scales, at::Tensor minima,
-                           const quant::QuantSpec& spec, float tensor_scale = 0.f);
-  /// head_dim implied by data's last dim and bits.
-  int64_t head_dim() const;
-};
+/// One of K or V as a cache stores it (the one storage struct, eli/quant.h).
+using quant::KvStore;
 
 /// Which slots a [B, H, T, D] block of rows occupies: positions t0 .. t0 + T - 1 of every
 /// sequence, contiguous (block_table undefined) or through a paged block table

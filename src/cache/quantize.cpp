@@ -32,40 +32,6 @@ at::Tensor ungrouped(const at::Tensor& x) {
 
 }  // namespace
 
-int64_t QuantSpec::group_width(int64_t head_dim) const {
-  switch (granularity) {
-    case Granularity::kGroup:
-      return group_size;
-    default:
-      return head_dim;
-  }
-}
-
-int64_t QuantSpec::groups(int64_t head_dim) const {
-  switch (granularity) {
-    case Granularity::kPerTensor:
-      return 0;
-    case Granularity::kPerTokenHead:
-      return 1;
-    case Granularity::kGroup:
-      return head_dim / group_size;
-  }
-  return 0;
-}
-
-void QuantSpec::check(int64_t head_dim) const {
-  ELI_CHECK(bits == 8 || bits == 4, "quantization bits = {} (valid: 8, 4)", bits);
-  ELI_CHECK(bits == 8 || head_dim % 2 == 0, "INT4 needs an even head_dim, got {}", head_dim);
-  if (granularity == Granularity::kGroup) {
-    ELI_CHECK(group_size == 32 || group_size == 64, "group_size = {} (valid: 32, 64)", group_size);
-    ELI_CHECK(head_dim % group_size == 0, "group_size {} does not divide head_dim {}", group_size,
-              head_dim);
-  }
-  ELI_CHECK(!zero_point || granularity != Granularity::kPerTensor,
-            "zero_point needs granularity group or per_token_head, not per_tensor");
-  ELI_CHECK(eps > 0.0f, "quantization eps = {} must be > 0", eps);
-}
-
 // Moves fp16 values one representable step towards +inf / -inf through their bit patterns
 // (int16 view), so the result is exactly the neighbour (as the CUDA kernels compute it).
 at::Tensor to_half_up(const at::Tensor& x) {
@@ -94,11 +60,14 @@ float tensor_scale_for(float absmax, const QuantSpec& spec) {
   return std::min(std::max(s, spec.eps), kHalfMax);
 }
 
-QTensor quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale) {
+KvStore quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale) {
   const int64_t d = x.size(-1);
   spec.check(d);
   auto xf = x.to(at::kFloat);
-  QTensor out;
+  KvStore out;
+  out.bits = spec.bits;
+  out.spec = spec;
+  out.tensor_scale = tensor_scale;
   at::Tensor q;  // integer-valued fp32, [..., D]
   if (spec.granularity == Granularity::kPerTensor) {
     ELI_CHECK(tensor_scale > 0.0f, "per_tensor quantization needs a scale > 0, got {}",
@@ -125,15 +94,20 @@ QTensor quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale)
     }
   }
   if (spec.bits == 8) {
-    out.codes = spec.zero_point ? q.to(at::kByte) : q.to(at::kChar);
+    out.data = spec.zero_point ? q.to(at::kByte) : q.to(at::kChar);
   } else {
-    out.codes = pack_int4((spec.zero_point ? q : q + kInt4Offset).to(at::kByte));
+    out.data = pack_int4((spec.zero_point ? q : q + kInt4Offset).to(at::kByte));
   }
   return out;
 }
 
-at::Tensor dequantize(const QTensor& qt, const QuantSpec& spec, float tensor_scale) {
-  at::Tensor q = spec.bits == 8 ? qt.codes.to(at::kFloat) : unpack_int4(qt.codes).to(at::kFloat);
+at::Tensor dequantize(const KvStore& qt) {
+  ELI_CHECK(qt.bits == 8 || qt.bits == 4, "dequantize: storage of {} bits is not quantized",
+            qt.bits);
+  QuantSpec spec = qt.spec;
+  spec.bits = qt.bits;
+  const float tensor_scale = qt.tensor_scale;
+  at::Tensor q = spec.bits == 8 ? qt.data.to(at::kFloat) : unpack_int4(qt.data).to(at::kFloat);
   if (spec.bits == 4 && !spec.zero_point) q = q - kInt4Offset;
   if (spec.granularity == Granularity::kPerTensor) return q * tensor_scale;
   const int64_t d = q.size(-1);

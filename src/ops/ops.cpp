@@ -21,30 +21,6 @@ namespace {
 }
 }  // namespace
 
-KvStore KvStore::fp(at::Tensor values) {
-  KvStore s;
-  s.data = std::move(values);
-  s.bits = 16;
-  return s;
-}
-
-KvStore KvStore::quantized(at::Tensor codes, at::Tensor scales, at::Tensor minima,
-                           const quant::QuantSpec& spec, float tensor_scale) {
-  KvStore s;
-  s.data = std::move(codes);
-  s.scales = std::move(scales);
-  s.minima = std::move(minima);
-  s.bits = spec.bits;
-  s.spec = spec;
-  s.tensor_scale = tensor_scale;
-  return s;
-}
-
-int64_t KvStore::head_dim() const {
-  ELI_CHECK(data.defined() && data.dim() >= 1, "KvStore: data undefined");
-  return bits == 4 ? 2 * data.size(-1) : data.size(-1);
-}
-
 bool has_cuda_ops() {
 #ifdef ELI_WITH_CUDA
   return true;

@@ -30,9 +30,12 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
 
 // ---- Fused decode (CUDA, CPU): the stored history read in place by ops::decode_attention --
 
-/// Slots 0 .. len - 1 of one K/V storage (shapes in include/eli/ops.h), seen by a decode query.
-struct DecodeRegion {
-  ops::KvStore k, v;
+/// Slots 0 .. len - 1 of one layer's K and V storage, seen by a decode query. Store is how the
+/// storage is held: a layout's buffers (Parts, [N, H, S, w] each: SlotRegion in layout.h) or
+/// the ops' view of them (ops::KvStore, shapes in eli/ops.h: DecodeRegion).
+template <class Store>
+struct Region {
+  Store k, v;
   at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
   at::Tensor bias;         // optional [B, >= len] fp32 logit bias (log count, -1e30 = masked)
   int64_t len = 0;
@@ -40,6 +43,7 @@ struct DecodeRegion {
   /// the grid). Undefined: every sequence reads len slots.
   at::Tensor seq_lens;
 };
+using DecodeRegion = Region<ops::KvStore>;
 
 /// Logit bias of a slot that must not be seen (finite, so a fully masked split stays finite
 /// and merges with weight 0).

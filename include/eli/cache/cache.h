@@ -28,6 +28,7 @@
 #include "eli/cache/attend.h"
 #include "eli/cache/codec.h"
 #include "eli/cache/layout.h"
+#include "eli/cache/quantize.h"
 #include "eli/error.h"
 #include "eli/kv_cache.h"
 

@@ -39,8 +39,8 @@
 #include <utility>
 #include <vector>
 
-#include "eli/cache/quantize.h"
 #include "eli/ops.h"
+#include "eli/quant.h"
 
 namespace eli::cache {
 

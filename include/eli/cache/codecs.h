@@ -94,25 +94,11 @@ class QuantCodec {
     const bool cuda = x.is_cuda() && ops::has_cuda_ops() && (head_dim_ == 64 || head_dim_ == 128) &&
                       (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat);
     if (cpu || cuda) {
-      const ops::KvStore s = ops::quantize_kv(x, spec_, tensor_scale(layer));
-      Parts p{s.data};
-      if (s.scales.defined()) p.push_back(s.scales);
-      if (s.minima.defined()) p.push_back(s.minima);
-      return p;
+      return parts_of(ops::quantize_kv(x, spec_, tensor_scale(layer)));
     }
-    quant::QTensor q = quant::quantize(x, spec_, tensor_scale(layer));
-    Parts p{q.codes};
-    if (q.scales.defined()) p.push_back(q.scales);
-    if (q.minima.defined()) p.push_back(q.minima);
-    return p;
+    return parts_of(quant::quantize(x, spec_, tensor_scale(layer)));
   }
-  at::Tensor decode(int layer, const Parts& p) const {
-    quant::QTensor q;
-    q.codes = p[0];
-    if (p.size() > 1) q.scales = p[1];
-    if (p.size() > 2) q.minima = p[2];
-    return quant::dequantize(q, spec_, tensor_scale(layer));
-  }
+  at::Tensor decode(int layer, const Parts& p) const { return quant::dequantize(store(layer, p)); }
   /// Stored parts (buffers [N, H, S, width]) as the ops' storage view, read in place.
   ops::KvStore store(int layer, const Parts& p) const {
     size_t i = 1;
@@ -132,6 +118,14 @@ class QuantCodec {
   void reset() { std::fill(scale_.begin(), scale_.end(), 0.0f); }
 
  private:
+  // The parts of quantized storage, in parts() order: codes, scales (if any), minima (if any).
+  static Parts parts_of(const quant::KvStore& s) {
+    Parts p{s.data};
+    if (s.scales.defined()) p.push_back(s.scales);
+    if (s.minima.defined()) p.push_back(s.minima);
+    return p;
+  }
+
   int64_t head_dim_;
   quant::QuantSpec spec_;
   std::vector<float> scale_;

@@ -80,14 +80,9 @@ struct Gathered {
 };
 
 /// Storage buffers of one layer (K and V parts [N, H, S, w]) of which slots 0 .. len - 1 are
-/// read by a decode query (the fused path, eli/cache/attend.h). bias: optional fp32
-/// [B, >= len] on the device (log count of summaries, kMaskedLogit for slots not visible).
-struct SlotRegion {
-  Parts k, v;
-  at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
-  at::Tensor bias;
-  int64_t len = 0;
-};
+/// read by a decode query (the fused path, eli/cache/attend.h); bias (kMaskedLogit for slots
+/// not visible) and block table as in Region.
+using SlotRegion = Region<Parts>;
 
 /// Slot counts of a layout after n positions (totals over the batch unless noted).
 struct Footprint {

@@ -1,6 +1,7 @@
 #pragma once
 /// CPU/ATen reference of the KV quantization codecs: the specification the CUDA kernels match.
-/// Storage follows eli/quant_layout.h exactly; this header adds the rounding rules:
+/// Storage follows eli/quant.h and eli/quant_layout.h exactly; this header adds the rounding
+/// rules:
 ///   - x is first converted to fp32; codes are round-half-to-even(x / s) (division, not
 ///     multiplication by a reciprocal), then clamped to the code range.
 ///   - scales are rounded to fp16 *upwards* (the smallest fp16 >= the fp32 scale) and minima
@@ -12,41 +13,16 @@
 
 #include <cstdint>
 
-#include "eli/config.h"
+#include "eli/quant.h"
 
 namespace eli::quant {
 
-/// How one tensor of head vectors is quantized.
-struct QuantSpec {
-  int bits = 8;  // 8 or 4
-  Granularity granularity = Granularity::kPerTokenHead;
-  int group_size = 32;      // kGroup: 32 or 64, divides head_dim
-  bool zero_point = false;  // asymmetric (kGroup / kPerTokenHead only)
-  float eps = 1e-8f;        // scale floor
-  /// Elements sharing one scale for a row of `head_dim` values.
-  int64_t group_width(int64_t head_dim) const;
-  /// Scales per row: 1 (per_token_head), head_dim / group_size (group), 0 (per_tensor).
-  int64_t groups(int64_t head_dim) const;
-  /// Bytes of codes per row.
-  int64_t code_bytes(int64_t head_dim) const { return bits == 8 ? head_dim : head_dim / 2; }
-  /// Throws eli::Error when head_dim does not fit this spec (odd for INT4, group not dividing).
-  void check(int64_t head_dim) const;
-};
-
-/// A quantized tensor of rows [..., D].
-struct QTensor {
-  at::Tensor
-      codes;  // [..., D] int8 (symmetric INT8) / uint8 (asymmetric INT8); [..., D/2] uint8 (INT4)
-  at::Tensor
-      scales;  // [..., G] fp16; undefined for per_tensor (the scale is a caller's fp32 scalar)
-  at::Tensor minima;  // [..., G] fp16; only with zero_point
-};
-
-/// Quantizes x [..., D] (any float dtype/device). per_tensor uses `tensor_scale` (fp32, > 0) and
+/// Quantizes x [..., D] (any float dtype/device) into fresh storage (data = codes, scales,
+/// minima; bits, spec and tensor_scale set). per_tensor uses `tensor_scale` (fp32, > 0) and
 /// clamps elements outside +-qmax*tensor_scale.
-QTensor quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale = 0.0f);
-/// Returns x' [..., D] as fp32.
-at::Tensor dequantize(const QTensor& q, const QuantSpec& spec, float tensor_scale = 0.0f);
+KvStore quantize(const at::Tensor& x, const QuantSpec& spec, float tensor_scale = 0.0f);
+/// Returns x' [..., D] as fp32 from quantized storage (its spec, bits and tensor_scale).
+at::Tensor dequantize(const KvStore& q);
 
 /// The per_tensor scale for an absolute maximum: max(absmax / qmax, eps), clamped to fp16 max.
 float tensor_scale_for(float absmax, const QuantSpec& spec);

@@ -42,13 +42,6 @@ Granularity parse_granularity(const std::string& s) {
   ELI_FAIL("unknown scale granularity '{}' (valid: per_tensor, per_token_head, group)", s);
 }
 
-void Config::validate() const {
-  ELI_CHECK(!model.empty(), "Config.model must not be empty");
-  ELI_CHECK(max_new_tokens >= 0, "Config.max_new_tokens = {} must be >= 0", max_new_tokens);
-  ELI_CHECK(device == "auto" || device == "cpu" || device.rfind("cuda", 0) == 0,
-            "Config.device = '{}' (valid: auto, cpu, cuda, cuda:N)", device);
-}
-
 void QuantizationConfig::validate() const {
   ELI_CHECK(group_size == 32 || group_size == 64,
             "QuantizationConfig.group_size = {} (valid: 32, 64)", group_size);

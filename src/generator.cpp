@@ -33,7 +33,7 @@ void GenerationConfig::validate() const {
 
 std::unique_ptr<KVCache> Generator::make_cache_for(const GenerationConfig& cfg,
                                                    int64_t batch) const {
-  if (cfg.method == "no_cache") return nullptr;
+  if (method_kind(cfg.method) == MethodKind::kRecompute) return nullptr;
   return make_cache(cfg.method, model_->shape(), batch, cfg.cache, cfg.quant, model_->dtype(),
                     model_->device());
 }
@@ -71,13 +71,16 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   if (cfg.max_new_tokens == 0) return res;
 
   std::unique_ptr<KVCache> cache = make_cache_for(cfg, batch);
+  res.cache_name = cache ? cache->name() : "no_cache";
   std::vector<int64_t> flat;
   flat.reserve(batch * plen);
   for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
   at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU, grows for no_cache
 #ifdef ELI_WITH_CUDA
   if (cache && cfg.cuda_graph && model_->device().is_cuda()) {
-    return detail::generate_cuda(*model_, *cache, all_ids, cfg, on_token);
+    GenerationResult r = detail::generate_cuda(*model_, *cache, all_ids, cfg, on_token);
+    r.cache_name = res.cache_name;
+    return r;
   }
 #endif
   auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);

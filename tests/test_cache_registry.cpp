@@ -156,6 +156,19 @@ TEST(CacheRegistry, BadRegistrationsAndSpecsNameTheProblem) {
   expect_error([] { make("nonesuch"); }, "quant_exact");  // the list of methods names it
 }
 
+TEST(CacheRegistry, MethodKindIsReadFromTheSpec) {
+  register_once();
+  using eli::MethodKind;
+  EXPECT_EQ(eli::method_kind("no_cache"), MethodKind::kRecompute);
+  for (const char* m : {"full_cache", "full", "contiguous(max=40)", "full+fp+residual=4"}) {
+    EXPECT_EQ(eli::method_kind(m), MethodKind::kFullCache) << m;
+  }
+  for (const char* m : {"quant_int8", "paged_attention", "sliding_window", "full+k:fp,v:int4",
+                        "quant_exact", "tagged", "bogus", "full(max=x)"}) {
+    EXPECT_EQ(eli::method_kind(m), MethodKind::kCache) << m;
+  }
+}
+
 const eli::model::GPT2& tiny_model() {
   static const eli::model::GPT2 m = eli::model::GPT2::random(
       eli::GPT2Config::named("L2-E64-H2-V300-P96"), 7, at::kCPU, at::kFloat);
@@ -172,6 +185,8 @@ TEST(CacheRegistry, GeneratorAndBenchmarkerTakeRegisteredNames) {
   cfg.method = "quant_exact";
   const auto exact = g.generate({prompt}, cfg);
   EXPECT_EQ(exact.tokens, full.tokens);
+  EXPECT_EQ(exact.cache_name, "full+exact");
+  EXPECT_EQ(full.cache_name, "full+fp");
   EXPECT_EQ(exact.cache_stats.payload_bytes, full.cache_stats.payload_bytes);  // fp32 both
 
   eli::bench::BenchmarkConfig bc;

@@ -1,5 +1,5 @@
 #pragma once
-/// Run, cache and quantization settings. Every field is validated by the matching
+/// Cache and quantization settings. Every field is validated by the matching
 /// `validate()` (bad value -> eli::Error naming the field, the value and the allowed range).
 
 #include <cstdint>
@@ -19,14 +19,6 @@ const char* to_string(QuantMode m);
 const char* to_string(Granularity g);
 QuantMode parse_quant_mode(const std::string& s);     // "none"|"fp"|"int8"|"int4"
 Granularity parse_granularity(const std::string& s);  // "per_tensor"|"per_token_head"|"group"
-
-struct Config {
-  std::string model = "default";  // HF directory, "random:NAME", or "default" (assets/models)
-  std::string device = "auto";    // "auto" | "cpu" | "cuda" | "cuda:N"
-  uint64_t seed = 42;
-  int max_new_tokens = 64;  // >= 0
-  void validate() const;
-};
 
 struct QuantizationConfig {
   QuantMode mode = QuantMode::kInt8;  // used for both K and V unless overridden

@@ -48,6 +48,7 @@ struct GenerationResult {
   std::vector<std::vector<int64_t>> tokens;  // generated ids per sequence (stop token included)
   StepTiming timing;
   CacheStats cache_stats;  // at the end of generation (zeros for no_cache)
+  std::string cache_name;  // KVCache::name() of the cache used, "no_cache" for recomputation
 };
 
 class Generator {

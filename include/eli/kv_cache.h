@@ -86,6 +86,16 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
                                     const QuantizationConfig& quant_cfg, at::ScalarType dtype,
                                     at::Device device);
 
+/// What a method asks the generator for.
+enum class MethodKind {
+  kRecompute,  // "no_cache": no cache, the whole sequence recomputed every step
+  kFullCache,  // every position at full precision ("full_cache", "full", "full(max=N)"): exact,
+               // the reference the other methods are compared with
+  kCache,      // any other cache (and names make_cache would reject)
+};
+/// The kind of a method name or spec (registered names included). Never throws.
+MethodKind method_kind(const std::string& method);
+
 /// The eight built-in method names, in the canonical order (registered ones:
 /// eli::cache::registered_methods()).
 const std::vector<std::string>& method_names();

@@ -3,7 +3,8 @@
 /// fused decode attention that reads the storage as stored (see docs/KERNELS.md).
 ///
 /// Every op runs on CUDA tensors through the kernels in cuda/ (head_dim 64 or 128, fp16/fp32)
-/// and on CPU tensors through ops::ref, the plain loop reference that is its specification.
+/// and on CPU tensors through the CPU kernels; each has a plain reference, its specification
+/// (src/ops/ref.h, used by the tests).
 /// Storage: eli/quant.h (KvStore) and eli/quant_layout.h; rounding rules: eli/cache/quantize.h.
 ///
 /// Storage shapes (N0 >= B sequences, H heads, S slots, D head_dim, G scales per row):
@@ -109,24 +110,6 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
 /// Index of the largest element of each row of x [rows, n] (NaN largest, ties to the lowest
 /// index, as at::argmax): int64 [rows] on x's device.
 at::Tensor argmax_rows(const at::Tensor& x);
-
-/// The CPU specifications (tensors on CPU, any head_dim the layout allows).
-namespace ref {
-/// The unfused ATen sequences the fused stages above stand for (any device).
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu);
-at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
-                                   const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
-std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
-                                                  const at::Tensor& ids, const at::Tensor& pos0,
-                                                  const at::Tensor& ln_w, const at::Tensor& ln_b,
-                                                  double eps);
-at::Tensor argmax_rows(const at::Tensor& x);
-void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
-void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
-void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,
-                          const DecodeAttentionArgs& args, at::Tensor& out,
-                          at::Tensor* lse = nullptr);
-}  // namespace ref
 
 /// True when this build has the CUDA ops (else CUDA tensors make the ops throw).
 bool has_cuda_ops();

@@ -63,8 +63,8 @@ void relative_to_full(std::vector<MethodResult>& results) {
     r.speed_vs_full = kNaN;
     if (!r.error.empty()) continue;
     for (const MethodResult& f : results) {
-      if (f.method != "full_cache" || !f.error.empty() || f.batch != r.batch ||
-          f.prompt_len != r.prompt_len) {
+      if (method_kind(f.method) != MethodKind::kFullCache || !f.error.empty() ||
+          f.batch != r.batch || f.prompt_len != r.prompt_len) {
         continue;
       }
       const double full_bytes = static_cast<double>(f.cache.total_bytes());
@@ -111,8 +111,9 @@ Quality Benchmarker::stream_quality(const std::string& method) {
         stream_logits(*model_, ids, cfg_.eval_prefix, config_for("full_cache", 1));
   }
   const at::Tensor logits =
-      method == "full_cache" ? full_stream_logits_
-                             : stream_logits(*model_, ids, cfg_.eval_prefix, config_for(method, 1));
+      method_kind(method) == MethodKind::kFullCache
+          ? full_stream_logits_
+          : stream_logits(*model_, ids, cfg_.eval_prefix, config_for(method, 1));
   Quality q;
   q.eval_prefix = cfg_.eval_prefix;
   q.eval_tokens = static_cast<int64_t>(targets.size());
@@ -204,16 +205,12 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   res.cache_allocated_mb = to_mb(static_cast<double>(res.cache.allocated_bytes()));
   res.bytes_per_token = bytes_per_token(res.cache, res.batch);
   res.bytes_per_stored_token = bytes_per_stored_token(res.cache, res.batch);
-  if (method == "no_cache") {
-    res.cache_name = "no_cache";
-  } else {
-    res.cache_name = gen.make_cache_for(gcfg, 1)->name();
-  }
+  res.cache_name = last.cache_name;
   res.output_ids = last.tokens;
 
   if (cfg_.quality) {
     const std::string key = prompts_key(prompts, max_new_tokens);
-    if (method == "full_cache" && !reference_outputs_.count(key)) {
+    if (method_kind(method) == MethodKind::kFullCache && !reference_outputs_.count(key)) {
       reference_outputs_[key] = last.tokens;
     }
     const auto& ref = reference_output(prompts, max_new_tokens);

@@ -1,11 +1,13 @@
 #include "eli/bench/memory.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 #ifdef ELI_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -45,14 +47,34 @@ bool reset_hwm() {
 
 double current_rss_mb() { return status_field_mb("VmRSS"); }
 
-CpuPeakMeter::~CpuPeakMeter() {
-  running_ = false;
-  if (sampler_.joinable()) sampler_.join();
-}
+// Samples VmRSS every `ms` from construction until stop(), keeping the maximum.
+struct CpuPeakMeter::Sampler {
+  std::atomic<bool> running{true};
+  std::atomic<double> peak;
+  std::thread thread;
+  Sampler(double start_mb, int ms) : peak(start_mb) {
+    thread = std::thread([this, ms] {
+      while (running) {
+        const double rss = current_rss_mb();
+        if (rss > peak) peak = rss;
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      }
+    });
+  }
+  double stop() {
+    running = false;
+    if (thread.joinable()) thread.join();
+    return peak.load();
+  }
+  ~Sampler() { stop(); }
+};
+
+CpuPeakMeter::CpuPeakMeter(int sample_ms) : sample_ms_(sample_ms) {}
+
+CpuPeakMeter::~CpuPeakMeter() = default;
 
 void CpuPeakMeter::start() {
-  running_ = false;
-  if (sampler_.joinable()) sampler_.join();
+  sampler_.reset();
   cur_ = CpuPeak{};
   cur_.start_mb = current_rss_mb();
   if (std::isnan(cur_.start_mb)) {
@@ -66,15 +88,7 @@ void CpuPeakMeter::start() {
     return;
   }
   cur_.source = "vmrss_sampled";
-  sampled_peak_ = cur_.start_mb;
-  running_ = true;
-  sampler_ = std::thread([this] {
-    while (running_) {
-      const double rss = current_rss_mb();
-      if (rss > sampled_peak_) sampled_peak_ = rss;
-      std::this_thread::sleep_for(std::chrono::milliseconds(sample_ms_));
-    }
-  });
+  sampler_ = std::make_unique<Sampler>(cur_.start_mb, sample_ms_);
 }
 
 CpuPeak CpuPeakMeter::stop() {
@@ -82,11 +96,10 @@ CpuPeak CpuPeakMeter::stop() {
     // The kernel's RSS counters are batched per thread (a few hundred KB of slack), so the HWM
     // can read a little below the RSS read at start(); the region's peak is at least that.
     cur_.peak_mb = std::max(status_field_mb("VmHWM"), cur_.start_mb);
-  } else if (cur_.source == "vmrss_sampled") {
-    running_ = false;
-    if (sampler_.joinable()) sampler_.join();
-    const double rss = current_rss_mb();
-    cur_.peak_mb = std::max(sampled_peak_.load(), rss);
+  } else if (cur_.source == "vmrss_sampled" && sampler_) {
+    const double peak = sampler_->stop();
+    sampler_.reset();
+    cur_.peak_mb = std::max(peak, current_rss_mb());
   } else {
     cur_.peak_mb = kNaN;
   }

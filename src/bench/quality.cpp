@@ -22,7 +22,7 @@ at::Tensor stream_logits(const model::GPT2& model, const std::vector<int64_t>& i
             model.config().n_positions);
   c10::InferenceMode guard;
   const at::Tensor all = at::tensor(ids, at::kLong).view({1, n}).to(model.device());
-  if (cfg.method == "no_cache") {
+  if (method_kind(cfg.method) == MethodKind::kRecompute) {
     at::Tensor logits = model.forward(all.narrow(1, 0, n - 1), 0, nullptr);  // [1, n-1, V]
     return logits[0].narrow(0, prefix - 1, n - prefix).to(at::kCPU, at::kFloat);
   }

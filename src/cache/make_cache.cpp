@@ -293,6 +293,17 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
   return nullptr;  // not reached: out_of_memory throws
 }
 
+MethodKind method_kind(const std::string& method) {
+  if (method == "no_cache") return MethodKind::kRecompute;
+  try {
+    const cache::CacheSpec s = cache::parse_cache_spec(method, {}, {});
+    const bool exact = s.layout == "full" && s.k.token() == "fp" && s.v.token() == "fp";
+    return exact ? MethodKind::kFullCache : MethodKind::kCache;
+  } catch (const Error&) {
+    return MethodKind::kCache;  // make_cache reports what is wrong with the name
+  }
+}
+
 const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names{"no_cache",        "full_cache",   "sliding_window",
                                               "quant_int8",      "quant_int4",   "quant_mixed",

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "eli/error.h"
+#include "ops/ref.h"
 #include "ops/ref_rows.h"
 #include "ops/storage.h"
 

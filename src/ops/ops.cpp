@@ -8,6 +8,7 @@
 
 #include "eli/error.h"
 #include "ops/attention_cpu.h"
+#include "ops/ref.h"
 #include "ops/storage.h"
 #ifdef ELI_WITH_CUDA
 #include "ops/ops_cuda.h"

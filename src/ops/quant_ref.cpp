@@ -9,6 +9,7 @@
 
 #include "eli/error.h"
 #include "eli/quant_layout.h"
+#include "ops/ref.h"
 #include "ops/ref_rows.h"
 #include "ops/storage.h"
 

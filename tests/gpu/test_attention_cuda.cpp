@@ -10,6 +10,7 @@
 
 #include "eli/error.h"
 #include "eli/ops.h"
+#include "ops/ref.h"
 #include "ops_test_util.h"
 
 namespace eli::ops {

@@ -9,6 +9,7 @@
 
 #include "eli/error.h"
 #include "eli/ops.h"
+#include "ops/ref.h"
 
 namespace eli {
 namespace {

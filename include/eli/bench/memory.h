@@ -18,10 +18,8 @@
 
 #include <ATen/ATen.h>
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 
 namespace eli::bench {
 
@@ -37,7 +35,7 @@ struct CpuPeak {
 
 class CpuPeakMeter {
  public:
-  explicit CpuPeakMeter(int sample_ms = 2) : sample_ms_(sample_ms) {}
+  explicit CpuPeakMeter(int sample_ms = 2);
   ~CpuPeakMeter();
   CpuPeakMeter(const CpuPeakMeter&) = delete;
   CpuPeakMeter& operator=(const CpuPeakMeter&) = delete;
@@ -45,11 +43,10 @@ class CpuPeakMeter {
   CpuPeak stop();
 
  private:
+  struct Sampler;  // the fallback's sampling thread (memory.cpp)
   int sample_ms_;
   CpuPeak cur_;
-  std::atomic<bool> running_{false};
-  std::atomic<double> sampled_peak_{0};
-  std::thread sampler_;
+  std::unique_ptr<Sampler> sampler_;
 };
 
 class GpuPeakMeter {

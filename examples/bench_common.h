@@ -191,27 +191,13 @@ inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
   s.model.emplace(eli::model::GPT2::from_spec(s.model_spec, s.device, dtype, o.seed));
   const int64_t vocab = s.model->config().vocab_size;
 
-  std::vector<std::string> dirs;
-  if (!o.tokenizer.empty()) dirs.push_back(o.tokenizer);
-  if (s.model_spec.rfind("random:", 0) != 0) {
-    dirs.push_back(s.model_spec == "default" ? eli::model::default_model_dir() : s.model_spec);
-  }
-  dirs.push_back(eli::model::assets_dir() + "/tokenizer");
+  const std::string tok_dir = eli::model::tokenizer_dir_for(s.model_spec, o.tokenizer);
   std::optional<eli::Tokenizer> tok;
-  for (const auto& d : dirs) {
-    // A directory that has tokenizer files must load: falling back to the shipped tokenizer
-    // would run another tokenizer than the user's without a word.
-    const bool has_files = file_exists(d + "/vocab.json") || file_exists(d + "/encoder.json");
-    try {
-      tok.emplace(eli::Tokenizer::from_dir(d));
-      break;
-    } catch (const eli::Error& e) {
-      if ((!o.tokenizer.empty() && d == o.tokenizer) || has_files) {
-        ELI_FAIL("tokenizer in '{}' cannot be loaded: {}", d, e.what());
-      }
-    }
+  try {
+    tok.emplace(eli::Tokenizer::from_dir(tok_dir));
+  } catch (const eli::Error& e) {
+    ELI_FAIL("tokenizer in '{}' cannot be loaded: {}", tok_dir, e.what());
   }
-  ELI_CHECK(tok.has_value(), "no tokenizer found (tried the model directory and assets/tokenizer)");
 
   const std::string eval =
       o.eval_file.empty() ? eli::model::assets_dir() + "/eval/kjv_heldout.txt" : o.eval_file;

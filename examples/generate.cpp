@@ -2,7 +2,6 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -50,18 +49,7 @@ int main(int argc, char** argv) {
     const at::Device dev = eli::model::resolve_device(device);
     const auto model_obj =
         eli::model::GPT2::from_spec(model, dev, eli::model::default_dtype(dev), seed);
-    if (tokenizer_dir.empty()) {
-      const std::string dir = model.rfind("random:", 0) == 0
-                                  ? std::string()
-                                  : (model == "default" ? eli::model::default_model_dir() : model);
-      // The model's own tokenizer files when it has them (an error if they are broken: another
-      // tokenizer would silently give other ids), else the shipped GPT-2 tokenizer.
-      const bool has_files =
-          !dir.empty() && (std::filesystem::is_regular_file(dir + "/vocab.json") ||
-                           std::filesystem::is_regular_file(dir + "/encoder.json"));
-      tokenizer_dir = has_files ? dir : eli::model::assets_dir() + "/tokenizer";
-    }
-    const auto tok = eli::Tokenizer::from_dir(tokenizer_dir);
+    const auto tok = eli::Tokenizer::from_dir(eli::model::tokenizer_dir_for(model, tokenizer_dir));
     std::vector<int64_t> ids = tok.encode(prompt);
     ELI_CHECK(!ids.empty(), "the prompt is empty");
     for (int64_t& id : ids) {

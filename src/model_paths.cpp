@@ -76,6 +76,16 @@ at::ScalarType default_dtype(at::Device device) {
   return device.is_cuda() ? at::kHalf : at::kFloat;
 }
 
+std::string tokenizer_dir_for(const std::string& model_spec, const std::string& explicit_dir) {
+  if (!explicit_dir.empty()) return explicit_dir;
+  if (model_spec.rfind("random:", 0) != 0) {
+    const std::string dir =
+        (model_spec == "default" || model_spec.empty()) ? default_model_dir() : model_spec;
+    if (is_file(dir + "/vocab.json") || is_file(dir + "/encoder.json")) return dir;
+  }
+  return assets_dir() + "/tokenizer";
+}
+
 GPT2 GPT2::from_spec(const std::string& spec, at::Device device, at::ScalarType dtype,
                      uint64_t seed) {
   if (spec.rfind("random:", 0) == 0) {

@@ -82,6 +82,12 @@ class GPT2 {
 /// source tree (eli/assets.h gives the order).
 std::string default_model_dir();
 std::string assets_dir();
+/// The tokenizer directory for a model spec (as GPT2::from_spec takes it): `explicit_dir` when
+/// given; else the model's own directory when it has tokenizer files (vocab.json or
+/// encoder.json; loading them may still fail, which is then an error rather than a silent switch
+/// to other ids); else the shipped GPT-2 tokenizer, assets_dir() + "/tokenizer" ("random:..."
+/// models have no directory of their own).
+std::string tokenizer_dir_for(const std::string& model_spec, const std::string& explicit_dir = "");
 /// "auto" -> cuda when available else cpu; validates "cpu", "cuda", "cuda:N".
 at::Device resolve_device(const std::string& spec);
 /// fp16 on CUDA, fp32 on CPU.

@@ -16,7 +16,7 @@ if [ "${ELI_SKIP_APT:-0}" != 1 ]; then
     build-essential cmake ninja-build ccache pkg-config \
     libtorch-dev libgtest-dev libgmock-dev libbenchmark-dev libfmt-dev nlohmann-json3-dev \
     libpcre2-dev libcli11-dev libopenblas0-pthread python3 python3-matplotlib \
-    clang libclang-rt-14-dev >/dev/null
+    clang clang-format libclang-rt-14-dev >/dev/null
 fi
 
 ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release)

@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 scripts/setup.sh "$BUILD"
+# Formatting: every C++ / CUDA source as .clang-format (clang-format 14, installed by setup.sh)
+# has it; a difference fails with the file and line.
+command -v clang-format >/dev/null || { echo "clang-format not found (scripts/setup.sh)" >&2; exit 1; }
+git ls-files -z '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -0 clang-format --dry-run --Werror
 ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)" -LE gpu
 # gpu-labelled tests run too: each skips itself when no GPU is present.
 ctest --test-dir "$BUILD" --output-on-failure -L gpu

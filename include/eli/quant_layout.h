@@ -3,11 +3,11 @@
 /// (include/eli/cache/) and the CUDA kernels (cuda/). Torch-free so cuda/ can include it.
 ///
 /// Element quantization (x = one fp value, s = scale, m = minimum; all scales/minima fp16):
-///   INT8 symmetric : code int8  = clamp(round(x / s), -127, 127),  s = absmax / 127;  x' = code *
-///   s INT8 asymmetric: code uint8 = clamp(round((x - m) / s), 0, 255), s = (max - m) / 255; x' =
-///   code * s + m INT4 symmetric : q = clamp(round(x / s), -7, 7), s = absmax / 7, nibble = q + 8;
-///   x' = (nibble - 8) * s INT4 asymmetric: nibble = clamp(round((x - m) / s), 0, 15), s = (max -
-///   m) / 15;   x' = nibble * s + m
+///   format           code                                       scale s          value x'
+///   INT8 symmetric   int8  = clamp(round(x / s), -127, 127)     absmax / 127     code * s
+///   INT8 asymmetric  uint8 = clamp(round((x - m) / s), 0, 255)  (max - m) / 255  code * s + m
+///   INT4 symmetric   nibble = clamp(round(x / s), -7, 7) + 8    absmax / 7       (nibble - 8) * s
+///   INT4 asymmetric  nibble = clamp(round((x - m) / s), 0, 15)  (max - m) / 15   nibble * s + m
 /// Scales are rounded to fp16 *before* the codes are computed, so |x - x'| <= s/2 holds for the
 /// stored s. A scale below `eps` is raised to eps; an fp16 scale of 0 gives all-zero codes.
 ///

@@ -35,13 +35,13 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
 /// the ops' view of them (ops::KvStore, shapes in eli/ops.h: DecodeRegion).
 template <class Store>
 struct Region {
-  Store k, v;
-  at::Tensor block_table;  // paged: [B, max_blocks] int32; undefined = contiguous
-  at::Tensor bias;         // optional [B, >= len] fp32 logit bias (log count, -1e30 = masked)
+  Store k{}, v{};
+  at::Tensor block_table{};  // paged: [B, max_blocks] int32; undefined = contiguous
+  at::Tensor bias{};         // optional [B, >= len] fp32 logit bias (log count, -1e30 = masked)
   int64_t len = 0;
   /// Optional int32 [B] on the device: slots read per sequence (<= len, which then only bounds
   /// the grid). Undefined: every sequence reads len slots.
-  at::Tensor seq_lens;
+  at::Tensor seq_lens{};
 };
 using DecodeRegion = Region<ops::KvStore>;
 

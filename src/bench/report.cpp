@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/report_columns.h"
 #include "eli/bench/memory.h"
 #include "eli/error.h"
 
@@ -126,13 +127,10 @@ json safe_text(const std::string& text) {
   return json::parse(json(text).dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-struct Column {
-  const char* name;
-  const char* group;  // "" = the row itself
-  std::function<json(const MethodResult&)> get;
-};
+}  // namespace
 
-// The one list of result fields: JSON rows, CSV columns and table cells all come from here.
+namespace detail {
+
 const std::vector<Column>& columns() {
   using R = const MethodResult&;
   static const std::vector<Column> cols = {
@@ -210,6 +208,14 @@ const Column& column(const std::string& name) {
 double number(const json& v) {
   return v.is_number() ? v.get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::column;
+using detail::Column;
+using detail::columns;
 
 json result_json(const MethodResult& r) {
   json j = json::object();
@@ -304,99 +310,12 @@ std::string csv_cell(const json& v) {
   return csv_field(v.dump());
 }
 
-// A table column: a header, the result column it shows and how.
-enum class Style { kText, kFixed, kCvPercent, kRatio };
-struct TableColumn {
-  const char* header;
-  const char* key;
-  Style style;
-  int precision;
-  bool always;  // shown even when empty in every row
-};
-
-std::string cell(const TableColumn& tc, const MethodResult& r) {
-  const json v = column(tc.key).get(r);
-  if (tc.style == Style::kText) {
-    return v.is_string() ? v.get<std::string>() : v.dump();
-  }
-  const double d = number(v);
-  if (!std::isfinite(d)) return "-";
-  switch (tc.style) {
-    case Style::kCvPercent:
-      return fmt::format("{:.1f}%{}", 100.0 * d, d > kNoisyCv ? "!" : "");
-    case Style::kRatio:
-      return format_number(d, tc.precision) + "x";
-    default:
-      return v.is_number_integer() ? std::to_string(v.get<int64_t>())
-                                   : format_number(d, tc.precision);
-  }
-}
-
-// Rows of cells under their headers, left-aligned first column, the rest right-aligned; columns
-// empty ("-") in every row and not `always` are dropped. Error rows print their message.
-std::string render(const std::vector<TableColumn>& cols, const std::vector<MethodResult>& rows,
-                   bool with_errors) {
-  std::vector<std::vector<std::string>> cells;
-  std::vector<const MethodResult*> shown;
-  for (const MethodResult& r : rows) {
-    if (!r.error.empty() && !with_errors) continue;
-    shown.push_back(&r);
-    std::vector<std::string> line;
-    for (const TableColumn& tc : cols)
-      line.push_back(r.error.empty() || tc.always ? cell(tc, r) : "");
-    cells.push_back(std::move(line));
-  }
-  std::vector<size_t> keep;
-  std::vector<size_t> width;
-  for (size_t c = 0; c < cols.size(); ++c) {
-    bool any = cols[c].always;
-    size_t w = std::string(cols[c].header).size();
-    for (size_t i = 0; i < cells.size(); ++i) {
-      if (!shown[i]->error.empty()) continue;
-      any = any || cells[i][c] != "-";
-      w = std::max(w, cells[i][c].size());
-    }
-    if (any) keep.push_back(c);
-    width.push_back(w);
-  }
-  auto line_of = [&](const std::vector<std::string>& v) {
-    std::string out;
-    for (size_t k = 0; k < keep.size(); ++k) {
-      const size_t c = keep[k];
-      out +=
-          k == 0 ? fmt::format("{:<{}}", v[c], width[c]) : fmt::format("  {:>{}}", v[c], width[c]);
-    }
-    return out + "\n";
-  };
-  std::vector<std::string> headers;
-  for (const TableColumn& tc : cols) headers.push_back(tc.header);
-  std::string out = line_of(headers);
-  out += std::string(out.size() - 1, '-') + "\n";
-  for (size_t i = 0; i < cells.size(); ++i) {
-    if (shown[i]->error.empty()) {
-      out += line_of(cells[i]);
-    } else {
-      const MethodResult& r = *shown[i];
-      out += fmt::format("{:<{}}  ERROR (batch {}, prompt {}): {}\n", r.method, width[keep[0]],
-                         r.batch, r.prompt_len, r.error);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<ColumnInfo> result_columns() {
   std::vector<ColumnInfo> out;
   for (const Column& c : columns()) out.push_back({c.name, c.group});
   return out;
-}
-
-std::string format_number(double v, int precision) {
-  if (std::isnan(v)) return "-";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v != 0 && std::fabs(v) < 0.5 * std::pow(10.0, -precision)) return fmt::format("{:.2e}", v);
-  return fmt::format("{:.{}f}", v, precision);
 }
 
 std::string to_json(const Report& report) {
@@ -432,85 +351,6 @@ std::string to_csv(const Report& report) {
   return out;
 }
 
-std::string format_table(const std::vector<MethodResult>& results) {
-  static const std::vector<TableColumn> cols = {
-      {"method", "method", Style::kText, 0, true},
-      {"batch", "batch", Style::kFixed, 0, true},
-      {"prompt", "prompt_len", Style::kFixed, 0, true},
-      {"new", "new_tokens", Style::kFixed, 0, true},
-      {"decode tok/s", "decode_tokens_per_sec", Style::kFixed, 1, true},
-      {"cv", "decode_tokens_per_sec_cv", Style::kCvPercent, 1, false},
-      {"min", "decode_tokens_per_sec_min", Style::kFixed, 1, false},
-      {"max", "decode_tokens_per_sec_max", Style::kFixed, 1, false},
-      {"step p50 ms", "decode_p50_ms", Style::kFixed, 3, false},
-      {"step p90 ms", "decode_p90_ms", Style::kFixed, 3, false},
-      {"TTFT ms", "ttft_ms", Style::kFixed, 2, true},
-      {"prefill tok/s", "prefill_tokens_per_sec", Style::kFixed, 0, false},
-      {"KV MB", "cache_mb", Style::kFixed, 3, false},
-      {"KV bytes/token", "bytes_per_token", Style::kFixed, 0, false},
-      {"memory vs full", "memory_vs_full", Style::kRatio, 3, false},
-      {"speed vs full", "speed_vs_full", Style::kRatio, 2, false},
-      {"ROUGE-L vs full", "rouge_l", Style::kFixed, 3, false},
-      {"CPU peak MB", "cpu_peak_mb", Style::kFixed, 0, false},
-      {"GPU peak MB", "gpu_peak_mb", Style::kFixed, 1, false},
-  };
-  return render(cols, results, true);
-}
-
-std::string format_quality_table(const std::vector<MethodResult>& results) {
-  std::vector<MethodResult> per_method;
-  for (const MethodResult& r : results) {
-    if (!r.error.empty() || r.quality.eval_tokens <= 0) continue;
-    bool seen = false;
-    for (const MethodResult& p : per_method) seen = seen || p.method == r.method;
-    if (!seen) per_method.push_back(r);
-  }
-  if (per_method.empty()) return "";
-  const Quality& q = per_method.front().quality;
-  static const std::vector<TableColumn> cols = {
-      {"method", "method", Style::kText, 0, true},
-      {"perplexity", "perplexity", Style::kFixed, 3, true},
-      {"PPL vs full %", "ppl_delta_pct", Style::kFixed, 2, true},
-      {"KL vs full (nats/token)", "kl_vs_full", Style::kFixed, 4, true},
-      {"top-1 agreement", "top1_agreement", Style::kFixed, 4, true},
-  };
-  return fmt::format(
-             "Quality through each cache (batch 1, once per method, the same for every batch and "
-             "prompt above): {} tokens of held-out text prefilled, then {} scored one at a time, "
-             "so the context grows from {} to {} tokens. Full-cache perplexity {}.\n",
-             q.eval_prefix, q.eval_tokens, q.eval_prefix, q.eval_prefix + q.eval_tokens,
-             format_number(q.full_perplexity, 3)) +
-         render(cols, per_method, false);
-}
-
-std::string format_report(const Report& report) {
-  const RunContext& c = report.context;
-  std::string out = fmt::format(
-      "eli {} ({}) | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads | {} "
-      "repetitions\n",
-      c.eli_version, c.git_revision, c.model, c.model_shape, c.n_params / 1e6, c.device,
-      c.device_name, c.dtype, c.threads, report.config.repetitions);
-  for (const auto& n : c.notes) out += "note: " + n + "\n";
-  out += format_table(report.results);
-  bool noisy = false;
-  for (const MethodResult& r : report.results)
-    noisy = noisy || r.decode_tokens_per_sec_cv > kNoisyCv;
-  out += fmt::format(
-      "decode tok/s: batch x decode steps / decode time (prefill excluded), median of the "
-      "repetitions;\n"
-      "  cv = its stddev / mean, min / max over the repetitions{}.\n"
-      "step p50 / p90: latency of one decode step. TTFT: prefill of the prompt up to the first "
-      "token.\n"
-      "KV bytes/token: cache bytes / (batch x context tokens). vs full: against full_cache at "
-      "the same batch and prompt.\n",
-      noisy ? fmt::format(" (! = cv above {:.0f}%: noisy; more --repetitions or a quieter machine)",
-                          100 * kNoisyCv)
-            : "");
-  const std::string quality = format_quality_table(report.results);
-  if (!quality.empty()) out += "\n" + quality;
-  return out;
-}
-
 void write_text_file(const std::string& path, const std::string& text) {
   if (path == "-") {
     std::fwrite(text.data(), 1, text.size(), stdout);
@@ -527,31 +367,6 @@ void write_text_file(const std::string& path, const std::string& text) {
   out << text;
   out.flush();
   ELI_CHECK(static_cast<bool>(out), "failed writing '{}'", path);
-}
-
-ProgressLine::ProgressLine(std::ostream& out, bool tty)
-    : out_(&out), tty_(tty), start_s_(now_s()) {}
-
-void ProgressLine::update(int64_t done, int64_t total, const std::string& what) {
-  const double elapsed = now_s() - start_s_;
-  std::string line = fmt::format("[{}/{}] {}  {:.1f}s", done, total, what, elapsed);
-  if (done > 0 && done < total) {
-    line += fmt::format(", ETA {:.0f}s",
-                        elapsed / static_cast<double>(done) * static_cast<double>(total - done));
-  }
-  if (!tty_) {
-    *out_ << line << '\n' << std::flush;
-    return;
-  }
-  const size_t len = line.size();
-  if (len < last_len_) line += std::string(last_len_ - len, ' ');
-  last_len_ = len;
-  *out_ << '\r' << line << std::flush;
-}
-
-void ProgressLine::finish() {
-  if (tty_ && last_len_ > 0) *out_ << '\n' << std::flush;
-  last_len_ = 0;
 }
 
 }  // namespace eli::bench

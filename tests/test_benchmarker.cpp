@@ -379,9 +379,12 @@ TEST(Report, JsonCsvAndColumnsAgree) {
     const auto& v = cols[i].group.empty() ? r0 : r0[cols[i].group];
     ASSERT_TRUE(v.contains(cols[i].name));
     const auto& x = v[cols[i].name];
-    if (x.is_number_float())
+    if (x.is_number_float()) {
       EXPECT_NEAR(std::stod(cells[i]), x.get<double>(), 1e-5 * std::fabs(x.get<double>()));
-    if (x.is_number_integer()) EXPECT_EQ(cells[i], std::to_string(x.get<int64_t>()));
+    }
+    if (x.is_number_integer()) {
+      EXPECT_EQ(cells[i], std::to_string(x.get<int64_t>()));
+    }
   }
   // Provenance is repeated in every CSV row.
   for (const char* key : {"git_revision", "torch_version", "blas", "threads", "wall_s", "timestamp",

@@ -75,10 +75,14 @@ TEST(CacheLayouts, PagedBitIdenticalToContiguousOver300Steps) {
     auto* pl =
         dynamic_cast<cache::Cache<cache::PagedLayout, cache::IdentityCodec, cache::IdentityCodec>*>(
             paged.get());
-    if (pl) EXPECT_EQ(pl->layout().free_blocks(), s.blocks_total - s.blocks_in_use);
+    if (pl) {
+      EXPECT_EQ(pl->layout().free_blocks(), s.blocks_total - s.blocks_in_use);
+    }
     paged->reset();
     EXPECT_EQ(paged->stats().blocks_in_use, 0);
-    if (pl) EXPECT_EQ(pl->layout().free_blocks(), pl->stats().blocks_total);
+    if (pl) {
+      EXPECT_EQ(pl->layout().free_blocks(), pl->stats().blocks_total);
+    }
   }
 }
 

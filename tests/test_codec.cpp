@@ -49,7 +49,9 @@ void expect_half_step(const QuantSpec& spec, const std::string& what) {
         << " step=" << step.flatten()[worst].item<float>();
     // The error is not trivially zero: quantization happened.
     EXPECT_GT((x - xr).abs().max().item<float>(), 0.0f) << what;
-    if (q.scales.defined()) EXPECT_EQ(q.scales.scalar_type(), at::kHalf) << what;
+    if (q.scales.defined()) {
+      EXPECT_EQ(q.scales.scalar_type(), at::kHalf) << what;
+    }
   }
 }
 

@@ -128,7 +128,9 @@ TEST(OpsRef, WritesOnlyTheTargetSlots) {
     // Slots before t0 and the spare sequence keep their poison.
     EXPECT_TRUE(s.data.narrow(2, 0, t0).equal(before.narrow(2, 0, t0)) || kind.bits == 16)
         << kind.name();
-    if (kind.bits == 16) EXPECT_TRUE(s.data.narrow(2, 0, t0).isnan().all().item<bool>());
+    if (kind.bits == 16) {
+      EXPECT_TRUE(s.data.narrow(2, 0, t0).isnan().all().item<bool>());
+    }
     EXPECT_TRUE(s.data[B].equal(before[B]) || kind.bits == 16) << kind.name();
   }
 }

@@ -30,11 +30,11 @@ using quant::KvStore;
 /// ([B, max_blocks] int32 on the storage's device).
 struct SlotMap {
   int64_t t0 = 0;
-  at::Tensor block_table;
+  at::Tensor block_table{};
   /// CUDA only, optional: int32 [B] on the storage's device, sequence b's first position
   /// (replaces t0, read when the kernel runs: a captured CUDA graph writes where the step's
   /// state says). The caller guarantees t0_dev[b] + T <= capacity; it is not checked.
-  at::Tensor t0_dev;
+  at::Tensor t0_dev{};
 };
 
 /// Quantizes x [B, H, T, D] (fp16/fp32) into dst's preallocated tensors at `slots`.

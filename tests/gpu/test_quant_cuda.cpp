@@ -55,10 +55,12 @@ void check_quantize(const StoreKind& kind, const Shape& sh, at::ScalarType dtype
   EXPECT_TRUE(gpu.data.cpu().equal(cpu.data))
       << what << ": codes differ (" << (gpu.data.cpu() != cpu.data).sum().item<int64_t>()
       << " bytes)";
-  if (cpu.scales.defined())
+  if (cpu.scales.defined()) {
     EXPECT_TRUE(all_close(gpu.scales.cpu(), cpu.scales, 0, 0)) << what << ": scales";
-  if (cpu.minima.defined())
+  }
+  if (cpu.minima.defined()) {
     EXPECT_TRUE(all_close(gpu.minima.cpu(), cpu.minima, 0, 0)) << what << ": minima";
+  }
 
   // Dequantize the same slots back on both devices into NaN-poisoned outputs.
   for (at::ScalarType out_t : {at::kFloat, at::kHalf}) {

@@ -34,6 +34,16 @@ case "$case_name" in
     expect 2 "error: foo" -- "$bin/comprehensive_benchmark" --methods foo --batch 1 --prompt-len 8 \
       --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality --no-plots --out-dir "$dir"
     rm -rf "$dir" ;;
+  model_tokenizer_broken)  # a model directory's own tokenizer that does not load is an error
+    dir=$(mktemp -d)
+    src=$(cd "$(dirname "$0")" && pwd)/data/hf_tiny
+    cp "$src/config.json" "$src/model.safetensors" "$dir/"
+    printf '{"a": 0, "b": ' >"$dir/vocab.json"  # cut short
+    printf '#version: 0.2\na b\n' >"$dir/merges.txt"
+    expect 1 "vocab.json" -- "$bin/generate" --model "$dir" --prompt hi --max-new-tokens 2
+    expect 1 "vocab.json" -- "$bin/basic_benchmark" --model "$dir" --methods full_cache \
+      --prompt-len 4 --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality
+    rm -rf "$dir" ;;
   decode_nested_json)
     nested=$(mktemp)
     { head -c 100000 /dev/zero | tr '\0' '['; printf 1; head -c 100000 /dev/zero | tr '\0' ']'; } >"$nested"

@@ -27,7 +27,7 @@ namespace examples {
 struct CommonOptions {
   std::string model = "default";
   std::string device = "auto";
-  int threads = 0;        // intra-op threads; 0 = one per core
+  int threads = 0;        // intra-op threads; 0 = LibTorch's default
   std::string tokenizer;  // directory; default: the model's, else assets/tokenizer
   std::vector<std::string> methods;
   int max_new_tokens = 32;

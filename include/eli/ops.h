@@ -92,6 +92,12 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
 /// y = x w^T (+ bias) (then gelu_tanh): x [..., K], w [N, K], bias [N] or undefined ->
 /// [..., N] in x's dtype. On CUDA with at most 8 rows (a decode step) one kernel that reads w
 /// once (cuda/gemv.cu); otherwise at::linear (+ at::gelu).
+/// Weights are parameters: on Hopper the kernel starts loading w while the kernel before it in
+/// the stream is still finishing (programmatic dependent launch, cuda/common.cuh), so w must not
+/// be written by the kernel launched immediately before this call on the same stream (model
+/// weights never are; after writing w with a kernel, synchronize or launch anything else first,
+/// or set ELI_PDL=0). x is read only after that kernel has completed. The same holds for
+/// bias_residual_layernorm's bias, ln_w and ln_b.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                   bool gelu = false);
 

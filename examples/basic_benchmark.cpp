@@ -26,12 +26,10 @@ int main(int argc, char** argv) {
       prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
                                               o.prompt_len.front());
     }
-    auto progress = examples::make_progress();
-    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
-    rep.sweep.max_new_tokens = o.max_new_tokens;
-    rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
-    progress.finish();
+    eli::bench::SweepConfig sweep;
+    sweep.max_new_tokens = o.max_new_tokens;
+    const eli::bench::Report rep =
+        examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
     failed = examples::emit(rep, o);
     if (s.tokenizer) {
       std::ostream& out = examples::text_out(o);

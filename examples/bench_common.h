@@ -267,6 +267,22 @@ inline eli::bench::ProgressLine make_progress() {
   return eli::bench::ProgressLine(std::cerr, ::isatty(STDERR_FILENO) == 1);
 }
 
+/// Runs `methods` over `prompts` at `sweep` with a progress line on stderr; returns the report
+/// with its context, config, sweep and results (emit() prints and writes it).
+inline eli::bench::Report run_methods(const Setup& s, eli::bench::Benchmarker& b,
+                                      const std::vector<std::vector<int64_t>>& prompts,
+                                      const std::vector<std::string>& methods,
+                                      const eli::bench::SweepConfig& sweep, int argc, char** argv) {
+  auto progress = make_progress();
+  b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
+  eli::bench::Report rep = new_report(s, b, argc, argv);
+  rep.sweep = sweep;
+  rep.results = b.compare_ids(prompts, methods, rep.sweep);
+  progress.finish();
+  b.set_progress({});  // the callback refers to this function's progress line
+  return rep;
+}
+
 /// Prints the report (table, quality, notes) and writes JSON / CSV when paths are given ('-' =
 /// stdout; the text then goes to stderr). Returns the number of rows whose method failed (each
 /// names its error in the table; the first also goes to stderr), so that the example can exit

@@ -121,14 +121,12 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   examples::CommonOptions po = o;
   po.no_quality = true;
   eli::bench::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
-  auto progress = examples::make_progress();
-  b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-  eli::bench::Report rep = examples::new_report(s, b, argc, argv);
-  rep.sweep.batch_sizes = {cp.batch};
-  rep.sweep.prompt_lens = {cp.prompt};
-  rep.sweep.max_new_tokens = cp.max_new;
-  rep.results = b.compare_ids({s.text_ids}, o.methods, rep.sweep);
-  progress.finish();
+  eli::bench::SweepConfig sweep;
+  sweep.batch_sizes = {cp.batch};
+  sweep.prompt_lens = {cp.prompt};
+  sweep.max_new_tokens = cp.max_new;
+  const eli::bench::Report rep =
+      examples::run_methods(s, b, {s.text_ids}, o.methods, sweep, argc, argv);
   examples::CommonOptions out = o;
   out.json = json;
   out.csv = csv;
@@ -247,14 +245,12 @@ int main(int argc, char** argv) {
 
     eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
                               s.tokenizer ? &*s.tokenizer : nullptr);
-    auto progress = examples::make_progress();
-    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
-    rep.sweep.batch_sizes = o.batch;
-    rep.sweep.prompt_lens = lens;
-    rep.sweep.max_new_tokens = o.max_new_tokens;
-    rep.results = b.compare_ids({examples::prompt_stream(o, s)}, o.methods, rep.sweep);
-    progress.finish();
+    eli::bench::SweepConfig sweep;
+    sweep.batch_sizes = o.batch;
+    sweep.prompt_lens = lens;
+    sweep.max_new_tokens = o.max_new_tokens;
+    eli::bench::Report rep =
+        examples::run_methods(s, b, {examples::prompt_stream(o, s)}, o.methods, sweep, argc, argv);
 
     if (!no_plots) {
       const std::string script = find_plot_script();

@@ -107,13 +107,9 @@ int main(int argc, char** argv) {
                               s.tokenizer ? &*s.tokenizer : nullptr);
     const auto prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s),
                                                        o.batch.front(), o.prompt_len.front());
-    auto progress = examples::make_progress();
-    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
-    rep.sweep.max_new_tokens = o.max_new_tokens;
-    rep.results = b.compare_ids(prompts, o.methods, rep.sweep);
-    progress.finish();
-    failed = examples::emit(rep, o);
+    eli::bench::SweepConfig sweep;
+    sweep.max_new_tokens = o.max_new_tokens;
+    failed = examples::emit(examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv), o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

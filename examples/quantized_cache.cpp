@@ -52,16 +52,14 @@ int main(int argc, char** argv) {
     }
     out << "\nThe table below measures the same methods on prompts of --prompt-len tokens:\n";
 
-    auto progress = examples::make_progress();
-    b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-    eli::bench::Report rep = examples::new_report(s, b, argc, argv);
-    rep.sweep.batch_sizes = o.batch;
-    rep.sweep.prompt_lens = o.prompt_len;
-    rep.sweep.max_new_tokens = o.max_new_tokens;
-    rep.results = b.compare_ids({examples::prompt_stream(o, s)},
-                                o.methods.empty() ? methods : o.methods, rep.sweep);
-    progress.finish();
-    failed = examples::emit(rep, o);
+    eli::bench::SweepConfig sweep;
+    sweep.batch_sizes = o.batch;
+    sweep.prompt_lens = o.prompt_len;
+    sweep.max_new_tokens = o.max_new_tokens;
+    failed = examples::emit(
+        examples::run_methods(s, b, {examples::prompt_stream(o, s)},
+                              o.methods.empty() ? methods : o.methods, sweep, argc, argv),
+        o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -81,6 +81,17 @@ struct OperandReader {
   }
 };
 
+/// How the block's kAttnThreads threads read rows of kD elements stored as F: one 16-byte
+/// vector (kElems elements) per thread, kTpr threads per row, kRows rows at a time.
+template <typename T, int kD, Format F>
+struct RowTiling {
+  static constexpr int kElems = Storage<F, T>::kElemsPerVec;
+  static constexpr int kTpr = kD / kElems;
+  static constexpr int kRows = kAttnThreads / kTpr;
+  static constexpr int kRowBytes = Storage<F, T>::row_bytes(kD);
+  static_assert(kTpr <= 32, "a row must fit in one warp");
+};
+
 /// One thread's part of kAttnUnroll rows (slots i0 + u * kRows + r): its 16-byte vector and the
 /// (scale, bias) of its group. Slots past the end hold the last row (s_row padding).
 template <int kMode, int kRows, int kRowBytes, Format F>

@@ -28,10 +28,9 @@ template <typename T, int kD, Format FK>
 __device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, const uint32_t* s_row,
                                             int b, int64_t bh, int start, int n, float qscale,
                                             float* s_logit) {
-  constexpr int kEK = Storage<FK, T>::kElemsPerVec;
-  constexpr int kTprK = kD / kEK;  // threads per row
-  constexpr int kRowsK = kAttnThreads / kTprK;
-  constexpr int kRowBytesK = Storage<FK, T>::row_bytes(kD);
+  using Tile = RowTiling<T, kD, FK>;
+  constexpr int kEK = Tile::kElems, kTprK = Tile::kTpr, kRowsK = Tile::kRows;
+  constexpr int kRowBytesK = Tile::kRowBytes;
   const int tid = threadIdx.x;
   const int lk = tid % kTprK, rk = tid / kTprK;
   const OperandReader<FK> rd(p.k, kD, lk * kEK);
@@ -74,9 +73,8 @@ template <typename T, int kD>
 __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, const uint32_t* s_row,
                                             int b, int64_t bh, int start, int n, float qscale,
                                             float* s_logit) {
-  constexpr int kTpr = kD / 32;  // threads per row
-  constexpr int kRows = kAttnThreads / kTpr;
-  constexpr int kRowBytes = kD / 2;
+  using Tile = RowTiling<T, kD, Format::kInt4>;
+  constexpr int kTpr = Tile::kTpr, kRows = Tile::kRows, kRowBytes = Tile::kRowBytes;
   const int tid = threadIdx.x, lk = tid % kTpr, rk = tid / kTpr;
   const OperandReader<Format::kInt4> rd(p.k, kD, lk * 32);
   const T* q = static_cast<const T*>(p.q) + bh * kD + lk * 32;

@@ -17,10 +17,9 @@ namespace eli::cuda::detail {
 template <typename T, int kD, Format FV>
 __device__ __forceinline__ void values_rows(const DecodeAttentionParams& p, const uint32_t* s_row,
                                             int n, const float* s_logit, float (*s_acc)[kD]) {
-  constexpr int kEV = Storage<FV, T>::kElemsPerVec;
-  constexpr int kTprV = kD / kEV;  // threads per row
-  constexpr int kRowsV = kAttnThreads / kTprV;
-  constexpr int kRowBytesV = Storage<FV, T>::row_bytes(kD);
+  using Tile = RowTiling<T, kD, FV>;
+  constexpr int kEV = Tile::kElems, kTprV = Tile::kTpr, kRowsV = Tile::kRows;
+  constexpr int kRowBytesV = Tile::kRowBytes;
   const int tid = threadIdx.x;
   const int lv = tid % kTprV, rv = tid / kTprV;
   const OperandReader<FV> rd(p.v, kD, lv * kEV);

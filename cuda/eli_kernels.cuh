@@ -114,12 +114,14 @@ cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, 
                                            const void* ln_w, const void* ln_b, void* out, int rows,
                                            int n, float eps, cudaStream_t stream);
 /// The embedding of GPT-2 and the first LayerNorm: rows = B * t_len tokens, ids [rows] int64,
-/// pos0 one int64 (device): x[r] = wte[ids[r]] + wpe[*pos0 + r % t_len] (rounded to dtype once),
+/// pos0 int64 (device), one (pos_stride 0) or one per sequence (pos_stride 1): x[r] = wte[ids[r]]
+/// + wpe[min(pos0[(r / t_len) * pos_stride] + r % t_len, n_pos - 1)] (rounded to dtype once),
 /// out[r] = LayerNorm(x[r]) * ln_w + ln_b. Indices are not checked (the caller's job).
 cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe,
-                                   const int64_t* ids, const int64_t* pos0, int rows, int t_len,
-                                   const void* ln_w, const void* ln_b, void* x, void* out, int n,
-                                   float eps, cudaStream_t stream);
+                                   const int64_t* ids, const int64_t* pos0, int pos_stride,
+                                   int n_pos, int rows, int t_len, const void* ln_w,
+                                   const void* ln_b, void* x, void* out, int n, float eps,
+                                   cudaStream_t stream);
 /// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
 cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
                                cudaStream_t stream);

@@ -108,20 +108,22 @@ __global__ void __launch_bounds__(kLnThreads)
   layernorm_regs<T, kPer>(v, w, b, n, eps, out + row * n, s_red);
 }
 
-/// One block per row (b, t) of [B, T]: x = wte[ids] + wpe[pos0 + t] (one rounding, as the
-/// unfused add), out = LayerNorm(x). n <= kLnThreads * kPer.
+/// One block per row (b, t) of [B, T]: x = wte[ids] + wpe[min(pos0[b * pos_stride] + t, n_pos - 1)]
+/// (one rounding, as the unfused add), out = LayerNorm(x). n <= kLnThreads * kPer.
 template <typename T, int kPer>
 __global__ void __launch_bounds__(kLnThreads)
     embed_layernorm_kernel(const T* __restrict__ wte, const T* __restrict__ wpe,
                            const int64_t* __restrict__ ids, const int64_t* __restrict__ pos0,
-                           int t_len, const T* __restrict__ ln_w, const T* __restrict__ ln_b,
-                           T* __restrict__ x, T* __restrict__ out, int n, float eps) {
+                           int pos_stride, int n_pos, int t_len, const T* __restrict__ ln_w,
+                           const T* __restrict__ ln_b, T* __restrict__ x, T* __restrict__ out,
+                           int n, float eps) {
   __shared__ float s_red[kLnThreads / 32];
   allow_next_kernel();
   wait_prior_kernels();
   const int64_t row = blockIdx.x;
   const T* te = wte + ids[row] * n;
-  const T* pe = wpe + (*pos0 + row % t_len) * n;
+  const int64_t p = pos0[(row / t_len) * pos_stride] + row % t_len;
+  const T* pe = wpe + (p < n_pos ? p : n_pos - 1) * n;
   T* xr = x + row * n;
   float tv[kPer], pv[kPer], w[kPer], b[kPer], v[kPer];
 #pragma unroll
@@ -206,18 +208,21 @@ __global__ void __launch_bounds__(1024)
 }  // namespace detail
 
 cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe,
-                                   const int64_t* ids, const int64_t* pos0, int rows, int t_len,
-                                   const void* ln_w, const void* ln_b, void* x, void* out, int n,
-                                   float eps, cudaStream_t stream) {
+                                   const int64_t* ids, const int64_t* pos0, int pos_stride,
+                                   int n_pos, int rows, int t_len, const void* ln_w,
+                                   const void* ln_b, void* x, void* out, int n, float eps,
+                                   cudaStream_t stream) {
   if (rows <= 0 || t_len <= 0 || rows % t_len != 0)
     return invalid_argument("embedding rows (a multiple of the tokens per sequence)", rows);
   if (n <= 0 || n > 12288) return invalid_argument("embedding width (valid: 1 .. 12288)", n);
+  if (n_pos <= 0 || (pos_stride != 0 && pos_stride != 1))
+    return invalid_argument("embedding positions (rows of wpe >= 1, stride 0 or 1)", n_pos);
   if (!wte || !wpe || !ids || !pos0 || !ln_w || !ln_b || !x || !out)
     return invalid_argument("embedding pointer (null)", 0);
   ELI_DISPATCH_DTYPE(dtype, T, ELI_DISPATCH_LN_WIDTH(n, kPer, {
                        launch(detail::embed_layernorm_kernel<T, kPer>, dim3(rows),
                               dim3(detail::kLnThreads), 0, stream, static_cast<const T*>(wte),
-                              static_cast<const T*>(wpe), ids, pos0, t_len,
+                              static_cast<const T*>(wpe), ids, pos0, pos_stride, n_pos, t_len,
                               static_cast<const T*>(ln_w), static_cast<const T*>(ln_b),
                               static_cast<T*>(x), static_cast<T*>(out), n, eps);
                      }));

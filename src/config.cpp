@@ -59,6 +59,8 @@ void CacheConfig::validate() const {
   ELI_CHECK(sink_tokens >= 0, "CacheConfig.sink_tokens = {} must be >= 0", sink_tokens);
   ELI_CHECK(block_size >= 1 && block_size <= 4096, "CacheConfig.block_size = {} (valid: 1..4096)",
             block_size);
+  ELI_CHECK(pool_blocks >= 0, "CacheConfig.pool_blocks = {} must be >= 0 (0 = batch x max_tokens)",
+            pool_blocks);
   ELI_CHECK(chunk_size >= 1, "CacheConfig.chunk_size = {} must be >= 1", chunk_size);
   ELI_CHECK(keep_last >= 0, "CacheConfig.keep_last = {} must be >= 0", keep_last);
   ELI_CHECK(max_tokens >= 0, "CacheConfig.max_tokens = {} must be >= 0 (0 = n_positions)",

@@ -46,10 +46,12 @@ class TokenSink {
 /// Test hook: graph replays of the CUDA decode loop so far (defined in every build).
 std::atomic<int64_t>& graph_replays();
 
-/// Prefill + decode of prompts [B, plen] (int64, CPU) through `cache` on a CUDA model.
-/// Arguments already validated by Generator::generate. Steps the cache cannot run from a graph
-/// (KVCache::begin_graph_step false) run eagerly, with the same device sampler.
+/// Prefill + decode of prompts [B, plen] (int64, CPU; row b holds lens[b] tokens, right-padded)
+/// through `cache` on a CUDA model. Arguments already validated by Generator::generate. Steps
+/// the cache cannot run from a graph (KVCache::begin_graph_step false) run eagerly, with the
+/// same device sampler.
 GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const at::Tensor& prompts,
-                               const GenerationConfig& cfg, const TokenCallback& on_token);
+                               const std::vector<int64_t>& lens, const GenerationConfig& cfg,
+                               const TokenCallback& on_token);
 
 }  // namespace eli::detail

@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "decode_loop.h"
@@ -26,7 +27,8 @@ constexpr int kLag = 8;
 }  // namespace
 
 GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const at::Tensor& prompts,
-                               const GenerationConfig& cfg, const TokenCallback& on_token) {
+                               const std::vector<int64_t>& lens, const GenerationConfig& cfg,
+                               const TokenCallback& on_token) {
   c10::InferenceMode inference;
   const at::Device dev = model.device();
   const c10::cuda::CUDAGuard device_guard(dev);
@@ -47,15 +49,18 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   res.tokens.assign(static_cast<size_t>(batch), {});
 
   const auto on_dev = at::TensorOptions().device(dev).dtype(at::kLong);
-  // Per-step device state: [0] the new token's position, [1] the step (the sampler's noise).
-  at::Tensor state = at::zeros({2}, on_dev);
-  const at::Tensor pos = state.narrow(0, 0, 1), step = state.narrow(0, 1, 1);
-  auto set_state = [&](int64_t p, int64_t s) {
-    at::Tensor staged = at::empty({2}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
-    staged.data_ptr<int64_t>()[0] = p;
-    staged.data_ptr<int64_t>()[1] = s;
+  // Per-step device state: [0, B) each sequence's new token's position, [B] the step (the
+  // sampler's noise).
+  at::Tensor state = at::zeros({batch + 1}, on_dev);
+  const at::Tensor pos = state.narrow(0, 0, batch), step = state.narrow(0, batch, 1);
+  auto set_state = [&](const std::vector<int64_t>& p, int64_t s) {
+    at::Tensor staged =
+        at::empty({batch + 1}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+    std::copy(p.begin(), p.end(), staged.data_ptr<int64_t>());
+    staged.data_ptr<int64_t>()[batch] = s;
     state.copy_(staged, /*non_blocking=*/true);
   };
+  const bool ragged = std::any_of(lens.begin(), lens.end(), [&](int64_t n) { return n != plen; });
   at::Tensor ids = at::empty({batch, 1}, on_dev);  // the step's input: the last sampled tokens
   at::Tensor host_tokens =
       at::empty({max_new, batch}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
@@ -83,8 +88,11 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   } sync_on_exit{stream};
 
   const auto t0 = Clock::now();
-  set_state(0, 0);
-  sample_into_ids(model.forward_last(prompts, 0, &cache));
+  set_state(std::vector<int64_t>(static_cast<size_t>(batch), 0), 0);
+  sample_into_ids(ragged ? model.forward_last(prompts,
+                                              std::vector<int64_t>(static_cast<size_t>(batch), 0),
+                                              lens, &cache)
+                         : model.forward_last(prompts, 0, &cache));
   copy_out(0);
   ready[0].synchronize();
   res.timing.prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -96,7 +104,8 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   int seen = 1;  // steps whose tokens were emitted
   int ran = 1;   // steps launched (the prefill's token is step 0)
   for (int s = 1; s < max_new && !sink.all_done(); ++s) {
-    const int64_t p = plen + s - 1;  // the fed-back token's position
+    std::vector<int64_t> p(lens);  // the fed-back tokens' positions
+    for (auto& x : p) x += s - 1;
     set_state(p, s);
     if (cache.begin_graph_step(p)) {
       if (captured) {

@@ -45,19 +45,20 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   const GPT2Config& mc = model_->config();
   ELI_CHECK(!prompts.empty(), "generate: the batch of prompts is empty");
   const int64_t batch = static_cast<int64_t>(prompts.size());
-  const int64_t plen = static_cast<int64_t>(prompts[0].size());
-  ELI_CHECK(plen > 0, "generate: prompt 0 is empty (at least one token is needed)");
+  std::vector<int64_t> lens(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
-    ELI_CHECK(static_cast<int64_t>(prompts[b].size()) == plen,
-              "generate: prompts must have equal lengths; prompt 0 has {} tokens, prompt {} has {}",
-              plen, b, prompts[b].size());
-    for (int64_t id : prompts[b]) {
+    lens[static_cast<size_t>(b)] = static_cast<int64_t>(prompts[static_cast<size_t>(b)].size());
+    ELI_CHECK(lens[static_cast<size_t>(b)] > 0,
+              "generate: prompt {} is empty (at least one token is needed)", b);
+    for (int64_t id : prompts[static_cast<size_t>(b)]) {
       ELI_CHECK(id >= 0 && id < mc.vocab_size,
                 "generate: prompt {} has token id {} out of range "
                 "[0, {})",
                 b, id, mc.vocab_size);
     }
   }
+  const int64_t plen = *std::max_element(lens.begin(), lens.end());
+  const bool ragged = std::any_of(lens.begin(), lens.end(), [&](int64_t n) { return n != plen; });
   // The last generated token is never fed back, so the model sees plen + max_new - 1 positions.
   const int64_t needed = plen + std::max(0, cfg.max_new_tokens - 1);
   ELI_CHECK(needed <= mc.n_positions,
@@ -72,13 +73,16 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
 
   std::unique_ptr<KVCache> cache = make_cache_for(cfg, batch);
   res.cache_name = cache ? cache->name() : "no_cache";
-  std::vector<int64_t> flat;
-  flat.reserve(batch * plen);
-  for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
-  at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU, grows for no_cache
+  // Right-padded with token 0 (never stored, never seen by a sequence's own queries).
+  std::vector<int64_t> flat(static_cast<size_t>(batch * plen), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::copy(prompts[static_cast<size_t>(b)].begin(), prompts[static_cast<size_t>(b)].end(),
+              flat.begin() + b * plen);
+  }
+  at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU
 #ifdef ELI_WITH_CUDA
   if (cache && cfg.cuda_graph && model_->device().is_cuda()) {
-    GenerationResult r = detail::generate_cuda(*model_, *cache, all_ids, cfg, on_token);
+    GenerationResult r = detail::generate_cuda(*model_, *cache, all_ids, lens, cfg, on_token);
     r.cache_name = res.cache_name;
     return r;
   }
@@ -86,24 +90,48 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   auto gen = at::make_generator<at::CPUGeneratorImpl>(cfg.sampling.seed);
   detail::TokenSink sink(res.tokens, cfg.stop_tokens, on_token);
   auto emit = [&](const at::Tensor& next_cpu) { sink.push(next_cpu.data_ptr<int64_t>()); };
+  const std::vector<int64_t> zeros(static_cast<size_t>(batch), 0);
+  const std::vector<int64_t> ones(static_cast<size_t>(batch), 1);
+  std::vector<std::vector<int64_t>> seqs;  // no_cache, ragged: each sequence so far
+  if (!cache && ragged) seqs = prompts;
 
   auto t0 = Clock::now();
-  at::Tensor logits = model_->forward_last(all_ids, 0, cache.get());
+  at::Tensor logits = ragged ? model_->forward_last(all_ids, zeros, lens, cache.get())
+                             : model_->forward_last(all_ids, 0, cache.get());
   at::Tensor next = sample_next(logits, cfg.sampling, gen).contiguous();  // CPU int64 [B]
   res.timing.prefill_ms = ms_since(t0);
   emit(next);
-  int64_t past = plen;
+  std::vector<int64_t> past = lens;  // positions each sequence holds before the fed-back token
   for (int step = 1; step < cfg.max_new_tokens && !sink.all_done(); ++step) {
     t0 = Clock::now();
-    if (cache) {
-      logits = model_->forward_last(next.view({batch, 1}), past, cache.get());
+    if (cache && ragged) {
+      logits = model_->forward_last(next.view({batch, 1}), past, ones, cache.get());
+    } else if (cache) {
+      logits = model_->forward_last(next.view({batch, 1}), past[0], cache.get());
+    } else if (ragged) {
+      // Recompute every sequence from its first token, right-padded to the longest.
+      std::vector<int64_t> cur(static_cast<size_t>(batch));
+      int64_t longest = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        auto& sq = seqs[static_cast<size_t>(b)];
+        sq.push_back(next.data_ptr<int64_t>()[b]);
+        cur[static_cast<size_t>(b)] = static_cast<int64_t>(sq.size());
+        longest = std::max(longest, cur[static_cast<size_t>(b)]);
+      }
+      std::vector<int64_t> ids(static_cast<size_t>(batch * longest), 0);
+      for (int64_t b = 0; b < batch; ++b) {
+        const auto& sq = seqs[static_cast<size_t>(b)];
+        std::copy(sq.begin(), sq.end(), ids.begin() + b * longest);
+      }
+      logits = model_->forward_last(at::tensor(ids, at::kLong).view({batch, longest}), zeros, cur,
+                                    nullptr);
     } else {
       all_ids = at::cat({all_ids, next.view({batch, 1})}, 1);
       logits = model_->forward_last(all_ids, 0, nullptr);
     }
     next = sample_next(logits, cfg.sampling, gen).contiguous();
     res.timing.decode_ms.push_back(ms_since(t0));
-    ++past;
+    for (auto& p : past) ++p;
     emit(next);
   }
   if (cache) res.cache_stats = cache->stats();

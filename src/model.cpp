@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -38,38 +39,64 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 
 }  // namespace
 
-at::Tensor GPT2::hidden(const at::Tensor& ids_in, int64_t past, KVCache* cache) const {
+at::Tensor GPT2::hidden(const at::Tensor& ids_in, const std::vector<int64_t>& past,
+                        const std::vector<int64_t>& lens, KVCache* cache) const {
   ELI_CHECK(ids_in.dim() == 2, "input ids must be 2-D [batch, tokens], got {}-D", ids_in.dim());
   ELI_CHECK(ids_in.scalar_type() == at::kLong, "input ids must be int64, got {}",
             c10::toString(ids_in.scalar_type()));
   const int64_t batch = ids_in.size(0), t = ids_in.size(1);
   ELI_CHECK(batch >= 1 && t >= 1, "input ids must be non-empty, got [{}, {}]", batch, t);
-  ELI_CHECK(past >= 0, "past = {} must be >= 0", past);
-  ELI_CHECK(past + t <= cfg_.n_positions,
-            "sequence of {} tokens ({} cached + {} new) exceeds the model's n_positions = {}",
-            past + t, past, t, cfg_.n_positions);
+  ELI_CHECK(past.size() == 1 || static_cast<int64_t>(past.size()) == batch,
+            "{} past lengths for a batch of {}", past.size(), batch);
+  ELI_CHECK(lens.empty() || static_cast<int64_t>(lens.size()) == batch,
+            "{} row lengths for a batch of {}", lens.size(), batch);
+  for (size_t b = 0; b < std::max(past.size(), lens.size()); ++b) {
+    const int64_t p = past[past.size() == 1 ? 0 : b], n = lens.empty() ? t : lens[b];
+    ELI_CHECK(p >= 0, "past = {} must be >= 0 (sequence {})", p, b);
+    ELI_CHECK(n >= 0 && n <= t, "sequence {} has {} tokens, outside [0, {}] (the row length)", b, n,
+              t);
+    ELI_CHECK(p + n <= cfg_.n_positions,
+              "sequence of {} tokens ({} cached + {} new) exceeds the model's n_positions = {}",
+              p + n, p, n, cfg_.n_positions);
+    ELI_CHECK(cache != nullptr || p == 0, "past = {} without a cache (sequence {})", p, b);
+  }
   {
     const int64_t lo = ids_in.min().item<int64_t>(), hi = ids_in.max().item<int64_t>();
     ELI_CHECK(lo >= 0 && hi < cfg_.vocab_size, "token id {} out of range [0, {})", lo < 0 ? lo : hi,
               cfg_.vocab_size);
   }
   const at::Tensor ids = ids_in.to(device_);
+  const bool one_past =
+      std::all_of(past.begin(), past.end(), [&](int64_t p) { return p == past[0]; });
   if (fused()) {
-    return blocks(
-        ops::embed_layernorm(wte_, wpe_, ids, at::full({1}, past, ids.options().dtype(at::kLong)),
-                             blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon),
-        cache);
+    const at::Tensor pos0 = at::tensor(one_past ? std::vector<int64_t>{past[0]} : past,
+                                       at::TensorOptions().dtype(at::kLong))
+                                .to(device_);
+    return blocks(ops::embed_layernorm(wte_, wpe_, ids, pos0, blocks_[0].ln_1_w, blocks_[0].ln_1_b,
+                                       cfg_.layer_norm_epsilon),
+                  lens, cache);
   }
-  at::Tensor x = at::embedding(wte_, ids) + wpe_.narrow(0, past, t).unsqueeze(0);
+  at::Tensor x;
+  if (one_past) {
+    x = at::embedding(wte_, ids) + wpe_.narrow(0, past[0], t).unsqueeze(0);
+  } else {
+    // Position past[b] + i of row b; padding past the model's positions reads the last one.
+    const auto opts = at::TensorOptions().dtype(at::kLong);
+    const at::Tensor pos = (at::tensor(past, opts).unsqueeze(1) + at::arange(t, opts).unsqueeze(0))
+                               .clamp_max(cfg_.n_positions - 1)
+                               .to(device_);
+    x = at::embedding(wte_, ids) + at::embedding(wpe_, pos);
+  }
   at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
-  return blocks({x, a}, cache);
+  return blocks({x, a}, lens, cache);
 }
 
 bool GPT2::fused() const {
   return device_.is_cuda() && ops::has_cuda_ops() && (dtype_ == at::kHalf || dtype_ == at::kFloat);
 }
 
-at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cache) const {
+at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded,
+                        const std::vector<int64_t>& lens, KVCache* cache) const {
   at::Tensor x = std::move(embedded.first), a = std::move(embedded.second);
   const int64_t batch = x.size(0), t = x.size(1);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
@@ -87,7 +114,11 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
     at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
     at::Tensor att;
     if (cache != nullptr) {
-      cache->append(static_cast<int>(l), k, v);
+      if (lens.empty()) {
+        cache->append(static_cast<int>(l), k, v);
+      } else {
+        cache->append_ragged(static_cast<int>(l), k, v, lens);
+      }
       att = cache->attend(static_cast<int>(l), q.contiguous());
     } else {
       att = causal_attention(q, k, v);
@@ -116,7 +147,7 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded, KVCache* cac
 
 at::Tensor GPT2::forward(const at::Tensor& ids, int64_t past, KVCache* cache) const {
   c10::InferenceMode guard;
-  return at::linear(hidden(ids, past, cache), lm_head_);
+  return at::linear(hidden(ids, {past}, {}, cache), lm_head_);
 }
 
 at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVCache* cache) const {
@@ -132,16 +163,32 @@ at::Tensor GPT2::decode_logits(const at::Tensor& ids, const at::Tensor& pos, KVC
     embedded.second =
         layer_norm(embedded.first, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
   }
-  const at::Tensor x = blocks(std::move(embedded), cache);
+  const at::Tensor x = blocks(std::move(embedded), {}, cache);
   return ops::linear(x.select(1, 0), lm_head_, {});
 }
 
 at::Tensor GPT2::forward_last(const at::Tensor& ids, int64_t past, KVCache* cache) const {
   c10::InferenceMode guard;
-  at::Tensor x = hidden(ids, past, cache);
+  at::Tensor x = hidden(ids, {past}, {}, cache);
   // ops::linear is at::linear off CUDA; on CUDA the kernel decode_logits uses (bit-equal steps).
   return fused() ? ops::linear(x.select(1, x.size(1) - 1), lm_head_, {})
                  : at::linear(x.select(1, x.size(1) - 1), lm_head_);
+}
+
+at::Tensor GPT2::forward_last(const at::Tensor& ids, const std::vector<int64_t>& past,
+                              const std::vector<int64_t>& lens, KVCache* cache) const {
+  c10::InferenceMode guard;
+  ELI_CHECK(ids.dim() == 2 && static_cast<int64_t>(past.size()) == ids.size(0) &&
+                static_cast<int64_t>(lens.size()) == ids.size(0),
+            "forward_last: ids [B, T] with B past lengths and B row lengths, got {}-D ids, {} and "
+            "{}",
+            ids.dim(), past.size(), lens.size());
+  at::Tensor x = hidden(ids, past, lens, cache);
+  std::vector<int64_t> last(lens.size());
+  for (size_t b = 0; b < lens.size(); ++b) last[b] = std::max<int64_t>(lens[b] - 1, 0);
+  for (size_t b = 0; b < last.size(); ++b) last[b] += static_cast<int64_t>(b) * x.size(1);
+  x = x.reshape({-1, x.size(2)}).index_select(0, at::tensor(last, at::kLong).to(device_));
+  return fused() ? ops::linear(x.contiguous(), lm_head_, {}) : at::linear(x, lm_head_);
 }
 
 int64_t GPT2::num_parameters() const {

@@ -140,7 +140,15 @@ TEST(Generator, BadInputsGiveClearErrors) {
   cfg.max_new_tokens = 10;
   EXPECT_THROW(g.generate({}, cfg), eli::Error);
   EXPECT_THROW(g.generate({{}}, cfg), eli::Error);
-  EXPECT_THROW(g.generate({prompt(4, 1), prompt(5, 1)}, cfg), eli::Error);
+  EXPECT_THROW(g.generate({prompt(4, 1), {}}, cfg), eli::Error);  // an empty prompt in a batch
+  try {  // the longest prompt of a ragged batch decides the positions needed
+    cfg.max_new_tokens = 90;
+    g.generate({prompt(2, 1), prompt(10, 1)}, cfg);
+    FAIL();
+  } catch (const eli::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prompt of 10 tokens"), std::string::npos) << e.what();
+  }
+  cfg.max_new_tokens = 10;
   EXPECT_THROW(g.generate({{1, 2, 300}}, cfg), eli::Error);
   try {
     cfg.max_new_tokens = 90;

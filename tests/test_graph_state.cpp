@@ -50,7 +50,7 @@ void check_layout(Layout& layout, const std::string& what) {
     // The state for the step whose new token sits at n (history n, no residual ring here).
     const bool ok = layout.graph_step_ok(n);
     if (ok) {
-      layout.graph_prepare(n, n);
+      layout.graph_prepare(std::vector<int64_t>(kBatch, n), std::vector<int64_t>(kBatch, n));
       const auto eager = layout.decode_regions(0, n);
       const auto graph = layout.graph_regions(0);
       const auto lens = layout.graph_lens(n);

@@ -7,12 +7,16 @@
 // bytes_per_second = what a step must read from memory: every weight once plus the KV cache as
 // stored (payload + scales + metadata), a lower bound that leaves activations out.
 //
+// generate_ragged / generate_uniform: a ragged batch's decode step against a uniform batch of
+// the same total prompt tokens (BM_GenerateBatch).
+//
 // Model: $ELI_BENCH_MODEL if set, else random:gpt2 (124M shape) on CUDA and random:L6-E384-H6
 // on the CPU. Device: $ELI_BENCH_DEVICE (default auto). Both, with eli's revision, are in the
 // JSON context (--benchmark_format=json). Minimum time: --benchmark_min_time.
 #include <benchmark/benchmark.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -108,7 +112,49 @@ void BM_DecodeStep(benchmark::State& state, const std::string& method) {
   state.SetLabel(cache ? cache->name() : "recompute");
 }
 
+// Ragged against uniform: one iteration = one Generator::generate of 32 new tokens per sequence
+// (the decode loop users run: CUDA graphs on CUDA); the manual time is the median decode step.
+// "ragged": 8 prompts of 5 .. 400 tokens (1605 in all); "uniform": 8 x 201 (1608 in all).
+void BM_GenerateBatch(benchmark::State& state, const std::string& method, bool ragged) {
+  const auto& m = bench_model();
+  const std::vector<int64_t> lens = ragged
+                                        ? std::vector<int64_t>{5, 60, 115, 170, 230, 285, 340, 400}
+                                        : std::vector<int64_t>(8, 201);
+  std::vector<std::vector<int64_t>> prompts;
+  for (size_t b = 0; b < lens.size(); ++b) {
+    std::vector<int64_t> p;
+    for (int64_t i = 0; i < lens[b]; ++i) {
+      p.push_back((i * 7919 + static_cast<int64_t>(b) * 104729 + 13) % m.config().vocab_size);
+    }
+    prompts.push_back(std::move(p));
+  }
+  eli::GenerationConfig cfg;
+  cfg.method = method;
+  cfg.max_new_tokens = 32;
+  const eli::Generator gen(m);
+  gen.generate(prompts, cfg);  // warm-up
+  for (auto _ : state) {
+    auto r = gen.generate(prompts, cfg);
+    std::vector<double> t = r.timing.decode_ms;
+    std::nth_element(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2), t.end());
+    state.SetIterationTime(t[t.size() / 2] / 1000.0);
+    state.SetLabel(r.cache_name);
+  }
+  state.counters["prompt_tokens"] = 1605 + (ragged ? 0 : 3);
+}
+
 int register_all() {
+  for (const std::string method : {"full_cache", "quant_int8", "quant_int4", "paged_attention",
+                                   "sliding_window", "chunked_cache"}) {
+    for (bool ragged : {false, true}) {
+      benchmark::RegisterBenchmark(
+          ((ragged ? "generate_ragged/" : "generate_uniform/") + method).c_str(), BM_GenerateBatch,
+          method, ragged)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(3);
+    }
+  }
   const std::vector<std::pair<int64_t, int64_t>> points{{1, 128}, {1, 512}, {8, 512}};
   for (const std::string& method : eli::method_names()) {
     auto* b = benchmark::RegisterBenchmark(("decode/" + method).c_str(), BM_DecodeStep, method);

@@ -35,6 +35,8 @@ struct CacheConfig {
   int window_size = 256;         // sliding_window: >= 1
   int sink_tokens = 0;           // sliding_window: >= 0 first tokens always kept
   int block_size = 64;           // paged: >= 1 tokens per block
+  int pool_blocks = 0;           // paged: blocks in the pool, shared by the batch's sequences;
+                                 // 0 = enough for every sequence at max_tokens
   int chunk_size = 64;           // chunked_cache: >= 1 tokens per summary
   int keep_last = 256;           // chunked_cache: >= 0 newest tokens kept exact
   bool summary_log_bias = true;  // chunked_cache: add log(count) to a summary slot's logit

@@ -54,9 +54,10 @@ struct GenerationResult {
 class Generator {
  public:
   explicit Generator(const model::GPT2& model) : model_(&model) {}
-  /// prompts: a batch of token-id sequences, all the same non-zero length.
-  /// Throws eli::Error for an empty/ragged batch, ids out of range, or
-  /// prompt + max_new_tokens > n_positions (names the numbers).
+  /// prompts: a batch of token-id sequences of any non-zero lengths (a ragged batch: each
+  /// sequence keeps its own positions, and its output equals its output alone).
+  /// Throws eli::Error for an empty batch or prompt, ids out of range, or
+  /// longest prompt + max_new_tokens > n_positions (names the numbers).
   GenerationResult generate(const std::vector<std::vector<int64_t>>& prompts,
                             const GenerationConfig& cfg,
                             const TokenCallback& on_token = nullptr) const;

@@ -51,6 +51,13 @@ class KVCache {
   virtual ~KVCache() = default;
   /// k, v: [B, H, T_new, D] for `layer`, in the model's dtype and on the cache's device.
   virtual void append(int layer, const at::Tensor& k, const at::Tensor& v) = 0;
+  /// Ragged batches: as append(), but sequence b brings new_tokens[b] positions (0 .. T_new),
+  /// the first ones of its row; the rest of the row is right padding, neither stored nor seen by
+  /// the sequence's queries (attend() gives zeros there). Sequences may hold different numbers
+  /// of positions; each attends over its own. Empty new_tokens = every sequence T_new. The
+  /// default accepts only uniform appends (every entry T_new) and throws eli::Error otherwise.
+  virtual void append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
+                             const std::vector<int64_t>& new_tokens);
   /// q: [B, H, T_q, D] (T_q == T_new of the latest append). Returns [B, H, T_q, D].
   virtual at::Tensor attend(int layer, const at::Tensor& q) = 0;
   virtual CacheStats stats() const = 0;
@@ -60,18 +67,18 @@ class KVCache {
   virtual std::string name() const = 0;
 
   /// CUDA-graph decode. begin_graph_step(pos) prepares the single-token step whose new token
-  /// sits at position `pos` of every sequence (pos = tokens stored): it uploads what changes
+  /// sits at position pos[b] of sequence b (pos[b] = its tokens stored): it uploads what changes
   /// per step (lengths, write slots, masks, block tables) to device memory, asynchronously on
   /// the current stream, and until end_graph_step append/attend read those instead of host
   /// values, so a step captured at one position replays correctly at any other. Returns false,
   /// changing nothing, when the step cannot run that way (the caller runs it eagerly); the
-  /// default never can. end_graph_step(pos) then sets the host state to "pos + 1 stored",
+  /// default never can. end_graph_step(pos) then sets the host state to "pos[b] + 1 stored",
   /// whether the step's kernels were replayed from a graph or ran.
-  virtual bool begin_graph_step(int64_t pos) {
+  virtual bool begin_graph_step(const std::vector<int64_t>& pos) {
     (void)pos;
     return false;
   }
-  virtual void end_graph_step(int64_t pos) { (void)pos; }
+  virtual void end_graph_step(const std::vector<int64_t>& pos) { (void)pos; }
 };
 
 /// Creates the cache for a method name or spec (see docs/CACHES.md for the syntax), e.g.

@@ -107,8 +107,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps);
 /// GPT-2's embedding and first LayerNorm: wte [V, n], wpe [P, n], ids [B, T] int64 and pos0 [1]
-/// int64 (the first position) on wte's device. Returns {x = wte[ids] + wpe[pos0 + t] [B, T, n],
-/// LayerNorm(x) * ln_w + ln_b}. Indices are not validated (nothing is read back to the host).
+/// or [B] int64 (the first position, of every row or of each) on wte's device. Returns
+/// {x = wte[ids] + wpe[min(pos0[b] + t, P - 1)] [B, T, n], LayerNorm(x) * ln_w + ln_b} (the
+/// clamp serves right padding past the last position). Indices are not validated (nothing is
+/// read back to the host).
 std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                   const at::Tensor& ids, const at::Tensor& pos0,
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,

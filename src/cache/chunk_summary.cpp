@@ -26,7 +26,8 @@ ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
     sum_bias_ =
         at::full({std::max<int64_t>(max_summaries_, 1)}, std::log(static_cast<float>(chunk_)),
                  at::TensorOptions().dtype(at::kFloat).device(a_.device));
-    graph_ring_bias_ = at::zeros({ring_}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
+    graph_ring_bias_ =
+        at::zeros({a_.batch, ring_}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
   }
 }
 
@@ -41,7 +42,21 @@ int64_t ChunkSummaryLayout::summaries(int64_t n) const {
 
 void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
                                const Parts& k, const Parts& v, Recoder& rc) {
+  write_rows(0, a_.batch, layer, pos0, xk, xv, k, v, rc);
+}
+
+void ChunkSummaryLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk,
+                                   const at::Tensor& xv, const Parts& k, const Parts& v,
+                                   Recoder& rc) {
+  write_rows(seq, 1, layer, pos0, xk, xv, k, v, rc);
+}
+
+void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, int layer, int64_t pos0,
+                                    const at::Tensor& xk, const at::Tensor& xv, const Parts& k,
+                                    const Parts& v, Recoder& rc) {
   const int64_t t = k[0].size(2);
+  auto ring = [&](bool is_v) { return seq_rows(ring_buf_.side(layer, is_v), b0, nb); };
+  auto sums = [&](bool is_v) { return seq_rows(sum_buf_.side(layer, is_v), b0, nb); };
   const int64_t n1 = pos0 + t;
   const int64_t s0 = summaries(pos0), s1 = summaries(n1);
   // Pool every chunk that became old, before the ring slots it occupies are reused. Tokens of
@@ -53,15 +68,15 @@ void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk, co
       if (c0 < pos0) {
         std::vector<int64_t> slots;
         for (int64_t p = c0; p < std::min(c1, pos0); ++p) slots.push_back(p % ring_);
-        pieces.push_back(
-            rc.decode_rows(layer, is_v, read_slots(ring_buf_.side(layer, is_v), slots)));
+        pieces.push_back(rc.decode_rows(layer, is_v, read_slots(ring(is_v), slots)));
       }
       if (c1 > pos0) {
         const int64_t from = std::max(c0, pos0);
         pieces.push_back((is_v ? xv : xk).narrow(2, from - pos0, c1 - from).to(at::kFloat));
       }
       auto mean = at::cat(pieces, 2).mean(2, true);  // [B, H, 1, D]
-      write_slots(sum_buf_.side(layer, is_v), rc.encode_rows(layer, is_v, mean), {0}, {s});
+      Parts dst = sums(is_v);
+      write_slots(dst, rc.encode_rows(layer, is_v, mean), {0}, {s});
     };
     pooled(false);
     pooled(true);
@@ -71,11 +86,20 @@ void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk, co
     src.push_back(p - pos0);
     dst.push_back(p % ring_);
   }
-  write_slots(ring_buf_.k[layer], k, src, dst);
-  write_slots(ring_buf_.v[layer], v, src, dst);
+  Parts rk = ring(false), rv = ring(true);
+  write_slots(rk, k, src, dst);
+  write_slots(rv, v, src, dst);
 }
 
 Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {
+  return gather_rows(0, a_.batch, layer, n);
+}
+
+Gathered ChunkSummaryLayout::gather_seq(int64_t seq, int layer, int64_t n) const {
+  return gather_rows(seq, 1, layer, n);
+}
+
+Gathered ChunkSummaryLayout::gather_rows(int64_t b0, int64_t nb, int layer, int64_t n) const {
   Gathered g;
   const int64_t s = summaries(n);
   const float bias = a_.cfg.summary_log_bias ? std::log(static_cast<float>(chunk_)) : 0.0f;
@@ -91,8 +115,8 @@ Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {
     g.bias.push_back(0.0f);
   }
   auto join = [&](bool is_v) {
-    const auto& sb = is_v ? sum_buf_.v[layer] : sum_buf_.k[layer];
-    const auto& rb = is_v ? ring_buf_.v[layer] : ring_buf_.k[layer];
+    const Parts sb = seq_rows(is_v ? sum_buf_.v[layer] : sum_buf_.k[layer], b0, nb);
+    const Parts rb = seq_rows(is_v ? ring_buf_.v[layer] : ring_buf_.k[layer], b0, nb);
     Parts a = read_slots(sb, sum_slots), b = read_slots(rb, ring_slots), out;
     for (size_t i = 0; i < a.size(); ++i) {
       out.push_back(s == 0 ? b[i] : at::cat({a[i], b[i]}, 2));
@@ -134,11 +158,7 @@ std::vector<SlotRegion> ChunkSummaryLayout::graph_regions(int layer) const {
     if (a_.cfg.summary_log_bias) r.bias = sum_bias_.unsqueeze(0).expand({a_.batch, max_summaries_});
     out.push_back(r);
   }
-  out.push_back(SlotRegion{ring_buf_.k[layer],
-                           ring_buf_.v[layer],
-                           {},
-                           graph_ring_bias_.unsqueeze(0).expand({a_.batch, ring_}),
-                           ring_});
+  out.push_back(SlotRegion{ring_buf_.k[layer], ring_buf_.v[layer], {}, graph_ring_bias_, ring_});
   return out;
 }
 
@@ -150,15 +170,19 @@ std::vector<int64_t> ChunkSummaryLayout::graph_lens(int64_t n) const {
   return lens;
 }
 
-void ChunkSummaryLayout::graph_prepare(int64_t n, int64_t) {
-  // decode_regions' ring mask as one row: slot i holds a visible position when it is among the
-  // c slots from a on, cyclically (0 adds exactly nothing where the eager step has no bias).
-  const int64_t s = summaries(n), a = (s * chunk_) % ring_, c = n - s * chunk_;
-  std::vector<float> row(static_cast<size_t>(ring_));
-  for (int64_t i = 0; i < ring_; ++i) {
-    row[static_cast<size_t>(i)] = (i - a + ring_) % ring_ < c ? 0.0f : kMaskedLogit;
+void ChunkSummaryLayout::graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>&) {
+  // decode_regions' ring mask, a row per sequence: slot i holds a visible position when it is
+  // among the c slots from a on, cyclically (0 adds exactly nothing where the eager step has no
+  // bias).
+  std::vector<float> rows(static_cast<size_t>(graph_ring_bias_.numel()));
+  for (size_t b = 0; b < n.size(); ++b) {
+    const int64_t s = summaries(n[b]), a = (s * chunk_) % ring_, c = n[b] - s * chunk_;
+    for (int64_t i = 0; i < ring_; ++i) {
+      rows[b * static_cast<size_t>(ring_) + static_cast<size_t>(i)] =
+          (i - a + ring_) % ring_ < c ? 0.0f : kMaskedLogit;
+    }
   }
-  upload(graph_ring_bias_, row.data(), ring_);
+  upload(graph_ring_bias_, rows.data(), graph_ring_bias_.numel());
 }
 
 void ChunkSummaryLayout::for_each_buffer(int layer, bool is_v,

@@ -30,6 +30,12 @@ at::Tensor select_slots(const at::Tensor& t, const std::vector<int64_t>& idx) {
 
 }  // namespace
 
+Parts seq_rows(const Parts& p, int64_t b0, int64_t nb) {
+  Parts out;
+  for (const auto& t : p) out.push_back(t.narrow(0, b0, nb));
+  return out;
+}
+
 std::vector<int64_t> iota(int64_t begin, int64_t end) {
   std::vector<int64_t> v;
   for (int64_t i = begin; i < end; ++i) v.push_back(i);

@@ -51,7 +51,7 @@ Registry& registry() {
     add_builtin<ContiguousLayout>(*reg, {"full", {"full_cache", "contiguous"}, {}});
     add_builtin<SlidingWindowLayout>(
         *reg, {"sliding", {"sliding_window", "window"}, {"window", "sinks"}});
-    add_builtin<PagedLayout>(*reg, {"paged", {"paged_attention"}, {"block"}});
+    add_builtin<PagedLayout>(*reg, {"paged", {"paged_attention"}, {"block", "pool"}});
     add_builtin<ChunkSummaryLayout>(
         *reg, {"chunked", {"chunked_cache", "chunk"}, {"chunk", "keep", "bias"}});
     return reg;
@@ -309,6 +309,21 @@ const std::vector<std::string>& method_names() {
                                               "quant_int8",      "quant_int4",   "quant_mixed",
                                               "paged_attention", "chunked_cache"};
   return names;
+}
+
+}  // namespace eli
+
+namespace eli {
+
+void KVCache::append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
+                            const std::vector<int64_t>& new_tokens) {
+  for (size_t b = 0; b < new_tokens.size(); ++b) {
+    ELI_CHECK(k.dim() == 4 && new_tokens[b] == k.size(2),
+              "{}: this cache holds only batches of equal lengths (sequence {} brings {} of {} "
+              "positions)",
+              name(), b, new_tokens[b], k.dim() == 4 ? k.size(2) : 0);
+  }
+  append(layer, k, v);
 }
 
 }  // namespace eli

@@ -16,7 +16,8 @@ SlidingWindowLayout::SlidingWindowLayout(const LayoutArgs& a)
     mask_row_ = at::zeros({2 * slots}, at::TensorOptions().dtype(at::kFloat));
     mask_row_.select(0, slots).fill_(kMaskedLogit);
     mask_row_ = mask_row_.to(a_.device);
-    graph_bias_ = at::zeros({slots}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
+    graph_bias_ =
+        at::zeros({a_.batch, slots}, at::TensorOptions().dtype(at::kFloat).device(a_.device));
   }
 }
 
@@ -34,8 +35,8 @@ std::vector<int64_t> SlidingWindowLayout::kept(int64_t n_begin, int64_t n_end, i
   return p;
 }
 
-void SlidingWindowLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
-                                const Parts& k, const Parts& v, Recoder&) {
+void SlidingWindowLayout::write_rows(Parts k_buf, Parts v_buf, int64_t pos0, const Parts& k,
+                                     const Parts& v) const {
   const int64_t t = k[0].size(2);
   // Only positions that survive this write, so no ring slot is written twice.
   std::vector<int64_t> src, dst;
@@ -43,19 +44,37 @@ void SlidingWindowLayout::write(int layer, int64_t pos0, const at::Tensor&, cons
     src.push_back(p - pos0);
     dst.push_back(slot_of(p));
   }
-  write_slots(buf_.k[layer], k, src, dst);
-  write_slots(buf_.v[layer], v, src, dst);
+  write_slots(k_buf, k, src, dst);
+  write_slots(v_buf, v, src, dst);
 }
 
-Gathered SlidingWindowLayout::gather(int layer, int64_t n) const {
+Gathered SlidingWindowLayout::gather_rows(const Parts& k_buf, const Parts& v_buf, int64_t n) const {
   Gathered g;
   g.pos = kept(0, n, n);
   g.bias.assign(g.pos.size(), 0.0f);
   std::vector<int64_t> slots;
   for (int64_t p : g.pos) slots.push_back(slot_of(p));
-  g.k = read_slots(buf_.k[layer], slots);
-  g.v = read_slots(buf_.v[layer], slots);
+  g.k = read_slots(k_buf, slots);
+  g.v = read_slots(v_buf, slots);
   return g;
+}
+
+void SlidingWindowLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
+                                const Parts& k, const Parts& v, Recoder&) {
+  write_rows(buf_.k[layer], buf_.v[layer], pos0, k, v);
+}
+
+void SlidingWindowLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor&,
+                                    const at::Tensor&, const Parts& k, const Parts& v, Recoder&) {
+  write_rows(seq_rows(buf_.k[layer], seq), seq_rows(buf_.v[layer], seq), pos0, k, v);
+}
+
+Gathered SlidingWindowLayout::gather(int layer, int64_t n) const {
+  return gather_rows(buf_.k[layer], buf_.v[layer], n);
+}
+
+Gathered SlidingWindowLayout::gather_seq(int64_t seq, int layer, int64_t n) const {
+  return gather_rows(seq_rows(buf_.k[layer], seq), seq_rows(buf_.v[layer], seq), n);
 }
 
 std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n) const {
@@ -70,20 +89,27 @@ std::vector<SlotRegion> SlidingWindowLayout::decode_regions(int layer, int64_t n
 
 std::vector<SlotRegion> SlidingWindowLayout::graph_regions(int layer) const {
   const int64_t slots = buf_.k[layer][0].size(2);
-  return {SlotRegion{
-      buf_.k[layer], buf_.v[layer], {}, graph_bias_.unsqueeze(0).expand({a_.batch, slots}), slots}};
+  return {SlotRegion{buf_.k[layer], buf_.v[layer], {}, graph_bias_, slots}};
 }
 
 std::vector<int64_t> SlidingWindowLayout::graph_lens(int64_t n) const { return {stored(n)}; }
 
 int64_t SlidingWindowLayout::graph_slot(int64_t pos) const { return slot_of(pos); }
 
-void SlidingWindowLayout::graph_prepare(int64_t n, int64_t) {
-  // decode_regions' mask: the slot of position n - window once it is stored but out of view
-  // (0 elsewhere adds exactly nothing, so the step equals the eager one without a bias).
-  std::vector<float> row(static_cast<size_t>(graph_bias_.numel()), 0.0f);
-  if (n - window_ >= sinks_) row[static_cast<size_t>(slot_of(n - window_))] = kMaskedLogit;
-  upload(graph_bias_, row.data(), graph_bias_.numel());
+void SlidingWindowLayout::graph_prepare(const std::vector<int64_t>& n,
+                                        const std::vector<int64_t>&) {
+  // decode_regions' mask per sequence: the slot of position n - window once it is stored but
+  // out of view (0 elsewhere adds exactly nothing, so the step equals the eager one without a
+  // bias).
+  const int64_t slots = graph_bias_.size(1);
+  std::vector<float> rows(static_cast<size_t>(graph_bias_.numel()), 0.0f);
+  for (size_t b = 0; b < n.size(); ++b) {
+    if (n[b] - window_ >= sinks_) {
+      rows[b * static_cast<size_t>(slots) + static_cast<size_t>(slot_of(n[b] - window_))] =
+          kMaskedLogit;
+    }
+  }
+  upload(graph_bias_, rows.data(), graph_bias_.numel());
 }
 
 void SlidingWindowLayout::for_each_buffer(int layer, bool is_v,

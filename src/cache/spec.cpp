@@ -84,6 +84,8 @@ void apply_param(CacheSpec& s, const LayoutInfo& layout, const std::string& kv,
     s.cfg.sink_tokens = v;
   } else if (s.layout == "paged" && key == "block") {
     s.cfg.block_size = v;
+  } else if (s.layout == "paged" && key == "pool") {
+    s.cfg.pool_blocks = v;
   } else if (s.layout == "chunked" && key == "chunk") {
     s.cfg.chunk_size = v;
   } else if (s.layout == "chunked" && key == "keep") {
@@ -93,7 +95,7 @@ void apply_param(CacheSpec& s, const LayoutInfo& layout, const std::string& kv,
   } else {
     ELI_FAIL(
         "cache spec '{}': unknown parameter '{}' for layout {} (valid: max; sliding: window, "
-        "sinks; paged: block; chunked: chunk, keep, bias)",
+        "sinks; paged: block, pool; chunked: chunk, keep, bias)",
         spec, key, s.layout);
   }
 }

@@ -183,8 +183,9 @@ std::pair<at::Tensor, at::Tensor> ref::embed_layernorm(const at::Tensor& wte, co
                                                        const at::Tensor& pos0,
                                                        const at::Tensor& ln_w,
                                                        const at::Tensor& ln_b, double eps) {
-  const at::Tensor pos = pos0.reshape({1}) + at::arange(ids.size(1), pos0.options());
-  at::Tensor x = at::embedding(wte, ids) + at::embedding(wpe, pos).unsqueeze(0);
+  const at::Tensor pos = (pos0.reshape({-1, 1}) + at::arange(ids.size(1), pos0.options()))
+                             .clamp_max(wpe.size(0) - 1);  // [1 or B, T]
+  at::Tensor x = at::embedding(wte, ids) + at::embedding(wpe, pos);
   at::Tensor a = at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
   return {x, a};
 }

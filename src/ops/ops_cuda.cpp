@@ -298,9 +298,10 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
   ELI_CHECK(ids.defined() && ids.dim() == 2 && ids.scalar_type() == at::kLong &&
                 ids.device() == wte.device() && ids.size(0) >= 1 && ids.size(1) >= 1,
             "{}: ids must be int64 [B, T] on {}", op, wte.device().str());
-  ELI_CHECK(pos0.defined() && pos0.numel() == 1 && pos0.scalar_type() == at::kLong &&
-                pos0.device() == wte.device(),
-            "{}: pos0 must be one int64 on {}", op, wte.device().str());
+  ELI_CHECK(pos0.defined() && (pos0.numel() == 1 || pos0.numel() == ids.size(0)) &&
+                pos0.scalar_type() == at::kLong && pos0.device() == wte.device() &&
+                pos0.is_contiguous(),
+            "{}: pos0 must be one int64 or one per row of ids on {}", op, wte.device().str());
   const int64_t rows = ids.numel();
   check_int(rows, "tokens", op);
   const c10::cuda::CUDAGuard guard(wte.device());
@@ -310,9 +311,10 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
   check_launch(
       ec::launch_embed_layernorm(
           dtype_of(wte.scalar_type(), op), wte.data_ptr(), wpe.data_ptr(), idc.data_ptr<int64_t>(),
-          pos0.data_ptr<int64_t>(), static_cast<int>(rows), static_cast<int>(ids.size(1)),
-          ln_w.data_ptr(), ln_b.data_ptr(), x.data_ptr(), a.data_ptr(), static_cast<int>(n),
-          static_cast<float>(eps), at::cuda::getCurrentCUDAStream().stream()),
+          pos0.data_ptr<int64_t>(), pos0.numel() == 1 ? 0 : 1, static_cast<int>(wpe.size(0)),
+          static_cast<int>(rows), static_cast<int>(ids.size(1)), ln_w.data_ptr(), ln_b.data_ptr(),
+          x.data_ptr(), a.data_ptr(), static_cast<int>(n), static_cast<float>(eps),
+          at::cuda::getCurrentCUDAStream().stream()),
       op);
   return {x, a};
 }

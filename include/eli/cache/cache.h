@@ -63,7 +63,8 @@ class Cache final : public KVCache, private Recoder {
   explicit Cache(const CacheArgs& a)
       : a_(a), kc_(a.k_codec), vc_(a.v_codec), layout_(layout_args(a, kc_, vc_)) {
     const size_t nl = static_cast<size_t>(a.shape.n_layer);
-    n_.assign(nl, 0);
+    n_.assign(nl, std::vector<int64_t>(static_cast<size_t>(a.batch), 0));
+    pt_.resize(nl);
     pk_.resize(nl);
     pv_.resize(nl);
     if (a_.rotate_k || a_.rotate_v) rot_ = quant::hadamard(a_.shape.head_dim, a_.device);
@@ -97,17 +98,44 @@ class Cache final : public KVCache, private Recoder {
   }
 
   void append(int layer, const at::Tensor& k, const at::Tensor& v) override {
+    append_ragged(layer, k, v, {});
+  }
+
+  void append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
+                     const std::vector<int64_t>& new_tokens) override {
     check_layer(layer);
     check_rows("k", k);
     check_rows("v", v);
     ELI_CHECK(k.sizes() == v.sizes(), "append: k {} and v {} differ in shape", shape_str(k),
               shape_str(v));
     const size_t l = static_cast<size_t>(layer);
+    const int64_t t = k.size(2);
+    std::vector<int64_t> nt = new_tokens;
+    if (!nt.empty()) {
+      ELI_CHECK(static_cast<int64_t>(nt.size()) == a_.batch,
+                "append: {} new-token counts for a batch of {}", nt.size(), a_.batch);
+      for (size_t b = 0; b < nt.size(); ++b) {
+        ELI_CHECK(nt[b] >= 0 && nt[b] <= t,
+                  "append: sequence {} has {} new tokens, outside [0, {}] (the append's length)", b,
+                  nt[b], t);
+      }
+      if (std::all_of(nt.begin(), nt.end(), [&](int64_t x) { return x == t; })) nt.clear();
+    }
     if (pk_[l].defined()) commit(layer);
-    ELI_CHECK(n_[l] + k.size(2) <= a_.capacity,
-              "KV cache capacity exceeded: {} stored + {} new > max_tokens {} (layer {}); raise "
-              "CacheConfig.max_tokens (<= n_positions)",
-              n_[l], k.size(2), a_.capacity, layer);
+    for (size_t b = 0; b < n_[l].size(); ++b) {
+      const int64_t add = nt.empty() ? t : nt[b];
+      ELI_CHECK(n_[l][b] + add <= a_.capacity,
+                "KV cache capacity exceeded: {} stored + {} new > max_tokens {} (layer {}, "
+                "sequence {}); raise CacheConfig.max_tokens (<= n_positions)",
+                n_[l][b], add, a_.capacity, layer, b);
+    }
+    if constexpr (!layout_has_ragged<Layout>) {
+      ELI_CHECK(nt.empty() && uniform(l),
+                "{}: layout {} cannot hold sequences of different lengths (it has no write_seq / "
+                "gather_seq; eli/cache/layout.h)",
+                name(), layout_.name());
+    }
+    pt_[l] = std::move(nt);
     pk_[l] = a_.rotate_k ? rotate(k) : k;
     pv_[l] = a_.rotate_v ? rotate(v) : v;
   }
@@ -119,15 +147,28 @@ class Cache final : public KVCache, private Recoder {
     ELI_CHECK(pk_[l].defined(), "attend(layer {}) without a preceding append", layer);
     ELI_CHECK(q.size(2) == pk_[l].size(2), "attend: q has {} positions, the latest append {}",
               q.size(2), pk_[l].size(2));
-    auto out = attend_impl(layer, q);
+    auto out = ragged(l) ? attend_ragged(layer, q) : attend_impl(layer, q);
     commit(layer);
     return out;
   }
 
   CacheStats stats() const override {
     // A pure function of the positions seen (pending included), so it is exact at any time.
-    const int64_t n = n_[0] + (pk_[0].defined() ? pk_[0].size(2) : 0);
-    const Footprint f = layout_.footprint(n);
+    // Per sequence: its positions, pending included. A ragged batch sums what each sequence
+    // holds; per-sequence counts are the longest sequence's.
+    std::vector<int64_t> seq_n = n_[0];
+    for (size_t b = 0; b < seq_n.size(); ++b) seq_n[b] += pending(0, b);
+    const int64_t n = *std::max_element(seq_n.begin(), seq_n.end());
+    Footprint f = layout_.footprint(n);
+    if (!std::all_of(seq_n.begin(), seq_n.end(), [&](int64_t x) { return x == n; })) {
+      f.slots_stored = f.padding_slots = f.blocks_in_use = 0;
+      for (int64_t x : seq_n) {
+        const Footprint fb = layout_.footprint(x);
+        f.slots_stored += fb.slots_stored / a_.batch;
+        f.padding_slots += fb.padding_slots / a_.batch;
+        f.blocks_in_use += fb.blocks_in_use / a_.batch;
+      }
+    }
     int64_t pay = 0, scl = 0;
     for (const auto& p : kc_.parts()) (p.is_scale ? scl : pay) += p.bytes();
     for (const auto& p : vc_.parts()) (p.is_scale ? scl : pay) += p.bytes();
@@ -142,20 +183,22 @@ class Cache final : public KVCache, private Recoder {
     const int64_t row = a_.shape.head_dim * static_cast<int64_t>(at::elementSize(a_.dtype));
     const int64_t sides = (KCodec::kQuantized ? 1 : 0) + (VCodec::kQuantized ? 1 : 0);
     const int64_t rows_per_tok = resid_ > 0 ? per_slot * a_.batch * sides : 0;
-    const int64_t held = std::min(resid_, n);
-    s.residual_bytes = rows_per_tok * held * row;
+    int64_t held_rows = 0;  // residual ring rows holding a token, over the batch
+    for (int64_t x : seq_n) held_rows += std::min(resid_, x);
+    s.residual_bytes = resid_ > 0 ? rows_per_tok / a_.batch * held_rows * row : 0;
     s.metadata_bytes = f.metadata_bytes;
     s.padding_bytes = per_slot * f.padding_slots * (pay + scl);
     s.reserved_bytes = per_slot * (f.slots_allocated - f.slots_stored) * (pay + scl) +
-                       rows_per_tok * (resid_ - held) * row;
+                       (resid_ > 0 ? rows_per_tok * resid_ * row - s.residual_bytes : 0);
     s.blocks_in_use = f.blocks_in_use;
     s.blocks_total = f.blocks_total;
     return s;
   }
 
   void reset() override {
-    graph_pos_ = -1;
-    std::fill(n_.begin(), n_.end(), 0);
+    in_graph_step_ = false;
+    for (auto& n : n_) std::fill(n.begin(), n.end(), 0);
+    for (auto& t : pt_) t.clear();
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
     kc_.reset();
@@ -171,7 +214,7 @@ class Cache final : public KVCache, private Recoder {
     return n;
   }
 
-  bool begin_graph_step(int64_t pos) override {
+  bool begin_graph_step(const std::vector<int64_t>& pos) override {
     if constexpr (kGraph) {
       return begin_graph(pos);
     } else {
@@ -180,11 +223,14 @@ class Cache final : public KVCache, private Recoder {
     }
   }
 
-  void end_graph_step(int64_t pos) override {
-    std::fill(n_.begin(), n_.end(), pos + 1);
+  void end_graph_step(const std::vector<int64_t>& pos) override {
+    for (auto& n : n_) {
+      for (size_t b = 0; b < n.size(); ++b) n[b] = pos[b] + 1;
+    }
+    for (auto& t : pt_) t.clear();
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
-    graph_pos_ = -1;
+    in_graph_step_ = false;
   }
 
   const Layout& layout() const { return layout_; }
@@ -219,36 +265,42 @@ class Cache final : public KVCache, private Recoder {
     }
   }
 
-  bool begin_graph(int64_t pos) {
+  bool begin_graph(const std::vector<int64_t>& pos) {
     // Per-tensor codecs widen their scale from the data (a host read); other steps of layouts
     // that restructure (chunk pooling) say so through graph_step_ok.
     if (!lens_.defined() || !a_.device.is_cuda() || per_tensor(kc_) || per_tensor(vc_) ||
-        !fused_decode_enabled().load(std::memory_order_relaxed) || pos < 0 ||
-        pos + 1 > a_.capacity || !layout_.graph_step_ok(pos)) {
+        !fused_decode_enabled().load(std::memory_order_relaxed) ||
+        static_cast<int64_t>(pos.size()) != a_.batch) {
       return false;
+    }
+    for (int64_t p : pos) {
+      if (p < 0 || p + 1 > a_.capacity || !layout_.graph_step_ok(p)) return false;
     }
     for (size_t l = 0; l < n_.size(); ++l) {
       if (n_[l] != pos || pk_[l].defined()) return false;
     }
-    const int64_t hist = std::max<int64_t>(pos - resid_, 0);
+    std::vector<int64_t> hist(pos.size());
+    for (size_t b = 0; b < pos.size(); ++b) hist[b] = std::max<int64_t>(pos[b] - resid_, 0);
     layout_.graph_prepare(hist, pos);
     if (!step_.defined()) {
       step_ =
           at::zeros({kStepRows, a_.batch}, at::TensorOptions().dtype(at::kInt).device(a_.device));
     }
-    const std::vector<int64_t> lens = layout_.graph_lens(hist);
-    ELI_CHECK(lens.size() <= kResidLenRow, "layout has {} graph regions (at most {})", lens.size(),
-              kResidLenRow);
     std::vector<int32_t> host(static_cast<size_t>(kStepRows * a_.batch), 0);
-    auto fill = [&](int64_t row, int64_t value) {
-      std::fill_n(host.begin() + row * a_.batch, a_.batch, static_cast<int32_t>(value));
+    auto set = [&](int64_t row, size_t b, int64_t value) {
+      host[static_cast<size_t>(row * a_.batch) + b] = static_cast<int32_t>(value);
     };
-    for (size_t i = 0; i < lens.size(); ++i) fill(static_cast<int64_t>(i), lens[i]);
-    fill(kResidLenRow, std::min(pos, resid_));
-    fill(kSlotRow, layout_.graph_slot(pos));
-    if (resid_ > 0) fill(kResidSlotRow, pos % resid_);
+    for (size_t b = 0; b < pos.size(); ++b) {
+      const std::vector<int64_t> lens = layout_.graph_lens(hist[b]);
+      ELI_CHECK(lens.size() <= kResidLenRow, "layout has {} graph regions (at most {})",
+                lens.size(), kResidLenRow);
+      for (size_t i = 0; i < lens.size(); ++i) set(static_cast<int64_t>(i), b, lens[i]);
+      set(kResidLenRow, b, std::min(pos[b], resid_));
+      set(kSlotRow, b, layout_.graph_slot(pos[b]));
+      if (resid_ > 0) set(kResidSlotRow, b, pos[b] % resid_);
+    }
     upload(step_, host.data(), step_.numel());
-    graph_pos_ = pos;
+    in_graph_step_ = true;
     return true;
   }
 
@@ -257,43 +309,105 @@ class Cache final : public KVCache, private Recoder {
                       kc.parts(), vc.parts(), a.device,   a.layout_params};
   }
 
+  // Positions of sequence b in the pending append of layer l.
+  int64_t pending(size_t l, size_t b) const {
+    if (!pk_[l].defined()) return 0;
+    return pt_[l].empty() ? pk_[l].size(2) : pt_[l][b];
+  }
+  // Whether every sequence of layer l holds the same number of positions.
+  bool uniform(size_t l) const {
+    const auto& n = n_[l];
+    return std::all_of(n.begin(), n.end(), [&](int64_t x) { return x == n[0]; });
+  }
+  // Whether layer l's pending append is ragged or lands on sequences of different lengths.
+  bool ragged(size_t l) const { return !pt_[l].empty() || !uniform(l); }
+
   at::Tensor attend_impl(int layer, const at::Tensor& q) {
+    const size_t l = static_cast<size_t>(layer);
     if constexpr (kFused) {
       if constexpr (kGraph) {
-        if (graph_pos_ >= 0) return attend_graph(layer, q);
+        if (in_graph_step_) return attend_graph(layer, q);
       }
-      if (q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
-          fused_decode_enabled().load(std::memory_order_relaxed)) {
-        return attend_fused(layer, q);
-      }
+      if (fused_ok(q)) return attend_fused(layer, q, pk_[l], pv_[l], n_[l][0], -1);
     }
-    return attend_aten(layer, q);
+    return attend_aten(layer, q, pk_[l], pv_[l], n_[l][0], -1);
+  }
+
+  bool fused_ok(const at::Tensor& q) const {
+    return q.size(2) == 1 && lens_.defined() && q.scalar_type() == a_.dtype &&
+           fused_decode_enabled().load(std::memory_order_relaxed);
+  }
+
+  // A ragged batch: each sequence attends alone over its own history (the path a batch of one
+  // takes, so its output is the one it has alone); padded queries get zeros.
+  at::Tensor attend_ragged(int layer, const at::Tensor& q) {
+    const size_t l = static_cast<size_t>(layer);
+    const int64_t t = q.size(2);
+    std::vector<at::Tensor> rows;
+    for (int64_t b = 0; b < a_.batch; ++b) {
+      const int64_t tb = pending(l, static_cast<size_t>(b));
+      at::Tensor o = at::zeros({1, q.size(1), t, q.size(3)}, q.options().dtype(a_.dtype));
+      if (tb > 0) {
+        auto rows_of = [&](const at::Tensor& x) { return x.narrow(0, b, 1).narrow(2, 0, tb); };
+        const at::Tensor qb = rows_of(q), kb = rows_of(pk_[l]), vb = rows_of(pv_[l]);
+        const int64_t n = n_[l][static_cast<size_t>(b)];
+        at::Tensor ob;
+        if constexpr (kFused) {
+          if (fused_ok(qb)) ob = attend_fused(layer, qb.contiguous(), kb, vb, n, b);
+        }
+        if (!ob.defined()) ob = attend_aten(layer, qb, kb, vb, n, b);
+        if (tb == t) {
+          o = ob;
+        } else {
+          o.narrow(2, 0, tb).copy_(ob);
+        }
+      }
+      rows.push_back(o);
+    }
+    return at::cat(rows, 0);
   }
 
   // Decode step: the layout's regions (codes, scales, block table as stored) and the
-  // residual ring through ops::decode_attention, the pending token at full precision.
-  at::Tensor attend_fused(int layer, const at::Tensor& q) {
+  // residual ring through ops::decode_attention, the pending token at full precision. n:
+  // positions stored; seq >= 0: q, k_new, v_new are sequence seq's rows alone.
+  at::Tensor attend_fused(int layer, const at::Tensor& q, const at::Tensor& k_new,
+                          const at::Tensor& v_new, int64_t n, int64_t seq) {
     const size_t l = static_cast<size_t>(layer);
-    const int64_t n = n_[l];
     const int64_t hist = std::max<int64_t>(n - resid_, 0);  // positions read from the layout
     std::vector<DecodeRegion> regions;
     if (hist > 0) {
-      for (const SlotRegion& r : layout_.decode_regions(layer, hist)) {
-        if (r.len > 0) {
-          regions.push_back(DecodeRegion{kc_.store(layer, r.k), vc_.store(layer, r.v),
-                                         r.block_table, r.bias, r.len});
-        }
+      for (SlotRegion r : layout_.decode_regions(layer, hist)) {
+        if (r.len <= 0) continue;
+        if (seq >= 0) r = seq_region(r, seq);
+        regions.push_back(DecodeRegion{kc_.store(layer, r.k), vc_.store(layer, r.v), r.block_table,
+                                       r.bias, r.len});
       }
     }
     if (resid_ > 0 && n > 0) {  // positions [n - resid, n) at ring slots p % resid
-      regions.push_back(DecodeRegion{
-          ops::KvStore::fp(rk_[l]), ops::KvStore::fp(rv_[l]), {}, {}, std::min(n, resid_)});
+      const at::Tensor rk = seq >= 0 ? rk_[l].narrow(0, seq, 1) : rk_[l];
+      const at::Tensor rv = seq >= 0 ? rv_[l].narrow(0, seq, 1) : rv_[l];
+      regions.push_back(
+          DecodeRegion{ops::KvStore::fp(rk), ops::KvStore::fp(rv), {}, {}, std::min(n, resid_)});
     }
     const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
-    auto out = attend_regions(qq, regions, lens_, pk_[l], pv_[l]);
+    const at::Tensor lens = seq >= 0 ? lens_.narrow(1, seq, 1) : lens_;
+    auto out = attend_regions(qq, regions, lens, k_new, v_new);
     if (a_.rotate_v) out = at::matmul(out.to(at::kFloat), rot_);  // H symmetric, orthonormal
     fused_decode_steps().fetch_add(1, std::memory_order_relaxed);
     return out.to(a_.dtype);
+  }
+
+  // Sequence seq's rows of a region: its row of the block table (the pool is shared) or of the
+  // storage, and of the bias.
+  static SlotRegion seq_region(SlotRegion r, int64_t seq) {
+    if (r.block_table.defined()) {
+      r.block_table = r.block_table.narrow(0, seq, 1);
+    } else {
+      r.k = seq_rows(r.k, seq);
+      r.v = seq_rows(r.v, seq);
+    }
+    if (r.bias.defined()) r.bias = r.bias.narrow(0, seq, 1);
+    return r;
   }
 
   // The graph step: attend_fused's regions with a fixed structure (every region present, its
@@ -356,30 +470,35 @@ class Cache final : public KVCache, private Recoder {
       if (KCodec::kQuantized) ops::quantize_kv_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), r);
       if (VCodec::kQuantized) ops::quantize_kv_out(xv.to(a_.dtype), ops::KvStore::fp(rv_[l]), r);
     }
-    n_[l] += 1;
+    for (auto& n : n_[l]) n += 1;
   }
 
-  at::Tensor attend_aten(int layer, const at::Tensor& q) {
-    const size_t l = static_cast<size_t>(layer);
-    Gathered g = layout_.gather(layer, n_[l]);
+  // The ATen path: the stored history gathered and decoded, one masked softmax. n: positions
+  // stored; seq >= 0: q, k_new, v_new are sequence seq's rows alone.
+  at::Tensor attend_aten(int layer, const at::Tensor& q, const at::Tensor& k_new,
+                         const at::Tensor& v_new, int64_t n, int64_t seq) {
+    Gathered g;
+    if constexpr (layout_has_ragged<Layout>) {
+      g = seq >= 0 ? layout_.gather_seq(seq, layer, n) : layout_.gather(layer, n);
+    } else {
+      g = layout_.gather(layer, n);
+    }
     at::Tensor kh, vh;
     if (g.size() > 0) {
       kh = kc_.decode(layer, g.k);
       vh = vc_.decode(layer, g.v);
-      overlay_residual(layer, g.pos, kh, vh);
+      overlay_residual(layer, g.pos, n, seq, kh, vh);
     }
-    AttendMask m{n_[l], layout_.window(), layout_.sinks()};
-    auto out =
-        attend_history(a_.rotate_k ? rotate(q) : q, kh, vh, g.pos, g.bias, pk_[l], pv_[l], m);
+    AttendMask m{n, layout_.window(), layout_.sinks()};
+    auto out = attend_history(a_.rotate_k ? rotate(q) : q, kh, vh, g.pos, g.bias, k_new, v_new, m);
     if (a_.rotate_v) out = at::matmul(out, rot_);  // H is symmetric and orthonormal
     return out.to(a_.dtype);
   }
 
   // The newest resid_ stored positions are read from full-precision copies instead of codes.
-  void overlay_residual(int layer, const std::vector<int64_t>& pos, at::Tensor& kh,
-                        at::Tensor& vh) const {
+  void overlay_residual(int layer, const std::vector<int64_t>& pos, int64_t n, int64_t seq,
+                        at::Tensor& kh, at::Tensor& vh) const {
     if (resid_ == 0) return;
-    const int64_t n = n_[static_cast<size_t>(layer)];
     std::vector<int64_t> dst, src;
     for (size_t j = 0; j < pos.size(); ++j) {
       if (pos[j] >= 0 && pos[j] >= n - resid_) {
@@ -391,34 +510,64 @@ class Cache final : public KVCache, private Recoder {
     auto opts = at::TensorOptions().dtype(at::kLong);
     auto d = at::tensor(dst, opts).to(a_.device), s = at::tensor(src, opts).to(a_.device);
     const size_t l = static_cast<size_t>(layer);
-    if (KCodec::kQuantized) kh.index_copy_(2, d, rk_[l].index_select(2, s).to(at::kFloat));
-    if (VCodec::kQuantized) vh.index_copy_(2, d, rv_[l].index_select(2, s).to(at::kFloat));
+    auto ring = [&](const at::Tensor& r) { return seq >= 0 ? r.narrow(0, seq, 1) : r; };
+    if (KCodec::kQuantized) kh.index_copy_(2, d, ring(rk_[l]).index_select(2, s).to(at::kFloat));
+    if (VCodec::kQuantized) vh.index_copy_(2, d, ring(rv_[l]).index_select(2, s).to(at::kFloat));
   }
 
   void commit(int layer) {
     if constexpr (kGraph) {
-      if (graph_pos_ >= 0) return commit_graph(layer);
+      if (in_graph_step_) return commit_graph(layer);
     }
     const size_t l = static_cast<size_t>(layer);
     const at::Tensor xk = pk_[l], xv = pv_[l];
+    const bool rag = ragged(l);
+    const std::vector<int64_t> nt = std::move(pt_[l]);
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
+    pt_[l].clear();
+    if (!rag) {
+      commit_rows(layer, -1, n_[l][0], xk, xv);
+      for (auto& n : n_[l]) n += xk.size(2);
+      return;
+    }
+    if constexpr (layout_has_ragged<Layout>) {
+      for (int64_t b = 0; b < a_.batch; ++b) {
+        const int64_t tb = nt.empty() ? xk.size(2) : nt[static_cast<size_t>(b)];
+        if (tb == 0) continue;
+        int64_t& n = n_[l][static_cast<size_t>(b)];
+        commit_rows(layer, b, n, xk.narrow(0, b, 1).narrow(2, 0, tb),
+                    xv.narrow(0, b, 1).narrow(2, 0, tb));
+        n += tb;
+      }
+    }
+  }
+
+  // Stores rows xk, xv [B or 1, H, T, D] at positions [n, n + T) (seq >= 0: sequence seq's).
+  void commit_rows(int layer, int64_t seq, int64_t n, const at::Tensor& xk, const at::Tensor& xv) {
+    const size_t l = static_cast<size_t>(layer);
     observe(layer, false, kc_, xk);
     observe(layer, true, vc_, xv);
-    layout_.write(layer, n_[l], xk, xv, kc_.encode(layer, xk), vc_.encode(layer, xv), *this);
+    const Parts k = kc_.encode(layer, xk), v = vc_.encode(layer, xv);
+    if (seq < 0) {
+      layout_.write(layer, n, xk, xv, k, v, *this);
+    } else if constexpr (layout_has_ragged<Layout>) {
+      layout_.write_seq(seq, layer, n, xk, xv, k, v, *this);
+    }
     if (resid_ > 0) {
       // Positions [n + t - keep, n + t) into ring slots p % resid: at most two runs of slots.
+      const at::Tensor rk = seq >= 0 && rk_[l].defined() ? rk_[l].narrow(0, seq, 1) : rk_[l];
+      const at::Tensor rv = seq >= 0 && rv_[l].defined() ? rv_[l].narrow(0, seq, 1) : rv_[l];
       const int64_t t = xk.size(2), keep = std::min(t, resid_);
       for (int64_t done = 0; done < keep;) {
-        const int64_t p = n_[l] + t - keep + done, slot = p % resid_;
+        const int64_t p = n + t - keep + done, slot = p % resid_;
         const int64_t run = std::min(keep - done, resid_ - slot);
         const int64_t src = t - keep + done;
-        if (KCodec::kQuantized) rk_[l].narrow(2, slot, run).copy_(xk.narrow(2, src, run));
-        if (VCodec::kQuantized) rv_[l].narrow(2, slot, run).copy_(xv.narrow(2, src, run));
+        if (KCodec::kQuantized) rk.narrow(2, slot, run).copy_(xk.narrow(2, src, run));
+        if (VCodec::kQuantized) rv.narrow(2, slot, run).copy_(xv.narrow(2, src, run));
         done += run;
       }
     }
-    n_[l] += xk.size(2);
   }
 
   Parts encode_rows(int layer, bool is_v, const at::Tensor& x) override {
@@ -453,8 +602,10 @@ class Cache final : public KVCache, private Recoder {
   KCodec kc_;
   VCodec vc_;
   Layout layout_;
-  std::vector<int64_t> n_;           // positions committed per layer
-  std::vector<at::Tensor> pk_, pv_;  // latest append per layer (rotated when asked)
+  std::vector<std::vector<int64_t>> n_;   // positions committed per layer and sequence
+  std::vector<std::vector<int64_t>> pt_;  // per layer: the pending append's positions per
+                                          // sequence (ragged), empty = all of them
+  std::vector<at::Tensor> pk_, pv_;       // latest append per layer (rotated when asked)
   at::Tensor rot_;
   int64_t resid_ = 0;
   std::vector<at::Tensor> rk_, rv_;  // residual rings [B, H, resid, D], model dtype
@@ -464,7 +615,7 @@ class Cache final : public KVCache, private Recoder {
   // slot (layout_.graph_slot) and the residual ring slot.
   static constexpr int64_t kResidLenRow = 4, kSlotRow = 5, kResidSlotRow = 6, kStepRows = 7;
   at::Tensor step_;
-  int64_t graph_pos_ = -1;  // >= 0 between begin_graph_step and end_graph_step
+  bool in_graph_step_ = false;  // between begin_graph_step and end_graph_step
 };
 
 }  // namespace eli::cache

@@ -35,12 +35,18 @@ class ChunkSummaryLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const { return pos % ring_; }
-  void graph_prepare(int64_t n, int64_t pos);
+  void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
+  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
+                 const Parts& k, const Parts& v, Recoder& rc);
+  Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void reset() {}
   /// Summaries after n positions.
   int64_t summaries(int64_t n) const;
 
  private:
+  void write_rows(int64_t b0, int64_t nb, int layer, int64_t pos0, const at::Tensor& xk,
+                  const at::Tensor& xv, const Parts& k, const Parts& v, Recoder& rc);
+  Gathered gather_rows(int64_t b0, int64_t nb, int layer, int64_t n) const;
   LayoutArgs a_;
   int64_t chunk_, keep_, ring_, max_summaries_;
   SlotBuffers ring_buf_, sum_buf_;
@@ -48,7 +54,7 @@ class ChunkSummaryLayout {
   // kMaskedLogit (a view of row c from ring - a shows the c slots from a on, cyclically);
   // sum_bias_ fp32 [max_summaries] = log(chunk).
   at::Tensor ring_mask_, sum_bias_;
-  at::Tensor graph_ring_bias_;  // graph step: fp32 [ring], the ring's mask for the step
+  at::Tensor graph_ring_bias_;  // graph step: fp32 [B, ring], the ring's mask for the step
 };
 
 }  // namespace eli::cache

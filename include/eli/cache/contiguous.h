@@ -30,7 +30,10 @@ class ContiguousLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
-  void graph_prepare(int64_t n, int64_t pos);
+  void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
+  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
+                 const Parts& k, const Parts& v, Recoder& rc);
+  Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void reset() {}
 
  private:

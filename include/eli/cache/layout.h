@@ -40,7 +40,21 @@
 ///       in device buffers of their own; the last region is where new positions are written
 ///   std::vector<int64_t> graph_lens(int64_t n) const;  per graph region, the slots read at n
 ///   int64_t graph_slot(int64_t pos) const;   where pos is written in the last graph region
-///   void graph_prepare(int64_t n, int64_t pos);  uploads the per-step device state
+///   void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
+///       uploads the per-step device state; n, pos per sequence (graph_lens(n[b]) read, pos[b]
+///       written)
+///
+/// and, for ragged batches (sequences of different lengths; without them a Cache refuses a
+/// ragged append with an eli::Error naming the layout):
+///
+///   void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk,
+///                  const at::Tensor& xv, const Parts& k, const Parts& v, Recoder& rc);
+///       write() for sequence `seq` alone: its rows [1, H, T, ...] at its positions [pos0, +T)
+///   Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
+///       gather() for sequence `seq` alone, n positions written: parts [1, H, S, width]
+///
+/// Every read above (gather, decode_regions, graph_lens, footprint) is a function of the
+/// positions written, so a sequence's rows of a batch read at its own n are its history.
 
 #include <ATen/ATen.h>
 
@@ -120,6 +134,8 @@ void upload(at::Tensor& dst, const void* host, int64_t count);
 /// Writes src parts [B, H, T, w] (selected tokens `src_idx` of T) into buf slots `dst_idx`.
 void write_slots(Parts& buf, const Parts& src, const std::vector<int64_t>& src_idx,
                  const std::vector<int64_t>& dst_idx);
+/// Rows [b0, b0 + nb) (dim 0) of every part: views, writes go through to `p`.
+Parts seq_rows(const Parts& p, int64_t b0, int64_t nb = 1);
 /// begin, begin + 1, ..., end - 1.
 std::vector<int64_t> iota(int64_t begin, int64_t end);
 /// Selects slots `idx` of buf [B, H, slots, w] -> [B, H, |idx|, w] (a view for a range).
@@ -159,7 +175,14 @@ using layout_graph_lens_t = decltype(std::declval<const L&>().graph_lens(int64_t
 template <class L>
 using layout_graph_slot_t = decltype(std::declval<const L&>().graph_slot(int64_t{}));
 template <class L>
-using layout_graph_prepare_t = decltype(std::declval<L&>().graph_prepare(int64_t{}, int64_t{}));
+using layout_graph_prepare_t = decltype(std::declval<L&>().graph_prepare(
+    std::declval<const std::vector<int64_t>&>(), std::declval<const std::vector<int64_t>&>()));
+template <class L>
+using layout_write_seq_t = decltype(std::declval<L&>().write_seq(
+    int64_t{}, 0, int64_t{}, std::declval<const at::Tensor&>(), std::declval<const at::Tensor&>(),
+    std::declval<const Parts&>(), std::declval<const Parts&>(), std::declval<Recoder&>()));
+template <class L>
+using layout_gather_seq_t = decltype(std::declval<const L&>().gather_seq(int64_t{}, 0, int64_t{}));
 
 }  // namespace detail
 
@@ -176,6 +199,11 @@ constexpr bool layout_has_graph_step =
             detail::returns<L, detail::layout_graph_lens_t, std::vector<int64_t>>::value&&
                 detail::returns<L, detail::layout_graph_slot_t, int64_t>::value&&
                     detail::detected<L, detail::layout_graph_prepare_t>::value;
+
+/// Whether layout L holds ragged batches (write_seq and gather_seq).
+template <class L>
+constexpr bool layout_has_ragged = detail::detected<L, detail::layout_write_seq_t>::value&&
+    detail::returns<L, detail::layout_gather_seq_t, Gathered>::value;
 
 /// Compile-time check that L is a layout (see the top of this file); each missing member fails
 /// with a message naming it.
@@ -207,6 +235,9 @@ constexpr bool check_layout() {
       !detail::detected<L, detail::layout_graph_regions_t>::value || layout_has_graph_step<L>,
       "layout: graph_regions() needs decode_regions(), graph_step_ok(), graph_lens(), "
       "graph_slot() and graph_prepare() as well");
+  static_assert(!detail::detected<L, detail::layout_write_seq_t>::value || layout_has_ragged<L>,
+                "layout: write_seq() needs `Gathered gather_seq(int64_t seq, int layer, int64_t n) "
+                "const` as well");
   return true;
 }
 

@@ -35,7 +35,10 @@ class SlidingWindowLayout {
   std::vector<SlotRegion> graph_regions(int layer) const;
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
-  void graph_prepare(int64_t n, int64_t pos);
+  void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
+  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
+                 const Parts& k, const Parts& v, Recoder& rc);
+  Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void reset() {}
 
  private:
@@ -46,11 +49,13 @@ class SlidingWindowLayout {
     return std::min(n, sinks_) + std::min(std::max<int64_t>(n - sinks_, 0), window_);
   }
   std::vector<int64_t> kept(int64_t n_begin, int64_t n_end, int64_t n) const;
+  void write_rows(Parts k_buf, Parts v_buf, int64_t pos0, const Parts& k, const Parts& v) const;
+  Gathered gather_rows(const Parts& k_buf, const Parts& v_buf, int64_t n) const;
   LayoutArgs a_;
   int64_t window_, sinks_;
   SlotBuffers buf_;
   at::Tensor mask_row_;    // CUDA: fp32 [2 S], kMaskedLogit at S only (a view masks one slot)
-  at::Tensor graph_bias_;  // graph step: fp32 [S], the step's mask row
+  at::Tensor graph_bias_;  // graph step: fp32 [B, S], the step's mask rows
 };
 
 }  // namespace eli::cache

@@ -1,0 +1,229 @@
+// Ragged batches: sequences of different lengths in one batch. Each sequence of a ragged batch
+// gets what it gets alone: the cache's attention per row (every layout x codec, fused and ATen
+// paths), and greedy generation per method on the shipped model. The paged pool hands blocks
+// out as sequences grow and refuses, changing nothing, when it runs out.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "eli/cache/attend.h"
+#include "eli/error.h"
+#include "eli/generator.h"
+#include "eli/kv_cache.h"
+#include "eli/model.h"
+
+using eli::CacheConfig;
+using eli::GenerationConfig;
+using eli::Generator;
+using eli::KVCache;
+using eli::ModelShape;
+using eli::QuantizationConfig;
+using eli::model::GPT2;
+
+namespace {
+
+const ModelShape kShape{2, 2, 32, 128};  // layers, heads, head_dim, n_positions
+
+std::unique_ptr<KVCache> make(const std::string& spec, int64_t batch, const CacheConfig& c,
+                              const QuantizationConfig& q) {
+  return eli::make_cache(spec, kShape, batch, c, q, at::kFloat, at::kCPU);
+}
+
+// Feeds a ragged batch and one cache per sequence the same rows, step by step, and compares
+// each sequence's attention output.
+void check_rows_match(const std::string& spec, const CacheConfig& c, const QuantizationConfig& q) {
+  SCOPED_TRACE(spec);
+  const std::vector<int64_t> prompt{3, 17, 9, 30};
+  const int64_t batch = static_cast<int64_t>(prompt.size()), tmax = 30, steps = 45;
+  auto ragged = make(spec, batch, c, q);
+  std::vector<std::unique_ptr<KVCache>> solo;
+  for (int64_t b = 0; b < batch; ++b) solo.push_back(make(spec, 1, c, q));
+  at::manual_seed(11);
+  const int64_t h = kShape.n_head, d = kShape.head_dim;
+  for (int64_t step = 0; step <= steps; ++step) {
+    const int64_t t = step == 0 ? tmax : 1;
+    std::vector<int64_t> lens(static_cast<size_t>(batch), 1);
+    if (step == 0) lens = prompt;
+    for (int layer = 0; layer < kShape.n_layer; ++layer) {
+      const at::Tensor k = at::randn({batch, h, t, d}), v = at::randn({batch, h, t, d});
+      const at::Tensor qq = at::randn({batch, h, t, d});
+      ragged->append_ragged(layer, k, v, lens);
+      const at::Tensor out = ragged->attend(layer, qq);
+      ASSERT_EQ(out.sizes(), qq.sizes());
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t tb = lens[static_cast<size_t>(b)];
+        auto row = [&](const at::Tensor& x) { return x.narrow(0, b, 1).narrow(2, 0, tb); };
+        solo[static_cast<size_t>(b)]->append(layer, row(k).contiguous(), row(v).contiguous());
+        const at::Tensor want = solo[static_cast<size_t>(b)]->attend(layer, row(qq).contiguous());
+        ASSERT_TRUE(at::allclose(row(out), want, 1e-5, 1e-5))
+            << "sequence " << b << " step " << step << " layer " << layer << " max diff "
+            << (row(out) - want).abs().max().item<float>();
+        if (tb < t) {
+          EXPECT_EQ(out.narrow(0, b, 1).narrow(2, tb, t - tb).abs().max().item<float>(), 0.0f)
+              << "padding rows are zeros";
+        }
+      }
+    }
+  }
+  // The batch holds what its sequences hold apart.
+  int64_t payload = 0;
+  for (const auto& s : solo) payload += s->stats().payload_bytes;
+  EXPECT_EQ(ragged->stats().payload_bytes, payload);
+}
+
+}  // namespace
+
+TEST(Ragged, EveryLayoutAndCodecAttendsPerSequence) {
+  CacheConfig c;
+  c.window_size = 12;
+  c.sink_tokens = 2;
+  c.block_size = 8;
+  c.chunk_size = 4;
+  c.keep_last = 10;
+  c.max_tokens = 90;
+  QuantizationConfig q;
+  for (bool fused : {true, false}) {
+    eli::cache::fused_decode_on_cpu() = fused;
+    SCOPED_TRACE(fused ? "fused decode" : "ATen decode");
+    for (const std::string layout : {"full", "sliding", "paged", "chunked"}) {
+      for (const std::string codec :
+           {"fp", "int8", "int4/group32/zp", "k:int8,v:int4", "int8+rotate"}) {
+        check_rows_match(layout + "+" + codec, c, q);
+      }
+    }
+    // The residual ring (both sides quantized, a prefix layout).
+    q.residual_tokens = 5;
+    check_rows_match("full+int4", c, q);
+    check_rows_match("paged+k:int8,v:int4", c, q);
+    q.residual_tokens = 0;
+  }
+  eli::cache::fused_decode_on_cpu() = true;
+}
+
+TEST(Ragged, BadCountsAreErrors) {
+  CacheConfig c;
+  c.max_tokens = 20;
+  auto cache = make("full", 2, c, {});
+  const at::Tensor k = at::zeros({2, kShape.n_head, 4, kShape.head_dim});
+  EXPECT_THROW(cache->append_ragged(0, k, k, {1}), eli::Error);      // one count for two rows
+  EXPECT_THROW(cache->append_ragged(0, k, k, {1, 5}), eli::Error);   // more than the row holds
+  EXPECT_THROW(cache->append_ragged(0, k, k, {-1, 2}), eli::Error);  // negative
+  cache->append_ragged(0, k, k, {4, 2});
+  cache->attend(0, k);
+  // Capacity per sequence: 4 + 17 > 20 for the first, 2 + 17 fits the second.
+  const at::Tensor big = at::zeros({2, kShape.n_head, 17, kShape.head_dim});
+  try {
+    cache->append_ragged(0, big, big, {17, 17});
+    FAIL() << "capacity exceeded without an error";
+  } catch (const eli::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sequence 0"), std::string::npos) << e.what();
+  }
+  cache->append_ragged(0, big, big, {16, 17});  // the cache still works after the error
+  cache->attend(0, big);
+  EXPECT_EQ(cache->stats().tokens_seen, 20);
+}
+
+TEST(Ragged, PagedPoolAllocatesAsSequencesGrow) {
+  CacheConfig c;
+  c.block_size = 4;
+  c.max_tokens = 64;
+  c.pool_blocks = 6;
+  auto cache = make("paged", 2, c, {});
+  EXPECT_EQ(cache->stats().blocks_in_use, 0);
+  EXPECT_EQ(cache->stats().blocks_total, 6);
+  const int64_t h = kShape.n_head, d = kShape.head_dim;
+  const at::Tensor k = at::randn({2, h, 9, d});
+  for (int l = 0; l < kShape.n_layer; ++l) {
+    cache->append_ragged(l, k, k, {9, 2});
+    cache->attend(l, k);
+  }
+  // ceil(9 / 4) + ceil(2 / 4) blocks, whatever the capacity.
+  EXPECT_EQ(cache->stats().blocks_in_use, 4);
+  // 8 more positions for sequence 1 need 2 more blocks (free: 2): fits; then nothing is left.
+  const at::Tensor k8 = at::randn({2, h, 8, d});
+  for (int l = 0; l < kShape.n_layer; ++l) {
+    cache->append_ragged(l, k8, k8, {0, 8});
+    cache->attend(l, k8);
+  }
+  EXPECT_EQ(cache->stats().blocks_in_use, 6);
+  const eli::CacheStats before = cache->stats();
+  try {
+    cache->append_ragged(0, k8, k8, {8, 0});
+    cache->attend(0, k8);
+    FAIL() << "an exhausted pool gave no error";
+  } catch (const eli::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block pool is exhausted"), std::string::npos) << e.what();
+  }
+  // Nothing changed, and the cache works on: sequence 0 still has room in its last block.
+  const at::Tensor k3 = at::randn({2, h, 3, d});
+  for (int l = 0; l < kShape.n_layer; ++l) {
+    cache->append_ragged(l, k3, k3, {3, 0});
+    cache->attend(l, k3);
+  }
+  EXPECT_EQ(cache->stats().blocks_in_use, before.blocks_in_use);
+  cache->reset();
+  EXPECT_EQ(cache->stats().blocks_in_use, 0);
+}
+
+// ---- Generation on the shipped model ----------------------------------------------------------
+
+namespace {
+
+const GPT2& shipped() {
+  static const GPT2 m = GPT2::from_spec("default", at::kCPU, at::kFloat);
+  return m;
+}
+
+std::vector<int64_t> prompt_of(int64_t n, int64_t seed) {
+  std::vector<int64_t> p;
+  for (int64_t i = 0; i < n; ++i) p.push_back((i * 131 + seed * 977 + 17) % 50000);
+  return p;
+}
+
+}  // namespace
+
+TEST(Ragged, GreedyOutputPerSequenceEqualsItsSoloRun) {
+  Generator g(shipped());
+  const std::vector<std::vector<int64_t>> prompts{prompt_of(5, 1), prompt_of(61, 2),
+                                                  prompt_of(23, 3), prompt_of(40, 4)};
+  std::vector<std::string> methods = eli::method_names();
+  for (const char* spec :
+       {"sliding(window=24,sinks=2)+int4", "paged(block=8)+int8", "paged(block=8)+k:int8,v:int4",
+        "chunked(chunk=8,keep=16)", "full+int4+residual=6", "sliding(window=16)+k:int8,v:int4"}) {
+    methods.push_back(spec);
+  }
+  for (const auto& method : methods) {
+    SCOPED_TRACE(method);
+    GenerationConfig cfg;
+    cfg.method = method;
+    cfg.max_new_tokens = 12;
+    const auto batch = g.generate(prompts, cfg);
+    ASSERT_EQ(batch.tokens.size(), prompts.size());
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      const auto solo = g.generate({prompts[b]}, cfg);
+      EXPECT_EQ(batch.tokens[b], solo.tokens[0])
+          << "sequence " << b << " (prompt of " << prompts[b].size() << " tokens)";
+    }
+  }
+}
+
+TEST(Ragged, StoppedSequencesEndWhileOthersGoOn) {
+  Generator g(shipped());
+  const std::vector<std::vector<int64_t>> prompts{prompt_of(7, 5), prompt_of(30, 6)};
+  GenerationConfig cfg;
+  cfg.max_new_tokens = 16;
+  const auto free_run = g.generate(prompts, cfg);
+  // Stop at sequence 0's third token: sequence 0 ends there, sequence 1 runs on unchanged
+  // (unless it happens to emit the same token).
+  cfg.stop_tokens = {free_run.tokens[0][2]};
+  const auto stopped = g.generate(prompts, cfg);
+  const auto cut = [&](const std::vector<int64_t>& t) {
+    const auto it = std::find(t.begin(), t.end(), cfg.stop_tokens[0]);
+    return std::vector<int64_t>(t.begin(), it == t.end() ? t.end() : it + 1);
+  };
+  EXPECT_EQ(stopped.tokens[0], cut(free_run.tokens[0]));
+  EXPECT_LE(stopped.tokens[0].size(), 3u);
+  EXPECT_EQ(stopped.tokens[1], cut(free_run.tokens[1]));
+}

@@ -14,6 +14,7 @@
 #include "eli/bench/quality.h"
 #include "eli/bench/report.h"
 #include "eli/error.h"
+#include "eli/tokenizer.h"
 
 using namespace eli;
 using namespace eli::bench;
@@ -221,6 +222,90 @@ TEST(Benchmarker, CompareSweepsBatchAndPromptLength) {
   EXPECT_LT(results[3].cache.total_bytes(), results[9].cache.total_bytes());
 }
 
+// A ragged prompt set is benchmarked as given: nothing is cut, every count reads the real
+// lengths, and each sequence's greedy output is what it gets alone.
+TEST(Benchmarker, RaggedPromptsRunAsGiven) {
+  Benchmarker b(tiny_model(), small_config());
+  const std::vector<std::vector<int64_t>> prompts{random_ids(5, 21), random_ids(23, 22),
+                                                  random_ids(11, 23)};
+  const int new_tokens = 6;
+  Generator gen(tiny_model());
+  GenerationConfig solo_cfg = b.config().generation;
+  solo_cfg.max_new_tokens = new_tokens;
+  for (const std::string& m : method_names()) {
+    SCOPED_TRACE(m);
+    const MethodResult r = b.benchmark_ids(prompts, m, new_tokens);
+    ASSERT_TRUE(r.error.empty()) << r.error;
+    EXPECT_EQ(r.batch, 3);
+    EXPECT_EQ(r.prompt_lens, (std::vector<int64_t>{5, 23, 11}));
+    EXPECT_EQ(r.prompt_len, 23);
+    EXPECT_EQ(r.prompt_tokens, 39);
+    EXPECT_EQ(prompt_lens_label(r), "5..23");
+    EXPECT_EQ(r.new_tokens, new_tokens);
+    ASSERT_EQ(r.output_ids.size(), 3u);
+    EXPECT_DOUBLE_EQ(r.prefill_tokens_per_sec, 39.0 / (r.ttft_ms / 1000.0));
+    EXPECT_DOUBLE_EQ(r.tokens_per_sec, 3.0 * new_tokens / (r.total_ms / 1000.0));
+    // Bytes per position each sequence saw (prompt + new - 1), summed over the batch.
+    EXPECT_DOUBLE_EQ(r.bytes_per_token,
+                     static_cast<double>(r.cache.total_bytes()) / (39.0 + 3.0 * (new_tokens - 1)));
+    EXPECT_TRUE(std::isnan(r.bytes_per_stored_token));
+    solo_cfg.method = m;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(r.output_ids[i], gen.generate({prompts[i]}, solo_cfg).tokens[0])
+          << "sequence " << i << " differs from its solo run";
+    }
+    if (method_kind(m) != MethodKind::kCache || m == "paged_attention") {
+      EXPECT_EQ(r.quality.first_divergence, -1);  // exact: the full cache's output, per sequence
+      EXPECT_DOUBLE_EQ(r.quality.rouge_l, 1.0);
+    }
+  }
+}
+
+// Text prompts of different lengths: one sequence each, the tokenized lengths kept.
+TEST(Benchmarker, TextPromptsAreNotCut) {
+  static const model::GPT2 m =
+      model::GPT2::random(GPT2Config::named("L2-E64-H2"), 7, at::kCPU, at::kFloat);
+  const Tokenizer tok = Tokenizer::from_dir(model::assets_dir() + "/tokenizer");
+  BenchmarkConfig c = small_config();
+  c.quality = false;
+  c.repetitions = 1;
+  Benchmarker b(m, c, &tok);
+  const std::vector<std::string> texts{
+      "In the beginning", "And God said, Let there be light: and there was light.", "Amen"};
+  std::vector<int64_t> want;
+  for (const auto& t : texts) want.push_back(static_cast<int64_t>(tok.encode(t).size()));
+  ASSERT_NE(want[0], want[1]);
+  const MethodResult r = b.benchmark_method(texts, "full_cache", 3);
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  EXPECT_EQ(r.prompt_lens, want);
+  const auto all = b.compare(texts, {"quant_int8"}, SweepConfig{{}, {}, 3});
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_TRUE(all[0].error.empty()) << all[0].error;
+  EXPECT_EQ(all[0].prompt_lens, want);
+}
+
+// A batch sweep without prompt lengths cycles through the prompts as given; a prompt-length
+// sweep (asked for) cuts rows of exactly that length.
+TEST(Benchmarker, BatchSweepCyclesThePromptsAsGiven) {
+  BenchmarkConfig c = small_config();
+  c.quality = false;
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  const std::vector<std::vector<int64_t>> prompts{random_ids(7, 31), random_ids(12, 32),
+                                                  random_ids(9, 33)};
+  SweepConfig sweep{{}, {1, 4}, 2};
+  auto rs = b.compare_ids(prompts, {"full_cache"}, sweep);
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[0].prompt_lens, (std::vector<int64_t>{7}));
+  EXPECT_EQ(rs[1].prompt_lens, (std::vector<int64_t>{7, 12, 9, 7}));
+  EXPECT_TRUE(rs[1].error.empty()) << rs[1].error;
+  sweep.prompt_lens = {5};
+  rs = b.compare_ids(prompts, {"full_cache"}, sweep);
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[1].prompt_lens, (std::vector<int64_t>(4, 5)));
+  EXPECT_THROW(b.compare_ids({prompts[0], {}}, {"full_cache"}, SweepConfig{}), Error);
+}
+
 TEST(Benchmarker, RelativeToFullNeedsTheSamePoint) {
   std::vector<MethodResult> rs(4);
   rs[0].method = "full_cache";
@@ -237,7 +322,10 @@ TEST(Benchmarker, RelativeToFullNeedsTheSamePoint) {
   rs[2].prompt_len = 16;  // no full_cache at this prompt length
   rs[3] = rs[1];
   rs[3].error = "failed";
+  rs.push_back(rs[1]);  // same batch and longest prompt, other lengths: not the same point
+  rs[4].prompt_lens = {8, 3};
   relative_to_full(rs);
+  EXPECT_TRUE(std::isnan(rs[4].memory_vs_full));
   EXPECT_DOUBLE_EQ(rs[1].memory_vs_full, 0.28);
   EXPECT_DOUBLE_EQ(rs[1].speed_vs_full, 0.75);
   EXPECT_TRUE(std::isnan(rs[2].memory_vs_full));
@@ -404,6 +492,32 @@ TEST(Report, JsonCsvAndColumnsAgree) {
   const std::string q = format_quality_table(rep.results);
   EXPECT_NE(q.find("17 tokens of held-out text prefilled, then 53 scored"), std::string::npos) << q;
   EXPECT_NE(q.find("from 17 to 70 tokens"), std::string::npos) << q;
+}
+
+// A ragged point: the table prints shortest..longest, JSON and CSV every length.
+TEST(Report, RaggedPromptLengths) {
+  BenchmarkConfig c = small_config();
+  c.quality = false;
+  c.repetitions = 1;
+  Benchmarker b(tiny_model(), c);
+  Report rep;
+  rep.context = RunContext::of(tiny_model(), "random:L2-E64-H2-V1000");
+  rep.config = c;
+  rep.sweep.max_new_tokens = 2;
+  rep.results = b.compare_ids({random_ids(5, 41), random_ids(17, 42), random_ids(9, 43)},
+                              {"full_cache", "bogus"}, rep.sweep);
+  const std::string table = format_table(rep.results);
+  EXPECT_NE(table.find(" 5..17 "), std::string::npos) << table;
+  EXPECT_NE(table.find("ERROR (batch 3, prompt 5..17)"), std::string::npos) << table;
+  const auto j = nlohmann::json::parse(to_json(rep));
+  for (const auto& r : j["results"]) {
+    EXPECT_EQ(r["prompt_lens"], nlohmann::json({5, 17, 9}));
+    EXPECT_EQ(r["prompt_len"], 17);
+    EXPECT_EQ(r["prompt_tokens"], 31);
+  }
+  EXPECT_NE(to_csv(rep).find(",17,5;17;9,31,"), std::string::npos) << to_csv(rep);
+  EXPECT_NE(format_report(rep).find("prompt a..b: prompts of different lengths, run as given"),
+            std::string::npos);
 }
 
 TEST(Report, SmallNumbersInScientificNotation) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <numeric>
 
 #include "eli/bench/memory.h"
@@ -48,14 +49,27 @@ std::string prompts_key(const std::vector<std::vector<int64_t>>& prompts, int ma
   return key;
 }
 
-std::vector<std::vector<int64_t>> cut_to_shortest(std::vector<std::vector<int64_t>> ids) {
-  size_t shortest = ids.empty() ? 0 : ids[0].size();
-  for (const auto& p : ids) shortest = std::min(shortest, p.size());
-  for (auto& p : ids) p.resize(shortest);
-  return ids;
+// The batch's shape: batch size and each prompt's length, longest and total.
+void describe_prompts(const std::vector<std::vector<int64_t>>& prompts, MethodResult& r) {
+  r.batch = static_cast<int64_t>(prompts.size());
+  r.prompt_lens.clear();
+  for (const auto& p : prompts) r.prompt_lens.push_back(static_cast<int64_t>(p.size()));
+  r.prompt_len =
+      r.prompt_lens.empty() ? 0 : *std::max_element(r.prompt_lens.begin(), r.prompt_lens.end());
+  r.prompt_tokens = std::accumulate(r.prompt_lens.begin(), r.prompt_lens.end(), int64_t{0});
+}
+
+bool ragged(const std::vector<int64_t>& lens) {
+  return std::adjacent_find(lens.begin(), lens.end(), std::not_equal_to<>()) != lens.end();
 }
 
 }  // namespace
+
+std::string prompt_lens_label(const MethodResult& r) {
+  if (r.prompt_lens.empty()) return std::to_string(r.prompt_len);
+  const auto [lo, hi] = std::minmax_element(r.prompt_lens.begin(), r.prompt_lens.end());
+  return *lo == *hi ? std::to_string(*lo) : fmt::format("{}..{}", *lo, *hi);
+}
 
 void relative_to_full(std::vector<MethodResult>& results) {
   for (MethodResult& r : results) {
@@ -64,7 +78,7 @@ void relative_to_full(std::vector<MethodResult>& results) {
     if (!r.error.empty()) continue;
     for (const MethodResult& f : results) {
       if (method_kind(f.method) != MethodKind::kFullCache || !f.error.empty() ||
-          f.batch != r.batch || f.prompt_len != r.prompt_len) {
+          f.batch != r.batch || f.prompt_len != r.prompt_len || f.prompt_lens != r.prompt_lens) {
         continue;
       }
       const double full_bytes = static_cast<double>(f.cache.total_bytes());
@@ -142,8 +156,7 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   const GenerationConfig gcfg = config_for(method, max_new_tokens);
   MethodResult res;
   res.method = method;
-  res.batch = static_cast<int64_t>(prompts.size());
-  res.prompt_len = prompts.empty() ? 0 : static_cast<int64_t>(prompts[0].size());
+  describe_prompts(prompts, res);
   res.warmup = cfg_.warmup;
   res.repetitions = cfg_.repetitions;
 
@@ -182,12 +195,19 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   res.cpu_start_mb = peak.start_mb;
   res.cpu_peak_source = peak.source;
 
+  // Stop tokens are off, so every sequence generates the same number of tokens.
   res.new_tokens = last.tokens.empty() ? 0 : static_cast<int64_t>(last.tokens[0].size());
+  int64_t generated = 0;
+  std::vector<int64_t> seen;  // positions each sequence fed through the cache
+  for (size_t b = 0; b < last.tokens.size(); ++b) {
+    const int64_t n = static_cast<int64_t>(last.tokens[b].size());
+    generated += n;
+    seen.push_back(res.prompt_lens[b] + std::max<int64_t>(n - 1, 0));  // the last is never fed
+  }
   res.total_ms = median(res.total_ms_reps);
   res.ttft_ms = median(res.ttft_ms_reps);
-  res.prefill_tokens_per_sec =
-      static_cast<double>(res.batch * res.prompt_len) / (res.ttft_ms / 1000.0);
-  res.tokens_per_sec = static_cast<double>(res.batch * res.new_tokens) / (res.total_ms / 1000.0);
+  res.prefill_tokens_per_sec = static_cast<double>(res.prompt_tokens) / (res.ttft_ms / 1000.0);
+  res.tokens_per_sec = static_cast<double>(generated) / (res.total_ms / 1000.0);
   if (!decode.empty()) {
     res.decode_mean_ms = mean(decode);
     res.decode_p50_ms = percentile(decode, 50);
@@ -203,8 +223,9 @@ MethodResult Benchmarker::run_point(const std::vector<std::vector<int64_t>>& pro
   res.cache = last.cache_stats;
   res.cache_mb = to_mb(static_cast<double>(res.cache.total_bytes()));
   res.cache_allocated_mb = to_mb(static_cast<double>(res.cache.allocated_bytes()));
-  res.bytes_per_token = bytes_per_token(res.cache, res.batch);
-  res.bytes_per_stored_token = bytes_per_stored_token(res.cache, res.batch);
+  res.bytes_per_token = bytes_per_token(res.cache, seen);
+  res.bytes_per_stored_token =
+      ragged(res.prompt_lens) ? kNaN : bytes_per_stored_token(res.cache, res.batch);
   res.cache_name = last.cache_name;
   res.output_ids = last.tokens;
 
@@ -246,7 +267,7 @@ MethodResult Benchmarker::benchmark_method(const std::vector<std::string>& promp
   ELI_CHECK(tok_ != nullptr, "benchmark_method: text prompts need a tokenizer");
   std::vector<std::vector<int64_t>> ids;
   for (const auto& p : prompts) ids.push_back(tok_->encode(p));
-  return benchmark_ids(cut_to_shortest(std::move(ids)), method, max_new_tokens);
+  return benchmark_ids(ids, method, max_new_tokens);
 }
 
 QuantizedGeneration Benchmarker::generate_with_quantized_kv(const std::vector<int64_t>& prompt_ids,
@@ -287,41 +308,45 @@ std::vector<MethodResult> Benchmarker::compare_ids(const std::vector<std::vector
   struct Point {
     std::vector<std::vector<int64_t>> prompts;
   };
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ELI_CHECK(!prompts[i].empty(), "compare: prompt {} is empty", i);
+  }
   std::vector<Point> points;
-  if (sweep.prompt_lens.empty() && sweep.batch_sizes.empty()) {
-    points.push_back({prompts});
-  } else {
-    std::vector<int64_t> stream;
-    size_t shortest = prompts[0].size();
-    for (const auto& p : prompts) {
-      stream.insert(stream.end(), p.begin(), p.end());
-      shortest = std::min(shortest, p.size());
-    }
-    const std::vector<int64_t> batches =
-        sweep.batch_sizes.empty() ? std::vector<int64_t>{static_cast<int64_t>(prompts.size())}
-                                  : sweep.batch_sizes;
-    const std::vector<int64_t> lens = sweep.prompt_lens.empty()
-                                          ? std::vector<int64_t>{static_cast<int64_t>(shortest)}
-                                          : sweep.prompt_lens;
+  const std::vector<int64_t> batches =
+      sweep.batch_sizes.empty() ? std::vector<int64_t>{static_cast<int64_t>(prompts.size())}
+                                : sweep.batch_sizes;
+  for (int64_t b : batches) ELI_CHECK(b >= 1, "compare: batch size {} must be >= 1", b);
+  if (sweep.prompt_lens.empty()) {
+    // The prompts as given; a batch size cycles through them.
     for (int64_t b : batches) {
-      for (int64_t len : lens) points.push_back({make_prompt_batch(stream, b, len)});
+      Point pt;
+      for (int64_t i = 0; i < b; ++i)
+        pt.prompts.push_back(prompts[static_cast<size_t>(i) % prompts.size()]);
+      points.push_back(std::move(pt));
+    }
+  } else {
+    // Asked for: rows of exactly these lengths, cut from the prompts joined into one stream.
+    std::vector<int64_t> stream;
+    for (const auto& p : prompts) stream.insert(stream.end(), p.begin(), p.end());
+    for (int64_t b : batches) {
+      for (int64_t len : sweep.prompt_lens) points.push_back({make_prompt_batch(stream, b, len)});
     }
   }
   std::vector<MethodResult> results;
   const int64_t total = static_cast<int64_t>(points.size() * methods.size());
   for (const Point& pt : points) {
     for (const std::string& m : methods) {
+      MethodResult shape;
+      describe_prompts(pt.prompts, shape);
       if (progress_) {
         progress_(static_cast<int64_t>(results.size()), total,
-                  fmt::format("{} B={} P={}", m, pt.prompts.size(), pt.prompts[0].size()));
+                  fmt::format("{} B={} P={}", m, shape.batch, prompt_lens_label(shape)));
       }
       try {
         results.push_back(run_point(pt.prompts, m, sweep.max_new_tokens));
       } catch (const std::exception& e) {
-        MethodResult r;
+        MethodResult r = std::move(shape);
         r.method = m;
-        r.batch = static_cast<int64_t>(pt.prompts.size());
-        r.prompt_len = static_cast<int64_t>(pt.prompts[0].size());
         r.error = e.what();
         results.push_back(std::move(r));
       }
@@ -338,7 +363,6 @@ std::vector<MethodResult> Benchmarker::compare(const std::vector<std::string>& p
   ELI_CHECK(tok_ != nullptr, "compare: text prompts need a tokenizer");
   std::vector<std::vector<int64_t>> ids;
   for (const auto& p : prompts) ids.push_back(tok_->encode(p));
-  if (sweep.prompt_lens.empty() && sweep.batch_sizes.empty()) ids = cut_to_shortest(ids);
   return compare_ids(ids, methods, sweep);
 }
 

@@ -121,6 +121,15 @@ double bytes_per_token(const CacheStats& s, int64_t batch) {
   return static_cast<double>(s.total_bytes()) / static_cast<double>(batch * s.tokens_seen);
 }
 
+double bytes_per_token(const CacheStats& s, const std::vector<int64_t>& seen) {
+  int64_t n = 0;
+  for (int64_t x : seen) {
+    ELI_CHECK(x >= 0, "bytes_per_token: a sequence saw {} positions", x);
+    n += x;
+  }
+  return n > 0 ? static_cast<double>(s.total_bytes()) / static_cast<double>(n) : 0.0;
+}
+
 double bytes_per_stored_token(const CacheStats& s, int64_t batch) {
   ELI_CHECK(batch >= 1, "bytes_per_stored_token: batch = {} must be >= 1", batch);
   if (s.tokens_stored <= 0) return 0.0;

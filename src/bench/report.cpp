@@ -138,6 +138,8 @@ const std::vector<Column>& columns() {
       {"cache_name", "", [](R r) { return json(r.cache_name); }},
       {"batch", "", [](R r) { return json(r.batch); }},
       {"prompt_len", "", [](R r) { return json(r.prompt_len); }},
+      {"prompt_lens", "", [](R r) { return json(r.prompt_lens); }},
+      {"prompt_tokens", "", [](R r) { return json(r.prompt_tokens); }},
       {"new_tokens", "", [](R r) { return json(r.new_tokens); }},
       {"context_len", "", [](R r) { return json(r.prompt_len + r.new_tokens); }},
       {"warmup", "", [](R r) { return json(r.warmup); }},

@@ -1,4 +1,5 @@
 // The text tables of a benchmark report and the progress line.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -23,7 +24,7 @@ double now_s() {
 }
 
 // A table column: a header, the result column it shows and how.
-enum class Style { kText, kFixed, kCvPercent, kRatio };
+enum class Style { kText, kFixed, kCvPercent, kRatio, kRange };
 struct TableColumn {
   const char* header;
   const char* key;
@@ -36,6 +37,15 @@ std::string cell(const TableColumn& tc, const MethodResult& r) {
   const json v = column(tc.key).get(r);
   if (tc.style == Style::kText) {
     return v.is_string() ? v.get<std::string>() : v.dump();
+  }
+  if (tc.style == Style::kRange) {  // a list of integers: "23", or "5..400" when they differ
+    if (!v.is_array() || v.empty()) return "-";
+    int64_t lo = v[0].get<int64_t>(), hi = lo;
+    for (const json& x : v) {
+      lo = std::min(lo, x.get<int64_t>());
+      hi = std::max(hi, x.get<int64_t>());
+    }
+    return lo == hi ? std::to_string(lo) : fmt::format("{}..{}", lo, hi);
   }
   const double d = number(v);
   if (!std::isfinite(d)) return "-";
@@ -96,7 +106,7 @@ std::string render(const std::vector<TableColumn>& cols, const std::vector<Metho
     } else {
       const MethodResult& r = *shown[i];
       out += fmt::format("{:<{}}  ERROR (batch {}, prompt {}): {}\n", r.method, width[keep[0]],
-                         r.batch, r.prompt_len, r.error);
+                         r.batch, prompt_lens_label(r), r.error);
     }
   }
   return out;
@@ -115,7 +125,7 @@ std::string format_table(const std::vector<MethodResult>& results) {
   static const std::vector<TableColumn> cols = {
       {"method", "method", Style::kText, 0, true},
       {"batch", "batch", Style::kFixed, 0, true},
-      {"prompt", "prompt_len", Style::kFixed, 0, true},
+      {"prompt", "prompt_lens", Style::kRange, 0, true},
       {"new", "new_tokens", Style::kFixed, 0, true},
       {"decode tok/s", "decode_tokens_per_sec", Style::kFixed, 1, true},
       {"cv", "decode_tokens_per_sec_cv", Style::kCvPercent, 1, false},
@@ -171,20 +181,27 @@ std::string format_report(const Report& report) {
       c.device_name, c.dtype, c.threads, report.config.repetitions);
   for (const auto& n : c.notes) out += "note: " + n + "\n";
   out += format_table(report.results);
-  bool noisy = false;
-  for (const MethodResult& r : report.results)
+  bool noisy = false, ragged = false;
+  for (const MethodResult& r : report.results) {
     noisy = noisy || r.decode_tokens_per_sec_cv > kNoisyCv;
+    ragged = ragged || prompt_lens_label(r).find("..") != std::string::npos;
+  }
   out += fmt::format(
       "decode tok/s: batch x decode steps / decode time (prefill excluded), median of the "
       "repetitions;\n"
       "  cv = its stddev / mean, min / max over the repetitions{}.\n"
       "step p50 / p90: latency of one decode step. TTFT: prefill of the prompt up to the first "
-      "token.\n"
-      "KV bytes/token: cache bytes / (batch x context tokens). vs full: against full_cache at "
-      "the same batch and prompt.\n",
+      "token;\n"
+      "  prefill tok/s = the batch's prompt tokens / TTFT.\n"
+      "KV bytes/token: cache bytes / context tokens summed over the batch. vs full: against "
+      "full_cache at\n"
+      "  the same batch and prompts.\n{}",
       noisy ? fmt::format(" (! = cv above {:.0f}%: noisy; more --repetitions or a quieter machine)",
                           100 * kNoisyCv)
-            : "");
+            : "",
+      ragged ? "prompt a..b: prompts of different lengths, run as given (shortest..longest; the "
+               "JSON and CSV list each).\n"
+             : "");
   const std::string quality = format_quality_table(report.results);
   if (!quality.empty()) out += "\n" + quality;
   return out;

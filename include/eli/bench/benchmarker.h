@@ -50,13 +50,16 @@ struct Quality {
   double edit_similarity = kNaN;  // token-level 1 - Levenshtein / max length, batch mean
 };
 
-/// One (method, batch, prompt length) point.
+/// One (method, batch, prompts) point. The prompts run as given: a batch of different lengths
+/// (ragged) keeps every length.
 struct MethodResult {
   std::string method;      // as requested ("quant_int4", "sliding_window+int4", ...)
   std::string cache_name;  // KVCache::name(), "no_cache" for recomputation
   int64_t batch = 0;
-  int64_t prompt_len = 0;  // tokens per prompt
-  int64_t new_tokens = 0;  // generated per sequence
+  std::vector<int64_t> prompt_lens;  // tokens of each sequence's prompt, in batch order
+  int64_t prompt_len = 0;            // the longest prompt (every prompt's in a rectangular batch)
+  int64_t prompt_tokens = 0;         // sum of prompt_lens: the tokens prefill processes
+  int64_t new_tokens = 0;            // generated per sequence
   int warmup = 0, repetitions = 0;
   // Time (milliseconds; medians over the repetitions unless said otherwise). Prefill (the
   // prompt, up to the first token) and decode (every later token) are reported apart.
@@ -64,12 +67,12 @@ struct MethodResult {
   std::vector<double> ttft_ms_reps;      // prefill time of each timed call
   double total_ms = kNaN;                // prefill + all decode steps
   double ttft_ms = kNaN;                 // time to first token (the prefill step)
-  double prefill_tokens_per_sec = kNaN;  // batch * prompt_len / ttft_ms
+  double prefill_tokens_per_sec = kNaN;  // prompt_tokens / ttft_ms
   double decode_mean_ms = kNaN;          // per-step decode latency over all repetitions' steps
   double decode_p50_ms = kNaN;
   double decode_p90_ms = kNaN;
   double decode_p99_ms = kNaN;
-  double tokens_per_sec = kNaN;  // batch * new_tokens / total_ms (end to end, prefill included)
+  double tokens_per_sec = kNaN;  // tokens generated (all sequences) / total_ms (end to end)
   // Decode throughput: batch * steps / decode time of one repetition, for each repetition;
   // the headline is their median, the spread their sample stddev and range.
   std::vector<double> decode_tokens_per_sec_reps;
@@ -78,17 +81,20 @@ struct MethodResult {
   double decode_tokens_per_sec_min = kNaN;
   double decode_tokens_per_sec_max = kNaN;
   double decode_tokens_per_sec_cv = kNaN;  // stddev / mean: > kNoisyCv flags a noisy point
-  // Memory (MB = 2^20 bytes).
-  double cpu_peak_mb = kNaN;         // peak process RSS during the timed runs
-  double cpu_start_mb = kNaN;        // RSS when they began
-  std::string cpu_peak_source;       // "vmhwm" | "vmrss_sampled" | "unavailable"
-  double gpu_peak_mb = kNaN;         // CUDA caching allocator peak (NaN on CPU / CPU builds)
-  CacheStats cache;                  // at the end of generation (exact bytes)
-  double cache_mb = kNaN;            // cache.total_bytes() in MB
-  double cache_allocated_mb = kNaN;  // cache.allocated_bytes() in MB
-  double bytes_per_token = kNaN;     // total_bytes / (batch * tokens_seen), incl. metadata
-  double bytes_per_stored_token = kNaN;
-  // Against full_cache at the same (batch, prompt length) in the same run; NaN without one.
+  // Memory (MB = 2^20 bytes). In a ragged batch the cache's per-sequence counts (tokens_seen,
+  // tokens_stored, tokens_evicted) are the longest sequence's, its bytes those of every
+  // sequence; bytes_per_token divides by the positions each sequence saw (its prompt +
+  // new_tokens - 1), summed, and bytes_per_stored_token is NaN (no per-sequence stored count).
+  double cpu_peak_mb = kNaN;             // peak process RSS during the timed runs
+  double cpu_start_mb = kNaN;            // RSS when they began
+  std::string cpu_peak_source;           // "vmhwm" | "vmrss_sampled" | "unavailable"
+  double gpu_peak_mb = kNaN;             // CUDA caching allocator peak (NaN on CPU / CPU builds)
+  CacheStats cache;                      // at the end of generation (exact bytes)
+  double cache_mb = kNaN;                // cache.total_bytes() in MB
+  double cache_allocated_mb = kNaN;      // cache.allocated_bytes() in MB
+  double bytes_per_token = kNaN;         // total_bytes / positions seen, incl. metadata
+  double bytes_per_stored_token = kNaN;  // total_bytes / (batch * tokens_stored)
+  // Against full_cache at the same batch and prompt lengths in the same run; NaN without one.
   double memory_vs_full = kNaN;  // cache total_bytes / full_cache's
   double speed_vs_full = kNaN;   // decode_tokens_per_sec / full_cache's
   Quality quality;
@@ -97,11 +103,15 @@ struct MethodResult {
   std::string error;  // non-empty when the method failed; the numbers are then NaN
 };
 
+/// The prompt length of a result as the reports print it: "23" when every prompt has 23
+/// tokens, "5..400" (shortest..longest) for a ragged batch.
+std::string prompt_lens_label(const MethodResult& r);
+
 /// Coefficient of variation of decode tok/s above which a point is flagged as noisy.
 constexpr double kNoisyCv = 0.05;
 
 /// Fills memory_vs_full and speed_vs_full of every result from the full_cache result at the
-/// same (batch, prompt_len); left NaN where there is none (or it failed).
+/// same batch, prompt_len and prompt_lens; left NaN where there is none (or it failed).
 void relative_to_full(std::vector<MethodResult>& results);
 
 struct QuantizedGeneration {
@@ -113,9 +123,16 @@ struct QuantizedGeneration {
   CacheStats cache;
 };
 
-/// Sweep over prompt length and batch size (empty lists: the prompts exactly as given).
+/// Sweep over batch size and prompt length. Both lists empty: one point, the prompts exactly
+/// as given (a ragged set stays ragged).
 struct SweepConfig {
+  /// Non-empty: the workload is reshaped on request. The prompts' tokens are joined into one
+  /// stream and every point's rows are cut from it with exactly this many tokens
+  /// (make_prompt_batch), so prompts are cut or run together.
   std::vector<int64_t> prompt_lens;
+  /// Non-empty: one point per batch size. Without prompt_lens, row i is prompt i mod n of the n
+  /// prompts as given (a batch larger than the set repeats prompts, a smaller one takes the
+  /// first ones); with prompt_lens, rows are cut as said above. Empty: the number of prompts.
   std::vector<int64_t> batch_sizes;
   int max_new_tokens = 32;
 };
@@ -136,11 +153,11 @@ class Benchmarker {
   void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
   const BenchmarkConfig& config() const { return cfg_; }
 
-  /// Text prompts are tokenized and cut to the shortest prompt's length (a batch must be
-  /// rectangular). Needs a tokenizer.
+  /// One sequence per text prompt, tokenized and run as given (prompts of different lengths
+  /// form a ragged batch; nothing is cut). Needs a tokenizer.
   MethodResult benchmark_method(const std::vector<std::string>& prompts, const std::string& method,
                                 int max_new_tokens);
-  /// prompts: a batch of equal-length id sequences.
+  /// prompts: a batch of non-empty id sequences of any lengths, run as given.
   MethodResult benchmark_ids(const std::vector<std::vector<int64_t>>& prompts,
                              const std::string& method, int max_new_tokens);
 
@@ -150,9 +167,9 @@ class Benchmarker {
   QuantizedGeneration generate_with_quantized_kv(const std::vector<int64_t>& prompt_ids,
                                                  int max_new_tokens, const std::string& mode);
 
-  /// Every method at every sweep point (batch-major, then prompt length, then method). With a
-  /// non-empty sweep the prompts' tokens form one stream that make_prompt_batch cuts. A method
-  /// that fails (e.g. unknown name) yields a result with `error` set; the others still run.
+  /// Every method at every sweep point (batch-major, then prompt length, then method); see
+  /// SweepConfig for how a sweep shapes the prompts. A method that fails (e.g. unknown name)
+  /// yields a result with `error` set; the others still run.
   std::vector<MethodResult> compare(const std::vector<std::string>& prompts,
                                     const std::vector<std::string>& methods,
                                     const SweepConfig& sweep);

@@ -102,6 +102,10 @@ std::vector<std::string> split_words(const std::string& text);
 /// context and sequence: total / (batch * tokens_seen). This is the number that compares
 /// methods at equal memory (a window or a summary lowers it; 0 when nothing was seen).
 double bytes_per_token(const CacheStats& s, int64_t batch);
+/// The same for a batch whose sequences saw different numbers of positions (a ragged batch,
+/// where s.tokens_seen is the longest sequence's): total / sum(seen), seen[b] = positions
+/// sequence b fed through the cache. 0 when the sum is 0.
+double bytes_per_token(const CacheStats& s, const std::vector<int64_t>& seen);
 /// total_bytes / (batch * tokens_stored): the cost of one stored slot (0 when none stored).
 double bytes_per_stored_token(const CacheStats& s, int64_t batch);
 

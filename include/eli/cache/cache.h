@@ -147,7 +147,8 @@ class Cache final : public KVCache, private Recoder {
     ELI_CHECK(pk_[l].defined(), "attend(layer {}) without a preceding append", layer);
     ELI_CHECK(q.size(2) == pk_[l].size(2), "attend: q has {} positions, the latest append {}",
               q.size(2), pk_[l].size(2));
-    auto out = ragged(l) ? attend_ragged(layer, q) : attend_impl(layer, q);
+    // (A graph step reads every per-sequence value from device memory: ragged or not, one path.)
+    auto out = !in_graph_step_ && ragged(l) ? attend_ragged(layer, q) : attend_impl(layer, q);
     commit(layer);
     return out;
   }

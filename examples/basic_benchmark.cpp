@@ -1,14 +1,20 @@
-// basic_benchmark: every KV-cache method (or those given) at one (batch, prompt length) point:
-// throughput, latency, memory, exact cache bytes and quality against the full cache.
+// basic_benchmark: every KV-cache method (or those given) at one point: throughput, latency,
+// memory, exact cache bytes and quality against the full cache. The point is --batch rows of
+// --prompt-len tokens of the evaluation text, or the prompts given (--prompt, --prompts-file),
+// one sequence each, as given.
 #include "bench_common.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"eli basic_benchmark: compare KV-cache methods at one batch size and prompt length"};
+  CLI::App app{
+      "eli basic_benchmark: compare KV-cache methods at one batch size and prompt length, or on "
+      "prompts of your own"};
   examples::CommonOptions o;
-  std::string prompt;
+  examples::PromptOptions po;
   examples::add_common_options(app, o);
-  app.add_option("--prompt", prompt,
-                 "Prompt text (default: --prompt-len tokens of the evaluation text)");
+  examples::add_prompt_options(
+      app, po,
+      "Prompt text, one sequence per prompt, run as given (default: --batch rows of --prompt-len "
+      "tokens of the evaluation text)");
   CLI11_PARSE(app, argc, argv);
   int failed = 0;  // methods that ended in an ERROR row: exit status 2
   try {
@@ -16,18 +22,15 @@ int main(int argc, char** argv) {
     if (o.methods.empty()) o.methods = eli::method_names();
     eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
                               s.tokenizer ? &*s.tokenizer : nullptr);
-    std::vector<std::vector<int64_t>> prompts;
-    if (!prompt.empty()) {
-      ELI_CHECK(s.tokenizer.has_value(),
-                "--prompt needs a model whose vocabulary matches the "
-                "tokenizer's");
-      prompts.assign(static_cast<size_t>(o.batch.front()), s.tokenizer->encode(prompt));
+    std::vector<std::vector<int64_t>> prompts = examples::user_prompts(po, s, o.max_new_tokens);
+    eli::bench::SweepConfig sweep;
+    sweep.max_new_tokens = o.max_new_tokens;
+    if (!prompts.empty()) {
+      sweep = examples::user_prompt_sweep(app, o, true);
     } else {
       prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
                                               o.prompt_len.front());
     }
-    eli::bench::SweepConfig sweep;
-    sweep.max_new_tokens = o.max_new_tokens;
     const eli::bench::Report rep =
         examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
     failed = examples::emit(rep, o);

@@ -20,6 +20,7 @@
 #include "eli/bench/metrics.h"
 #include "eli/bench/report.h"
 #include "eli/eli.h"
+#include "prompt_options.h"
 #include "threads.h"
 
 namespace examples {
@@ -126,11 +127,16 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
       ->check(CLI::Range(0, kMaxTokens))
       ->capture_default_str();
-  app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
+  app.add_option("--batch", o.batch,
+                 "Batch size(s), comma-separated for a sweep (tools that take --prompt / "
+                 "--prompts-file: default one row per prompt; given, rows cycle through them)")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, kMaxBatch))
       ->capture_default_str();
-  app.add_option("--prompt-len", o.prompt_len, "Prompt length(s) in tokens, comma-separated")
+  app.add_option("--prompt-len", o.prompt_len,
+                 "Prompt length(s) in tokens, comma-separated: rows of exactly this many tokens "
+                 "cut from the evaluation text (given with --prompt / --prompts-file: cut from "
+                 "those prompts joined into one stream; without it they run as given)")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{kMaxTokens}))
       ->capture_default_str();
@@ -233,6 +239,31 @@ inline eli::bench::BenchmarkConfig bench_config(const CommonOptions& o, const Se
   return c;
 }
 
+/// --prompt / --prompts-file of a benchmark tool, tokenized (empty when neither was given).
+/// They need a model whose vocabulary is the tokenizer's.
+inline std::vector<std::vector<int64_t>> user_prompts(const PromptOptions& p, const Setup& s,
+                                                      int max_new_tokens) {
+  if (!prompts_given(p)) return {};
+  ELI_CHECK(s.tokenizer.has_value(),
+            "--prompt / --prompts-file need a model whose vocabulary matches the tokenizer's");
+  return encode_prompts(prompt_texts(p), *s.tokenizer, s.model->config(), max_new_tokens);
+}
+
+/// The sweep for prompts of your own: they run as given, unless --batch (rows cycle through
+/// them) or --prompt-len (rows of exactly that many tokens, cut from them joined into one
+/// stream) is on the command line. `one_point`: only the first value of each list.
+inline eli::bench::SweepConfig user_prompt_sweep(const CLI::App& app, const CommonOptions& o,
+                                                 bool one_point) {
+  eli::bench::SweepConfig sweep;
+  sweep.max_new_tokens = o.max_new_tokens;
+  auto pick = [&](const std::vector<int64_t>& v) {
+    return one_point ? std::vector<int64_t>{v.front()} : v;
+  };
+  if (app.count("--batch") > 0) sweep.batch_sizes = pick(o.batch);
+  if (app.count("--prompt-len") > 0) sweep.prompt_lens = pick(o.prompt_len);
+  return sweep;
+}
+
 /// Token stream for prompts: the evaluation text after the part used for quality.
 inline std::vector<int64_t> prompt_stream(const CommonOptions& o, const Setup& s) {
   const size_t skip = static_cast<size_t>(o.eval_prefix + o.eval_tokens);
@@ -304,8 +335,8 @@ inline int emit(eli::bench::Report rep, const CommonOptions& o) {
   for (const auto& r : rep.results) {
     if (r.error.empty()) continue;
     if (failed++ == 0) {
-      std::fprintf(stderr, "error: %s (B=%lld, P=%lld): %s\n", r.method.c_str(),
-                   static_cast<long long>(r.batch), static_cast<long long>(r.prompt_len),
+      std::fprintf(stderr, "error: %s (B=%lld, P=%s): %s\n", r.method.c_str(),
+                   static_cast<long long>(r.batch), eli::bench::prompt_lens_label(r).c_str(),
                    r.error.c_str());
     }
   }

@@ -2,7 +2,8 @@
 // default model (CUDA when present, else CPU), swept over batch size and prompt length, with
 // quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots. On
 // CUDA a second point follows where the KV cache is most of a step's reads (batch 32, context
-// 4096, 124M shape): results/comprehensive_cache_point.{json,csv}.
+// 4096, 124M shape): results/comprehensive_cache_point.{json,csv}. With --prompt /
+// --prompts-file the sweep runs those prompts as given instead of cutting the evaluation text.
 #include <ATen/Context.h>
 #include <fmt/ranges.h>
 
@@ -165,11 +166,17 @@ int main(int argc, char** argv) {
   std::string out_dir = "results", plots_dir;
   bool no_plots = false;
   double budget_s = 200;
+  examples::PromptOptions po;
   examples::add_common_options(app, o);
+  examples::add_prompt_options(
+      app, po,
+      "Prompt text, one sequence per prompt, run as given at each --batch (default: rows of "
+      "--prompt-len tokens of the evaluation text)");
   app.add_option("--time-budget", budget_s,
                  "Seconds the default sweep may take: the largest preset sweep whose estimate "
                  "(from a short calibration run) fits is chosen; ignored when --batch, "
-                 "--prompt-len, --max-new-tokens, --repetitions or --eval-tokens is given")
+                 "--prompt-len, --max-new-tokens, --repetitions, --eval-tokens, --prompt or "
+                 "--prompts-file is given")
       ->capture_default_str();
   app.add_option("--out-dir", out_dir,
                  "Directory for comprehensive.json / .csv when --json / --csv are not given")
@@ -190,10 +197,12 @@ int main(int argc, char** argv) {
     if (plots_dir.empty()) plots_dir = out_dir + "/plots";
     auto s = examples::load(o, "random:L4-E256-H4");
     if (o.methods.empty()) o.methods = eli::method_names();
-    const bool explicit_sweep = app.count("--batch") + app.count("--prompt-len") +
-                                    app.count("--max-new-tokens") + app.count("--repetitions") +
-                                    app.count("--eval-tokens") >
-                                0;
+    const std::vector<std::vector<int64_t>> user_prompts =
+        examples::user_prompts(po, s, o.max_new_tokens);
+    const size_t sweep_flags = app.count("--batch") + app.count("--prompt-len") +
+                               app.count("--max-new-tokens") + app.count("--repetitions") +
+                               app.count("--eval-tokens");
+    const bool explicit_sweep = sweep_flags > 0 || !user_prompts.empty();
     if (!explicit_sweep) {
       // Calibrate: per-token prefill and decode cost of the full cache on this machine.
       const eli::Generator gen(*s.model);
@@ -227,7 +236,8 @@ int main(int argc, char** argv) {
     }
     const int64_t n_pos = s.model->config().n_positions;
     std::vector<int64_t> lens;
-    for (int64_t len : o.prompt_len) {
+    const bool cut = user_prompts.empty() || app.count("--prompt-len") > 0;
+    for (int64_t len : cut ? o.prompt_len : std::vector<int64_t>{}) {
       if (len + o.max_new_tokens - 1 <= n_pos) {
         lens.push_back(len);
       } else {
@@ -237,7 +247,7 @@ int main(int argc, char** argv) {
                         len, o.max_new_tokens, n_pos));
       }
     }
-    ELI_CHECK(!lens.empty(), "no prompt length fits the model's n_positions = {}", n_pos);
+    ELI_CHECK(!cut || !lens.empty(), "no prompt length fits the model's n_positions = {}", n_pos);
     if (o.device == "auto" && !s.device.is_cuda()) {
       s.notes.push_back(at::hasCUDA() ? "running on the CPU"
                                       : "no CUDA device (or a CPU-only build): running on the CPU");
@@ -249,8 +259,13 @@ int main(int argc, char** argv) {
     sweep.batch_sizes = o.batch;
     sweep.prompt_lens = lens;
     sweep.max_new_tokens = o.max_new_tokens;
-    eli::bench::Report rep =
-        examples::run_methods(s, b, {examples::prompt_stream(o, s)}, o.methods, sweep, argc, argv);
+    std::vector<std::vector<int64_t>> prompts{examples::prompt_stream(o, s)};
+    if (!user_prompts.empty()) {
+      prompts = user_prompts;
+      sweep = examples::user_prompt_sweep(app, o, false);
+      sweep.prompt_lens = lens;
+    }
+    eli::bench::Report rep = examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
 
     if (!no_plots) {
       const std::string script = find_plot_script();

@@ -1,4 +1,6 @@
-// generate: text generation with any eli model and KV-cache method; prints tokens as they come.
+// generate: text generation with any eli model and KV-cache method. One prompt: its tokens are
+// printed as they come. Several (--prompt repeated, --prompts-file): one batch of the prompts as
+// given (ragged), then one line per prompt, the prompt followed by its continuation.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -8,11 +10,26 @@
 #include "eli/bench/metrics.h"
 #include "eli/bench/report.h"
 #include "eli/eli.h"
+#include "prompt_options.h"
 #include "threads.h"
+
+namespace {
+
+// Line breaks inside a text written as the two characters "\n" / "\r", so that a sequence
+// stays on one line (--json has the exact text).
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) out += c == '\n' ? std::string("\\n") : c == '\r' ? "\\r" : std::string(1, c);
+  return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"eli generate: GPT-2 text generation through a pluggable KV cache"};
-  std::string model = "default", prompt = "In the beginning", device = "auto";
+  std::string model = "default", device = "auto";
+  examples::PromptOptions prompt_opts;
+  prompt_opts.prompts = {"In the beginning"};
   std::string method = "full_cache", tokenizer_dir, json_path;
   int max_new = 64, top_k = 0;
   float temperature = 0.0f, top_p = 1.0f;
@@ -23,7 +40,7 @@ int main(int argc, char** argv) {
                  "Hugging Face GPT-2 directory, 'default' (the shipped model), or random:NAME "
                  "(gpt2, gpt2-medium, gpt2-large, gpt2-xl, L<l>-E<e>-H<h>[-V<v>][-P<p>])")
       ->capture_default_str();
-  app.add_option("--prompt", prompt, "Prompt text")->capture_default_str();
+  examples::add_prompt_options(app, prompt_opts, "Prompt text");
   app.add_option("--max-new-tokens", max_new, "Tokens to generate")->capture_default_str();
   app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   examples::add_threads_option(app, threads);
@@ -41,7 +58,8 @@ int main(int argc, char** argv) {
   app.add_flag("--stats", stats, "Print timing and cache statistics to stderr");
   app.add_option("--json", json_path,
                  "Write the text, token ids, timing, cache statistics and the run's context as "
-                 "JSON to this file ('-' = stdout; the streamed text then goes to stderr)");
+                 "JSON to this file ('-' = stdout; the printed text then goes to stderr); "
+                 "\"sequences\" holds each prompt with its continuation");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -50,14 +68,9 @@ int main(int argc, char** argv) {
     const auto model_obj =
         eli::model::GPT2::from_spec(model, dev, eli::model::default_dtype(dev), seed);
     const auto tok = eli::Tokenizer::from_dir(eli::model::tokenizer_dir_for(model, tokenizer_dir));
-    std::vector<int64_t> ids = tok.encode(prompt);
-    ELI_CHECK(!ids.empty(), "the prompt is empty");
-    for (int64_t& id : ids) {
-      ELI_CHECK(id < model_obj.config().vocab_size,
-                "prompt token {} is outside the model's vocabulary of {} (random models with a "
-                "small vocab need a matching tokenizer)",
-                id, model_obj.config().vocab_size);
-    }
+    const std::vector<std::string> prompts = examples::prompt_texts(prompt_opts);
+    const std::vector<std::vector<int64_t>> ids =
+        examples::encode_prompts(prompts, tok, model_obj.config(), max_new);
     eli::GenerationConfig cfg;
     cfg.max_new_tokens = max_new;
     cfg.method = method;
@@ -70,18 +83,33 @@ int main(int argc, char** argv) {
     eli::bench::RunContext ctx = eli::bench::RunContext::of(model_obj, model);
     for (int i = 0; i < argc; ++i) ctx.command += (i ? " " : "") + std::string(argv[i]);
     std::ostream& out = json_path == "-" ? std::cerr : std::cout;
+    const bool single = prompts.size() == 1;
     eli::StreamDecoder stream(tok);
-    out << prompt << std::flush;
+    if (single) out << prompts[0] << std::flush;
     const auto t0 = std::chrono::steady_clock::now();
-    const auto res = eli::Generator(model_obj).generate(
-        {ids}, cfg, [&](int64_t, int64_t t) { out << stream.push(t) << std::flush; });
+    const auto res = eli::Generator(model_obj).generate(ids, cfg, [&](int64_t, int64_t t) {
+      if (single) out << stream.push(t) << std::flush;
+    });
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    out << stream.flush() << std::endl;
+    std::vector<std::string> texts;
+    size_t generated = 0;
+    for (const auto& t : res.tokens) {
+      texts.push_back(tok.decode(t));
+      generated += t.size();
+    }
+    if (single) {
+      out << stream.flush() << std::endl;
+    } else {
+      for (size_t i = 0; i < prompts.size(); ++i) out << one_line(prompts[i] + texts[i]) << "\n";
+      out << std::flush;
+    }
     if (stats) {
-      const size_t n = res.tokens[0].size();
-      std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s]\n",
-                   n, secs, n / secs, res.timing.prefill_ms, method.c_str(), dev.str().c_str());
+      const std::string batch =
+          single ? "" : fmt::format(", {} sequences, all together", prompts.size());
+      std::fprintf(stderr, "[%zu tokens in %.2f s: %.1f tokens/s, first token %.1f ms, %s, %s%s]\n",
+                   generated, secs, generated / secs, res.timing.prefill_ms, method.c_str(),
+                   dev.str().c_str(), batch.c_str());
       const auto& s = res.cache_stats;
       std::fprintf(stderr,
                    "cache: %lld tokens stored, %lld evicted, %.3f MB held (payload %lld, scales "
@@ -96,7 +124,14 @@ int main(int argc, char** argv) {
       ctx.stop_clock();
       const auto& s = res.cache_stats;
       const auto& d = res.timing.decode_ms;
-      const nlohmann::json j = {
+      nlohmann::json sequences = nlohmann::json::array();
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        sequences.push_back({{"prompt", prompts[i]},
+                             {"prompt_tokens", ids[i].size()},
+                             {"text", texts[i]},
+                             {"tokens", res.tokens[i]}});
+      }
+      nlohmann::json j = {
           {"schema_version", ctx.schema_version},
           {"context", nlohmann::json::parse(eli::bench::context_to_json(ctx))},
           {"config",
@@ -107,12 +142,10 @@ int main(int argc, char** argv) {
             {"top_p", top_p},
             {"seed", seed},
             {"stop_at_eos", stop_at_eos}}},
-          {"prompt", prompt},
-          {"prompt_tokens", ids.size()},
-          {"text", tok.decode(res.tokens[0])},
-          {"tokens", res.tokens[0]},
+          {"batch", prompts.size()},
+          {"sequences", sequences},
           {"seconds", secs},
-          {"tokens_per_sec", static_cast<double>(res.tokens[0].size()) / secs},
+          {"tokens_per_sec", static_cast<double>(generated) / secs},
           {"ttft_ms", res.timing.prefill_ms},
           {"decode_p50_ms",
            d.empty() ? nlohmann::json() : nlohmann::json(eli::bench::percentile(d, 50))},
@@ -123,6 +156,11 @@ int main(int argc, char** argv) {
             {"tokens_evicted", s.tokens_evicted},
             {"total_bytes", s.total_bytes()},
             {"reserved_bytes", s.reserved_bytes}}}};
+      if (single) {  // the single-prompt layout of earlier versions
+        for (const char* key : {"prompt", "prompt_tokens", "text", "tokens"}) {
+          j[key] = sequences[0][key];
+        }
+      }
       eli::bench::write_text_file(
           json_path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }

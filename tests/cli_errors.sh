@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command lines of the example binaries (docs/ERRORS.md): bad ones must fail with the expected
-# exit status and a message naming the problem; --json - / --csv - write to stdout.
+# exit status and a message naming the problem; --json - / --csv - write to stdout; several
+# prompts (--prompt repeated, --prompts-file) run as given.
 #   tests/cli_errors.sh CASE BIN_DIR
 set -u
 case_name=$1
@@ -96,5 +97,73 @@ assert c["schema_version"] >= 2 and c["git_revision"] and c["torch_version"], c
     done
     echo "ok: $case_name" ;;
   both_stdout) expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv - ;;
+  prompts_file_errors)  # --prompts-file: a missing, empty or all-blank file, a bad JSONL line
+    dir=$(mktemp -d)
+    expect 1 "cannot read prompts file '$dir/none.txt'" -- "$bin/generate" --prompts-file "$dir/none.txt"
+    : >"$dir/empty.txt"
+    expect 1 "prompts file '$dir/empty.txt' is empty" -- "$bin/basic_benchmark" \
+      --prompts-file "$dir/empty.txt" --methods full_cache --max-new-tokens 2 --repetitions 1 --warmup 0
+    printf '\n  \r\n' >"$dir/blank.txt"
+    expect 1 "its 2 lines are all blank" -- "$bin/comprehensive_benchmark" --prompts-file "$dir/blank.txt" \
+      --methods full_cache --no-plots --out-dir "$dir"
+    printf '{"prompt": "In the beginning"}\n\n{"text": "no prompt key"}\n' >"$dir/bad.jsonl"
+    expect 1 "'$dir/bad.jsonl' line 3: the object has no \"prompt\" key" -- "$bin/generate" \
+      --prompts-file "$dir/bad.jsonl"
+    printf '{"prompt": "ok"}\n{"prompt": 7}\n' >"$dir/bad.jsonl"
+    expect 1 "line 2: \"prompt\" is number" -- "$bin/quantized_cache" --prompts-file "$dir/bad.jsonl"
+    printf '{"prompt": "ok"\n' >"$dir/bad.jsonl"
+    expect 1 "line 1: not JSON" -- "$bin/basic_benchmark" --prompts-file "$dir/bad.jsonl"
+    expect 1 "prompt 2 \\(\"\"\\) is empty" -- "$bin/generate" --prompt a --prompt ""
+    expect nonzero "not expected: b" -- "$bin/generate" --prompt a b  # one value per --prompt
+    printf 'short\n%s\n' "$(printf 'word %.0s' $(seq 100))" >"$dir/long.txt"
+    expect 1 "prompt 2 .* has 101 tokens: with 1000 new tokens it needs 1100 positions" -- \
+      "$bin/basic_benchmark" --prompts-file "$dir/long.txt" --max-new-tokens 1000
+    rm -rf "$dir" ;;
+  generate_several_prompts)  # one line per prompt (prompt + continuation); JSON per prompt
+    dir=$(mktemp -d)
+    printf 'In the beginning\r\n\r\nAnd God said\r\n' >"$dir/p.txt"
+    "$bin/generate" --prompt Amen --prompts-file "$dir/p.txt" --max-new-tokens 5 --no-stop >"$out" \
+      2>&1 || { echo "FAIL: exit $?"; cat "$out"; exit 1; }
+    [ "$(wc -l <"$out")" -eq 3 ] || { echo "FAIL: expected 3 lines"; cat "$out"; exit 1; }
+    if ! { grep -q '^Amen' "$out" && sed -n 2p "$out" | grep -q '^In the beginning.' &&
+           sed -n 3p "$out" | grep -q '^And God said.'; }; then
+      echo "FAIL: one line per prompt, in order"; cat "$out"; exit 1
+    fi
+    "$bin/generate" --prompt Amen --prompts-file "$dir/p.txt" --max-new-tokens 5 --no-stop \
+      --json - >"$out" 2>/dev/null || { echo "FAIL: --json - exit $?"; exit 1; }
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["sequences"]
+assert d["batch"] == 3 and [x["prompt"] for x in s] == ["Amen", "In the beginning", "And God said"], s
+assert [x["prompt_tokens"] for x in s] == [2, 3, 3] and all(len(x["tokens"]) == 5 for x in s), s
+assert all(isinstance(x["text"], str) and x["text"] for x in s) and "prompt" not in d, d
+' "$out" || { echo "FAIL: JSON"; head -c 3000 "$out"; exit 1; }
+    "$bin/generate" --max-new-tokens 3 --json - >"$out" 2>/dev/null || { echo "FAIL: exit $?"; exit 1; }
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["prompt"] == "In the beginning" and d["prompt_tokens"] == 3 and len(d["tokens"]) == 3, d
+assert d["sequences"][0]["text"] == d["text"], d
+' "$out" || { echo "FAIL: single-prompt JSON"; head -c 3000 "$out"; exit 1; }
+    rm -rf "$dir"
+    echo "ok: $case_name" ;;
+  benchmark_prompts_file_ragged)  # prompts of different lengths run as given, lengths reported
+    dir=$(mktemp -d)
+    printf '{"prompt": "Amen"}\n{"prompt": "In the beginning God created the heaven and the earth."}\n' \
+      >"$dir/p.jsonl"
+    "$bin/basic_benchmark" --prompts-file "$dir/p.jsonl" --methods full_cache,quant_int8 \
+      --max-new-tokens 3 --repetitions 1 --warmup 0 --no-quality --json - >"$out" 2>"$dir/err" \
+      || { echo "FAIL: exit $?"; cat "$dir/err"; exit 1; }
+    want=$(printf '%s,%s' "$(printf 'Amen' | "$bin/tokenize")" \
+      "$(printf 'In the beginning God created the heaven and the earth.' | "$bin/tokenize")")
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+lens = [len(x) for x in json.loads("[" + sys.argv[2] + "]")]
+for r in d["results"]:
+    assert r["error"] == "" and r["prompt_lens"] == lens and r["batch"] == 2, (r, lens)
+    assert r["prompt_len"] == max(lens) and r["prompt_tokens"] == sum(lens), r
+' "$out" "$want" || { echo "FAIL: prompt lengths"; head -c 3000 "$out"; exit 1; }
+    grep -qE "full_cache +2 +2\.\.11 " "$dir/err" || { echo "FAIL: table"; cat "$dir/err"; exit 1; }
+    rm -rf "$dir"
+    echo "ok: $case_name" ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac

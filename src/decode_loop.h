@@ -46,12 +46,25 @@ class TokenSink {
 /// Test hook: graph replays of the CUDA decode loop so far (defined in every build).
 std::atomic<int64_t>& graph_replays();
 
-/// Prefill + decode of prompts [B, plen] (int64, CPU; row b holds lens[b] tokens, right-padded)
-/// through `cache` on a CUDA model. Arguments already validated by Generator::generate. Steps
-/// the cache cannot run from a graph (KVCache::begin_graph_step false) run eagerly, with the
-/// same device sampler.
-GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const at::Tensor& prompts,
-                               const std::vector<int64_t>& lens, const GenerationConfig& cfg,
-                               const TokenCallback& on_token);
+struct Prefill {
+  at::Tensor logits;     // [B, vocab]: of each prompt's last token
+  int64_t computed = 0;  // prompt positions run through the model
+  int64_t reused = 0;    // prompt positions taken from published prefix blocks
+};
+/// The prefill of a batch of prompts (validated, any lengths) through `cache` (nullptr: no
+/// cache). A cache that shares prefixes (KVCache::prefix_block() > 0) is filled in waves: each
+/// sequence first takes the published blocks of its prompt's prefix; a sequence whose next
+/// block an earlier sequence of the wave is about to compute waits for the next wave; a wave
+/// computes its sequences from where their reuse ends (one ragged forward over their rows) and
+/// publishes their full blocks.
+Prefill prefill(const model::GPT2& model, KVCache* cache,
+                const std::vector<std::vector<int64_t>>& prompts);
+
+/// Prefill (prefill() above) + decode of `prompts` through `cache` on a CUDA model. Arguments
+/// already validated by Generator::generate. Steps the cache cannot run from a graph
+/// (KVCache::begin_graph_step false) run eagerly, with the same device sampler.
+GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
+                               const std::vector<std::vector<int64_t>>& prompts,
+                               const GenerationConfig& cfg, const TokenCallback& on_token);
 
 }  // namespace eli::detail

@@ -26,9 +26,9 @@ constexpr int kLag = 8;
 
 }  // namespace
 
-GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const at::Tensor& prompts,
-                               const std::vector<int64_t>& lens, const GenerationConfig& cfg,
-                               const TokenCallback& on_token) {
+GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
+                               const std::vector<std::vector<int64_t>>& prompts,
+                               const GenerationConfig& cfg, const TokenCallback& on_token) {
   c10::InferenceMode inference;
   const at::Device dev = model.device();
   const c10::cuda::CUDAGuard device_guard(dev);
@@ -43,7 +43,9 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
   }
   const c10::cuda::CUDAStreamGuard stream_guard(stream);
 
-  const int64_t batch = prompts.size(0), plen = prompts.size(1);
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  std::vector<int64_t> lens;
+  for (const auto& p : prompts) lens.push_back(static_cast<int64_t>(p.size()));
   const int max_new = cfg.max_new_tokens;
   GenerationResult res;
   res.tokens.assign(static_cast<size_t>(batch), {});
@@ -60,7 +62,6 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
     staged.data_ptr<int64_t>()[batch] = s;
     state.copy_(staged, /*non_blocking=*/true);
   };
-  const bool ragged = std::any_of(lens.begin(), lens.end(), [&](int64_t n) { return n != plen; });
   at::Tensor ids = at::empty({batch, 1}, on_dev);  // the step's input: the last sampled tokens
   at::Tensor host_tokens =
       at::empty({max_new, batch}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
@@ -89,10 +90,10 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache, const a
 
   const auto t0 = Clock::now();
   set_state(std::vector<int64_t>(static_cast<size_t>(batch), 0), 0);
-  sample_into_ids(ragged ? model.forward_last(prompts,
-                                              std::vector<int64_t>(static_cast<size_t>(batch), 0),
-                                              lens, &cache)
-                         : model.forward_last(prompts, 0, &cache));
+  const Prefill pf = prefill(model, &cache, prompts);
+  res.prefill_tokens = pf.computed;
+  res.reused_tokens = pf.reused;
+  sample_into_ids(pf.logits);
   copy_out(0);
   ready[0].synchronize();
   res.timing.prefill_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

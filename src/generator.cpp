@@ -38,6 +38,79 @@ std::unique_ptr<KVCache> Generator::make_cache_for(const GenerationConfig& cfg,
                     model_->device());
 }
 
+namespace detail {
+
+Prefill prefill(const model::GPT2& model, KVCache* cache,
+                const std::vector<std::vector<int64_t>>& prompts) {
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  std::vector<int64_t> lens;
+  for (const auto& p : prompts) lens.push_back(static_cast<int64_t>(p.size()));
+  // Rows `seqs` of the batch from position from[i] on, right-padded with token 0.
+  auto rows = [&](const std::vector<int64_t>& seqs, const std::vector<int64_t>& from) {
+    int64_t t = 1;
+    for (size_t i = 0; i < seqs.size(); ++i) t = std::max(t, lens[seqs[i]] - from[i]);
+    std::vector<int64_t> flat(seqs.size() * static_cast<size_t>(t), 0);
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const auto& p = prompts[static_cast<size_t>(seqs[i])];
+      std::copy(p.begin() + from[i], p.end(), flat.begin() + static_cast<int64_t>(i) * t);
+    }
+    return at::tensor(flat, at::kLong).view({static_cast<int64_t>(seqs.size()), t});
+  };
+  Prefill r;
+  const int64_t bs = cache ? cache->prefix_block() : 0;
+  std::vector<int64_t> all(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) all[static_cast<size_t>(b)] = b;
+  const std::vector<int64_t> zeros(static_cast<size_t>(batch), 0);
+  for (int64_t n : lens) r.computed += n;
+  if (bs == 0) {
+    const bool ragged =
+        std::any_of(lens.begin(), lens.end(), [&](int64_t n) { return n != lens[0]; });
+    const at::Tensor ids = rows(all, zeros);
+    r.logits =
+        ragged ? model.forward_last(ids, zeros, lens, cache) : model.forward_last(ids, 0, cache);
+    return r;
+  }
+  r.computed = 0;
+  auto common = [&](int64_t a, int64_t b) {
+    const auto& x = prompts[static_cast<size_t>(a)];
+    const auto& y = prompts[static_cast<size_t>(b)];
+    return static_cast<int64_t>(
+        std::mismatch(x.begin(), x.begin() + std::min(x.size(), y.size()), y.begin()).first -
+        x.begin());
+  };
+  std::vector<int64_t> held(static_cast<size_t>(batch), 0), pending = all;
+  while (!pending.empty()) {
+    for (int64_t b : pending) held[b] += cache->reuse_prefix(b, prompts[static_cast<size_t>(b)]);
+    std::vector<int64_t> wave, later;
+    for (int64_t b : pending) {
+      // b waits when an earlier sequence of this wave computes (and publishes) the block b
+      // would take next.
+      const int64_t next = held[b] + bs;
+      bool wait = false;
+      for (int64_t a : wave) {
+        if (next <= lens[b] - 1 && lens[a] >= next && common(a, b) >= next) wait = true;
+      }
+      (wait ? later : wave).push_back(b);
+    }
+    std::vector<int64_t> past, n;
+    for (int64_t a : wave) {
+      past.push_back(held[a]);
+      n.push_back(lens[a] - held[a]);
+      r.computed += lens[a] - held[a];
+      r.reused += held[a];
+    }
+    const at::Tensor logits = model.forward_last(rows(wave, past), past, n, cache,
+                                                 wave == all ? std::vector<int64_t>{} : wave);
+    if (!r.logits.defined()) r.logits = at::empty({batch, logits.size(1)}, logits.options());
+    r.logits.index_copy_(0, at::tensor(wave, at::kLong).to(logits.device()), logits);
+    for (int64_t a : wave) cache->publish_prefix(a, prompts[static_cast<size_t>(a)]);
+    pending = std::move(later);
+  }
+  return r;
+}
+
+}  // namespace detail
+
 GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& prompts,
                                      const GenerationConfig& cfg,
                                      const TokenCallback& on_token) const {
@@ -82,7 +155,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   at::Tensor all_ids = at::tensor(flat, at::kLong).view({batch, plen});  // CPU
 #ifdef ELI_WITH_CUDA
   if (cache && cfg.cuda_graph && model_->device().is_cuda()) {
-    GenerationResult r = detail::generate_cuda(*model_, *cache, all_ids, lens, cfg, on_token);
+    GenerationResult r = detail::generate_cuda(*model_, *cache, prompts, cfg, on_token);
     r.cache_name = res.cache_name;
     return r;
   }
@@ -96,8 +169,10 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   if (!cache && ragged) seqs = prompts;
 
   auto t0 = Clock::now();
-  at::Tensor logits = ragged ? model_->forward_last(all_ids, zeros, lens, cache.get())
-                             : model_->forward_last(all_ids, 0, cache.get());
+  const detail::Prefill pf = detail::prefill(*model_, cache.get(), prompts);
+  res.prefill_tokens = pf.computed;
+  res.reused_tokens = pf.reused;
+  at::Tensor logits = pf.logits;
   at::Tensor next = sample_next(logits, cfg.sampling, gen).contiguous();  // CPU int64 [B]
   res.timing.prefill_ms = ms_since(t0);
   emit(next);

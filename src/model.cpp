@@ -40,7 +40,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }  // namespace
 
 at::Tensor GPT2::hidden(const at::Tensor& ids_in, const std::vector<int64_t>& past,
-                        const std::vector<int64_t>& lens, KVCache* cache) const {
+                        const std::vector<int64_t>& lens, KVCache* cache,
+                        const std::vector<int64_t>& seqs) const {
   ELI_CHECK(ids_in.dim() == 2, "input ids must be 2-D [batch, tokens], got {}-D", ids_in.dim());
   ELI_CHECK(ids_in.scalar_type() == at::kLong, "input ids must be int64, got {}",
             c10::toString(ids_in.scalar_type()));
@@ -74,7 +75,7 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, const std::vector<int64_t>& pa
                                 .to(device_);
     return blocks(ops::embed_layernorm(wte_, wpe_, ids, pos0, blocks_[0].ln_1_w, blocks_[0].ln_1_b,
                                        cfg_.layer_norm_epsilon),
-                  lens, cache);
+                  lens, cache, seqs);
   }
   at::Tensor x;
   if (one_past) {
@@ -88,7 +89,7 @@ at::Tensor GPT2::hidden(const at::Tensor& ids_in, const std::vector<int64_t>& pa
     x = at::embedding(wte_, ids) + at::embedding(wpe_, pos);
   }
   at::Tensor a = layer_norm(x, blocks_[0].ln_1_w, blocks_[0].ln_1_b, cfg_.layer_norm_epsilon);
-  return blocks({x, a}, lens, cache);
+  return blocks({x, a}, lens, cache, seqs);
 }
 
 bool GPT2::fused() const {
@@ -96,7 +97,10 @@ bool GPT2::fused() const {
 }
 
 at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded,
-                        const std::vector<int64_t>& lens, KVCache* cache) const {
+                        const std::vector<int64_t>& lens, KVCache* cache,
+                        const std::vector<int64_t>& seqs) const {
+  ELI_CHECK(seqs.empty() || static_cast<int64_t>(seqs.size()) == embedded.first.size(0),
+            "{} sequence indices for {} rows", seqs.size(), embedded.first.size(0));
   at::Tensor x = std::move(embedded.first), a = std::move(embedded.second);
   const int64_t batch = x.size(0), t = x.size(1);
   const int64_t e = cfg_.n_embd, h = cfg_.n_head, d = cfg_.head_dim();
@@ -114,10 +118,10 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded,
     at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
     at::Tensor att;
     if (cache != nullptr) {
-      if (lens.empty()) {
+      if (lens.empty() && seqs.empty()) {
         cache->append(static_cast<int>(l), k, v);
       } else {
-        cache->append_ragged(static_cast<int>(l), k, v, lens);
+        cache->append_ragged(static_cast<int>(l), k, v, lens, seqs);
       }
       att = cache->attend(static_cast<int>(l), q.contiguous());
     } else {
@@ -176,14 +180,15 @@ at::Tensor GPT2::forward_last(const at::Tensor& ids, int64_t past, KVCache* cach
 }
 
 at::Tensor GPT2::forward_last(const at::Tensor& ids, const std::vector<int64_t>& past,
-                              const std::vector<int64_t>& lens, KVCache* cache) const {
+                              const std::vector<int64_t>& lens, KVCache* cache,
+                              const std::vector<int64_t>& seqs) const {
   c10::InferenceMode guard;
   ELI_CHECK(ids.dim() == 2 && static_cast<int64_t>(past.size()) == ids.size(0) &&
                 static_cast<int64_t>(lens.size()) == ids.size(0),
             "forward_last: ids [B, T] with B past lengths and B row lengths, got {}-D ids, {} and "
             "{}",
             ids.dim(), past.size(), lens.size());
-  at::Tensor x = hidden(ids, past, lens, cache);
+  at::Tensor x = hidden(ids, past, lens, cache, seqs);
   std::vector<int64_t> last(lens.size());
   for (size_t b = 0; b < lens.size(); ++b) last[b] = std::max<int64_t>(lens[b] - 1, 0);
   for (size_t b = 0; b < last.size(); ++b) last[b] += static_cast<int64_t>(b) * x.size(1);

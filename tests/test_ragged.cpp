@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "eli/cache/attend.h"
+#include "eli/cache/paged.h"
 #include "eli/error.h"
 #include "eli/generator.h"
 #include "eli/kv_cache.h"
@@ -49,7 +50,7 @@ void check_rows_match(const std::string& spec, const CacheConfig& c, const Quant
     for (int layer = 0; layer < kShape.n_layer; ++layer) {
       const at::Tensor k = at::randn({batch, h, t, d}), v = at::randn({batch, h, t, d});
       const at::Tensor qq = at::randn({batch, h, t, d});
-      ragged->append_ragged(layer, k, v, lens);
+      ragged->append_ragged(layer, k, v, lens, {});
       const at::Tensor out = ragged->attend(layer, qq);
       ASSERT_EQ(out.sizes(), qq.sizes());
       for (int64_t b = 0; b < batch; ++b) {
@@ -107,20 +108,20 @@ TEST(Ragged, BadCountsAreErrors) {
   c.max_tokens = 20;
   auto cache = make("full", 2, c, {});
   const at::Tensor k = at::zeros({2, kShape.n_head, 4, kShape.head_dim});
-  EXPECT_THROW(cache->append_ragged(0, k, k, {1}), eli::Error);      // one count for two rows
-  EXPECT_THROW(cache->append_ragged(0, k, k, {1, 5}), eli::Error);   // more than the row holds
-  EXPECT_THROW(cache->append_ragged(0, k, k, {-1, 2}), eli::Error);  // negative
-  cache->append_ragged(0, k, k, {4, 2});
+  EXPECT_THROW(cache->append_ragged(0, k, k, {1}, {}), eli::Error);      // one count for two rows
+  EXPECT_THROW(cache->append_ragged(0, k, k, {1, 5}, {}), eli::Error);   // more than the row holds
+  EXPECT_THROW(cache->append_ragged(0, k, k, {-1, 2}, {}), eli::Error);  // negative
+  cache->append_ragged(0, k, k, {4, 2}, {});
   cache->attend(0, k);
   // Capacity per sequence: 4 + 17 > 20 for the first, 2 + 17 fits the second.
   const at::Tensor big = at::zeros({2, kShape.n_head, 17, kShape.head_dim});
   try {
-    cache->append_ragged(0, big, big, {17, 17});
+    cache->append_ragged(0, big, big, {17, 17}, {});
     FAIL() << "capacity exceeded without an error";
   } catch (const eli::Error& e) {
     EXPECT_NE(std::string(e.what()).find("sequence 0"), std::string::npos) << e.what();
   }
-  cache->append_ragged(0, big, big, {16, 17});  // the cache still works after the error
+  cache->append_ragged(0, big, big, {16, 17}, {});  // the cache still works after the error
   cache->attend(0, big);
   EXPECT_EQ(cache->stats().tokens_seen, 20);
 }
@@ -136,7 +137,7 @@ TEST(Ragged, PagedPoolAllocatesAsSequencesGrow) {
   const int64_t h = kShape.n_head, d = kShape.head_dim;
   const at::Tensor k = at::randn({2, h, 9, d});
   for (int l = 0; l < kShape.n_layer; ++l) {
-    cache->append_ragged(l, k, k, {9, 2});
+    cache->append_ragged(l, k, k, {9, 2}, {});
     cache->attend(l, k);
   }
   // ceil(9 / 4) + ceil(2 / 4) blocks, whatever the capacity.
@@ -144,13 +145,13 @@ TEST(Ragged, PagedPoolAllocatesAsSequencesGrow) {
   // 8 more positions for sequence 1 need 2 more blocks (free: 2): fits; then nothing is left.
   const at::Tensor k8 = at::randn({2, h, 8, d});
   for (int l = 0; l < kShape.n_layer; ++l) {
-    cache->append_ragged(l, k8, k8, {0, 8});
+    cache->append_ragged(l, k8, k8, {0, 8}, {});
     cache->attend(l, k8);
   }
   EXPECT_EQ(cache->stats().blocks_in_use, 6);
   const eli::CacheStats before = cache->stats();
   try {
-    cache->append_ragged(0, k8, k8, {8, 0});
+    cache->append_ragged(0, k8, k8, {8, 0}, {});
     cache->attend(0, k8);
     FAIL() << "an exhausted pool gave no error";
   } catch (const eli::Error& e) {
@@ -159,7 +160,7 @@ TEST(Ragged, PagedPoolAllocatesAsSequencesGrow) {
   // Nothing changed, and the cache works on: sequence 0 still has room in its last block.
   const at::Tensor k3 = at::randn({2, h, 3, d});
   for (int l = 0; l < kShape.n_layer; ++l) {
-    cache->append_ragged(l, k3, k3, {3, 0});
+    cache->append_ragged(l, k3, k3, {3, 0}, {});
     cache->attend(l, k3);
   }
   EXPECT_EQ(cache->stats().blocks_in_use, before.blocks_in_use);
@@ -226,4 +227,125 @@ TEST(Ragged, StoppedSequencesEndWhileOthersGoOn) {
   EXPECT_EQ(stopped.tokens[0], cut(free_run.tokens[0]));
   EXPECT_LE(stopped.tokens[0].size(), 3u);
   EXPECT_EQ(stopped.tokens[1], cut(free_run.tokens[1]));
+}
+
+// ---- Prefix reuse (paged) ---------------------------------------------------------------------
+
+namespace {
+
+// n requests: a shared prefix of `shared` tokens, then `own` tokens of their own.
+std::vector<std::vector<int64_t>> shared_prefix_prompts(int64_t n, int64_t shared, int64_t own) {
+  std::vector<std::vector<int64_t>> out;
+  const auto prefix = prompt_of(shared, 99);
+  for (int64_t i = 0; i < n; ++i) {
+    auto p = prefix;
+    const auto tail = prompt_of(own + i % 3, 200 + i);  // tails of different lengths
+    p.insert(p.end(), tail.begin(), tail.end());
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(PrefixReuse, OutputWithReuseEqualsOutputWithoutForEveryCodec) {
+  Generator g(shipped());
+  auto prompts = shared_prefix_prompts(5, 40, 6);
+  prompts.push_back(prompt_of(33, 7));  // one that shares nothing
+  for (const std::string spec : {"paged(block=8)", "paged(block=8)+int8", "paged(block=8)+int4",
+                                 "paged(block=8)+k:int8,v:int4", "paged(block=16)+int4/zp"}) {
+    SCOPED_TRACE(spec);
+    GenerationConfig cfg;
+    cfg.method = spec;
+    cfg.max_new_tokens = 10;
+    cfg.cache.prefix_reuse = false;
+    const auto plain = g.generate(prompts, cfg);
+    EXPECT_EQ(plain.reused_tokens, 0);
+    cfg.cache.prefix_reuse = true;
+    const auto reused = g.generate(prompts, cfg);
+    EXPECT_EQ(reused.tokens, plain.tokens);
+    // Sequences 1..4 take the prefix's full blocks (40 tokens: 5 blocks of 8, 2 of 16).
+    const int64_t block = spec.find("16") != std::string::npos ? 16 : 8;
+    EXPECT_EQ(reused.reused_tokens, 4 * (40 / block) * block);
+    EXPECT_EQ(reused.prefill_tokens + reused.reused_tokens, plain.prefill_tokens);
+    EXPECT_LT(reused.cache_stats.blocks_in_use, plain.cache_stats.blocks_in_use);
+  }
+}
+
+TEST(PrefixReuse, KeptPoolSharesAcrossCallsAndReferencesReturnToZero) {
+  Generator g(shipped());
+  const auto prompts = shared_prefix_prompts(4, 32, 5);
+  GenerationConfig cfg;
+  cfg.method = "paged(block=8)+int8";
+  cfg.max_new_tokens = 8;
+  const auto cold = g.generate(prompts, cfg);
+  cfg.cache.pool = g.make_cache_for(cfg, 1)->block_pool();
+  ASSERT_NE(cfg.cache.pool, nullptr);
+  const auto first = g.generate(prompts, cfg);
+  const auto second = g.generate(prompts, cfg);
+  EXPECT_EQ(first.tokens, cold.tokens);
+  EXPECT_EQ(second.tokens, cold.tokens);
+  // The second call finds every full block of every prompt (the first published them).
+  int64_t full_blocks = 0;
+  for (const auto& p : prompts) full_blocks += (static_cast<int64_t>(p.size()) - 1) / 8 * 8;
+  EXPECT_EQ(second.reused_tokens, full_blocks);
+  EXPECT_LT(second.prefill_tokens, first.prefill_tokens);
+  // Every cache is gone: no block is referenced; the published ones stay findable.
+  const auto& pool = *cfg.cache.pool;
+  EXPECT_EQ(pool.available(), pool.num_blocks());
+  EXPECT_GT(pool.cached(), 0);
+  for (int64_t b = 0; b < pool.num_blocks(); ++b)
+    EXPECT_EQ(pool.refcount(static_cast<int32_t>(b)), 0);
+  // A pool of another shape is refused by name.
+  GenerationConfig other = cfg;
+  other.method = "paged(block=16)+int8";
+  EXPECT_THROW(g.generate(prompts, other), eli::Error);
+}
+
+TEST(PrefixReuse, HashCollisionsNeverShareDifferentTokens) {
+  Generator g(shipped());
+  // Every prefix hashes alike: only the token comparison tells blocks apart.
+  eli::cache::BlockPool::collide_for_test() = true;
+  auto prompts = shared_prefix_prompts(3, 24, 5);
+  prompts.push_back(prompt_of(30, 8));
+  prompts.push_back(prompt_of(30, 9));
+  GenerationConfig cfg;
+  cfg.method = "paged(block=8)";
+  cfg.max_new_tokens = 8;
+  const auto reused = g.generate(prompts, cfg);
+  cfg.cache.prefix_reuse = false;
+  const auto plain = g.generate(prompts, cfg);
+  eli::cache::BlockPool::collide_for_test() = false;
+  EXPECT_EQ(reused.tokens, plain.tokens);
+  EXPECT_EQ(reused.reused_tokens, 2 * 24);  // the two followers of the shared prefix only
+}
+
+TEST(PrefixReuse, SharedPrefixWorkloadComputesAndReservesAFraction) {
+  // 32 requests sharing a 512-token prefix + 32 tokens of their own (the workload),
+  // against full_cache; the pool kept warm from an earlier batch of the same system prompt.
+  Generator g(shipped());
+  std::vector<std::vector<int64_t>> prompts;
+  const auto system = prompt_of(512, 1);
+  for (int64_t i = 0; i < 32; ++i) {
+    auto p = system;
+    const auto q = prompt_of(32, 300 + i);
+    p.insert(p.end(), q.begin(), q.end());
+    prompts.push_back(std::move(p));
+  }
+  GenerationConfig full;
+  full.method = "full_cache";
+  full.max_new_tokens = 4;
+  const auto f = g.generate(prompts, full);
+  GenerationConfig paged = full;
+  paged.method = "paged(block=16)";
+  paged.cache.pool = g.make_cache_for(paged, 32)->block_pool();
+  g.generate({prompts[0]}, paged);  // an earlier request with the same system prompt
+  const auto p = g.generate(prompts, paged);
+  EXPECT_EQ(p.tokens, f.tokens);
+  EXPECT_EQ(f.prefill_tokens, 32 * 544);
+  EXPECT_LE(p.prefill_tokens * 16, f.prefill_tokens) << p.prefill_tokens << " computed";
+  const int64_t block_bytes =
+      p.cache_stats.allocated_bytes() / std::max<int64_t>(p.cache_stats.blocks_total, 1);
+  EXPECT_LE(p.cache_stats.blocks_in_use * block_bytes * 8, f.cache_stats.allocated_bytes())
+      << p.cache_stats.blocks_in_use << " blocks of " << block_bytes << " bytes";
 }

@@ -3,9 +3,13 @@
 /// `validate()` (bad value -> eli::Error naming the field, the value and the allowed range).
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace eli {
+namespace cache {
+class BlockPool;  // eli/cache/paged.h
+}
 
 /// How one of K or V is stored.
 enum class QuantMode { kNone, kInt8, kInt4 };
@@ -32,11 +36,17 @@ struct QuantizationConfig {
 };
 
 struct CacheConfig {
-  int window_size = 256;         // sliding_window: >= 1
-  int sink_tokens = 0;           // sliding_window: >= 0 first tokens always kept
-  int block_size = 64;           // paged: >= 1 tokens per block
-  int pool_blocks = 0;           // paged: blocks in the pool, shared by the batch's sequences;
-                                 // 0 = enough for every sequence at max_tokens
+  int window_size = 256;     // sliding_window: >= 1
+  int sink_tokens = 0;       // sliding_window: >= 0 first tokens always kept
+  int block_size = 64;       // paged: >= 1 tokens per block
+  int pool_blocks = 0;       // paged: blocks in the pool, shared by the batch's sequences;
+                             // 0 = enough for every sequence at max_tokens
+  bool prefix_reuse = true;  // paged: share full blocks of equal prompt prefixes (prefill
+                             // skips them); off for per_tensor codecs and residual=N
+  /// paged: the pool to allocate from, kept by the caller so that later caches (later
+  /// Generator::generate calls) find the prefix blocks earlier ones published; empty = a pool
+  /// of the cache's own. eli::cache::make_block_pool (eli/cache/paged.h) makes one.
+  std::shared_ptr<cache::BlockPool> pool;
   int chunk_size = 64;           // chunked_cache: >= 1 tokens per summary
   int keep_last = 256;           // chunked_cache: >= 0 newest tokens kept exact
   bool summary_log_bias = true;  // chunked_cache: add log(count) to a summary slot's logit

@@ -47,8 +47,10 @@ struct StepTiming {
 struct GenerationResult {
   std::vector<std::vector<int64_t>> tokens;  // generated ids per sequence (stop token included)
   StepTiming timing;
-  CacheStats cache_stats;  // at the end of generation (zeros for no_cache)
-  std::string cache_name;  // KVCache::name() of the cache used, "no_cache" for recomputation
+  CacheStats cache_stats;      // at the end of generation (zeros for no_cache)
+  int64_t prefill_tokens = 0;  // prompt positions the prefill ran through the model
+  int64_t reused_tokens = 0;   // prompt positions taken from shared prefix blocks instead
+  std::string cache_name;      // KVCache::name() of the cache used, "no_cache" for recomputation
 };
 
 class Generator {

@@ -51,13 +51,36 @@ class KVCache {
   virtual ~KVCache() = default;
   /// k, v: [B, H, T_new, D] for `layer`, in the model's dtype and on the cache's device.
   virtual void append(int layer, const at::Tensor& k, const at::Tensor& v) = 0;
-  /// Ragged batches: as append(), but sequence b brings new_tokens[b] positions (0 .. T_new),
-  /// the first ones of its row; the rest of the row is right padding, neither stored nor seen by
-  /// the sequence's queries (attend() gives zeros there). Sequences may hold different numbers
-  /// of positions; each attends over its own. Empty new_tokens = every sequence T_new. The
-  /// default accepts only uniform appends (every entry T_new) and throws eli::Error otherwise.
+  /// Ragged batches: as append(), but row i brings new_tokens[i] positions (0 .. T_new), the
+  /// first ones of the row; the rest of the row is right padding, neither stored nor seen by the
+  /// sequence's queries (attend() gives zeros there). Row i is sequence seqs[i] (empty: row b
+  /// is sequence b, all B rows present; else any distinct sequences, the others bring nothing).
+  /// Sequences may hold different numbers of positions; each attends over its own. Empty
+  /// new_tokens = every row T_new. The default accepts only uniform appends of every sequence
+  /// and throws eli::Error otherwise.
   virtual void append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
-                             const std::vector<int64_t>& new_tokens);
+                             const std::vector<int64_t>& new_tokens,
+                             const std::vector<int64_t>& seqs);
+
+  /// Prefix reuse (the paged layout with CacheConfig::prefix_reuse): positions per shareable
+  /// block, 0 when this cache shares no prefixes (the defaults below then do nothing).
+  virtual int64_t prefix_block() const { return 0; }
+  /// Sequence seq (holding whole blocks, nothing pending) takes the published blocks of the
+  /// longest prefix of `tokens` it does not hold yet, leaving at least the last token to
+  /// compute. Returns the positions gained (the caller then appends from there).
+  virtual int64_t reuse_prefix(int64_t seq, const std::vector<int64_t>& tokens) {
+    (void)seq;
+    (void)tokens;
+    return 0;
+  }
+  /// Publishes sequence seq's full blocks within `tokens` (the ids of its stored positions) for
+  /// reuse_prefix of any sequence using the same pool.
+  virtual void publish_prefix(int64_t seq, const std::vector<int64_t>& tokens) {
+    (void)seq;
+    (void)tokens;
+  }
+  /// The block pool (paged caches), to keep for later caches (CacheConfig::pool); else null.
+  virtual std::shared_ptr<cache::BlockPool> block_pool() const { return nullptr; }
   /// q: [B, H, T_q, D] (T_q == T_new of the latest append). Returns [B, H, T_q, D].
   virtual at::Tensor attend(int layer, const at::Tensor& q) = 0;
   virtual CacheStats stats() const = 0;

@@ -54,10 +54,13 @@ class GPT2 {
   /// right padding, any id in range) at positions past[b], past[b] + 1, ... (the cache holds
   /// past[b] positions of sequence b; cache == nullptr: past must be 0, plain causal attention).
   /// Returns logits [B, vocab] of each row's last token (lens[b] == 0: a sequence that sits
-  /// this step out; its row is not stored and its logits are meaningless). Throws eli::Error for
-  /// sizes that do not match, or past[b] + lens[b] > n_positions.
+  /// this step out; its row is not stored and its logits are meaningless). seqs: the cache's
+  /// sequence of each row (a subset of the cache's batch, KVCache::append_ragged); empty = row b
+  /// is sequence b. Throws eli::Error for sizes that do not match, or past[b] + lens[b] >
+  /// n_positions.
   at::Tensor forward_last(const at::Tensor& ids, const std::vector<int64_t>& past,
-                          const std::vector<int64_t>& lens, KVCache* cache) const;
+                          const std::vector<int64_t>& lens, KVCache* cache,
+                          const std::vector<int64_t>& seqs = {}) const;
   /// One decode step that a CUDA graph can capture: ids [B, 1] int64 and pos [1] or [B] int64
   /// (the new token's position, or each sequence's) on the model's device; nothing is read back to the host, so nothing is
   /// validated: the caller guarantees ids < vocab_size and pos < n_positions. Returns logits
@@ -76,11 +79,12 @@ class GPT2 {
   /// past: one entry (every sequence) or one per sequence; lens: empty (every row holds T tokens)
   /// or one per sequence (ragged).
   at::Tensor hidden(const at::Tensor& ids, const std::vector<int64_t>& past,
-                    const std::vector<int64_t>& lens, KVCache* cache) const;
+                    const std::vector<int64_t>& lens, KVCache* cache,
+                    const std::vector<int64_t>& seqs = {}) const;
   /// {embedded x, its first LayerNorm} [B, T, E] -> the final LayerNorm's output. lens as in
   /// hidden().
   at::Tensor blocks(std::pair<at::Tensor, at::Tensor> embedded, const std::vector<int64_t>& lens,
-                    KVCache* cache) const;
+                    KVCache* cache, const std::vector<int64_t>& seqs = {}) const;
   bool fused() const;  // CUDA: the fused block stages of ops.h
   GPT2Config cfg_;
   at::Device device_ = at::kCPU;

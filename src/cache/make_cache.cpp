@@ -316,7 +316,12 @@ const std::vector<std::string>& method_names() {
 namespace eli {
 
 void KVCache::append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
-                            const std::vector<int64_t>& new_tokens) {
+                            const std::vector<int64_t>& new_tokens,
+                            const std::vector<int64_t>& seqs) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ELI_CHECK(seqs[i] == static_cast<int64_t>(i),
+              "{}: this cache takes appends of every sequence in order only", name());
+  }
   for (size_t b = 0; b < new_tokens.size(); ++b) {
     ELI_CHECK(k.dim() == 4 && new_tokens[b] == k.size(2),
               "{}: this cache holds only batches of equal lengths (sequence {} brings {} of {} "

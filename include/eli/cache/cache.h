@@ -65,6 +65,7 @@ class Cache final : public KVCache, private Recoder {
     const size_t nl = static_cast<size_t>(a.shape.n_layer);
     n_.assign(nl, std::vector<int64_t>(static_cast<size_t>(a.batch), 0));
     pt_.resize(nl);
+    prow_.resize(nl);
     pk_.resize(nl);
     pv_.resize(nl);
     if (a_.rotate_k || a_.rotate_v) rot_ = quant::hadamard(a_.shape.head_dim, a_.device);
@@ -98,28 +99,38 @@ class Cache final : public KVCache, private Recoder {
   }
 
   void append(int layer, const at::Tensor& k, const at::Tensor& v) override {
-    append_ragged(layer, k, v, {});
+    append_ragged(layer, k, v, {}, {});
   }
 
   void append_ragged(int layer, const at::Tensor& k, const at::Tensor& v,
-                     const std::vector<int64_t>& new_tokens) override {
+                     const std::vector<int64_t>& new_tokens,
+                     const std::vector<int64_t>& seqs) override {
     check_layer(layer);
-    check_rows("k", k);
-    check_rows("v", v);
+    const int64_t rows = seqs.empty() ? a_.batch : static_cast<int64_t>(seqs.size());
+    check_rows("k", k, rows);
+    check_rows("v", v, rows);
     ELI_CHECK(k.sizes() == v.sizes(), "append: k {} and v {} differ in shape", shape_str(k),
               shape_str(v));
     const size_t l = static_cast<size_t>(layer);
     const int64_t t = k.size(2);
-    std::vector<int64_t> nt = new_tokens;
-    if (!nt.empty()) {
-      ELI_CHECK(static_cast<int64_t>(nt.size()) == a_.batch,
-                "append: {} new-token counts for a batch of {}", nt.size(), a_.batch);
-      for (size_t b = 0; b < nt.size(); ++b) {
-        ELI_CHECK(nt[b] >= 0 && nt[b] <= t,
-                  "append: sequence {} has {} new tokens, outside [0, {}] (the append's length)", b,
-                  nt[b], t);
-      }
-      if (std::all_of(nt.begin(), nt.end(), [&](int64_t x) { return x == t; })) nt.clear();
+    ELI_CHECK(new_tokens.empty() || static_cast<int64_t>(new_tokens.size()) == rows,
+              "append: {} new-token counts for {} rows", new_tokens.size(), rows);
+    std::vector<bool> seen(static_cast<size_t>(a_.batch), false);
+    for (int64_t s : seqs) {
+      ELI_CHECK(s >= 0 && s < a_.batch && !seen[static_cast<size_t>(s)],
+                "append: sequence {} is outside the batch of {} or appears twice", s, a_.batch);
+      seen[static_cast<size_t>(s)] = true;
+    }
+    // New positions per sequence (0 for sequences without a row).
+    std::vector<int64_t> nt(static_cast<size_t>(a_.batch), seqs.empty() ? t : 0);
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t n = new_tokens.empty() ? t : new_tokens[static_cast<size_t>(i)];
+      ELI_CHECK(n >= 0 && n <= t,
+                "append: row {} has {} new tokens, outside [0, {}] (the append's length)", i, n, t);
+      nt[static_cast<size_t>(seqs.empty() ? i : seqs[static_cast<size_t>(i)])] = n;
+    }
+    if (seqs.empty() && std::all_of(nt.begin(), nt.end(), [&](int64_t x) { return x == t; })) {
+      nt.clear();
     }
     if (pk_[l].defined()) commit(layer);
     for (size_t b = 0; b < n_[l].size(); ++b) {
@@ -136,14 +147,15 @@ class Cache final : public KVCache, private Recoder {
                 name(), layout_.name());
     }
     pt_[l] = std::move(nt);
+    prow_[l] = seqs;
     pk_[l] = a_.rotate_k ? rotate(k) : k;
     pv_[l] = a_.rotate_v ? rotate(v) : v;
   }
 
   at::Tensor attend(int layer, const at::Tensor& q) override {
     check_layer(layer);
-    check_rows("q", q);
     const size_t l = static_cast<size_t>(layer);
+    check_rows("q", q, pk_[l].defined() ? pk_[l].size(0) : a_.batch);
     ELI_CHECK(pk_[l].defined(), "attend(layer {}) without a preceding append", layer);
     ELI_CHECK(q.size(2) == pk_[l].size(2), "attend: q has {} positions, the latest append {}",
               q.size(2), pk_[l].size(2));
@@ -192,6 +204,9 @@ class Cache final : public KVCache, private Recoder {
     s.reserved_bytes = per_slot * (f.slots_allocated - f.slots_stored) * (pay + scl) +
                        (resid_ > 0 ? rows_per_tok * resid_ * row - s.residual_bytes : 0);
     s.blocks_in_use = f.blocks_in_use;
+    if constexpr (layout_has_prefix_reuse<Layout>) {
+      s.blocks_in_use = layout_.held_blocks();  // a shared block once
+    }
     s.blocks_total = f.blocks_total;
     return s;
   }
@@ -200,6 +215,7 @@ class Cache final : public KVCache, private Recoder {
     in_graph_step_ = false;
     for (auto& n : n_) std::fill(n.begin(), n.end(), 0);
     for (auto& t : pt_) t.clear();
+    for (auto& t : prow_) t.clear();
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
     kc_.reset();
@@ -229,9 +245,63 @@ class Cache final : public KVCache, private Recoder {
       for (size_t b = 0; b < n.size(); ++b) n[b] = pos[b] + 1;
     }
     for (auto& t : pt_) t.clear();
+    for (auto& t : prow_) t.clear();
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
     in_graph_step_ = false;
+  }
+
+  int64_t prefix_block() const override {
+    if constexpr (layout_has_prefix_reuse<Layout>) {
+      // Per-tensor scales change with the data, and a residual ring would miss the skipped
+      // positions: those caches compute every prompt token.
+      if (a_.cfg.prefix_reuse && !per_tensor(kc_) && !per_tensor(vc_) && resid_ == 0) {
+        return a_.cfg.block_size;
+      }
+    }
+    return 0;
+  }
+
+  int64_t reuse_prefix(int64_t seq, const std::vector<int64_t>& tokens) override {
+    if constexpr (layout_has_prefix_reuse<Layout>) {
+      if (prefix_block() == 0) return 0;
+      ELI_CHECK(seq >= 0 && seq < a_.batch, "reuse_prefix: sequence {} outside the batch of {}",
+                seq, a_.batch);
+      const size_t b = static_cast<size_t>(seq);
+      const int64_t have = n_[0][b];
+      for (size_t l = 0; l < n_.size(); ++l) {
+        ELI_CHECK(n_[l][b] == have && !pk_[l].defined(),
+                  "reuse_prefix: sequence {} is in the middle of a step", seq);
+      }
+      if (have % a_.cfg.block_size != 0) return 0;
+      const int64_t now = layout_.reuse_prefix(seq, tokens, have);
+      for (auto& n : n_) n[b] = now;
+      return now - have;
+    } else {
+      (void)seq;
+      (void)tokens;
+      return 0;
+    }
+  }
+
+  void publish_prefix(int64_t seq, const std::vector<int64_t>& tokens) override {
+    if constexpr (layout_has_prefix_reuse<Layout>) {
+      if (prefix_block() == 0) return;
+      ELI_CHECK(seq >= 0 && seq < a_.batch, "publish_prefix: sequence {} outside the batch of {}",
+                seq, a_.batch);
+      layout_.publish_prefix(seq, tokens, n_[0][static_cast<size_t>(seq)]);
+    } else {
+      (void)seq;
+      (void)tokens;
+    }
+  }
+
+  std::shared_ptr<BlockPool> block_pool() const override {
+    if constexpr (layout_has_prefix_reuse<Layout>) {
+      return layout_.pool();
+    } else {
+      return nullptr;
+    }
   }
 
   const Layout& layout() const { return layout_; }
@@ -322,6 +392,10 @@ class Cache final : public KVCache, private Recoder {
   }
   // Whether layer l's pending append is ragged or lands on sequences of different lengths.
   bool ragged(size_t l) const { return !pt_[l].empty() || !uniform(l); }
+  // The sequence of row i of layer l's pending append.
+  int64_t row_seq(size_t l, int64_t i) const {
+    return prow_[l].empty() ? i : prow_[l][static_cast<size_t>(i)];
+  }
 
   at::Tensor attend_impl(int layer, const at::Tensor& q) {
     const size_t l = static_cast<size_t>(layer);
@@ -345,11 +419,12 @@ class Cache final : public KVCache, private Recoder {
     const size_t l = static_cast<size_t>(layer);
     const int64_t t = q.size(2);
     std::vector<at::Tensor> rows;
-    for (int64_t b = 0; b < a_.batch; ++b) {
+    for (int64_t i = 0; i < q.size(0); ++i) {
+      const int64_t b = row_seq(l, i);
       const int64_t tb = pending(l, static_cast<size_t>(b));
       at::Tensor o = at::zeros({1, q.size(1), t, q.size(3)}, q.options().dtype(a_.dtype));
       if (tb > 0) {
-        auto rows_of = [&](const at::Tensor& x) { return x.narrow(0, b, 1).narrow(2, 0, tb); };
+        auto rows_of = [&](const at::Tensor& x) { return x.narrow(0, i, 1).narrow(2, 0, tb); };
         const at::Tensor qb = rows_of(q), kb = rows_of(pk_[l]), vb = rows_of(pv_[l]);
         const int64_t n = n_[l][static_cast<size_t>(b)];
         at::Tensor ob;
@@ -523,22 +598,24 @@ class Cache final : public KVCache, private Recoder {
     const size_t l = static_cast<size_t>(layer);
     const at::Tensor xk = pk_[l], xv = pv_[l];
     const bool rag = ragged(l);
-    const std::vector<int64_t> nt = std::move(pt_[l]);
+    const std::vector<int64_t> nt = std::move(pt_[l]), rows = std::move(prow_[l]);
     pk_[l] = at::Tensor();
     pv_[l] = at::Tensor();
     pt_[l].clear();
+    prow_[l].clear();
     if (!rag) {
       commit_rows(layer, -1, n_[l][0], xk, xv);
       for (auto& n : n_[l]) n += xk.size(2);
       return;
     }
     if constexpr (layout_has_ragged<Layout>) {
-      for (int64_t b = 0; b < a_.batch; ++b) {
+      for (int64_t i = 0; i < xk.size(0); ++i) {
+        const int64_t b = rows.empty() ? i : rows[static_cast<size_t>(i)];
         const int64_t tb = nt.empty() ? xk.size(2) : nt[static_cast<size_t>(b)];
         if (tb == 0) continue;
         int64_t& n = n_[l][static_cast<size_t>(b)];
-        commit_rows(layer, b, n, xk.narrow(0, b, 1).narrow(2, 0, tb),
-                    xv.narrow(0, b, 1).narrow(2, 0, tb));
+        commit_rows(layer, b, n, xk.narrow(0, i, 1).narrow(2, 0, tb),
+                    xv.narrow(0, i, 1).narrow(2, 0, tb));
         n += tb;
       }
     }
@@ -589,10 +666,10 @@ class Cache final : public KVCache, private Recoder {
     ELI_CHECK(layer >= 0 && layer < a_.shape.n_layer, "layer {} out of range [0, {})", layer,
               a_.shape.n_layer);
   }
-  void check_rows(const char* what, const at::Tensor& x) const {
-    ELI_CHECK(x.dim() == 4 && x.size(0) == a_.batch && x.size(1) == a_.shape.n_head &&
+  void check_rows(const char* what, const at::Tensor& x, int64_t rows) const {
+    ELI_CHECK(x.dim() == 4 && x.size(0) == rows && x.size(1) == a_.shape.n_head &&
                   x.size(3) == a_.shape.head_dim && x.size(2) >= 1,
-              "{}: expected [B={}, H={}, T>=1, D={}], got {}", what, a_.batch, a_.shape.n_head,
+              "{}: expected [B={}, H={}, T>=1, D={}], got {}", what, rows, a_.shape.n_head,
               a_.shape.head_dim, shape_str(x));
     ELI_CHECK(x.device().type() == a_.device.type() &&
                   (!a_.device.has_index() || x.device().index() == a_.device.index()),
@@ -603,10 +680,12 @@ class Cache final : public KVCache, private Recoder {
   KCodec kc_;
   VCodec vc_;
   Layout layout_;
-  std::vector<std::vector<int64_t>> n_;   // positions committed per layer and sequence
-  std::vector<std::vector<int64_t>> pt_;  // per layer: the pending append's positions per
-                                          // sequence (ragged), empty = all of them
-  std::vector<at::Tensor> pk_, pv_;       // latest append per layer (rotated when asked)
+  std::vector<std::vector<int64_t>> n_;     // positions committed per layer and sequence
+  std::vector<std::vector<int64_t>> pt_;    // per layer: the pending append's positions per
+                                            // sequence (ragged), empty = all of them
+  std::vector<std::vector<int64_t>> prow_;  // per layer: the sequence of each pending row,
+                                            // empty = row b is sequence b
+  std::vector<at::Tensor> pk_, pv_;         // latest append per layer (rotated when asked)
   at::Tensor rot_;
   int64_t resid_ = 0;
   std::vector<at::Tensor> rk_, rv_;  // residual rings [B, H, resid, D], model dtype

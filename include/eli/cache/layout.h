@@ -182,6 +182,9 @@ using layout_write_seq_t = decltype(std::declval<L&>().write_seq(
     int64_t{}, 0, int64_t{}, std::declval<const at::Tensor&>(), std::declval<const at::Tensor&>(),
     std::declval<const Parts&>(), std::declval<const Parts&>(), std::declval<Recoder&>()));
 template <class L>
+using layout_reuse_prefix_t = decltype(std::declval<L&>().reuse_prefix(
+    int64_t{}, std::declval<const std::vector<int64_t>&>(), int64_t{}));
+template <class L>
 using layout_gather_seq_t = decltype(std::declval<const L&>().gather_seq(int64_t{}, 0, int64_t{}));
 
 }  // namespace detail
@@ -204,6 +207,12 @@ constexpr bool layout_has_graph_step =
 template <class L>
 constexpr bool layout_has_ragged = detail::detected<L, detail::layout_write_seq_t>::value&&
     detail::returns<L, detail::layout_gather_seq_t, Gathered>::value;
+
+/// Whether layout L shares prefix blocks (the paged layout: reuse_prefix, publish_prefix,
+/// held_blocks, pool).
+template <class L>
+constexpr bool layout_has_prefix_reuse =
+    detail::returns<L, detail::layout_reuse_prefix_t, int64_t>::value;
 
 /// Compile-time check that L is a layout (see the top of this file); each missing member fails
 /// with a message naming it.

@@ -34,6 +34,7 @@ class TokenSink {
     }
   }
   bool all_done() const { return n_done_ == tokens_.size(); }
+  bool done(size_t b) const { return done_[b]; }
 
  private:
   std::vector<std::vector<int64_t>>& tokens_;

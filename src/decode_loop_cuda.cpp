@@ -100,14 +100,30 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
   emit(0);
 
   auto step_body = [&] { sample_into_ids(model.decode_logits(ids, pos, &cache)); };
+  // Sequences that stopped and whose cache storage went back (KVCache::release): graph steps
+  // give them position -1, eager ones no new token.
+  std::vector<bool> idle(static_cast<size_t>(batch), false);
+  bool any_idle = false;
+  auto release_done = [&] {
+    for (int64_t b = 0; b < batch; ++b) {
+      const size_t i = static_cast<size_t>(b);
+      if (sink.done(i) && !idle[i] && cache.release(b)) idle[i] = any_idle = true;
+    }
+  };
+  release_done();
   bool warmed = false, captured = false;
   const int lag = cfg.stop_tokens.empty() ? kLag : 0;
   int seen = 1;  // steps whose tokens were emitted
   int ran = 1;   // steps launched (the prefill's token is step 0)
   for (int s = 1; s < max_new && !sink.all_done(); ++s) {
-    std::vector<int64_t> p(lens);  // the fed-back tokens' positions
-    for (auto& x : p) x += s - 1;
-    set_state(p, s);
+    std::vector<int64_t> p(lens);  // the fed-back tokens' positions (-1: idle)
+    std::vector<int64_t> model_pos(lens), n(static_cast<size_t>(batch), 1);
+    for (size_t b = 0; b < p.size(); ++b) {
+      p[b] = idle[b] ? -1 : p[b] + s - 1;
+      model_pos[b] = std::max<int64_t>(p[b], 0);
+      if (idle[b]) n[b] = 0;
+    }
+    set_state(model_pos, s);
     if (cache.begin_graph_step(p)) {
       if (captured) {
         graph.replay();
@@ -126,6 +142,8 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
         captured = true;
       }
       cache.end_graph_step(p);
+    } else if (any_idle) {  // eager, the idle rows bringing nothing
+      sample_into_ids(model.forward_last(ids, model_pos, n, &cache));
     } else {
       step_body();  // eager (a layout restructuring, a per-tensor codec, ...)
     }
@@ -135,6 +153,7 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
       ready[static_cast<size_t>(seen)].synchronize();
       emit(seen);
     }
+    release_done();
   }
   for (; seen < ran && !sink.all_done(); ++seen) {
     ready[static_cast<size_t>(seen)].synchronize();

@@ -177,9 +177,26 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   res.timing.prefill_ms = ms_since(t0);
   emit(next);
   std::vector<int64_t> past = lens;  // positions each sequence holds before the fed-back token
+  // Sequences that stopped and whose cache storage went back (KVCache::release): their rows sit
+  // the later steps out.
+  std::vector<bool> idle(static_cast<size_t>(batch), false);
+  bool any_idle = false;
+  auto release_done = [&] {
+    for (int64_t b = 0; cache && b < batch; ++b) {
+      const size_t i = static_cast<size_t>(b);
+      if (sink.done(i) && !idle[i] && cache->release(b)) idle[i] = any_idle = true;
+    }
+  };
+  release_done();
   for (int step = 1; step < cfg.max_new_tokens && !sink.all_done(); ++step) {
     t0 = Clock::now();
-    if (cache && ragged) {
+    if (cache && any_idle) {
+      std::vector<int64_t> p(past), n(ones);
+      for (size_t b = 0; b < idle.size(); ++b) {
+        if (idle[b]) p[b] = n[b] = 0;
+      }
+      logits = model_->forward_last(next.view({batch, 1}), p, n, cache.get());
+    } else if (cache && ragged) {
       logits = model_->forward_last(next.view({batch, 1}), past, ones, cache.get());
     } else if (cache) {
       logits = model_->forward_last(next.view({batch, 1}), past[0], cache.get());
@@ -208,6 +225,7 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
     res.timing.decode_ms.push_back(ms_since(t0));
     for (auto& p : past) ++p;
     emit(next);
+    release_done();
   }
   if (cache) res.cache_stats = cache->stats();
   return res;

@@ -213,20 +213,42 @@ TEST(Ragged, GreedyOutputPerSequenceEqualsItsSoloRun) {
 TEST(Ragged, StoppedSequencesEndWhileOthersGoOn) {
   Generator g(shipped());
   const std::vector<std::vector<int64_t>> prompts{prompt_of(7, 5), prompt_of(30, 6)};
-  GenerationConfig cfg;
-  cfg.max_new_tokens = 16;
-  const auto free_run = g.generate(prompts, cfg);
-  // Stop at sequence 0's third token: sequence 0 ends there, sequence 1 runs on unchanged
-  // (unless it happens to emit the same token).
-  cfg.stop_tokens = {free_run.tokens[0][2]};
-  const auto stopped = g.generate(prompts, cfg);
-  const auto cut = [&](const std::vector<int64_t>& t) {
-    const auto it = std::find(t.begin(), t.end(), cfg.stop_tokens[0]);
-    return std::vector<int64_t>(t.begin(), it == t.end() ? t.end() : it + 1);
-  };
-  EXPECT_EQ(stopped.tokens[0], cut(free_run.tokens[0]));
-  EXPECT_LE(stopped.tokens[0].size(), 3u);
-  EXPECT_EQ(stopped.tokens[1], cut(free_run.tokens[1]));
+  int paged_checked = 0;
+  for (const std::string method :
+       {"full_cache", "paged(block=4)", "paged(block=4)+int4", "sliding(window=8)+int8",
+        "chunked(chunk=4,keep=8)", "no_cache"}) {
+    SCOPED_TRACE(method);
+    GenerationConfig cfg;
+    cfg.method = method;
+    cfg.max_new_tokens = 16;
+    const auto free_run = g.generate(prompts, cfg);
+    // Sequence 0 ends at its stop token (its storage goes back), sequence 1 runs on unchanged.
+    // A stop token among sequence 0's first tokens that sequence 1 never emits, if any.
+    const auto& t1 = free_run.tokens[1];
+    size_t at = 2;
+    for (size_t i = 1; i < 6; ++i) {
+      if (std::find(t1.begin(), t1.end(), free_run.tokens[0][i]) == t1.end()) {
+        at = i;
+        break;
+      }
+    }
+    cfg.stop_tokens = {free_run.tokens[0][at]};
+    const auto stopped = g.generate(prompts, cfg);
+    const auto cut = [&](const std::vector<int64_t>& t) {
+      const auto it = std::find(t.begin(), t.end(), cfg.stop_tokens[0]);
+      return std::vector<int64_t>(t.begin(), it == t.end() ? t.end() : it + 1);
+    };
+    EXPECT_EQ(stopped.tokens[0], cut(free_run.tokens[0]));
+    EXPECT_LE(stopped.tokens[0].size(), at + 1);
+    EXPECT_EQ(stopped.tokens[1], cut(free_run.tokens[1]));
+    if (method.rfind("paged", 0) == 0 && stopped.tokens[1].size() == 16) {
+      // Sequence 0's blocks went back to the pool when it stopped: only sequence 1's are held.
+      EXPECT_EQ(stopped.cache_stats.blocks_in_use, (30 + 15 + 3) / 4);
+      EXPECT_GT(free_run.cache_stats.blocks_in_use, stopped.cache_stats.blocks_in_use);
+      ++paged_checked;
+    }
+  }
+  EXPECT_GT(paged_checked, 0);
 }
 
 // ---- Prefix reuse (paged) ---------------------------------------------------------------------

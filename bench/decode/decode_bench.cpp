@@ -7,6 +7,8 @@
 // bytes_per_second = what a step must read from memory: every weight once plus the KV cache as
 // stored (payload + scales + metadata), a lower bound that leaves activations out.
 //
+// shared_prefix/*: 32 requests sharing a 512-token prefix, paged with prefix reuse against
+// full_cache (BM_SharedPrefix).
 // generate_ragged / generate_uniform: a ragged batch's decode step against a uniform batch of
 // the same total prompt tokens (BM_GenerateBatch).
 //
@@ -143,7 +145,66 @@ void BM_GenerateBatch(benchmark::State& state, const std::string& method, bool r
   state.counters["prompt_tokens"] = 1605 + (ragged ? 0 : 3);
 }
 
+// The shared-prefix workload: 32 requests, a 512-token system prompt + 32 tokens of their own,
+// 16 new tokens each, every iteration a batch of new requests. "paged_reuse": paged(block=16)
+// with prefix reuse and a pool kept across the batches (the system prompt published by the
+// warm-up batch); "full_cache": every prompt computed. The
+// manual time is the time to first token (the prefill); counters: prompt positions computed,
+// KV bytes held (paged: blocks held x bytes per block; full: its allocation) and decode tok/s.
+void BM_SharedPrefix(benchmark::State& state, bool reuse) {
+  const auto& m = bench_model();
+  auto tokens = [&](int64_t n, int64_t seed) {
+    std::vector<int64_t> p;
+    for (int64_t i = 0; i < n; ++i) p.push_back((i * 7919 + seed * 104729 + 13) % 50000);
+    return p;
+  };
+  const auto system = tokens(512, 1);
+  // A batch of 32 requests whose own tokens no earlier batch had (seeds from `first` on).
+  auto batch = [&](int64_t first) {
+    std::vector<std::vector<int64_t>> prompts;
+    for (int64_t i = 0; i < 32; ++i) {
+      auto p = system;
+      const auto q = tokens(32, first + i);
+      p.insert(p.end(), q.begin(), q.end());
+      prompts.push_back(std::move(p));
+    }
+    return prompts;
+  };
+  eli::GenerationConfig cfg;
+  cfg.method = reuse ? "paged(block=16)" : "full_cache";
+  cfg.max_new_tokens = 16;
+  const eli::Generator gen(m);
+  if (reuse) cfg.cache.pool = gen.make_cache_for(cfg, 32)->block_pool();
+  gen.generate(batch(1000), cfg);  // warm-up: earlier requests with the same system prompt
+  eli::GenerationResult r;
+  int64_t next = 2000;
+  for (auto _ : state) {
+    r = gen.generate(batch(next), cfg);
+    next += 32;
+    state.SetIterationTime(r.timing.prefill_ms / 1000.0);
+  }
+  const eli::CacheStats& s = r.cache_stats;
+  const double held = reuse ? static_cast<double>(s.blocks_in_use) *
+                                  static_cast<double>(s.allocated_bytes()) /
+                                  static_cast<double>(s.blocks_total + 1)
+                            : static_cast<double>(s.allocated_bytes());
+  double decode_ms = 0;
+  for (double t : r.timing.decode_ms) decode_ms += t;
+  state.counters["prefill_tokens"] = static_cast<double>(r.prefill_tokens);
+  state.counters["kv_MB_held"] = held / (1 << 20);
+  state.counters["decode_tok_s"] =
+      decode_ms > 0 ? 32.0 * static_cast<double>(r.timing.decode_ms.size()) / (decode_ms / 1e3) : 0;
+  state.SetLabel(r.cache_name);
+}
+
 int register_all() {
+  for (bool reuse : {false, true}) {
+    benchmark::RegisterBenchmark(reuse ? "shared_prefix/paged_reuse" : "shared_prefix/full_cache",
+                                 BM_SharedPrefix, reuse)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(5);
+  }
   for (const std::string method : {"full_cache", "quant_int8", "quant_int4", "paged_attention",
                                    "sliding_window", "chunked_cache"}) {
     for (bool ragged : {false, true}) {

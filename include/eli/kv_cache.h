@@ -62,6 +62,15 @@ class KVCache {
                              const std::vector<int64_t>& new_tokens,
                              const std::vector<int64_t>& seqs);
 
+  /// Sequence seq is done: it holds nothing from now on (the paged layout returns its blocks to
+  /// the pool) until appends start it again from position 0; it sits out ragged steps with
+  /// new_tokens 0 and graph steps with pos -1. Returns false (and changes nothing) for caches
+  /// that cannot (the default).
+  virtual bool release(int64_t seq) {
+    (void)seq;
+    return false;
+  }
+
   /// Prefix reuse (the paged layout with CacheConfig::prefix_reuse): positions per shareable
   /// block, 0 when this cache shares no prefixes (the defaults below then do nothing).
   virtual int64_t prefix_block() const { return 0; }
@@ -90,7 +99,8 @@ class KVCache {
   virtual std::string name() const = 0;
 
   /// CUDA-graph decode. begin_graph_step(pos) prepares the single-token step whose new token
-  /// sits at position pos[b] of sequence b (pos[b] = its tokens stored): it uploads what changes
+  /// sits at position pos[b] of sequence b (pos[b] = its tokens stored; -1: a released sequence
+  /// that sits the step out): it uploads what changes
   /// per step (lengths, write slots, masks, block tables) to device memory, asynchronously on
   /// the current stream, and until end_graph_step append/attend read those instead of host
   /// values, so a step captured at one position replays correctly at any other. Returns false,

@@ -15,7 +15,7 @@ namespace eli::cache {
 BlockPool::BlockPool(const LayoutArgs& a, int64_t num_blocks)
     : a_(a), num_blocks_(num_blocks), bs_(a.cfg.block_size) {
   ELI_CHECK(num_blocks_ >= 1, "paged cache: a pool of {} blocks (at least 1)", num_blocks_);
-  storage_.allocate(a_, num_blocks_, bs_);
+  storage_.allocate(a_, num_blocks_ + 1, bs_);
   const size_t n = static_cast<size_t>(num_blocks_);
   refs_.assign(n, 0);
   prefix_.assign(n, {});
@@ -169,7 +169,7 @@ PagedLayout::PagedLayout(const LayoutArgs& a)
 
 PagedLayout::~PagedLayout() {
   for (int32_t e : table_) {
-    if (e >= 0) pool_->unref(e);
+    if (held(e)) pool_->unref(e);
   }
 }
 
@@ -189,7 +189,7 @@ void PagedLayout::release(int64_t seq) {
   for (int64_t i = max_blocks_ - 1; i >= 0; --i) {
     int32_t& e = entry(seq, i);
     if (e < 0) continue;
-    pool_->unref(e);
+    if (held(e)) pool_->unref(e);
     e = -1;
     changed = true;
   }
@@ -199,7 +199,7 @@ void PagedLayout::release(int64_t seq) {
 int64_t PagedLayout::held_blocks() const {
   std::set<int32_t> held;
   for (int32_t e : table_) {
-    if (e >= 0) held.insert(e);
+    if (this->held(e)) held.insert(e);
   }
   return static_cast<int64_t>(held.size());
 }
@@ -208,7 +208,7 @@ void PagedLayout::ensure_blocks(const std::vector<int64_t>& n_end) {
   int64_t missing = 0;
   for (int64_t b = 0; b < a_.batch; ++b) {
     const int64_t need = (n_end[static_cast<size_t>(b)] + bs_ - 1) / bs_;
-    for (int64_t i = 0; i < need; ++i) missing += entry(b, i) < 0;
+    for (int64_t i = 0; i < need; ++i) missing += !held(entry(b, i));
   }
   if (missing == 0) return;
   const std::vector<int32_t> got = pool_->take(missing);
@@ -216,7 +216,7 @@ void PagedLayout::ensure_blocks(const std::vector<int64_t>& n_end) {
   for (int64_t b = 0; b < a_.batch; ++b) {
     const int64_t need = (n_end[static_cast<size_t>(b)] + bs_ - 1) / bs_;
     for (int64_t i = 0; i < need; ++i) {
-      if (entry(b, i) < 0) entry(b, i) = got[next++];
+      if (!held(entry(b, i))) entry(b, i) = got[next++];
     }
   }
   upload(table_dev_, table_.data(), table_dev_.numel());
@@ -234,7 +234,7 @@ int64_t PagedLayout::reuse_prefix(int64_t seq, const std::vector<int64_t>& token
   const int64_t limit = static_cast<int64_t>(tokens.size()) - 1;  // the last token is computed
   int64_t n = have;
   bool changed = false;
-  while (n + bs_ <= limit && n / bs_ < max_blocks_ && entry(seq, n / bs_) < 0) {
+  while (n + bs_ <= limit && n / bs_ < max_blocks_ && !held(entry(seq, n / bs_))) {
     const int32_t b = pool_->find(tokens, n + bs_);
     if (b < 0) break;
     entry(seq, n / bs_) = b;
@@ -248,7 +248,7 @@ int64_t PagedLayout::reuse_prefix(int64_t seq, const std::vector<int64_t>& token
 void PagedLayout::publish_prefix(int64_t seq, const std::vector<int64_t>& tokens, int64_t n) {
   const int64_t full = std::min<int64_t>(n, static_cast<int64_t>(tokens.size())) / bs_;
   for (int64_t i = 0; i < full; ++i) {
-    if (entry(seq, i) >= 0) pool_->publish(entry(seq, i), tokens, (i + 1) * bs_);
+    if (held(entry(seq, i))) pool_->publish(entry(seq, i), tokens, (i + 1) * bs_);
   }
 }
 
@@ -369,7 +369,16 @@ std::vector<int64_t> PagedLayout::graph_lens(int64_t n) const { return {n}; }
 int64_t PagedLayout::graph_slot(int64_t pos) const { return pos; }
 void PagedLayout::graph_prepare(const std::vector<int64_t>&, const std::vector<int64_t>& pos) {
   std::vector<int64_t> n_end(pos);
-  for (auto& p : n_end) p += 1;
+  bool idle = false;
+  for (size_t b = 0; b < pos.size(); ++b) {
+    n_end[b] = pos[b] + 1;
+    if (pos[b] < 0 && entry(static_cast<int64_t>(b), 0) < 0) {
+      // An idle row (a released sequence) writes its step into the scratch block.
+      entry(static_cast<int64_t>(b), 0) = pool_->scratch();
+      idle = true;
+    }
+  }
+  if (idle) upload(table_dev_, table_.data(), table_dev_.numel());
   ensure_blocks(n_end);
 }
 
@@ -382,7 +391,7 @@ Footprint PagedLayout::footprint(int64_t n) const {
   const int64_t nb = (n + bs_ - 1) / bs_;
   f.stored_per_seq = n;
   f.slots_stored = a_.batch * n;
-  f.slots_allocated = pool_->num_blocks() * bs_;
+  f.slots_allocated = (pool_->num_blocks() + 1) * bs_;  // the scratch block included
   f.blocks_in_use = a_.batch * nb;
   f.blocks_total = pool_->num_blocks();
   f.padding_slots = a_.batch * (nb * bs_ - n);

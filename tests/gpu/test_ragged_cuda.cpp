@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <string>
 #include <vector>
@@ -96,6 +97,44 @@ TEST_P(RaggedCuda, ShippedModelSequencesEqualTheirSoloRuns) {
           << method << (graph ? " (graph)" : " (eager)") << " sequence " << b << ": " << same
           << " of " << got.size() << " tokens equal the solo run's";
     }
+  }
+}
+
+TEST_P(RaggedCuda, StoppedSequencesSitOutGraphSteps) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  static const model::GPT2 shipped =
+      model::GPT2::from_spec("default", at::Device(at::kCUDA, 0), at::kHalf);
+  const std::string method = GetParam();
+  const auto p = prompts(50000);
+  GenerationConfig cfg = config(method, true);
+  cfg.max_new_tokens = 24;
+  const auto free_run = Generator(shipped).generate(p, cfg);
+  // Stop sequence 0 early with a token the others never emit: it is released (paged: its
+  // blocks go back) and sits out the later steps, which still replay the graph.
+  size_t at = 2;
+  for (size_t i = 1; i < 8; ++i) {
+    bool elsewhere = false;
+    for (size_t b = 1; b < p.size(); ++b) {
+      const auto& t = free_run.tokens[b];
+      elsewhere = elsewhere || std::find(t.begin(), t.end(), free_run.tokens[0][i]) != t.end();
+    }
+    if (!elsewhere) {
+      at = i;
+      break;
+    }
+  }
+  cfg.stop_tokens = {free_run.tokens[0][at]};
+  const int64_t before = detail::graph_replays().load();
+  const auto graph = Generator(shipped).generate(p, cfg);
+  const int64_t replays = detail::graph_replays().load() - before;
+  cfg.cuda_graph = false;
+  const auto eager = Generator(shipped).generate(p, cfg);
+  for (size_t b = 0; b < p.size(); ++b) {
+    EXPECT_EQ(graph.tokens[b], eager.tokens[b]) << method << " sequence " << b;
+  }
+  EXPECT_LE(graph.tokens[0].size(), at + 1);
+  if (method.rfind("chunked", 0) != 0) {
+    EXPECT_GE(replays, 24 - 2 - 1) << method;
   }
 }
 

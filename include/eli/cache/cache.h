@@ -242,13 +242,27 @@ class Cache final : public KVCache, private Recoder {
 
   void end_graph_step(const std::vector<int64_t>& pos) override {
     for (auto& n : n_) {
-      for (size_t b = 0; b < n.size(); ++b) n[b] = pos[b] + 1;
+      for (size_t b = 0; b < n.size(); ++b) {
+        if (pos[b] >= 0) n[b] = pos[b] + 1;  // an idle sequence (-1) still holds nothing
+      }
     }
     for (auto& t : pt_) t.clear();
     for (auto& t : prow_) t.clear();
     for (auto& t : pk_) t = at::Tensor();
     for (auto& t : pv_) t = at::Tensor();
     in_graph_step_ = false;
+  }
+
+  bool release(int64_t seq) override {
+    ELI_CHECK(seq >= 0 && seq < a_.batch, "release: sequence {} outside the batch of {}", seq,
+              a_.batch);
+    for (size_t l = 0; l < n_.size(); ++l) {
+      ELI_CHECK(!pk_[l].defined(), "release: sequence {} in the middle of a step (layer {})", seq,
+                l);
+      n_[l][static_cast<size_t>(seq)] = 0;
+    }
+    if constexpr (layout_has_prefix_reuse<Layout>) layout_.release(seq);
+    return true;
   }
 
   int64_t prefix_block() const override {
@@ -344,11 +358,14 @@ class Cache final : public KVCache, private Recoder {
         static_cast<int64_t>(pos.size()) != a_.batch) {
       return false;
     }
-    for (int64_t p : pos) {
-      if (p < 0 || p + 1 > a_.capacity || !layout_.graph_step_ok(p)) return false;
-    }
-    for (size_t l = 0; l < n_.size(); ++l) {
-      if (n_[l] != pos || pk_[l].defined()) return false;
+    // pos[b] == -1: sequence b holds nothing and sits the step out (its row reads nothing and
+    // writes where nothing is kept: its empty slot 0, the paged layout's scratch block).
+    for (size_t b = 0; b < pos.size(); ++b) {
+      const int64_t p = std::max<int64_t>(pos[b], 0), want = pos[b] < 0 ? 0 : pos[b];
+      if (pos[b] < -1 || p + 1 > a_.capacity || !layout_.graph_step_ok(p)) return false;
+      for (size_t l = 0; l < n_.size(); ++l) {
+        if (n_[l][b] != want || pk_[l].defined()) return false;
+      }
     }
     std::vector<int64_t> hist(pos.size());
     for (size_t b = 0; b < pos.size(); ++b) hist[b] = std::max<int64_t>(pos[b] - resid_, 0);
@@ -365,10 +382,11 @@ class Cache final : public KVCache, private Recoder {
       const std::vector<int64_t> lens = layout_.graph_lens(hist[b]);
       ELI_CHECK(lens.size() <= kResidLenRow, "layout has {} graph regions (at most {})",
                 lens.size(), kResidLenRow);
+      const int64_t p = std::max<int64_t>(pos[b], 0);
       for (size_t i = 0; i < lens.size(); ++i) set(static_cast<int64_t>(i), b, lens[i]);
-      set(kResidLenRow, b, std::min(pos[b], resid_));
-      set(kSlotRow, b, layout_.graph_slot(pos[b]));
-      if (resid_ > 0) set(kResidSlotRow, b, pos[b] % resid_);
+      set(kResidLenRow, b, std::min(p, resid_));
+      set(kSlotRow, b, layout_.graph_slot(p));
+      if (resid_ > 0) set(kResidSlotRow, b, p % resid_);
     }
     upload(step_, host.data(), step_.numel());
     in_graph_step_ = true;

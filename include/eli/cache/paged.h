@@ -38,6 +38,8 @@ class BlockPool {
   /// Unreferenced published blocks (found again by their prefix until evicted).
   int64_t cached() const { return static_cast<int64_t>(lru_.size()); }
   int32_t refcount(int32_t block) const { return refs_[static_cast<size_t>(block)]; }
+  /// One more block past num_blocks(), never handed out: where a graph step's idle rows write.
+  int32_t scratch() const { return static_cast<int32_t>(num_blocks_); }
   SlotBuffers& storage() { return storage_; }
   const SlotBuffers& storage() const { return storage_; }
   /// n blocks with one reference each, free ones first, then the least recently released
@@ -59,7 +61,7 @@ class BlockPool {
   void unlist(int32_t block);
   LayoutArgs a_;
   int64_t num_blocks_, bs_;
-  SlotBuffers storage_;  // [num_blocks, H, block_size, w] per layer, K and V
+  SlotBuffers storage_;  // [num_blocks + 1 (scratch), H, block_size, w] per layer, K and V
   std::vector<int32_t> refs_;
   std::vector<std::vector<int64_t>> prefix_;  // per block: the prefix it ends (empty = none)
   std::vector<uint64_t> key_;
@@ -127,6 +129,7 @@ class PagedLayout {
   void ensure_blocks(const std::vector<int64_t>& n_end);
   void ensure_seq_blocks(int64_t seq, int64_t n_end);
   Parts through_table(const Parts& pool, const at::Tensor& table_rows, int64_t n) const;
+  bool held(int32_t e) const { return e >= 0 && e != pool_->scratch(); }
   int32_t& entry(int64_t seq, int64_t i) {
     return table_[static_cast<size_t>(seq * max_blocks_ + i)];
   }

@@ -564,7 +564,7 @@ class Cache final : public KVCache, private Recoder {
       if (KCodec::kQuantized) ops::quantize_kv_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), r);
       if (VCodec::kQuantized) ops::quantize_kv_out(xv.to(a_.dtype), ops::KvStore::fp(rv_[l]), r);
     }
-    for (auto& n : n_[l]) n += 1;
+    // (end_graph_step sets the positions held: an idle row's stay 0.)
   }
 
   // The ATen path: the stored history gathered and decoded, one masked softmax. n: positions

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cache/spec.h"
 #include "decode_loop.h"
 #include "eli/error.h"
 
@@ -144,7 +145,21 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   res.tokens.assign(batch, {});
   if (cfg.max_new_tokens == 0) return res;
 
-  std::unique_ptr<KVCache> cache = make_cache_for(cfg, batch);
+  // A paged cache of its own gets a pool for this call's sequences (each at its prompt + new
+  // tokens, rounded up to blocks) unless the caller sized or kept one: memory follows the work.
+  GenerationConfig sized = cfg;
+  if (!cfg.cache.pool && cfg.cache.pool_blocks == 0 &&
+      method_kind(cfg.method) == MethodKind::kCache) {
+    const cache::CacheSpec spec = cache::parse_cache_spec(cfg.method, cfg.cache, cfg.quant);
+    if (spec.layout == "paged") {
+      const int64_t cap = spec.cfg.max_tokens > 0 ? spec.cfg.max_tokens : mc.n_positions;
+      const int64_t bs = spec.cfg.block_size;
+      int64_t blocks = 0;
+      for (int64_t n : lens) blocks += (std::min(n + cfg.max_new_tokens - 1, cap) + bs - 1) / bs;
+      sized.cache.pool_blocks = static_cast<int>(blocks);
+    }
+  }
+  std::unique_ptr<KVCache> cache = make_cache_for(sized, batch);
   res.cache_name = cache ? cache->name() : "no_cache";
   // Right-padded with token 0 (never stored, never seen by a sequence's own queries).
   std::vector<int64_t> flat(static_cast<size_t>(batch * plen), 0);

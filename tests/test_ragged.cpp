@@ -210,6 +210,26 @@ TEST(Ragged, GreedyOutputPerSequenceEqualsItsSoloRun) {
   }
 }
 
+TEST(Ragged, GeneratePoolFollowsTheWork) {
+  // A paged cache of generate's own holds blocks for each sequence's prompt + new tokens, not
+  // for the model's n_positions: its allocation follows the tokens stored.
+  Generator g(shipped());
+  const std::vector<std::vector<int64_t>> prompts{prompt_of(5, 1), prompt_of(61, 2),
+                                                  prompt_of(23, 3)};
+  GenerationConfig cfg;
+  cfg.max_new_tokens = 12;
+  cfg.method = "full_cache";
+  const auto full = g.generate(prompts, cfg);
+  cfg.method = "paged(block=8)";
+  const auto paged = g.generate(prompts, cfg);
+  EXPECT_EQ(paged.tokens, full.tokens);
+  const int64_t blocks = (5 + 11 + 7) / 8 + (61 + 11 + 7) / 8 + (23 + 11 + 7) / 8;
+  EXPECT_EQ(paged.cache_stats.blocks_total, blocks);
+  EXPECT_EQ(paged.cache_stats.blocks_in_use, blocks);
+  EXPECT_EQ(paged.cache_stats.payload_bytes, full.cache_stats.payload_bytes);
+  EXPECT_LT(paged.cache_stats.allocated_bytes() * 10, full.cache_stats.allocated_bytes());
+}
+
 TEST(Ragged, StoppedSequencesEndWhileOthersGoOn) {
   Generator g(shipped());
   const std::vector<std::vector<int64_t>> prompts{prompt_of(7, 5), prompt_of(30, 6)};

@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   examples::CommonOptions o;
   examples::PromptOptions po;
   examples::add_common_options(app, o);
-  examples::add_prompt_options(
+  examples::add_benchmark_prompt_options(
       app, po,
       "Prompt text, one sequence per prompt, run as given (default: --batch rows of --prompt-len "
       "tokens of the evaluation text)");

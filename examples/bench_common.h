@@ -127,16 +127,13 @@ inline void add_common_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per sequence")
       ->check(CLI::Range(0, kMaxTokens))
       ->capture_default_str();
-  app.add_option("--batch", o.batch,
-                 "Batch size(s), comma-separated for a sweep (tools that take --prompt / "
-                 "--prompts-file: default one row per prompt; given, rows cycle through them)")
+  app.add_option("--batch", o.batch, "Batch size(s), comma-separated for a sweep")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, kMaxBatch))
       ->capture_default_str();
   app.add_option("--prompt-len", o.prompt_len,
                  "Prompt length(s) in tokens, comma-separated: rows of exactly this many tokens "
-                 "cut from the evaluation text (given with --prompt / --prompts-file: cut from "
-                 "those prompts joined into one stream; without it they run as given)")
+                 "cut from the evaluation text")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{kMaxTokens}))
       ->capture_default_str();
@@ -237,6 +234,21 @@ inline eli::bench::BenchmarkConfig bench_config(const CommonOptions& o, const Se
   c.generation.quant = o.quant;
   c.generation.sampling.seed = o.seed;
   return c;
+}
+
+/// --prompt / --prompts-file for a tool whose benchmark runs them (after add_common_options):
+/// --batch and --prompt-len then say in their help what they do to the prompts.
+inline void add_benchmark_prompt_options(CLI::App& app, PromptOptions& p,
+                                         const std::string& prompt_help) {
+  add_prompt_options(app, p, prompt_help);
+  app.get_option("--batch")->description(
+      "Batch size(s), comma-separated for a sweep; with --prompt / --prompts-file one row per "
+      "prompt unless given, then the rows cycle through the prompts");
+  app.get_option("--prompt-len")
+      ->description(
+          "Prompt length(s) in tokens, comma-separated: rows of exactly this many tokens cut from "
+          "the evaluation text; with --prompt / --prompts-file only when given: rows cut from "
+          "those prompts joined into one stream (without it they run as given)");
 }
 
 /// --prompt / --prompts-file of a benchmark tool, tokenized (empty when neither was given).

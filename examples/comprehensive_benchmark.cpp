@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   double budget_s = 200;
   examples::PromptOptions po;
   examples::add_common_options(app, o);
-  examples::add_prompt_options(
+  examples::add_benchmark_prompt_options(
       app, po,
       "Prompt text, one sequence per prompt, run as given at each --batch (default: rows of "
       "--prompt-len tokens of the evaluation text)");

@@ -22,8 +22,8 @@ struct PromptOptions {
 
 inline void add_prompt_options(CLI::App& app, PromptOptions& p, const std::string& prompt_help) {
   // One value per --prompt: `--prompt a b` is refused (naming b) rather than read as two.
-  p.prompt_opt = app.add_option("--prompt", p.prompts, prompt_help + " (repeat for several)")
-                     ->allow_extra_args(false);
+  p.prompt_opt =
+      app.add_option("--prompt", p.prompts, prompt_help + "; repeatable")->allow_extra_args(false);
   if (!p.prompts.empty()) app.get_option("--prompt")->capture_default_str();
   app.add_option("--prompts-file", p.file,
                  "Prompts from a file, after any --prompt: one per line (blank lines skipped), or "

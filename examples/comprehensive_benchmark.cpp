@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "bench_common.h"
+#include "eli/bench/shared_prefix.h"
 
 namespace {
 
@@ -135,6 +136,23 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
 }
 
 // "dir/name.json" -> "dir/name_cache_point.json"; stdout ("-") holds the main report only.
+// "REQUESTSxPREFIX+OWN" (e.g. 32x512+32) -> the shared-prefix workload's sizes.
+eli::bench::SharedPrefixConfig parse_shared_prefix(const std::string& spec) {
+  eli::bench::SharedPrefixConfig c;
+  const size_t x = spec.find('x'), plus = spec.find('+');
+  ELI_CHECK(x != std::string::npos && plus != std::string::npos && x < plus,
+            "--shared-prefix '{}': expected REQUESTSxPREFIX+OWN (e.g. 32x512+32), auto or none",
+            spec);
+  try {
+    c.requests = std::stoll(spec.substr(0, x));
+    c.prefix_tokens = std::stoll(spec.substr(x + 1, plus - x - 1));
+    c.own_tokens = std::stoll(spec.substr(plus + 1));
+  } catch (const std::exception&) {
+    ELI_FAIL("--shared-prefix '{}': REQUESTS, PREFIX and OWN must be integers", spec);
+  }
+  return c;
+}
+
 std::string with_suffix(const std::string& path, const std::string& suffix) {
   if (path == "-") return "";
   const size_t dot = path.rfind('.');
@@ -189,9 +207,19 @@ int main(int argc, char** argv) {
                  "and memory of every method, reported to <json>_cache_point.json/.csv; 'auto' = "
                  "random:L12-E768-H12-P4096,32x3968,64 on CUDA, none on the CPU; 'none' = off")
       ->capture_default_str();
+  std::string shared_prefix = "auto";
+  app.add_option("--shared-prefix", shared_prefix,
+                 "The shared-prefix workload after the sweep: REQUESTSxPREFIX+OWN requests "
+                 "sharing a PREFIX-token prompt, full_cache against paged(block=16) with prefix "
+                 "reuse (prompt positions computed, KV bytes, TTFT, decode tok/s); 'auto' = "
+                 "32x512+32 on CUDA, 8x256+16 on the CPU; 'none' = off")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   int failed = 0;  // runs that ended in an ERROR row: exit status 2
   try {
+    if (shared_prefix != "auto" && shared_prefix != "none") {
+      parse_shared_prefix(shared_prefix);  // a bad value is an error before any work
+    }
     if (o.json.empty()) o.json = out_dir + "/comprehensive.json";
     if (o.csv.empty()) o.csv = out_dir + "/comprehensive.csv";
     if (plots_dir.empty()) plots_dir = out_dir + "/plots";
@@ -300,6 +328,15 @@ int main(int argc, char** argv) {
       failed +=
           run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
                           with_suffix(o.csv, "_cache_point"), argc, argv);
+    }
+    if (shared_prefix == "auto") shared_prefix = s.device.is_cuda() ? "32x512+32" : "8x256+16";
+    if (shared_prefix != "none") {
+      eli::bench::SharedPrefixConfig sp = parse_shared_prefix(shared_prefix);
+      sp.generation = examples::bench_config(o, s).generation;
+      sp.max_new_tokens = std::min(o.max_new_tokens, 16);
+      examples::text_out(o) << "\n"
+                            << eli::bench::format_shared_prefix(
+                                   eli::bench::run_shared_prefix(*s.model, sp), sp);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -27,6 +27,7 @@ case "$case_name" in
   batch_zero) expect nonzero "batch" -- "$bin/comprehensive_benchmark" --batch 0 ;;
   eval_prefix_huge) expect nonzero "eval-prefix" -- "$bin/basic_benchmark" --eval-prefix 2147483647 ;;
   model_empty) expect 1 "--model is empty" -- "$bin/basic_benchmark" --model "" ;;
+  shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
   method_fails_exit2)
     expect 2 "error: foo" -- "$bin/basic_benchmark" --methods foo,full_cache --prompt-len 8 \
       --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality ;;

@@ -127,7 +127,8 @@ std::string format_shared_prefix(const std::vector<SharedPrefixRow>& rows,
                     r.prefill_tokens, r.reused_tokens, static_cast<double>(r.kv_bytes_held) / 1e6,
                     r.ttft_ms, r.decode_tokens_per_s, vs);
   }
-  out += "(vs full: prompt positions computed / KV bytes held, as fractions of full_cache's)\n";
+  out +=
+      "(vs full: prompt positions computed / KV bytes allocated, as fractions of full_cache's)\n";
   return out;
 }
 

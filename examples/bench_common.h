@@ -21,6 +21,7 @@
 #include "eli/bench/report.h"
 #include "eli/eli.h"
 #include "prompt_options.h"
+#include "split_methods.h"
 #include "threads.h"
 
 namespace examples {
@@ -113,11 +114,18 @@ inline void add_cache_options(CLI::App& app, CommonOptions& o) {
 }
 
 inline void add_methods_option(CLI::App& app, CommonOptions& o) {
-  app.add_option("--methods", o.methods,
-                 "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
-                 "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, "
-                 "chunked_cache, or e.g. sliding_window+int4 (docs/CACHES.md)")
-      ->delimiter(',');
+  app.add_option_function<std::vector<std::string>>(
+      "--methods",
+      [&o](const std::vector<std::string>& values) {
+        o.methods.clear();
+        for (const auto& v : values) {
+          for (auto& m : split_methods(v)) o.methods.push_back(std::move(m));
+        }
+      },
+      "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
+      "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, chunked_cache, or "
+      "specs such as sliding(window=16,sinks=2)+int4 or paged+k:int8,v:int4 (commas inside a "
+      "spec belong to it; docs/CACHES.md)");
 }
 
 // Every flag of the benchmark tools.

@@ -11,6 +11,7 @@
 
 #include "eli/bench/report.h"
 #include "eli/eli.h"
+#include "split_methods.h"
 #include "threads.h"
 
 namespace {
@@ -46,7 +47,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--device", device, "auto | cpu | cuda | cuda:N")->capture_default_str();
   examples::add_threads_option(app, threads);
-  app.add_option("--methods", methods, "comma-separated methods")->capture_default_str();
+  app.add_option("--methods", methods,
+                 "Comma-separated methods or specs (commas inside a spec belong to it)")
+      ->capture_default_str();
   app.add_option("--batch", batch, "sequences")->capture_default_str();
   app.add_option("--prompt-len", prompt_len, "prompt tokens")->capture_default_str();
   app.add_option("--steps", steps, "decode steps per repetition")->capture_default_str();
@@ -77,13 +80,7 @@ int main(int argc, char** argv) {
     nlohmann::json to_stdout = nlohmann::json::array();
     std::fprintf(text, "%-28s %6s %8s %8s %12s %12s %12s\n", "method", "batch", "prompt", "steps",
                  "ms/step p50", "ms/step p90", "prefill ms");
-    size_t start = 0;
-    while (start <= methods.size()) {
-      size_t end = methods.find(',', start);
-      if (end == std::string::npos) end = methods.size();
-      const std::string method = methods.substr(start, end - start);
-      start = end + 1;
-      if (method.empty()) continue;
+    for (const std::string& method : examples::split_methods(methods)) {
       eli::GenerationConfig cfg;
       cfg.method = method;
       cfg.max_new_tokens = steps;

@@ -5,27 +5,6 @@
 #include "eli/bench/quality.h"
 #include "row_report.h"
 
-namespace {
-
-// "a,b(x=1,y=2);c" -> {"a", "b(x=1,y=2)", "c"}: commas inside parentheses belong to the spec.
-std::vector<std::string> split_specs(const std::string& methods) {
-  std::vector<std::string> specs;
-  std::string cur;
-  int depth = 0;
-  for (char c : methods + ",") {
-    depth += (c == '(') - (c == ')');
-    if ((c == ',' || c == ';') && depth == 0) {
-      if (!cur.empty()) specs.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  return specs;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{
       "eli quality_report: perplexity, KL and top-1 agreement of every cache method on held-out "
@@ -58,7 +37,7 @@ int main(int argc, char** argv) {
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     const eli::model::GPT2& m = *s.model;
-    const std::vector<std::string> specs = split_specs(methods);
+    const std::vector<std::string> specs = examples::split_methods(methods);
     ELI_CHECK(!specs.empty(), "--methods is empty");
     ELI_CHECK(segment_len <= m.config().n_positions,
               "--segment-len {} > the model's n_positions {}", segment_len, m.config().n_positions);

@@ -27,6 +27,12 @@ case "$case_name" in
   batch_zero) expect nonzero "batch" -- "$bin/comprehensive_benchmark" --batch 0 ;;
   eval_prefix_huge) expect nonzero "eval-prefix" -- "$bin/basic_benchmark" --eval-prefix 2147483647 ;;
   model_empty) expect 1 "--model is empty" -- "$bin/basic_benchmark" --model "" ;;
+  methods_with_commas)  # commas inside a spec belong to it
+    expect 0 "sliding\(window=16,sinks=2\)\+int4.*" -- "$bin/basic_benchmark" \
+      --methods "sliding(window=16,sinks=2)+int4,full_cache;paged+k:int8,v:int4" --prompt-len 8 \
+      --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality
+    grep -q "k:int8,v:int4" "$out" || { echo "FAIL: paged+k:int8,v:int4 not run as one spec"; cat "$out"; exit 1; }
+    echo "ok: methods_with_commas (both specs)" ;;
   shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
   method_fails_exit2)
     expect 2 "error: foo" -- "$bin/basic_benchmark" --methods foo,full_cache --prompt-len 8 \

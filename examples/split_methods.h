@@ -1,0 +1,37 @@
+#pragma once
+// --methods values of the example binaries: a list of method names and specs.
+
+#include <string>
+#include <vector>
+
+namespace examples {
+
+// "a,b(x=1,y=2);c,paged+k:int8,v:int4" -> {"a", "b(x=1,y=2)", "c", "paged+k:int8,v:int4"}:
+// methods separated by commas or semicolons; a comma inside parentheses belongs to the spec,
+// and so does the one before the `v:` of a `k:...,v:...` codec pair.
+inline std::vector<std::string> split_methods(const std::string& methods) {
+  std::vector<std::string> specs;
+  std::string cur;
+  int depth = 0;
+  auto push = [&] {
+    if (cur.rfind("v:", 0) == 0 && !specs.empty() && specs.back().find("k:") != std::string::npos &&
+        specs.back().find(",v:") == std::string::npos) {
+      specs.back() += "," + cur;
+    } else if (!cur.empty()) {
+      specs.push_back(cur);
+    }
+    cur.clear();
+  };
+  for (char c : methods) {
+    depth += (c == '(') - (c == ')');
+    if ((c == ',' || c == ';') && depth == 0) {
+      push();
+    } else {
+      cur += c;
+    }
+  }
+  push();
+  return specs;
+}
+
+}  // namespace examples

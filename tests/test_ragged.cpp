@@ -393,3 +393,34 @@ TEST(PrefixReuse, SharedPrefixWorkloadComputesAndReservesAFraction) {
   EXPECT_LE(p.cache_stats.blocks_in_use * block_bytes * 8, f.cache_stats.allocated_bytes())
       << p.cache_stats.blocks_in_use << " blocks of " << block_bytes << " bytes";
 }
+
+TEST(PrefixReuse, ChildOfAReusedParentSlotIsNotFound) {
+  CacheConfig c;
+  c.block_size = 2;
+  c.pool_blocks = 2;
+  c.max_tokens = 8;
+  auto cache = make("paged", 1, c, {});
+  auto pool = cache->block_pool();
+  ASSERT_NE(pool, nullptr);
+  // Every key collides: only the comparison of parent (as published) and tokens decides.
+  eli::cache::BlockPool::collide_for_test() = true;
+  const std::vector<int64_t> a{1, 2}, b{3, 4}, a2{5, 6};
+  const auto got = pool->take(2);
+  pool->publish(got[0], -1, a.data());
+  pool->publish(got[1], got[0], b.data());
+  EXPECT_EQ(pool->find(-1, a.data()), got[0]);
+  pool->unref(got[0]);
+  pool->unref(got[0]);
+  pool->unref(got[1]);  // both unreferenced, still findable: got[0] released first
+  EXPECT_EQ(pool->available(), 2);
+  EXPECT_EQ(pool->cached(), 2);
+  const auto again = pool->take(1);  // evicts the least recently released: got[0]
+  ASSERT_EQ(again[0], got[0]);
+  pool->publish(again[0], -1, a2.data());  // the slot now holds other tokens
+  EXPECT_EQ(pool->find(-1, a.data()), -1) << "evicted";
+  EXPECT_EQ(pool->find(again[0], b.data()), -1)
+      << "published under the slot's earlier tokens: not a child of the new ones";
+  EXPECT_EQ(pool->find(-1, a2.data()), again[0]);
+  EXPECT_THROW(pool->take(2), eli::Error);  // one block left to take
+  eli::cache::BlockPool::collide_for_test() = false;
+}

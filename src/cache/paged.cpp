@@ -18,7 +18,10 @@ BlockPool::BlockPool(const LayoutArgs& a, int64_t num_blocks)
   storage_.allocate(a_, num_blocks_ + 1, bs_);
   const size_t n = static_cast<size_t>(num_blocks_);
   refs_.assign(n, 0);
-  prefix_.assign(n, {});
+  tokens_.assign(n, {});
+  parent_.assign(n, -1);
+  parent_epoch_.assign(n, 0);
+  epoch_.assign(n, 0);
   key_.assign(n, 0);
   lru_at_.assign(n, lru_.end());
   in_lru_.assign(n, false);
@@ -50,18 +53,26 @@ std::atomic<bool>& BlockPool::collide_for_test() {
   return on;
 }
 
-uint64_t BlockPool::key(const std::vector<int64_t>& tokens, int64_t end) const {
+uint64_t BlockPool::key(int32_t parent, const int64_t* tokens) const {
   if (collide_for_test().load()) return 42;
-  // FNV-1a over the prefix, block by block as a chain (a block's key extends its parent's).
+  // FNV-1a over the parent's key and the block's tokens: a chain over the prefix.
   uint64_t h = 1469598103934665603ull;
-  for (int64_t i = 0; i < end; ++i) {
-    uint64_t t = static_cast<uint64_t>(tokens[static_cast<size_t>(i)]);
-    for (int byte = 0; byte < 8; ++byte, t >>= 8) {
-      h ^= t & 0xff;
+  auto mix = [&](uint64_t v) {
+    for (int byte = 0; byte < 8; ++byte, v >>= 8) {
+      h ^= v & 0xff;
       h *= 1099511628211ull;
     }
-  }
+  };
+  mix(parent < 0 ? 0 : key_[static_cast<size_t>(parent)]);
+  for (int64_t i = 0; i < bs_; ++i) mix(static_cast<uint64_t>(tokens[i]));
   return h;
+}
+
+bool BlockPool::holds(int32_t c, int32_t parent, const int64_t* tokens) const {
+  const size_t i = static_cast<size_t>(c);
+  if (tokens_[i].empty() || parent_[i] != parent) return false;
+  if (parent >= 0 && parent_epoch_[i] != epoch_[static_cast<size_t>(parent)]) return false;
+  return std::equal(tokens_[i].begin(), tokens_[i].end(), tokens);
 }
 
 void BlockPool::unlist(int32_t block) {
@@ -92,7 +103,7 @@ std::vector<int32_t> BlockPool::take(int64_t n) {
           break;
         }
       }
-      prefix_[static_cast<size_t>(b)].clear();
+      tokens_[static_cast<size_t>(b)].clear();
     }
     refs_[static_cast<size_t>(b)] = 1;
     out.push_back(b);
@@ -109,7 +120,7 @@ void BlockPool::unref(int32_t block) {
   const size_t b = static_cast<size_t>(block);
   ELI_CHECK(refs_[b] > 0, "paged cache: block {} released more often than taken", block);
   if (--refs_[b] > 0) return;
-  if (prefix_[b].empty()) {
+  if (tokens_[b].empty()) {
     free_.push_back(block);
   } else {
     lru_.push_back(block);
@@ -118,11 +129,10 @@ void BlockPool::unref(int32_t block) {
   }
 }
 
-int32_t BlockPool::find(const std::vector<int64_t>& tokens, int64_t end) {
-  auto range = index_.equal_range(key(tokens, end));
+int32_t BlockPool::find(int32_t parent, const int64_t* tokens) {
+  auto range = index_.equal_range(key(parent, tokens));
   for (auto it = range.first; it != range.second; ++it) {
-    const auto& p = prefix_[static_cast<size_t>(it->second)];
-    if (static_cast<int64_t>(p.size()) == end && std::equal(p.begin(), p.end(), tokens.begin())) {
+    if (holds(it->second, parent, tokens)) {
       ref(it->second);
       return it->second;
     }
@@ -130,18 +140,19 @@ int32_t BlockPool::find(const std::vector<int64_t>& tokens, int64_t end) {
   return -1;
 }
 
-void BlockPool::publish(int32_t block, const std::vector<int64_t>& tokens, int64_t end) {
+void BlockPool::publish(int32_t block, int32_t parent, const int64_t* tokens) {
   const size_t b = static_cast<size_t>(block);
-  if (!prefix_[b].empty()) return;  // published already (found, or published by a sequence)
-  const uint64_t k = key(tokens, end);
+  if (!tokens_[b].empty()) return;  // published already (found, or published by a sequence)
+  if (parent >= 0 && tokens_[static_cast<size_t>(parent)].empty()) return;  // parent not indexed
+  const uint64_t k = key(parent, tokens);
   auto range = index_.equal_range(k);
   for (auto it = range.first; it != range.second; ++it) {
-    const auto& p = prefix_[static_cast<size_t>(it->second)];
-    if (static_cast<int64_t>(p.size()) == end && std::equal(p.begin(), p.end(), tokens.begin())) {
-      return;  // another block holds this prefix already
-    }
+    if (holds(it->second, parent, tokens)) return;  // another block holds this pair already
   }
-  prefix_[b].assign(tokens.begin(), tokens.begin() + end);
+  tokens_[b].assign(tokens, tokens + bs_);
+  parent_[b] = parent;
+  parent_epoch_[b] = parent >= 0 ? epoch_[static_cast<size_t>(parent)] : 0;
+  epoch_[b] = next_epoch_++;
   key_[b] = k;
   index_.emplace(k, block);
 }
@@ -235,7 +246,8 @@ int64_t PagedLayout::reuse_prefix(int64_t seq, const std::vector<int64_t>& token
   int64_t n = have;
   bool changed = false;
   while (n + bs_ <= limit && n / bs_ < max_blocks_ && !held(entry(seq, n / bs_))) {
-    const int32_t b = pool_->find(tokens, n + bs_);
+    const int32_t parent = n >= bs_ ? entry(seq, n / bs_ - 1) : -1;
+    const int32_t b = pool_->find(parent, tokens.data() + n);
     if (b < 0) break;
     entry(seq, n / bs_) = b;
     n += bs_;
@@ -248,7 +260,8 @@ int64_t PagedLayout::reuse_prefix(int64_t seq, const std::vector<int64_t>& token
 void PagedLayout::publish_prefix(int64_t seq, const std::vector<int64_t>& tokens, int64_t n) {
   const int64_t full = std::min<int64_t>(n, static_cast<int64_t>(tokens.size())) / bs_;
   for (int64_t i = 0; i < full; ++i) {
-    if (held(entry(seq, i))) pool_->publish(entry(seq, i), tokens, (i + 1) * bs_);
+    if (!held(entry(seq, i))) break;
+    pool_->publish(entry(seq, i), i > 0 ? entry(seq, i - 1) : -1, tokens.data() + i * bs_);
   }
 }
 

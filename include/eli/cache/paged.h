@@ -19,9 +19,10 @@ namespace eli::cache {
 
 /// The block pool of paged caches: storage for num_blocks blocks (a block holds block_size
 /// positions of one sequence, every layer, K and V), reference counts, and the prefix index:
-/// a full block published with the tokens of the whole prefix it ends is found again by those
-/// tokens (a hash chain over the prefix selects candidates; the tokens are compared, so a hash
-/// collision never shares a block). A block whose last reference goes stays findable until
+/// a full block is published as (its parent block, its tokens) and found again by the same
+/// pair (a hash chain over the blocks selects candidates; the parent, as published, and the
+/// tokens are compared, so a hash collision never shares a block, and neither does a parent
+/// slot reused for other tokens since). A block whose last reference goes stays findable until
 /// the pool needs it (least recently released first). One pool serves the sequences of a
 /// cache, and successive caches when the caller keeps it (CacheConfig::pool). Not thread-safe.
 class BlockPool {
@@ -47,24 +48,31 @@ class BlockPool {
   std::vector<int32_t> take(int64_t n);
   void ref(int32_t block);
   void unref(int32_t block);
-  /// The published block ending prefix tokens[0, end) (end a multiple of block_size), with a
-  /// reference taken; -1 when there is none.
-  int32_t find(const std::vector<int64_t>& tokens, int64_t end);
-  /// Publishes `block` as the one ending prefix tokens[0, end) (no-op when that prefix is
-  /// already published).
-  void publish(int32_t block, const std::vector<int64_t>& tokens, int64_t end);
+  /// The published block holding `tokens` (block_size of them) after block `parent` (-1: the
+  /// first block of a sequence), with a reference taken; -1 when there is none.
+  int32_t find(int32_t parent, const int64_t* tokens);
+  /// Publishes `block` as the one holding `tokens` after `parent` (a published block or -1);
+  /// no-op when `block` is published already or another block holds that pair.
+  void publish(int32_t block, int32_t parent, const int64_t* tokens);
   /// Test hook: every prefix hashes to the same key (lookups must still compare tokens).
   static std::atomic<bool>& collide_for_test();
 
  private:
-  uint64_t key(const std::vector<int64_t>& tokens, int64_t end) const;
+  uint64_t key(int32_t parent, const int64_t* tokens) const;
+  // Whether block c is published as `tokens` after `parent` as it is now.
+  bool holds(int32_t c, int32_t parent, const int64_t* tokens) const;
   void unlist(int32_t block);
   LayoutArgs a_;
   int64_t num_blocks_, bs_;
   SlotBuffers storage_;  // [num_blocks + 1 (scratch), H, block_size, w] per layer, K and V
   std::vector<int32_t> refs_;
-  std::vector<std::vector<int64_t>> prefix_;  // per block: the prefix it ends (empty = none)
-  std::vector<uint64_t> key_;
+  // Per block, when published: its tokens, its parent and the parent's epoch then, its key and
+  // its own epoch (new at every publication: children published under an earlier content of
+  // the same slot no longer match).
+  std::vector<std::vector<int64_t>> tokens_;  // empty = not published
+  std::vector<int32_t> parent_;
+  std::vector<uint64_t> parent_epoch_, epoch_, key_;
+  uint64_t next_epoch_ = 1;
   std::vector<int32_t> free_;  // stack of unreferenced blocks that are not published
   std::list<int32_t> lru_;     // unreferenced published blocks, least recently released first
   std::vector<std::list<int32_t>::iterator> lru_at_;

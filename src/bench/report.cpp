@@ -270,6 +270,8 @@ json config_json(const BenchmarkConfig& b) {
            {{"window_size", g.cache.window_size},
             {"sink_tokens", g.cache.sink_tokens},
             {"block_size", g.cache.block_size},
+            {"pool_blocks", g.cache.pool_blocks},
+            {"prefix_reuse", g.cache.prefix_reuse},
             {"chunk_size", g.cache.chunk_size},
             {"keep_last", g.cache.keep_last},
             {"summary_log_bias", g.cache.summary_log_bias},

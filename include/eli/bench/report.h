@@ -14,7 +14,9 @@
 namespace eli::bench {
 
 /// Version of the JSON / CSV layout below (bumped when a key changes meaning or goes away).
-constexpr int kSchemaVersion = 2;
+/// 3: results carry prompt_lens and prompt_tokens, prompt_len is the longest prompt (ragged
+/// batches); config.cache has pool_blocks and prefix_reuse.
+constexpr int kSchemaVersion = 3;
 
 /// Where, on what and from which code a run happened (its provenance).
 struct RunContext {

@@ -113,25 +113,7 @@ class Cache final : public KVCache, private Recoder {
               shape_str(v));
     const size_t l = static_cast<size_t>(layer);
     const int64_t t = k.size(2);
-    ELI_CHECK(new_tokens.empty() || static_cast<int64_t>(new_tokens.size()) == rows,
-              "append: {} new-token counts for {} rows", new_tokens.size(), rows);
-    std::vector<bool> seen(static_cast<size_t>(a_.batch), false);
-    for (int64_t s : seqs) {
-      ELI_CHECK(s >= 0 && s < a_.batch && !seen[static_cast<size_t>(s)],
-                "append: sequence {} is outside the batch of {} or appears twice", s, a_.batch);
-      seen[static_cast<size_t>(s)] = true;
-    }
-    // New positions per sequence (0 for sequences without a row).
-    std::vector<int64_t> nt(static_cast<size_t>(a_.batch), seqs.empty() ? t : 0);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t n = new_tokens.empty() ? t : new_tokens[static_cast<size_t>(i)];
-      ELI_CHECK(n >= 0 && n <= t,
-                "append: row {} has {} new tokens, outside [0, {}] (the append's length)", i, n, t);
-      nt[static_cast<size_t>(seqs.empty() ? i : seqs[static_cast<size_t>(i)])] = n;
-    }
-    if (seqs.empty() && std::all_of(nt.begin(), nt.end(), [&](int64_t x) { return x == t; })) {
-      nt.clear();
-    }
+    std::vector<int64_t> nt = new_per_seq(t, rows, new_tokens, seqs);
     if (pk_[l].defined()) commit(layer);
     for (size_t b = 0; b < n_[l].size(); ++b) {
       const int64_t add = nt.empty() ? t : nt[b];
@@ -396,6 +378,32 @@ class Cache final : public KVCache, private Recoder {
   static LayoutArgs layout_args(const CacheArgs& a, const KCodec& kc, const VCodec& vc) {
     return LayoutArgs{a.shape,    a.batch,    a.capacity, a.cfg,
                       kc.parts(), vc.parts(), a.device,   a.layout_params};
+  }
+
+  // New positions per sequence of an append of t positions in `rows` rows (0 for sequences
+  // without a row); empty when every sequence gets all t (a plain append: no allocation).
+  std::vector<int64_t> new_per_seq(int64_t t, int64_t rows, const std::vector<int64_t>& new_tokens,
+                                   const std::vector<int64_t>& seqs) const {
+    if (new_tokens.empty() && seqs.empty()) return {};
+    ELI_CHECK(new_tokens.empty() || static_cast<int64_t>(new_tokens.size()) == rows,
+              "append: {} new-token counts for {} rows", new_tokens.size(), rows);
+    std::vector<bool> seen(static_cast<size_t>(a_.batch), false);
+    for (int64_t s : seqs) {
+      ELI_CHECK(s >= 0 && s < a_.batch && !seen[static_cast<size_t>(s)],
+                "append: sequence {} is outside the batch of {} or appears twice", s, a_.batch);
+      seen[static_cast<size_t>(s)] = true;
+    }
+    std::vector<int64_t> nt(static_cast<size_t>(a_.batch), seqs.empty() ? t : 0);
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t n = new_tokens.empty() ? t : new_tokens[static_cast<size_t>(i)];
+      ELI_CHECK(n >= 0 && n <= t,
+                "append: row {} has {} new tokens, outside [0, {}] (the append's length)", i, n, t);
+      nt[static_cast<size_t>(seqs.empty() ? i : seqs[static_cast<size_t>(i)])] = n;
+    }
+    if (seqs.empty() && std::all_of(nt.begin(), nt.end(), [&](int64_t x) { return x == t; })) {
+      nt.clear();
+    }
+    return nt;
   }
 
   // Positions of sequence b in the pending append of layer l.

@@ -20,18 +20,18 @@ int main(int argc, char** argv) {
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     if (o.methods.empty()) o.methods = eli::method_names();
-    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
-                              s.tokenizer ? &*s.tokenizer : nullptr);
+    eli::benchmark::Benchmarker b(*s.model, examples::bench_config(o, s),
+                                  s.tokenizer ? &*s.tokenizer : nullptr);
     std::vector<std::vector<int64_t>> prompts = examples::user_prompts(po, s, o.max_new_tokens);
-    eli::bench::SweepConfig sweep;
+    eli::benchmark::SweepConfig sweep;
     sweep.max_new_tokens = o.max_new_tokens;
     if (!prompts.empty()) {
       sweep = examples::user_prompt_sweep(app, o, true);
     } else {
-      prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
-                                              o.prompt_len.front());
+      prompts = eli::benchmark::make_prompt_batch(examples::prompt_stream(o, s), o.batch.front(),
+                                                  o.prompt_len.front());
     }
-    const eli::bench::Report rep =
+    const eli::benchmark::Report rep =
         examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
     failed = examples::emit(rep, o);
     if (s.tokenizer) {

@@ -16,9 +16,9 @@
 #include <sstream>
 #include <thread>
 
-#include "eli/bench/benchmarker.h"
-#include "eli/bench/metrics.h"
-#include "eli/bench/report.h"
+#include "eli/benchmark/benchmarker.h"
+#include "eli/benchmark/metrics.h"
+#include "eli/benchmark/report.h"
 #include "eli/eli.h"
 #include "prompt_options.h"
 #include "split_methods.h"
@@ -230,8 +230,8 @@ inline Setup load(const CommonOptions& o, const std::string& fallback_model) {
 
 /// The benchmark configuration from the flags; the first eval_prefix + eval_tokens tokens of
 /// the evaluation text score quality, the prompts come from the text after them.
-inline eli::bench::BenchmarkConfig bench_config(const CommonOptions& o, const Setup& s) {
-  eli::bench::BenchmarkConfig c;
+inline eli::benchmark::BenchmarkConfig bench_config(const CommonOptions& o, const Setup& s) {
+  eli::benchmark::BenchmarkConfig c;
   c.warmup = o.warmup;
   c.repetitions = o.repetitions;
   c.quality = !o.no_quality;
@@ -272,9 +272,9 @@ inline std::vector<std::vector<int64_t>> user_prompts(const PromptOptions& p, co
 /// The sweep for prompts of your own: they run as given, unless --batch (rows cycle through
 /// them) or --prompt-len (rows of exactly that many tokens, cut from them joined into one
 /// stream) is on the command line. `one_point`: only the first value of each list.
-inline eli::bench::SweepConfig user_prompt_sweep(const CLI::App& app, const CommonOptions& o,
-                                                 bool one_point) {
-  eli::bench::SweepConfig sweep;
+inline eli::benchmark::SweepConfig user_prompt_sweep(const CLI::App& app, const CommonOptions& o,
+                                                     bool one_point) {
+  eli::benchmark::SweepConfig sweep;
   sweep.max_new_tokens = o.max_new_tokens;
   auto pick = [&](const std::vector<int64_t>& v) {
     return one_point ? std::vector<int64_t>{v.front()} : v;
@@ -298,10 +298,10 @@ inline std::string command_line(int argc, char** argv) {
 }
 
 /// A report whose run context (model, device, command line, notes) and config are filled in.
-inline eli::bench::Report new_report(const Setup& s, const eli::bench::Benchmarker& b, int argc,
-                                     char** argv) {
-  eli::bench::Report rep;
-  rep.context = eli::bench::RunContext::of(*s.model, s.model_spec);
+inline eli::benchmark::Report new_report(const Setup& s, const eli::benchmark::Benchmarker& b,
+                                         int argc, char** argv) {
+  eli::benchmark::Report rep;
+  rep.context = eli::benchmark::RunContext::of(*s.model, s.model_spec);
   rep.context.command = command_line(argc, argv);
   rep.context.notes = s.notes;
   rep.config = b.config();
@@ -314,19 +314,20 @@ inline std::ostream& text_out(const CommonOptions& o) {
 }
 
 /// Progress on stderr: rewritten in place on a terminal, one line per step in a log.
-inline eli::bench::ProgressLine make_progress() {
-  return eli::bench::ProgressLine(std::cerr, ::isatty(STDERR_FILENO) == 1);
+inline eli::benchmark::ProgressLine make_progress() {
+  return eli::benchmark::ProgressLine(std::cerr, ::isatty(STDERR_FILENO) == 1);
 }
 
 /// Runs `methods` over `prompts` at `sweep` with a progress line on stderr; returns the report
 /// with its context, config, sweep and results (emit() prints and writes it).
-inline eli::bench::Report run_methods(const Setup& s, eli::bench::Benchmarker& b,
-                                      const std::vector<std::vector<int64_t>>& prompts,
-                                      const std::vector<std::string>& methods,
-                                      const eli::bench::SweepConfig& sweep, int argc, char** argv) {
+inline eli::benchmark::Report run_methods(const Setup& s, eli::benchmark::Benchmarker& b,
+                                          const std::vector<std::vector<int64_t>>& prompts,
+                                          const std::vector<std::string>& methods,
+                                          const eli::benchmark::SweepConfig& sweep, int argc,
+                                          char** argv) {
   auto progress = make_progress();
   b.set_progress([&](int64_t d, int64_t t, const std::string& w) { progress.update(d, t, w); });
-  eli::bench::Report rep = new_report(s, b, argc, argv);
+  eli::benchmark::Report rep = new_report(s, b, argc, argv);
   rep.sweep = sweep;
   rep.results = b.compare_ids(prompts, methods, rep.sweep);
   progress.finish();
@@ -338,16 +339,16 @@ inline eli::bench::Report run_methods(const Setup& s, eli::bench::Benchmarker& b
 /// stdout; the text then goes to stderr). Returns the number of rows whose method failed (each
 /// names its error in the table; the first also goes to stderr), so that the example can exit
 /// non-zero.
-inline int emit(eli::bench::Report rep, const CommonOptions& o) {
+inline int emit(eli::benchmark::Report rep, const CommonOptions& o) {
   rep.context.stop_clock();
   std::ostream& out = text_out(o);
-  out << eli::bench::format_report(rep) << std::flush;
+  out << eli::benchmark::format_report(rep) << std::flush;
   if (!o.json.empty()) {
-    eli::bench::write_text_file(o.json, eli::bench::to_json(rep));
+    eli::benchmark::write_text_file(o.json, eli::benchmark::to_json(rep));
     if (o.json != "-") out << "wrote " << o.json << "\n";
   }
   if (!o.csv.empty()) {
-    eli::bench::write_text_file(o.csv, eli::bench::to_csv(rep));
+    eli::benchmark::write_text_file(o.csv, eli::benchmark::to_csv(rep));
     if (o.csv != "-") out << "wrote " << o.csv << "\n";
   }
   out << std::flush;  // before anything a child process (the plot script) prints
@@ -356,7 +357,7 @@ inline int emit(eli::bench::Report rep, const CommonOptions& o) {
     if (r.error.empty()) continue;
     if (failed++ == 0) {
       std::fprintf(stderr, "error: %s (B=%lld, P=%s): %s\n", r.method.c_str(),
-                   static_cast<long long>(r.batch), eli::bench::prompt_lens_label(r).c_str(),
+                   static_cast<long long>(r.batch), eli::benchmark::prompt_lens_label(r).c_str(),
                    r.error.c_str());
     }
   }

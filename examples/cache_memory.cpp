@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     eli::QuantizationConfig qc;
     bool ok = true;
     examples::RowReport rep;
-    rep.context = eli::bench::RunContext::here();
+    rep.context = eli::benchmark::RunContext::here();
     rep.context.model_shape = "L12-E768-H12 (GPT-2 124M shape, no weights)";
     rep.context.dtype = "float16";
     rep.context.command = examples::command_line(argc, argv);

@@ -10,7 +10,7 @@
 #include <algorithm>
 
 #include "bench_common.h"
-#include "eli/bench/shared_prefix.h"
+#include "eli/benchmark/shared_prefix.h"
 
 namespace {
 
@@ -122,12 +122,12 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
       cp.batch, cp.prompt, cp.max_new, cp.model, vocab));
   examples::CommonOptions po = o;
   po.no_quality = true;
-  eli::bench::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
-  eli::bench::SweepConfig sweep;
+  eli::benchmark::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
+  eli::benchmark::SweepConfig sweep;
   sweep.batch_sizes = {cp.batch};
   sweep.prompt_lens = {cp.prompt};
   sweep.max_new_tokens = cp.max_new;
-  const eli::bench::Report rep =
+  const eli::benchmark::Report rep =
       examples::run_methods(s, b, {s.text_ids}, o.methods, sweep, argc, argv);
   examples::CommonOptions out = o;
   out.json = json;
@@ -137,8 +137,8 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
 
 // "dir/name.json" -> "dir/name_cache_point.json"; stdout ("-") holds the main report only.
 // "REQUESTSxPREFIX+OWN" (e.g. 32x512+32) -> the shared-prefix workload's sizes.
-eli::bench::SharedPrefixConfig parse_shared_prefix(const std::string& spec) {
-  eli::bench::SharedPrefixConfig c;
+eli::benchmark::SharedPrefixConfig parse_shared_prefix(const std::string& spec) {
+  eli::benchmark::SharedPrefixConfig c;
   const size_t x = spec.find('x'), plus = spec.find('+');
   ELI_CHECK(x != std::string::npos && plus != std::string::npos && x < plus,
             "--shared-prefix '{}': expected REQUESTSxPREFIX+OWN (e.g. 32x512+32), auto or none",
@@ -236,11 +236,11 @@ int main(int argc, char** argv) {
       const eli::Generator gen(*s.model);
       eli::GenerationConfig g;
       g.max_new_tokens = 9;
-      const auto calib_prompt = eli::bench::make_prompt_batch(s.text_ids, 1, 64);
+      const auto calib_prompt = eli::benchmark::make_prompt_batch(s.text_ids, 1, 64);
       gen.generate(calib_prompt, g);
       const auto r = gen.generate(calib_prompt, g);
       const double pre_ms = r.timing.prefill_ms / 64.0;
-      const double dec_ms = eli::bench::mean(r.timing.decode_ms);
+      const double dec_ms = eli::benchmark::mean(r.timing.decode_ms);
       const Plan* chosen = &ladder().back();
       double est = 0;
       for (const Plan& p : ladder()) {
@@ -281,9 +281,9 @@ int main(int argc, char** argv) {
                                       : "no CUDA device (or a CPU-only build): running on the CPU");
     }
 
-    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
-                              s.tokenizer ? &*s.tokenizer : nullptr);
-    eli::bench::SweepConfig sweep;
+    eli::benchmark::Benchmarker b(*s.model, examples::bench_config(o, s),
+                                  s.tokenizer ? &*s.tokenizer : nullptr);
+    eli::benchmark::SweepConfig sweep;
     sweep.batch_sizes = o.batch;
     sweep.prompt_lens = lens;
     sweep.max_new_tokens = o.max_new_tokens;
@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
       sweep = examples::user_prompt_sweep(app, o, false);
       sweep.prompt_lens = lens;
     }
-    eli::bench::Report rep = examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
+    eli::benchmark::Report rep = examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
 
     if (!no_plots) {
       const std::string script = find_plot_script();
@@ -331,12 +331,12 @@ int main(int argc, char** argv) {
     }
     if (shared_prefix == "auto") shared_prefix = s.device.is_cuda() ? "32x512+32" : "8x256+16";
     if (shared_prefix != "none") {
-      eli::bench::SharedPrefixConfig sp = parse_shared_prefix(shared_prefix);
+      eli::benchmark::SharedPrefixConfig sp = parse_shared_prefix(shared_prefix);
       sp.generation = examples::bench_config(o, s).generation;
       sp.max_new_tokens = std::min(o.max_new_tokens, 16);
       examples::text_out(o) << "\n"
-                            << eli::bench::format_shared_prefix(
-                                   eli::bench::run_shared_prefix(*s.model, sp), sp);
+                            << eli::benchmark::format_shared_prefix(
+                                   eli::benchmark::run_shared_prefix(*s.model, sp), sp);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -103,11 +103,11 @@ int main(int argc, char** argv) {
       o.methods = {"full_cache", "quant_int8", "quant_fp8", "sliding_window+fp8"};
     }
     auto s = examples::load(o, "random:L4-E256-H4");
-    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s),
-                              s.tokenizer ? &*s.tokenizer : nullptr);
-    const auto prompts = eli::bench::make_prompt_batch(examples::prompt_stream(o, s),
-                                                       o.batch.front(), o.prompt_len.front());
-    eli::bench::SweepConfig sweep;
+    eli::benchmark::Benchmarker b(*s.model, examples::bench_config(o, s),
+                                  s.tokenizer ? &*s.tokenizer : nullptr);
+    const auto prompts = eli::benchmark::make_prompt_batch(examples::prompt_stream(o, s),
+                                                           o.batch.front(), o.prompt_len.front());
+    eli::benchmark::SweepConfig sweep;
     sweep.max_new_tokens = o.max_new_tokens;
     failed = examples::emit(examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv), o);
   } catch (const std::exception& e) {

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "eli/bench/report.h"
+#include "eli/benchmark/report.h"
 #include "eli/eli.h"
 #include "split_methods.h"
 #include "threads.h"
@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
                              m.config().vocab_size);
       }
     }
-    eli::bench::RunContext ctx = eli::bench::RunContext::of(m, model);
+    eli::benchmark::RunContext ctx = eli::benchmark::RunContext::of(m, model);
     ctx.command = argv[0];
     for (int i = 1; i < argc; ++i) ctx.command += std::string(" ") + argv[i];
     FILE* text = json_path == "-" ? stderr : stdout;
@@ -101,18 +101,19 @@ int main(int argc, char** argv) {
       if (!json_path.empty()) {
         ctx.stop_clock();
         // graph: what was asked for; a method the graph cannot express still runs eagerly.
-        nlohmann::json rec = {{"method", method},
-                              {"model", model},
-                              {"batch", batch},
-                              {"prompt", prompt_len},
-                              {"steps", steps},
-                              {"ms_p50", pct(0.5)},
-                              {"ms_p90", pct(0.9)},
-                              {"prefill_ms", prefill},
-                              {"device", dev.str()},
-                              {"repetitions", reps},
-                              {"graph", dev.is_cuda() && cfg.cuda_graph},
-                              {"context", nlohmann::json::parse(eli::bench::context_to_json(ctx))}};
+        nlohmann::json rec = {
+            {"method", method},
+            {"model", model},
+            {"batch", batch},
+            {"prompt", prompt_len},
+            {"steps", steps},
+            {"ms_p50", pct(0.5)},
+            {"ms_p90", pct(0.9)},
+            {"prefill_ms", prefill},
+            {"device", dev.str()},
+            {"repetitions", reps},
+            {"graph", dev.is_cuda() && cfg.cuda_graph},
+            {"context", nlohmann::json::parse(eli::benchmark::context_to_json(ctx))}};
         if (json_path == "-") {
           to_stdout.push_back(std::move(rec));
         } else {

@@ -7,8 +7,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "eli/bench/metrics.h"
-#include "eli/bench/report.h"
+#include "eli/benchmark/metrics.h"
+#include "eli/benchmark/report.h"
 #include "eli/eli.h"
 #include "prompt_options.h"
 #include "threads.h"
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     cfg.sampling.seed = seed;
     if (stop_at_eos) cfg.stop_tokens = {model_obj.config().eos_token_id};
 
-    eli::bench::RunContext ctx = eli::bench::RunContext::of(model_obj, model);
+    eli::benchmark::RunContext ctx = eli::benchmark::RunContext::of(model_obj, model);
     for (int i = 0; i < argc; ++i) ctx.command += (i ? " " : "") + std::string(argv[i]);
     std::ostream& out = json_path == "-" ? std::cerr : std::cout;
     const bool single = prompts.size() == 1;
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       }
       nlohmann::json j = {
           {"schema_version", ctx.schema_version},
-          {"context", nlohmann::json::parse(eli::bench::context_to_json(ctx))},
+          {"context", nlohmann::json::parse(eli::benchmark::context_to_json(ctx))},
           {"config",
            {{"method", method},
             {"max_new_tokens", max_new},
@@ -148,9 +148,9 @@ int main(int argc, char** argv) {
           {"tokens_per_sec", static_cast<double>(generated) / secs},
           {"ttft_ms", res.timing.prefill_ms},
           {"decode_p50_ms",
-           d.empty() ? nlohmann::json() : nlohmann::json(eli::bench::percentile(d, 50))},
+           d.empty() ? nlohmann::json() : nlohmann::json(eli::benchmark::percentile(d, 50))},
           {"decode_p90_ms",
-           d.empty() ? nlohmann::json() : nlohmann::json(eli::bench::percentile(d, 90))},
+           d.empty() ? nlohmann::json() : nlohmann::json(eli::benchmark::percentile(d, 90))},
           {"cache",
            {{"tokens_stored", s.tokens_stored},
             {"tokens_evicted", s.tokens_evicted},
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
           j[key] = sequences[0][key];
         }
       }
-      eli::bench::write_text_file(
+      eli::benchmark::write_text_file(
           json_path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }
   } catch (const std::exception& e) {

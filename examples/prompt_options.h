@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "eli/bench/prompts.h"
+#include "eli/benchmark/prompts.h"
 #include "eli/error.h"
 #include "eli/model_config.h"
 #include "eli/tokenizer.h"
@@ -43,7 +43,7 @@ inline std::vector<std::string> prompt_texts(const PromptOptions& p) {
   std::vector<std::string> texts;
   if (given || p.file.empty()) texts = p.prompts;
   if (!p.file.empty()) {
-    for (auto& t : eli::bench::load_prompts(p.file)) texts.push_back(std::move(t));
+    for (auto& t : eli::benchmark::load_prompts(p.file)) texts.push_back(std::move(t));
   }
   return texts;
 }

@@ -2,7 +2,7 @@
 // held-out text, relative to the full cache, as a Markdown table (docs/QUALITY.md), with JSON /
 // CSV through the same fields.
 #include "bench_common.h"
-#include "eli/bench/quality.h"
+#include "eli/benchmark/quality.h"
 #include "row_report.h"
 
 int main(int argc, char** argv) {
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
               segment_len);
 
     examples::RowReport rep;
-    rep.context = eli::bench::RunContext::of(m, s.model_spec);
+    rep.context = eli::benchmark::RunContext::of(m, s.model_spec);
     rep.context.command = examples::command_line(argc, argv);
     rep.context.notes = s.notes;
     rep.config = {{"segments", segments},
@@ -74,9 +74,9 @@ int main(int argc, char** argv) {
       progress.update(done++, total, fmt::format("full_cache segment {}/{}", w + 1, segments));
       ids[w].assign(s.text_ids.begin() + int64_t{w} * segment_len,
                     s.text_ids.begin() + int64_t{w + 1} * segment_len);
-      full[w] = eli::bench::stream_logits(m, ids[w], o.eval_prefix, eli::GenerationConfig{});
-      for (double x :
-           eli::bench::token_nll(full[w], eli::bench::stream_targets(ids[w], o.eval_prefix))) {
+      full[w] = eli::benchmark::stream_logits(m, ids[w], o.eval_prefix, eli::GenerationConfig{});
+      for (double x : eli::benchmark::token_nll(
+               full[w], eli::benchmark::stream_targets(ids[w], o.eval_prefix))) {
         full_nll += x, ++n;
       }
     }
@@ -91,13 +91,13 @@ int main(int argc, char** argv) {
         cfg.method = spec;
         const at::Tensor lg = spec == "full_cache"
                                   ? full[w]
-                                  : eli::bench::stream_logits(m, ids[w], o.eval_prefix, cfg);
+                                  : eli::benchmark::stream_logits(m, ids[w], o.eval_prefix, cfg);
         for (double x :
-             eli::bench::token_nll(lg, eli::bench::stream_targets(ids[w], o.eval_prefix))) {
+             eli::benchmark::token_nll(lg, eli::benchmark::stream_targets(ids[w], o.eval_prefix))) {
           nll += x;
         }
-        kl += eli::bench::kl_divergence(full[w], lg) / segments;
-        top1 += eli::bench::top1_agreement(full[w], lg) / segments;
+        kl += eli::benchmark::kl_divergence(full[w], lg) / segments;
+        top1 += eli::benchmark::top1_agreement(full[w], lg) / segments;
       }
       // Bytes the cache holds after segment_len tokens (bounded layouts hold fewer).
       double bpt = 0;

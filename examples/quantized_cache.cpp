@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     const eli::Tokenizer* tok = s.tokenizer ? &*s.tokenizer : nullptr;
-    eli::bench::Benchmarker b(*s.model, examples::bench_config(o, s), tok);
+    eli::benchmark::Benchmarker b(*s.model, examples::bench_config(o, s), tok);
     std::vector<std::string> texts;
     std::vector<std::vector<int64_t>> prompts;
     if (tok) {
@@ -47,12 +47,13 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < prompts.size(); ++i) {
       const std::vector<int64_t>& prompt_ids = prompts[i];
       const auto ref = gen.generate({prompt_ids}, full);
-      const double full_mb = eli::bench::to_mb(static_cast<double>(ref.cache_stats.total_bytes()));
+      const double full_mb =
+          eli::benchmark::to_mb(static_cast<double>(ref.cache_stats.total_bytes()));
       auto show = [&](const std::string& name, const std::vector<int64_t>& ids, double mb) {
         std::string text = tok ? tok->decode(ids) : fmt::format("{} token ids", ids.size());
         for (char& ch : text) ch = ch == '\n' ? ' ' : ch;
         out << fmt::format("{:<12} {:>8.4f} MB  {:>5.2f}x  ROUGE-L {:.3f}\n  {}\n", name, mb,
-                           full_mb / mb, eli::bench::rouge_l_f1(ref.tokens[0], ids), text);
+                           full_mb / mb, eli::benchmark::rouge_l_f1(ref.tokens[0], ids), text);
       };
       std::string shown = texts[i];
       for (char& ch : shown) ch = ch == '\n' ? ' ' : ch;
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
     }
     out << "\nThe table below measures the same methods on prompts of --prompt-len tokens:\n";
 
-    eli::bench::SweepConfig sweep;
+    eli::benchmark::SweepConfig sweep;
     sweep.batch_sizes = o.batch;
     sweep.prompt_lens = o.prompt_len;
     sweep.max_new_tokens = o.max_new_tokens;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "eli/bench/report.h"
+#include "eli/benchmark/report.h"
 
 namespace examples {
 
@@ -19,7 +19,7 @@ struct Field {
 };
 
 struct RowReport {
-  eli::bench::RunContext context;
+  eli::benchmark::RunContext context;
   nlohmann::json config = nlohmann::json::object();  // the tool's settings
   std::vector<Field> fields;
   std::vector<std::vector<nlohmann::json>> rows;  // one value per field: number, string or null
@@ -30,7 +30,7 @@ inline std::string cell_text(const nlohmann::json& v, const Field& f) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-  if (v.is_number()) return eli::bench::format_number(v.get<double>(), f.precision);
+  if (v.is_number()) return eli::benchmark::format_number(v.get<double>(), f.precision);
   return v.dump();
 }
 
@@ -131,11 +131,11 @@ inline void write_rows(RowReport r, const std::string& json, const std::string& 
                        std::ostream& text) {
   r.context.stop_clock();
   if (!json.empty()) {
-    eli::bench::write_text_file(json, row_json(r));
+    eli::benchmark::write_text_file(json, row_json(r));
     if (json != "-") text << "wrote " << json << "\n";
   }
   if (!csv.empty()) {
-    eli::bench::write_text_file(csv, row_csv(r));
+    eli::benchmark::write_text_file(csv, row_csv(r));
     if (csv != "-") text << "wrote " << csv << "\n";
   }
 }

@@ -8,16 +8,16 @@
 #include <random>
 #include <sstream>
 
-#include "eli/bench/benchmarker.h"
-#include "eli/bench/memory.h"
-#include "eli/bench/metrics.h"
-#include "eli/bench/quality.h"
-#include "eli/bench/report.h"
+#include "eli/benchmark/benchmarker.h"
+#include "eli/benchmark/memory.h"
+#include "eli/benchmark/metrics.h"
+#include "eli/benchmark/quality.h"
+#include "eli/benchmark/report.h"
 #include "eli/error.h"
 #include "eli/tokenizer.h"
 
 using namespace eli;
-using namespace eli::bench;
+using namespace eli::benchmark;
 
 namespace {
 

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "eli/bench/benchmarker.h"
+#include "eli/benchmark/benchmarker.h"
 #include "eli/cache/registry.h"
 #include "eli/error.h"
 #include "eli/generator.h"
@@ -189,11 +189,11 @@ TEST(CacheRegistry, GeneratorAndBenchmarkerTakeRegisteredNames) {
   EXPECT_EQ(full.cache_name, "full+fp");
   EXPECT_EQ(exact.cache_stats.payload_bytes, full.cache_stats.payload_bytes);  // fp32 both
 
-  eli::bench::BenchmarkConfig bc;
+  eli::benchmark::BenchmarkConfig bc;
   bc.warmup = 0;
   bc.repetitions = 1;
   bc.quality = false;
-  eli::bench::Benchmarker b(tiny_model(), bc);
+  eli::benchmark::Benchmarker b(tiny_model(), bc);
   const auto r = b.benchmark_ids({prompt}, "tagged(tag=1)+int4", 4);
   EXPECT_TRUE(r.error.empty()) << r.error;
   EXPECT_EQ(r.cache_name, "tagged(tag=1)+int4/group32");

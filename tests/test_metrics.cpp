@@ -3,11 +3,11 @@
 
 #include <cmath>
 
-#include "eli/bench/metrics.h"
+#include "eli/benchmark/metrics.h"
 #include "eli/error.h"
 
 using namespace eli;
-using namespace eli::bench;
+using namespace eli::benchmark;
 
 TEST(Percentile, LinearInterpolationLikeNumpy) {
   EXPECT_DOUBLE_EQ(percentile({4, 1, 3, 2}, 50), 2.5);

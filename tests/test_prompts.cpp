@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "eli/bench/prompts.h"
+#include "eli/benchmark/prompts.h"
 #include "eli/error.h"
 
-using eli::bench::load_prompts;
-using eli::bench::parse_prompts;
+using eli::benchmark::load_prompts;
+using eli::benchmark::parse_prompts;
 using Prompts = std::vector<std::string>;
 
 namespace {

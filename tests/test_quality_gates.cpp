@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "eli/bench/metrics.h"
-#include "eli/bench/quality.h"
+#include "eli/benchmark/metrics.h"
+#include "eli/benchmark/quality.h"
 #include "eli/model.h"
 #include "eli/tokenizer.h"
 
@@ -35,9 +35,9 @@ const Fixture& fixture() {
     ids.resize(kTokens);
     eli::GenerationConfig cfg;
     cfg.method = "full_cache";
-    at::Tensor full = eli::bench::stream_logits(model, ids, kPrefix, cfg);
-    const double ppl = eli::bench::perplexity(
-        eli::bench::token_nll(full, eli::bench::stream_targets(ids, kPrefix)));
+    at::Tensor full = eli::benchmark::stream_logits(model, ids, kPrefix, cfg);
+    const double ppl = eli::benchmark::perplexity(
+        eli::benchmark::token_nll(full, eli::benchmark::stream_targets(ids, kPrefix)));
     return Fixture{std::move(model), std::move(ids), full, ppl};
   }();
   return f;
@@ -52,11 +52,11 @@ Measured measure(const std::string& method) {
   const Fixture& f = fixture();
   eli::GenerationConfig cfg;
   cfg.method = method;
-  at::Tensor logits = eli::bench::stream_logits(f.model, f.ids, kPrefix, cfg);
-  const double ppl = eli::bench::perplexity(
-      eli::bench::token_nll(logits, eli::bench::stream_targets(f.ids, kPrefix)));
-  Measured m{ppl, ppl / f.full_ppl, eli::bench::kl_divergence(f.full_logits, logits),
-             eli::bench::top1_agreement(f.full_logits, logits), logits};
+  at::Tensor logits = eli::benchmark::stream_logits(f.model, f.ids, kPrefix, cfg);
+  const double ppl = eli::benchmark::perplexity(
+      eli::benchmark::token_nll(logits, eli::benchmark::stream_targets(f.ids, kPrefix)));
+  Measured m{ppl, ppl / f.full_ppl, eli::benchmark::kl_divergence(f.full_logits, logits),
+             eli::benchmark::top1_agreement(f.full_logits, logits), logits};
   std::printf("[quality] %-26s ppl %.3f (full %.3f, ratio %.4f), KL %.5f, top-1 %.4f\n",
               method.c_str(), m.ppl, f.full_ppl, m.ratio, m.kl, m.top1);
   return m;

@@ -1,11 +1,11 @@
 // The shared-prefix workload of the Benchmarker: counts on the shipped model (CPU), not times.
 #include <gtest/gtest.h>
 
-#include "eli/bench/shared_prefix.h"
+#include "eli/benchmark/shared_prefix.h"
 #include "eli/error.h"
 #include "eli/model.h"
 
-using eli::bench::SharedPrefixConfig;
+using eli::benchmark::SharedPrefixConfig;
 
 TEST(SharedPrefix, PagedWithReuseComputesAndHoldsAFraction) {
   const auto model = eli::model::GPT2::from_spec("default", at::kCPU, at::kFloat);
@@ -15,7 +15,7 @@ TEST(SharedPrefix, PagedWithReuseComputesAndHoldsAFraction) {
   cfg.own_tokens = 8;
   cfg.max_new_tokens = 4;
   cfg.repetitions = 1;
-  const auto rows = eli::bench::run_shared_prefix(model, cfg);
+  const auto rows = eli::benchmark::run_shared_prefix(model, cfg);
   ASSERT_EQ(rows.size(), 2u);
   const auto& full = rows[0];
   const auto& paged = rows[1];
@@ -28,7 +28,7 @@ TEST(SharedPrefix, PagedWithReuseComputesAndHoldsAFraction) {
   // scratch block, 17 x 16 slots, against full_cache's 8 x 1024.
   EXPECT_LT(paged.kv_bytes_held * 16, full.kv_bytes_held);
   EXPECT_GT(paged.ttft_ms, 0.0);
-  const std::string table = eli::bench::format_shared_prefix(rows, cfg);
+  const std::string table = eli::benchmark::format_shared_prefix(rows, cfg);
   EXPECT_NE(table.find("paged(block=16"), std::string::npos) << table;
   EXPECT_NE(table.find("full"), std::string::npos) << table;
 }
@@ -37,11 +37,11 @@ TEST(SharedPrefix, BadConfigsAreErrors) {
   const auto model = eli::model::GPT2::from_spec("default", at::kCPU, at::kFloat);
   SharedPrefixConfig cfg;
   cfg.requests = 0;
-  EXPECT_THROW(eli::bench::run_shared_prefix(model, cfg), eli::Error);
+  EXPECT_THROW(eli::benchmark::run_shared_prefix(model, cfg), eli::Error);
   cfg.requests = 2;
   cfg.prefix_tokens = 2000;  // past n_positions
-  EXPECT_THROW(eli::bench::run_shared_prefix(model, cfg), eli::Error);
+  EXPECT_THROW(eli::benchmark::run_shared_prefix(model, cfg), eli::Error);
   cfg.prefix_tokens = 16;
   cfg.paged_method = "full_cache";  // not a paged cache
-  EXPECT_THROW(eli::bench::run_shared_prefix(model, cfg), eli::Error);
+  EXPECT_THROW(eli::benchmark::run_shared_prefix(model, cfg), eli::Error);
 }

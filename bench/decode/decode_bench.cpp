@@ -24,8 +24,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "eli/bench/memory.h"
-#include "eli/bench/report.h"
+#include "eli/benchmark/memory.h"
+#include "eli/benchmark/report.h"
 #include "eli/eli.h"
 
 namespace {
@@ -81,7 +81,7 @@ void BM_DecodeStep(benchmark::State& state, const std::string& method) {
     } else {
       full = prompt;
     }
-    eli::bench::synchronize(dev);
+    eli::benchmark::synchronize(dev);
   };
   refill();
   double bytes = 0;
@@ -96,7 +96,7 @@ void BM_DecodeStep(benchmark::State& state, const std::string& method) {
       full = at::cat({full, next}, 1);
       logits = m.forward_last(full, 0, nullptr);
     }
-    eli::bench::synchronize(dev);
+    eli::benchmark::synchronize(dev);
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     benchmark::DoNotOptimize(logits);
@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   try {
     const auto& m = bench_model();
-    const eli::bench::RunContext c = eli::bench::RunContext::of(m, bench_model_spec());
+    const eli::benchmark::RunContext c = eli::benchmark::RunContext::of(m, bench_model_spec());
     benchmark::AddCustomContext("eli_model", c.model);
     benchmark::AddCustomContext("eli_model_shape", c.model_shape);
     benchmark::AddCustomContext("eli_params", std::to_string(c.n_params));

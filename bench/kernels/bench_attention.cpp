@@ -17,7 +17,7 @@
 #include "cuda_timing.h"
 #include "eli/ops.h"
 
-namespace eli::bench {
+namespace eli::kernel_bench {
 namespace {
 
 enum class Variant { kFp16, kInt8, kInt4, kMixed, kPagedFp16, kPagedInt4, kInt4G32, kMixedG32 };
@@ -124,14 +124,14 @@ Setup setup(Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
   return s;
 }
 
-void bm_decode(benchmark::State& state, Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
+void bm_decode(::benchmark::State& state, Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
   Setup s = setup(v, B, L, H, D);
   at::Tensor out = at::empty_like(s.q);
   time_cuda(state, [&] { ops::decode_attention_out(s.q, s.k, s.v, s.args, out); });
   set_bytes(state, s.bytes);
 }
 
-void bm_sdpa(benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D) {
+void bm_sdpa(::benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D) {
 #if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
   Setup s = setup(Variant::kFp16, B, L, H, D);
   const at::Tensor q = s.q.unsqueeze(2);
@@ -157,23 +157,23 @@ void bm_sdpa(benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t D
   for (const Point& p : points) {
     const std::string tail =
         "/B" + std::to_string(p.B) + "/L" + std::to_string(p.L) + "/D" + std::to_string(p.D);
-    auto reg = [](benchmark::internal::Benchmark* b) {
-      b->UseManualTime()->Unit(benchmark::kMicrosecond);
+    auto reg = [](::benchmark::internal::Benchmark* b) {
+      b->UseManualTime()->Unit(::benchmark::kMicrosecond);
     };
-    reg(benchmark::RegisterBenchmark(("BM_SDPA/fp16" + tail).c_str(), [p](benchmark::State& st) {
-      bm_sdpa(st, p.B, p.L, p.H, p.D);
-    }));
+    reg(::benchmark::RegisterBenchmark(
+        ("BM_SDPA/fp16" + tail).c_str(),
+        [p](::benchmark::State& st) { bm_sdpa(st, p.B, p.L, p.H, p.D); }));
     for (Variant v :
          {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed, Variant::kPagedFp16,
           Variant::kPagedInt4, Variant::kInt4G32, Variant::kMixedG32}) {
-      reg(benchmark::RegisterBenchmark(
+      reg(::benchmark::RegisterBenchmark(
           ("BM_DecodeAttention/" + std::string(name_of(v)) + tail).c_str(),
-          [p, v](benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D); }));
+          [p, v](::benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D); }));
     }
   }
   return true;
 }();
 
 }  // namespace
-}  // namespace eli::bench
+}  // namespace eli::kernel_bench
 #endif  // ELI_WITH_CUDA

@@ -9,14 +9,14 @@
 #include "cuda_timing.h"
 #include "eli/ops.h"
 
-namespace eli::bench {
+namespace eli::kernel_bench {
 namespace {
 
 constexpr int64_t kD = 128;
 
 int64_t elements(int64_t mega) { return mega << 20; }
 
-void bm_dequant(benchmark::State& state, int bits, at::ScalarType out_t) {
+void bm_dequant(::benchmark::State& state, int bits, at::ScalarType out_t) {
   const int64_t n = elements(state.range(0)), rows = n / kD;
   const auto cuda = at::TensorOptions().device(at::kCUDA);
   quant::QuantSpec spec;
@@ -32,7 +32,7 @@ void bm_dequant(benchmark::State& state, int bits, at::ScalarType out_t) {
 
 // Copies as many bytes as INT8 -> fp16 dequantize moves (1 + 2 bytes per element, halved
 // because a copy reads and writes each byte).
-void bm_copy(benchmark::State& state) {
+void bm_copy(::benchmark::State& state) {
   const int64_t n = elements(state.range(0));
   const int64_t bytes = n * 3 / 2;
   const auto cuda = at::TensorOptions().device(at::kCUDA).dtype(at::kByte);
@@ -44,22 +44,22 @@ void bm_copy(benchmark::State& state) {
 
 [[maybe_unused]] const bool registered = [] {
   if (!at::hasCUDA()) return false;
-  auto sizes = [](benchmark::internal::Benchmark* b) {
+  auto sizes = [](::benchmark::internal::Benchmark* b) {
     for (int64_t m : {1, 4, 16, 64, 256}) b->Arg(m);
-    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+    b->UseManualTime()->Unit(::benchmark::kMicrosecond);
   };
-  sizes(benchmark::RegisterBenchmark("BM_Copy/Mi", bm_copy));
-  sizes(benchmark::RegisterBenchmark("BM_Dequant/int8_fp16/Mi",
-                                     [](benchmark::State& s) { bm_dequant(s, 8, at::kHalf); }));
-  sizes(benchmark::RegisterBenchmark("BM_Dequant/int4_fp16/Mi",
-                                     [](benchmark::State& s) { bm_dequant(s, 4, at::kHalf); }));
-  sizes(benchmark::RegisterBenchmark("BM_Dequant/int8_fp32/Mi",
-                                     [](benchmark::State& s) { bm_dequant(s, 8, at::kFloat); }));
-  sizes(benchmark::RegisterBenchmark("BM_Dequant/int4_fp32/Mi",
-                                     [](benchmark::State& s) { bm_dequant(s, 4, at::kFloat); }));
+  sizes(::benchmark::RegisterBenchmark("BM_Copy/Mi", bm_copy));
+  sizes(::benchmark::RegisterBenchmark("BM_Dequant/int8_fp16/Mi",
+                                       [](::benchmark::State& s) { bm_dequant(s, 8, at::kHalf); }));
+  sizes(::benchmark::RegisterBenchmark("BM_Dequant/int4_fp16/Mi",
+                                       [](::benchmark::State& s) { bm_dequant(s, 4, at::kHalf); }));
+  sizes(::benchmark::RegisterBenchmark(
+      "BM_Dequant/int8_fp32/Mi", [](::benchmark::State& s) { bm_dequant(s, 8, at::kFloat); }));
+  sizes(::benchmark::RegisterBenchmark(
+      "BM_Dequant/int4_fp32/Mi", [](::benchmark::State& s) { bm_dequant(s, 4, at::kFloat); }));
   return true;
 }();
 
 }  // namespace
-}  // namespace eli::bench
+}  // namespace eli::kernel_bench
 #endif  // ELI_WITH_CUDA

@@ -1,5 +1,7 @@
 #pragma once
 // Timing GPU work for Google Benchmark: CUDA events on the current stream, manual time.
+// The kernel suites live in eli::kernel_bench, apart from the Benchmarker (eli::benchmark);
+// Google Benchmark itself is ::benchmark, written with the leading :: here for that reason.
 
 #ifdef ELI_WITH_CUDA
 #include <ATen/ATen.h>
@@ -7,11 +9,11 @@
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
-namespace eli::bench {
+namespace eli::kernel_bench {
 
 /// Runs fn twice to warm up, then times one call per iteration with CUDA events.
 template <class F>
-void time_cuda(benchmark::State& state, F&& fn) {
+void time_cuda(::benchmark::State& state, F&& fn) {
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
@@ -35,10 +37,10 @@ void time_cuda(benchmark::State& state, F&& fn) {
 }
 
 /// Reports `bytes` moved per iteration as bytes_per_second (read + written).
-inline void set_bytes(benchmark::State& state, double bytes) {
-  state.counters["bytes_per_second"] = benchmark::Counter(
-      bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::OneK::kIs1000);
+inline void set_bytes(::benchmark::State& state, double bytes) {
+  state.counters["bytes_per_second"] = ::benchmark::Counter(
+      bytes, ::benchmark::Counter::kIsIterationInvariantRate, ::benchmark::Counter::OneK::kIs1000);
 }
 
-}  // namespace eli::bench
+}  // namespace eli::kernel_bench
 #endif  // ELI_WITH_CUDA

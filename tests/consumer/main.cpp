@@ -2,6 +2,7 @@
 //   eli_consumer [EXPECTED_ASSETS_DIR]
 // With an argument, the assets must be found there (the install tree, wherever it was moved),
 // not in the source tree eli was built from.
+#include <eli/benchmark/metrics.h>
 #include <eli/eli.h>
 
 #include <cstdio>
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
   cfg.max_new_tokens = 5;
   const auto res = eli::Generator(model).generate({tok.encode("In the beginning")}, cfg);
   if (res.tokens[0].size() != 5) return 1;
+  // The Benchmarker's installed headers (eli/benchmark/, namespace eli::benchmark).
+  if (eli::benchmark::median({3.0, 1.0, 2.0}) != 2.0) return 1;
   std::printf("consumer ok (assets %s): %s\n", assets.c_str(), tok.decode(res.tokens[0]).c_str());
   return 0;
 }

@@ -11,7 +11,7 @@
 
 #include "eli/kv_cache.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 /// Percentile p in [0, 100] with linear interpolation between closest ranks (NumPy's default
 /// "linear" method): rank = p/100 * (n - 1). Empty input or p outside [0, 100] -> eli::Error.
@@ -112,4 +112,4 @@ double bytes_per_stored_token(const CacheStats& s, int64_t batch);
 /// Bytes -> MB, where 1 MB = 2^20 bytes (all "MB" in eli's reports).
 inline double to_mb(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -1,4 +1,4 @@
-#include "eli/bench/benchmarker.h"
+#include "eli/benchmark/benchmarker.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,12 +6,12 @@
 #include <functional>
 #include <numeric>
 
-#include "eli/bench/memory.h"
-#include "eli/bench/metrics.h"
-#include "eli/bench/quality.h"
+#include "eli/benchmark/memory.h"
+#include "eli/benchmark/metrics.h"
+#include "eli/benchmark/quality.h"
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 void BenchmarkConfig::validate() const {
   ELI_CHECK(warmup >= 0, "BenchmarkConfig.warmup = {} must be >= 0", warmup);
@@ -366,4 +366,4 @@ std::vector<MethodResult> Benchmarker::compare(const std::vector<std::string>& p
   return compare_ids(ids, methods, sweep);
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

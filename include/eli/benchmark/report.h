@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "eli/bench/benchmarker.h"
+#include "eli/benchmark/benchmarker.h"
 #include "eli/model.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 /// Version of the JSON / CSV layout below (bumped when a key changes meaning or goes away).
 /// 3: results carry prompt_lens and prompt_tokens, prompt_len is the longest prompt (ragged
@@ -107,4 +107,4 @@ class ProgressLine {
   size_t last_len_ = 0;
 };
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

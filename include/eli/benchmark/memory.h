@@ -21,7 +21,7 @@
 #include <memory>
 #include <string>
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 /// Current VmRSS of this process in MB (2^20 bytes); NaN when /proc/self/status is unreadable.
 double current_rss_mb();
@@ -70,4 +70,4 @@ std::string device_name(at::Device device);
 /// Whether eli was compiled with CUDA support.
 bool built_with_cuda();
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

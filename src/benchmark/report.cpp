@@ -1,4 +1,4 @@
-#include "eli/bench/report.h"
+#include "eli/benchmark/report.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -17,8 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "bench/report_columns.h"
-#include "eli/bench/memory.h"
+#include "benchmark/report_columns.h"
+#include "eli/benchmark/memory.h"
 #include "eli/error.h"
 
 #ifndef ELI_VERSION
@@ -28,7 +28,7 @@
 #define ELI_GIT_REVISION "unknown"
 #endif
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 using nlohmann::json;
 
@@ -92,7 +92,7 @@ RunContext RunContext::here() {
   c.cuda_build = built_with_cuda();
   c.threads = at::get_num_threads();
   c.device = "cpu";
-  c.device_name = bench::device_name(at::kCPU);
+  c.device_name = benchmark::device_name(at::kCPU);
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
   gmtime_r(&now, &tm);
@@ -110,7 +110,7 @@ RunContext RunContext::of(const model::GPT2& model, const std::string& model_spe
                               mc.vocab_size, mc.n_positions);
   c.n_params = model.num_parameters();
   c.device = model.device().str();
-  c.device_name = bench::device_name(model.device());
+  c.device_name = benchmark::device_name(model.device());
   c.dtype = model.dtype() == at::kHalf       ? "float16"
             : model.dtype() == at::kBFloat16 ? "bfloat16"
                                              : "float32";
@@ -373,4 +373,4 @@ void write_text_file(const std::string& path, const std::string& text) {
   ELI_CHECK(static_cast<bool>(out), "failed writing '{}'", path);
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

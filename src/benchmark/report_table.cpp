@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
-#include "bench/report_columns.h"
-#include "eli/bench/report.h"
+#include "benchmark/report_columns.h"
+#include "eli/benchmark/report.h"
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 using nlohmann::json;
 
@@ -232,4 +232,4 @@ void ProgressLine::finish() {
   last_len_ = 0;
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

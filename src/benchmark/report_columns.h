@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "eli/bench/benchmarker.h"
+#include "eli/benchmark/benchmarker.h"
 
-namespace eli::bench::detail {
+namespace eli::benchmark::detail {
 
 struct Column {
   const char* name;   // JSON key and CSV header
@@ -24,4 +24,4 @@ const Column& column(const std::string& name);
 /// A JSON number as a double; NaN for null and non-numbers.
 double number(const nlohmann::json& v);
 
-}  // namespace eli::bench::detail
+}  // namespace eli::benchmark::detail

@@ -1,10 +1,10 @@
-#include "eli/bench/quality.h"
+#include "eli/benchmark/quality.h"
 
 #include <c10/core/InferenceMode.h>
 
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 std::vector<int64_t> stream_targets(const std::vector<int64_t>& ids, int64_t prefix) {
   ELI_CHECK(prefix >= 1 && prefix < static_cast<int64_t>(ids.size()),
@@ -37,4 +37,4 @@ at::Tensor stream_logits(const model::GPT2& model, const std::vector<int64_t>& i
   return at::cat(rows, 0).to(at::kCPU, at::kFloat);
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -15,7 +15,7 @@
 #include "eli/generator.h"
 #include "eli/model.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 struct SharedPrefixConfig {
   int64_t requests = 32;                         // >= 1 sequences per batch
@@ -49,4 +49,4 @@ std::vector<SharedPrefixRow> run_shared_prefix(const model::GPT2& model,
 std::string format_shared_prefix(const std::vector<SharedPrefixRow>& rows,
                                  const SharedPrefixConfig& cfg);
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

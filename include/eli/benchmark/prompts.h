@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 /// The prompts in `path`, in file order. Throws eli::Error naming the file (and the line, a
 /// 1-based physical line number) when the file cannot be read, holds no prompt, or, for
@@ -26,4 +26,4 @@ std::vector<std::string> load_prompts(const std::string& path);
 std::vector<std::string> parse_prompts(const std::string& text, const std::string& source,
                                        bool jsonl);
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -1,4 +1,4 @@
-#include "eli/bench/metrics.h"
+#include "eli/benchmark/metrics.h"
 
 #include <cmath>
 #include <numeric>
@@ -6,7 +6,7 @@
 
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 double percentile(std::vector<double> values, double p) {
   ELI_CHECK(!values.empty(), "percentile of an empty list");
@@ -136,4 +136,4 @@ double bytes_per_stored_token(const CacheStats& s, int64_t batch) {
   return static_cast<double>(s.total_bytes()) / static_cast<double>(batch * s.tokens_stored);
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -16,7 +16,7 @@
 #include "eli/generator.h"
 #include "eli/model.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 /// ids: a token stream of N tokens (ids < vocab, N <= n_positions); prefix in [1, N).
 /// Row i of the result is the model's next-token logits for predicting ids[prefix + i]:
@@ -31,4 +31,4 @@ at::Tensor stream_logits(const model::GPT2& model, const std::vector<int64_t>& i
 /// The tokens that the rows of stream_logits(ids, prefix) predict: ids[prefix, N).
 std::vector<int64_t> stream_targets(const std::vector<int64_t>& ids, int64_t prefix);
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -1,4 +1,4 @@
-#include "eli/bench/shared_prefix.h"
+#include "eli/benchmark/shared_prefix.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
@@ -7,7 +7,7 @@
 
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 void SharedPrefixConfig::validate() const {
   ELI_CHECK(requests >= 1, "SharedPrefixConfig.requests = {} must be >= 1", requests);
@@ -132,4 +132,4 @@ std::string format_shared_prefix(const std::vector<SharedPrefixRow>& rows,
   return out;
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

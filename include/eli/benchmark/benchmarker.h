@@ -15,7 +15,7 @@
 #include "eli/model.h"
 #include "eli/tokenizer.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -198,4 +198,4 @@ class Benchmarker {
   std::map<std::string, std::vector<std::vector<int64_t>>> reference_outputs_;
 };
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -1,4 +1,4 @@
-#include "eli/bench/prompts.h"
+#include "eli/benchmark/prompts.h"
 
 #include <cctype>
 #include <filesystem>
@@ -8,7 +8,7 @@
 
 #include "eli/error.h"
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 namespace {
 
@@ -80,4 +80,4 @@ std::vector<std::string> load_prompts(const std::string& path) {
   return parse_prompts(text.str(), path, jsonl_name(path));
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

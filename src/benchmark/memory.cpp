@@ -1,4 +1,4 @@
-#include "eli/bench/memory.h"
+#include "eli/benchmark/memory.h"
 
 #include <algorithm>
 #include <atomic>
@@ -15,7 +15,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
-namespace eli::bench {
+namespace eli::benchmark {
 
 namespace {
 
@@ -166,4 +166,4 @@ std::string device_name(at::Device device) {
   return device.is_cuda() ? "cuda" : "cpu";
 }
 
-}  // namespace eli::bench
+}  // namespace eli::benchmark

@@ -7,13 +7,16 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "decode_loop.h"
+#include "eli/error.h"
 
 namespace eli::detail {
 
@@ -23,6 +26,24 @@ using Clock = std::chrono::steady_clock;
 // Steps the host runs ahead of the tokens it has looked at when nothing stops generation early:
 // enough to keep the GPU fed while a callback runs.
 constexpr int kLag = 8;
+
+// Capture allocates from the caching allocator's private pool of the graph; with the allocator
+// turned off (PYTORCH_NO_CUDA_MEMORY_CACHING, set for debugging and for compute-sanitizer) an
+// allocation or free during capture is a CUDA error, thrown from a tensor's destructor. The
+// steps then run eagerly (same kernels, same device state; no replay).
+bool capture_possible() { return std::getenv("PYTORCH_NO_CUDA_MEMORY_CACHING") == nullptr; }
+
+// Ends a capture that failed part-way and gives its pool back, so that the stream and the
+// allocator are as before; the caller rethrows.
+void abandon_capture(at::cuda::CUDAGraph& graph, cudaStream_t stream, c10::DeviceIndex dev) {
+  cudaGraph_t partial = nullptr;
+  if (cudaStreamEndCapture(stream, &partial) == cudaSuccess && partial != nullptr) {
+    (void)cudaGraphDestroy(partial);
+  }
+  (void)cudaGetLastError();
+  c10::cuda::CUDACachingAllocator::endAllocateToPool(dev, graph.pool());
+  c10::cuda::CUDACachingAllocator::releasePool(dev, graph.pool());
+}
 
 }  // namespace
 
@@ -111,6 +132,7 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
     }
   };
   release_done();
+  const bool may_capture = capture_possible();
   bool warmed = false, captured = false;
   const int lag = cfg.stop_tokens.empty() ? kLag : 0;
   int seen = 1;  // steps whose tokens were emitted
@@ -128,14 +150,22 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
       if (captured) {
         graph.replay();
         graph_replays().fetch_add(1, std::memory_order_relaxed);
-      } else if (!warmed) {
+      } else if (!warmed || !may_capture) {
         // The first graph-mode step runs as it is: cuBLAS and the allocator warm up on this
         // stream outside the capture.
         step_body();
         warmed = true;
       } else {
         graph.capture_begin();
-        step_body();
+        try {
+          step_body();
+        } catch (const std::exception& e) {
+          abandon_capture(graph, stream.stream(), dev.index());
+          ELI_FAIL(
+              "capturing the decode step as a CUDA graph failed ({}); "
+              "GenerationConfig::cuda_graph = false runs the eager step",
+              e.what());
+        }
         graph.capture_end();
         graph.replay();
         graph_replays().fetch_add(1, std::memory_order_relaxed);

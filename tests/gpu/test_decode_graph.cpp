@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -123,6 +124,28 @@ TEST(DecodeGraphSampling, SeededSamplingIsReproducibleAndSeedDependent) {
   // Sampling is not greedy: some token differs from the argmax run.
   const auto greedy = Generator(tiny()).generate(prompts(), config("full_cache", true));
   EXPECT_NE(a.tokens, greedy.tokens);
+}
+
+// With the caching allocator turned off (PYTORCH_NO_CUDA_MEMORY_CACHING, compute-sanitizer's
+// usual setting) nothing may be allocated during a capture: the steps run eagerly instead, with
+// the same tokens. (Torch reads the variable once, so its allocator keeps caching here; this
+// checks eli's side of it. scripts/gpu_sanitize.sh runs the suite with the allocator off.)
+TEST(DecodeGraphNoCachingAllocator, StepsRunEagerlyWithTheSameTokens) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  const char* before_env = std::getenv("PYTORCH_NO_CUDA_MEMORY_CACHING");
+  const std::string saved = before_env ? before_env : "";
+  const auto eager = Generator(tiny()).generate(prompts(), config("quant_int8", false));
+  setenv("PYTORCH_NO_CUDA_MEMORY_CACHING", "1", 1);
+  const int64_t before = detail::graph_replays().load();
+  const auto graph = Generator(tiny()).generate(prompts(), config("quant_int8", true));
+  const int64_t replays = detail::graph_replays().load() - before;
+  if (before_env) {
+    setenv("PYTORCH_NO_CUDA_MEMORY_CACHING", saved.c_str(), 1);
+  } else {
+    unsetenv("PYTORCH_NO_CUDA_MEMORY_CACHING");
+  }
+  EXPECT_EQ(replays, 0);
+  EXPECT_EQ(eager.tokens, graph.tokens);
 }
 
 }  // namespace

@@ -264,7 +264,9 @@ __global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
     for (int j0 = 0; j0 < n; j0 += kUnroll) {
       float a[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) a[u] = j0 + u < n ? acc[int64_t(s0 + j0 + u) * kD] : 0.f;
+      for (int u = 0; u < kUnroll; ++u) {  // (a split that held no tokens wrote no output)
+        a[u] = j0 + u < n && s_l[j0 + u] > 0.f ? acc[int64_t(s0 + j0 + u) * kD] : 0.f;
+      }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int j = j0 + u;

@@ -62,8 +62,8 @@ Prefill prefill(const model::GPT2& model, KVCache* cache,
   std::vector<int64_t> all(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) all[static_cast<size_t>(b)] = b;
   const std::vector<int64_t> zeros(static_cast<size_t>(batch), 0);
-  for (int64_t n : lens) r.computed += n;
-  if (bs == 0) {
+  if (bs == 0) {  // no prefix reuse: every prompt position is computed, in one pass
+    for (int64_t n : lens) r.computed += n;
     const bool ragged =
         std::any_of(lens.begin(), lens.end(), [&](int64_t n) { return n != lens[0]; });
     const at::Tensor ids = rows(all, zeros);
@@ -71,7 +71,6 @@ Prefill prefill(const model::GPT2& model, KVCache* cache,
         ragged ? model.forward_last(ids, zeros, lens, cache) : model.forward_last(ids, 0, cache);
     return r;
   }
-  r.computed = 0;
   auto common = [&](int64_t a, int64_t b) {
     const auto& x = prompts[static_cast<size_t>(a)];
     const auto& y = prompts[static_cast<size_t>(b)];

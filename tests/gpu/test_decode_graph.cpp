@@ -15,6 +15,7 @@
 #include "eli/kv_cache.h"
 #include "eli/model.h"
 #include "eli/ops.h"
+#include "gpu_test_util.h"
 
 namespace eli {
 namespace {
@@ -22,13 +23,9 @@ namespace {
 constexpr int64_t kBatch = 3, kPrompt = 40;
 constexpr int kNew = 100;
 
-bool gpu_available() { return at::hasCUDA() && ops::has_cuda_ops(); }
+using gpu_test::gpu_available;
 
-const model::GPT2& tiny() {
-  static const model::GPT2 m = model::GPT2::random(GPT2Config::named("L2-E128-H2-V1000-P512"), 7,
-                                                   at::Device(at::kCUDA, 0), at::kHalf);
-  return m;
-}
+const model::GPT2& tiny() { return gpu_test::tiny_gpt2(); }
 
 std::vector<std::vector<int64_t>> prompts() {
   std::vector<std::vector<int64_t>> p(kBatch);
@@ -38,19 +35,8 @@ std::vector<std::vector<int64_t>> prompts() {
   return p;
 }
 
-// Small windows, blocks and chunks so that eviction, block allocation and pooling all happen
-// within the 140 positions.
 GenerationConfig config(const std::string& method, bool graph) {
-  GenerationConfig c;
-  c.method = method;
-  c.max_new_tokens = kNew;
-  c.cuda_graph = graph;
-  c.cache.window_size = 32;
-  c.cache.sink_tokens = 4;
-  c.cache.block_size = 16;
-  c.cache.chunk_size = 16;
-  c.cache.keep_last = 24;
-  return c;
+  return gpu_test::small_cache_config(method, kNew, graph);
 }
 
 class DecodeGraph : public ::testing::TestWithParam<std::string> {};

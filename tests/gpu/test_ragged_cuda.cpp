@@ -14,11 +14,12 @@
 #include "eli/kv_cache.h"
 #include "eli/model.h"
 #include "eli/ops.h"
+#include "gpu_test_util.h"
 
 namespace eli {
 namespace {
 
-bool gpu_available() { return at::hasCUDA() && ops::has_cuda_ops(); }
+using gpu_test::gpu_available;
 
 constexpr int kNew = 60;
 
@@ -34,24 +35,14 @@ std::vector<std::vector<int64_t>> prompts(int64_t vocab) {
 }
 
 GenerationConfig config(const std::string& method, bool graph) {
-  GenerationConfig c;
-  c.method = method;
-  c.max_new_tokens = kNew;
-  c.cuda_graph = graph;
-  c.cache.window_size = 32;
-  c.cache.sink_tokens = 4;
-  c.cache.block_size = 16;
-  c.cache.chunk_size = 16;
-  c.cache.keep_last = 24;
-  return c;
+  return gpu_test::small_cache_config(method, kNew, graph);
 }
 
 class RaggedCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RaggedCuda, GraphStepEqualsEagerStep) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
-  static const model::GPT2 tiny = model::GPT2::random(GPT2Config::named("L2-E128-H2-V1000-P512"), 7,
-                                                      at::Device(at::kCUDA, 0), at::kHalf);
+  const model::GPT2& tiny = gpu_test::tiny_gpt2();
   const std::string method = GetParam();
   const auto eager = Generator(tiny).generate(prompts(1000), config(method, false));
   const int64_t before = detail::graph_replays().load();
@@ -148,8 +139,7 @@ TEST_P(RaggedCuda, StoppedSequencesSitOutGraphSteps) {
 // still taken as a graph step, and its storage went back.
 TEST_P(RaggedCuda, ReleasedSequenceTakesGraphSteps) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
-  static const model::GPT2 tiny = model::GPT2::random(GPT2Config::named("L2-E128-H2-V1000-P512"), 7,
-                                                      at::Device(at::kCUDA, 0), at::kHalf);
+  const model::GPT2& tiny = gpu_test::tiny_gpt2();
   const GenerationConfig cfg = config(GetParam(), true);
   auto cache = Generator(tiny).make_cache_for(cfg, 2);
   const auto ids = at::randint(1000, {2, 9}, at::TensorOptions().dtype(at::kLong));

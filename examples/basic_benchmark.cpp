@@ -3,6 +3,7 @@
 // --prompt-len tokens of the evaluation text, or the prompts given (--prompt, --prompts-file),
 // one sequence each, as given.
 #include "bench_common.h"
+#include "exit_status.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -15,7 +16,7 @@ int main(int argc, char** argv) {
       app, po,
       "Prompt text, one sequence per prompt, run as given (default: --batch rows of --prompt-len "
       "tokens of the evaluation text)");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   int failed = 0;  // methods that ended in an ERROR row: exit status 2
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return failed > 0 ? 2 : 0;
+  return failed > 0 ? examples::kExitFailed : examples::kExitOk;
 }

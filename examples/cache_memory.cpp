@@ -4,13 +4,14 @@
 // mixed <= 0.42) and exits 1 when one is missed.
 //
 //   cache_memory [--batch N] [--tokens N] [--json FILE] [--csv FILE]
-// Exit status: 0 all targets met, 1 a target missed, 2 bad input.
+// Exit status (examples/exit_status.h): 0 all targets met, 2 a target missed, 1 an error.
 
 #include <map>
 #include <string>
 #include <vector>
 
 #include "bench_common.h"
+#include "exit_status.h"
 #include "row_report.h"
 
 int main(int argc, char** argv) {
@@ -26,12 +27,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 16))
       ->capture_default_str();
   examples::add_output_options(app, o);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
-  }
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   try {
     examples::apply_common(o);
     const eli::ModelShape shape = eli::ModelShape::of(eli::GPT2Config::named("gpt2"));
@@ -94,9 +90,9 @@ int main(int argc, char** argv) {
     out << "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
            "reserved (unused capacity, block padding) is reported apart.\n";
     examples::write_rows(rep, o.json, o.csv, out);
-    return ok ? 0 : 1;
+    return ok ? examples::kExitOk : examples::kExitFailed;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
-    return 2;
+    return examples::kExitError;
   }
 }

@@ -11,6 +11,7 @@
 
 #include "bench_common.h"
 #include "eli/benchmark/shared_prefix.h"
+#include "exit_status.h"
 
 namespace {
 
@@ -214,7 +215,7 @@ int main(int argc, char** argv) {
                  "reuse (prompt positions computed, KV bytes, TTFT, decode tok/s); 'auto' = "
                  "32x512+32 on CUDA, 8x256+16 on the CPU; 'none' = off")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   int failed = 0;  // runs that ended in an ERROR row: exit status 2
   try {
     if (shared_prefix != "auto" && shared_prefix != "none") {
@@ -340,7 +341,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return failed > 0 ? 2 : 0;
+  return failed > 0 ? examples::kExitFailed : examples::kExitOk;
 }

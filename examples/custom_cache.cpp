@@ -16,6 +16,7 @@
 #include "bench_common.h"
 #include "eli/cache/quantize.h"
 #include "eli/cache/registry.h"
+#include "exit_status.h"
 
 namespace {
 
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
   CLI::App app{"eli custom_cache: a user-written FP8 codec benchmarked next to built-in methods"};
   examples::CommonOptions o;
   examples::add_common_options(app, o);
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   int failed = 0;
   try {
     // The spec token "fp8" with every built-in layout ("full+fp8", "paged(block=16)+fp8", ...)
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     failed = examples::emit(examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv), o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return failed > 0 ? 2 : 0;
+  return failed > 0 ? examples::kExitFailed : examples::kExitOk;
 }

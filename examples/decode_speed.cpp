@@ -11,6 +11,7 @@
 
 #include "eli/benchmark/report.h"
 #include "eli/eli.h"
+#include "exit_status.h"
 #include "split_methods.h"
 #include "threads.h"
 
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path,
                  "Append one record per method (with the run's context) to this JSON array file; "
                  "'-' prints the array to stdout (the table then goes to stderr)");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   try {
     ELI_CHECK(batch >= 1 && prompt_len >= 1 && steps >= 2 && reps >= 1,
               "--batch, --prompt-len, --repetitions must be >= 1 and --steps >= 2");
@@ -124,7 +125,7 @@ int main(int argc, char** argv) {
     if (json_path == "-") std::printf("%s\n", to_stdout.dump(1).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return 0;
+  return examples::kExitOk;
 }

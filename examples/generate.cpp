@@ -10,6 +10,7 @@
 #include "eli/benchmark/metrics.h"
 #include "eli/benchmark/report.h"
 #include "eli/eli.h"
+#include "exit_status.h"
 #include "prompt_options.h"
 #include "threads.h"
 
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
                  "Write the text, token ids, timing, cache statistics and the run's context as "
                  "JSON to this file ('-' = stdout; the printed text then goes to stderr); "
                  "\"sequences\" holds each prompt with its continuation");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
 
   try {
     examples::apply_threads(threads);
@@ -166,7 +167,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return 0;
+  return examples::kExitOk;
 }

@@ -3,6 +3,7 @@
 // CSV through the same fields.
 #include "bench_common.h"
 #include "eli/benchmark/quality.h"
+#include "exit_status.h"
 #include "row_report.h"
 
 int main(int argc, char** argv) {
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
                  "Tokens per segment (prefix + scored; at most the model's n_positions)")
       ->check(CLI::Range(2, examples::kMaxTokens))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     const eli::model::GPT2& m = *s.model;
@@ -125,7 +126,7 @@ int main(int argc, char** argv) {
     examples::write_rows(rep, o.json, o.csv, out);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return 0;
+  return examples::kExitOk;
 }

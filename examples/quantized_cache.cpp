@@ -1,6 +1,7 @@
 // quantized_cache: greedy generation through INT8, INT4 and mixed (INT8 K / INT4 V) caches next
 // to the full cache: the text each produces, the exact cache bytes, and quality.
 #include "bench_common.h"
+#include "exit_status.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"eli quantized_cache: what INT8 / INT4 / mixed KV caches cost and save"};
@@ -15,7 +16,7 @@ int main(int argc, char** argv) {
   app.add_option("--modes", modes, "Quantization modes: int8, int4, mixed")
       ->delimiter(',')
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   int failed = 0;  // methods that ended in an ERROR row: exit status 2
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
         o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return examples::kExitError;
   }
-  return failed > 0 ? 2 : 0;
+  return failed > 0 ? examples::kExitFailed : examples::kExitOk;
 }

@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
     const bool help = std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h";
     (help ? std::cout : std::cerr) << "usage: quickstart (no options; the README's C++ example: "
                                       "64 tokens from the default model through quant_int8)\n";
-    return help ? 0 : 2;
+    return help ? 0 : 1;  // 1: a usage error, as in every tool (examples/exit_status.h)
   }
   const at::Device dev = eli::model::resolve_device("auto");  // cuda if present
   const auto model = eli::model::GPT2::from_spec("default", dev, eli::model::default_dtype(dev));

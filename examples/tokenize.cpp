@@ -8,6 +8,7 @@
 #include "eli/error.h"
 #include "eli/model.h"
 #include "eli/tokenizer.h"
+#include "exit_status.h"
 
 namespace {
 
@@ -53,11 +54,7 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-special", allow_special,
                "Encode \"<|endoftext|>\" as the special token 50256 (else it is plain text)");
   app.add_flag("--decode", decode, "Input is a JSON array of ids; print the text");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 1;  // --help is 0; any bad flag is 1
-  }
+  if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
 
   try {
     if (tokenizer_dir.empty()) tokenizer_dir = eli::model::assets_dir() + "/tokenizer";
@@ -70,9 +67,9 @@ int main(int argc, char** argv) {
       std::cout << nlohmann::json(tok.encode(text, allow_special)).dump() << "\n";
     }
     std::cout.flush();
-    return std::cout.good() ? 0 : 1;
+    return std::cout.good() ? examples::kExitOk : examples::kExitError;
   } catch (const std::exception& e) {
     std::cerr << "tokenize: error: " << e.what() << "\n";
-    return 1;
+    return examples::kExitError;
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command lines of the example binaries (docs/ERRORS.md): bad ones must fail with the expected
-# exit status and a message naming the problem; --json - / --csv - write to stdout; several
+# exit status (0 ok, 1 an error or a usage error, 2 a method failed: the same in every tool) and a
+# message naming the problem; --json - / --csv - write to stdout; several
 # prompts (--prompt repeated, --prompts-file) run as given.
 #   tests/cli_errors.sh CASE BIN_DIR
 set -u
@@ -8,6 +9,9 @@ case_name=$1
 bin=$(cd "$2" && pwd)
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+# Every example tool: the same exit statuses (examples/exit_status.h).
+tools="basic_benchmark comprehensive_benchmark quantized_cache custom_cache quality_report \
+  cache_memory decode_speed generate tokenize quickstart"
 expect() {  # expect STATUS REGEX -- command...
   local want=$1 re=$2
   shift 3
@@ -78,18 +82,44 @@ assert d["results"][0]["repetitions"] == 2 and len(d["results"][0]["decode_token
 ' "$out" || { echo "FAIL: stdout is not the JSON report"; head -c 2000 "$out"; exit 1; }
     echo "ok: $case_name" ;;
   help_everywhere)  # every tool answers --help with exit 0 and a usage text
-    for t in basic_benchmark comprehensive_benchmark quantized_cache quality_report cache_memory \
-             decode_speed generate tokenize quickstart; do
+    for t in $tools; do
       "$bin/$t" --help >"$out" 2>&1 || { echo "FAIL: $t --help exit $?"; cat "$out"; exit 1; }
       grep -qiE "usage|options" "$out" || { echo "FAIL: $t --help printed no usage"; cat "$out"; exit 1; }
     done
     echo "ok: $case_name" ;;
-  unknown_flag_everywhere)  # every tool refuses a flag it does not know, naming it
-    for t in basic_benchmark comprehensive_benchmark quantized_cache quality_report cache_memory \
-             decode_speed generate tokenize quickstart; do
-      "$bin/$t" --no-such-flag >"$out" 2>&1 && { echo "FAIL: $t accepted --no-such-flag"; exit 1; }
+  unknown_flag_everywhere)  # every tool refuses a flag it does not know, naming it, with status 1
+    for t in $tools; do
+      "$bin/$t" --no-such-flag >"$out" 2>&1
+      rc=$?
+      [ $rc -eq 1 ] || { echo "FAIL: $t --no-such-flag exit $rc, expected 1"; cat "$out"; exit 1; }
       grep -qE "no-such-flag|usage" "$out" || { echo "FAIL: $t did not say why"; cat "$out"; exit 1; }
     done
+    echo "ok: $case_name" ;;
+  usage_error_status_everywhere)  # a flag value the tool refuses, or a flag without its value: 1
+    for cmd in "basic_benchmark --batch 0" "comprehensive_benchmark --repetitions 0" \
+               "quantized_cache --threads -1" "custom_cache --max-new-tokens -1" \
+               "quality_report --segments 0" "cache_memory --tokens 1" "decode_speed --batch x" \
+               "generate --max-new-tokens" "tokenize --text"; do
+      # shellcheck disable=SC2086
+      "$bin/"$cmd >"$out" 2>&1
+      rc=$?
+      [ $rc -eq 1 ] || { echo "FAIL: $cmd exit $rc, expected 1"; cat "$out"; exit 1; }
+      [ -s "$out" ] || { echo "FAIL: $cmd said nothing"; exit 1; }
+    done
+    echo "ok: $case_name" ;;
+  method_fails_status_everywhere)  # a failed method: 2 in every benchmark tool, reports written
+    dir=$(mktemp -d)
+    for t in basic_benchmark quantized_cache custom_cache comprehensive_benchmark; do
+      "$bin/$t" --methods foo,full_cache --batch 1 --prompt-len 8 --max-new-tokens 2 \
+        --repetitions 1 --warmup 0 --no-quality --json "$dir/$t.json" \
+        $([ $t = comprehensive_benchmark ] && echo "--no-plots --shared-prefix none") \
+        >"$out" 2>&1
+      rc=$?
+      [ $rc -eq 2 ] || { echo "FAIL: $t exit $rc, expected 2"; cat "$out"; exit 1; }
+      grep -q "error: foo" "$out" || { echo "FAIL: $t did not name the method"; cat "$out"; exit 1; }
+      [ -s "$dir/$t.json" ] || { echo "FAIL: $t wrote no report"; exit 1; }
+    done
+    rm -rf "$dir"
     echo "ok: $case_name" ;;
   json_stdout_tools)  # generate, decode_speed, cache_memory: --json - is JSON with the context
     for cmd in "generate --max-new-tokens 3" "decode_speed --model random:L2-E64-H2 --steps 3 --repetitions 1" \

@@ -1,0 +1,30 @@
+#pragma once
+// Exit statuses, the same in every example tool (docs/ERRORS.md), and the command-line parse
+// that maps CLI11's own codes (105 for a bad value, 109 for an unknown flag, ...) onto them.
+#include <CLI/CLI.hpp>
+#include <optional>
+
+namespace examples {
+
+/// Success, and --help.
+constexpr int kExitOk = 0;
+/// An error stopped the tool (`error: ...` on stderr says which): a usage error (a flag it does
+/// not know, a flag value out of range), a file that cannot be read, a value the library refuses.
+constexpr int kExitError = 1;
+/// The run finished and its reports were written, but a requested method failed (its ERROR row
+/// says why) or, in cache_memory, a target was missed.
+constexpr int kExitFailed = 2;
+
+/// Parses the command line. Returns the status to exit with when the tool should stop here
+/// (--help: kExitOk after the usage text; a usage error: kExitError after CLI11's message),
+/// nothing when it should go on.
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitError;
+  }
+  return std::nullopt;
+}
+
+}  // namespace examples

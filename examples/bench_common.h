@@ -1,6 +1,6 @@
 #pragma once
 // Shared by the example tools: the common flags (--model --device --threads --methods
-// --max-new-tokens --batch --prompt-len --json --csv ...), model, tokenizer and
+// --max-new-tokens --batch --prompt-len --json --csv --markdown ...), model, tokenizer and
 // evaluation-text loading, progress, and writing the reports. Header-only: each example is one
 // executable. Same thing, same flag name and default in every tool.
 #include <ATen/Parallel.h>
@@ -35,7 +35,7 @@ struct CommonOptions {
   int max_new_tokens = 32;
   std::vector<int64_t> batch{1};
   std::vector<int64_t> prompt_len{128};
-  std::string json, csv;
+  std::string json, csv, markdown;
   int warmup = 1;
   int repetitions = 5;
   bool no_quality = false;
@@ -73,11 +73,14 @@ inline void add_model_options(CLI::App& app, CommonOptions& o) {
       ->capture_default_str();
 }
 
-// --json --csv
+// --json --csv --markdown
 inline void add_output_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--json", o.json,
                  "Write every number and the run context as JSON to this file ('-' = stdout)");
   app.add_option("--csv", o.csv, "Write one CSV row per result to this file ('-' = stdout)");
+  app.add_option("--markdown", o.markdown,
+                 "Write the report's tables as Markdown (the same columns and rows as the text "
+                 "table), with the run line and command, to this file ('-' = stdout)");
 }
 
 // --eval-file --eval-prefix --eval-tokens
@@ -176,10 +179,20 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-/// Applies --threads; refuses --json - with --csv - (both cannot own stdout).
+/// Refuses two of --json / --csv / --markdown on stdout ('-'): they cannot share it.
+inline void check_stdout_outputs(const std::string& json, const std::string& csv,
+                                 const std::string& markdown) {
+  const int n = (json == "-") + (csv == "-") + (markdown == "-");
+  ELI_CHECK(n <= 1, "{} write to stdout; give all but one of them a file",
+            json == "-" && csv == "-" && markdown == "-" ? "--json -, --csv - and --markdown -"
+            : json == "-" && csv == "-"                  ? "--json - and --csv - both"
+            : json == "-"                                ? "--json - and --markdown - both"
+                                                         : "--csv - and --markdown - both");
+}
+
+/// Applies --threads; refuses two outputs on stdout.
 inline void apply_common(const CommonOptions& o) {
-  ELI_CHECK(!(o.json == "-" && o.csv == "-"),
-            "--json - and --csv - both write to stdout; give one of them a file");
+  check_stdout_outputs(o.json, o.csv, o.markdown);
   apply_threads(o.threads);
 }
 
@@ -308,9 +321,10 @@ inline eli::benchmark::Report new_report(const Setup& s, const eli::benchmark::B
   return rep;
 }
 
-/// Where the human-readable report goes: stdout, unless JSON or CSV is written there ('-').
+/// Where the human-readable report goes: stdout, unless JSON, CSV or Markdown is written there
+/// ('-').
 inline std::ostream& text_out(const CommonOptions& o) {
-  return o.json == "-" || o.csv == "-" ? std::cerr : std::cout;
+  return o.json == "-" || o.csv == "-" || o.markdown == "-" ? std::cerr : std::cout;
 }
 
 /// Progress on stderr: rewritten in place on a terminal, one line per step in a log.
@@ -335,14 +349,24 @@ inline eli::benchmark::Report run_methods(const Setup& s, eli::benchmark::Benchm
   return rep;
 }
 
-/// Prints the report (table, quality, notes) and writes JSON / CSV when paths are given ('-' =
-/// stdout; the text then goes to stderr). Returns the number of rows whose method failed (each
-/// names its error in the table; the first also goes to stderr), so that the example can exit
-/// non-zero.
-inline int emit(eli::benchmark::Report rep, const CommonOptions& o) {
+/// Prints the report (table, quality, notes) and writes JSON / CSV / Markdown when paths are
+/// given ('-' = stdout; the text then goes to stderr). With `markdown_sections`, the Markdown
+/// report is appended there instead (a tool with several reports writes one file of them).
+/// Returns the number of rows whose method failed (each names its error in the table; the first
+/// also goes to stderr), so that the example can exit with kExitFailed.
+inline int emit(eli::benchmark::Report rep, const CommonOptions& o,
+                std::string* markdown_sections = nullptr) {
   rep.context.stop_clock();
   std::ostream& out = text_out(o);
   out << eli::benchmark::format_report(rep) << std::flush;
+  if (markdown_sections != nullptr) {
+    *markdown_sections +=
+        eli::benchmark::format_report(rep, eli::benchmark::TableFormat::kMarkdown);
+  } else if (!o.markdown.empty()) {
+    eli::benchmark::write_text_file(
+        o.markdown, eli::benchmark::format_report(rep, eli::benchmark::TableFormat::kMarkdown));
+    if (o.markdown != "-") out << "wrote " << o.markdown << "\n";
+  }
   if (!o.json.empty()) {
     eli::benchmark::write_text_file(o.json, eli::benchmark::to_json(rep));
     if (o.json != "-") out << "wrote " << o.json << "\n";

@@ -84,12 +84,15 @@ int main(int argc, char** argv) {
                           s.metadata_bytes, s.reserved_bytes, ratio, target, met});
     }
     std::ostream& out = examples::text_out(o);
-    out << fmt::format("GPT-2 124M shape, batch {}, {} tokens; fp16 reference {:.2f} MiB\n", batch,
-                       tokens, fp16 / (1 << 20));
-    out << examples::text_table(rep);
-    out << "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
-           "reserved (unused capacity, block padding) is reported apart.\n";
-    examples::write_rows(rep, o.json, o.csv, out);
+    const std::string head =
+        fmt::format("GPT-2 124M shape, batch {}, {} tokens; fp16 reference {:.2f} MiB\n", batch,
+                    tokens, fp16 / (1 << 20));
+    const std::string legend =
+        "ratio = (payload + scales + residual + metadata) / fp16 bytes of the same tokens; "
+        "reserved (unused capacity, block padding) is reported apart.\n";
+    out << head << examples::text_table(rep) << legend;
+    examples::write_rows(rep, o.json, o.csv, o.markdown,
+                         examples::markdown_provenance(rep.context) + head + legend + "\n", out);
     return ok ? examples::kExitOk : examples::kExitFailed;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -106,7 +106,7 @@ CachePoint parse_cache_point(const std::string& spec) {
 // step reads (random weights: no quality columns). Its own report: <out>_cache_point.{json,csv}.
 int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
                     const examples::Setup& main, const std::string& json, const std::string& csv,
-                    int argc, char** argv) {
+                    int argc, char** argv, std::string& markdown) {
   examples::Setup s;
   s.device = main.device;
   s.model_spec = cp.model;
@@ -133,7 +133,8 @@ int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
   examples::CommonOptions out = o;
   out.json = json;
   out.csv = csv;
-  return examples::emit(rep, out);
+  markdown += "\n## Cache-heavy point\n\n";
+  return examples::emit(rep, out, &markdown);
 }
 
 // "dir/name.json" -> "dir/name_cache_point.json"; stdout ("-") holds the main report only.
@@ -295,6 +296,7 @@ int main(int argc, char** argv) {
       sweep.prompt_lens = lens;
     }
     eli::benchmark::Report rep = examples::run_methods(s, b, prompts, o.methods, sweep, argc, argv);
+    std::string markdown = "## Main sweep\n\n";  // every section, written once to --markdown
 
     if (!no_plots) {
       const std::string script = find_plot_script();
@@ -309,7 +311,7 @@ int main(int argc, char** argv) {
         no_plots = true;
       }
       rep.context.notes = s.notes;
-      failed += examples::emit(rep, o);
+      failed += examples::emit(rep, o, &markdown);
       if (!script.empty() && !no_plots) {
         const std::string cmd =
             fmt::format("{} '{}' '{}' --out '{}'", python, script, o.json, plots_dir);
@@ -319,7 +321,7 @@ int main(int argc, char** argv) {
       }
     } else {
       rep.context.notes = s.notes;
-      failed += examples::emit(rep, o);
+      failed += examples::emit(rep, o, &markdown);
     }
     if (cache_point == "auto") {
       cache_point = s.device.is_cuda() ? "random:L12-E768-H12-P4096,32x3968,64" : "none";
@@ -328,16 +330,21 @@ int main(int argc, char** argv) {
       examples::text_out(o) << "\n";
       failed +=
           run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
-                          with_suffix(o.csv, "_cache_point"), argc, argv);
+                          with_suffix(o.csv, "_cache_point"), argc, argv, markdown);
     }
     if (shared_prefix == "auto") shared_prefix = s.device.is_cuda() ? "32x512+32" : "8x256+16";
     if (shared_prefix != "none") {
       eli::benchmark::SharedPrefixConfig sp = parse_shared_prefix(shared_prefix);
       sp.generation = examples::bench_config(o, s).generation;
       sp.max_new_tokens = std::min(o.max_new_tokens, 16);
-      examples::text_out(o) << "\n"
-                            << eli::benchmark::format_shared_prefix(
-                                   eli::benchmark::run_shared_prefix(*s.model, sp), sp);
+      const std::string table =
+          eli::benchmark::format_shared_prefix(eli::benchmark::run_shared_prefix(*s.model, sp), sp);
+      examples::text_out(o) << "\n" << table;
+      markdown += "\n## Shared prefix\n\n```text\n" + table + "```\n";
+    }
+    if (!o.markdown.empty()) {
+      eli::benchmark::write_text_file(o.markdown, markdown);
+      if (o.markdown != "-") examples::text_out(o) << "wrote " << o.markdown << "\n";
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -116,14 +116,16 @@ int main(int argc, char** argv) {
     progress.finish();
 
     std::ostream& out = examples::text_out(o);
-    out << fmt::format(
+    const std::string head = fmt::format(
         "model {} ({}), {} ({}), {} threads: {} segments x {} tokens (prefill {}, {} scored "
         "tokens), full-cache perplexity {:.3f}\n\n",
         s.model_spec, rep.context.model_shape, rep.context.device, rep.context.dtype,
         rep.context.threads, segments, segment_len, o.eval_prefix, n, full_ppl);
-    for (const auto& note : s.notes) out << "note: " << note << "\n";
-    out << examples::markdown_table(rep) << std::flush;
-    examples::write_rows(rep, o.json, o.csv, out);
+    std::string notes;
+    for (const auto& note : s.notes) notes += "note: " + note + "\n";
+    out << head << notes << examples::markdown_table(rep) << std::flush;
+    examples::write_rows(rep, o.json, o.csv, o.markdown,
+                         examples::markdown_provenance(rep.context) + head + notes, out);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return examples::kExitError;

@@ -57,7 +57,7 @@ inline std::string text_table(const RowReport& r) {
   return out;
 }
 
-/// Markdown table (docs/QUALITY.md).
+/// Markdown table (docs/QUALITY.md): the same fields and rows as the text table, JSON and CSV.
 inline std::string markdown_table(const RowReport& r) {
   std::string head = "|", rule = "|";
   for (const Field& f : r.fields) {
@@ -74,6 +74,13 @@ inline std::string markdown_table(const RowReport& r) {
     out += "\n";
   }
   return out;
+}
+
+/// The run line of a Markdown report: version, revision, device, threads, when, the command.
+inline std::string markdown_provenance(const eli::benchmark::RunContext& c) {
+  return fmt::format("eli {} ({}), {} ({}), {}, {} threads, at {}: `{}`\n\n", c.eli_version,
+                     c.git_revision, c.device.empty() ? "cpu" : c.device, c.device_name,
+                     c.dtype.empty() ? "-" : c.dtype, c.threads, c.timestamp, c.command);
 }
 
 inline std::string row_json(const RowReport& r) {
@@ -126,10 +133,16 @@ inline std::string row_csv(const RowReport& r) {
   return out;
 }
 
-/// Writes JSON / CSV where asked ("-" = stdout) and says so on `text`.
+/// Writes JSON / CSV / Markdown (`markdown_head`, then the table) where asked ("-" = stdout) and
+/// says so on `text`.
 inline void write_rows(RowReport r, const std::string& json, const std::string& csv,
+                       const std::string& markdown, const std::string& markdown_head,
                        std::ostream& text) {
   r.context.stop_clock();
+  if (!markdown.empty()) {
+    eli::benchmark::write_text_file(markdown, markdown_head + markdown_table(r));
+    if (markdown != "-") text << "wrote " << markdown << "\n";
+  }
   if (!json.empty()) {
     eli::benchmark::write_text_file(json, row_json(r));
     if (json != "-") text << "wrote " << json << "\n";

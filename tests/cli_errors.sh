@@ -133,7 +133,27 @@ assert c["schema_version"] >= 2 and c["git_revision"] and c["torch_version"], c
 ' "$out" || { echo "FAIL: $cmd --json - is not JSON with a context"; head -c 1500 "$out"; exit 1; }
     done
     echo "ok: $case_name" ;;
-  both_stdout) expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv - ;;
+  both_stdout)
+    expect 1 "both write to stdout" -- "$bin/basic_benchmark" --json - --csv -
+    expect 1 "--csv - and --markdown - both write to stdout" -- "$bin/basic_benchmark" --csv - --markdown - ;;
+  markdown_output)  # --markdown: the table as Markdown (stdout with '-'), one row per CSV row
+    dir=$(mktemp -d)
+    "$bin/basic_benchmark" --methods full_cache,quant_int8,foo --batch 1,2 --prompt-len 8 \
+      --max-new-tokens 3 --repetitions 2 --warmup 0 --no-quality --markdown - --csv "$dir/r.csv" \
+      >"$out" 2>"$dir/err"
+    [ $? -eq 2 ] || { echo "FAIL: expected exit 2 (foo fails)"; cat "$dir/err"; exit 1; }
+    grep -q "^| method | batch | prompt |" "$out" || { echo "FAIL: no Markdown header"; cat "$out"; exit 1; }
+    grep -q "^|:---|---:|" "$out" || { echo "FAIL: no alignment row"; cat "$out"; exit 1; }
+    rows=$(grep -c '^| `' "$out")
+    csv_rows=$(($(wc -l <"$dir/r.csv") - 1))
+    [ "$rows" -eq "$csv_rows" ] || { echo "FAIL: $rows Markdown rows, $csv_rows CSV rows"; cat "$out"; exit 1; }
+    grep -q '^| `foo` | ERROR' "$out" || { echo "FAIL: no ERROR row"; cat "$out"; exit 1; }
+    grep -q "^method  *batch" "$dir/err" || { echo "FAIL: the text table is not on stderr"; cat "$dir/err"; exit 1; }
+    "$bin/cache_memory" --tokens 64 --markdown "$dir/m.md" >"$out" 2>&1 || { echo "FAIL: cache_memory"; cat "$out"; exit 1; }
+    grep -q '^| `quant_int8` |' "$dir/m.md" && grep -q 'cache_memory --tokens 64' "$dir/m.md" \
+      || { echo "FAIL: cache_memory --markdown"; cat "$dir/m.md"; exit 1; }
+    rm -rf "$dir"
+    echo "ok: $case_name" ;;
   prompts_file_errors)  # --prompts-file: a missing, empty or all-blank file, a bad JSONL line
     dir=$(mktemp -d)
     expect 1 "cannot read prompts file '$dir/none.txt'" -- "$bin/generate" --prompts-file "$dir/none.txt"

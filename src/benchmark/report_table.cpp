@@ -60,39 +60,52 @@ std::string cell(const TableColumn& tc, const MethodResult& r) {
   }
 }
 
-// Rows of cells under their headers, left-aligned first column, the rest right-aligned; columns
-// empty ("-") in every row and not `always` are dropped. Error rows print their message.
-std::string render(const std::vector<TableColumn>& cols, const std::vector<MethodResult>& rows,
-                   bool with_errors) {
+// The cells of a table: one line per shown row, and which columns are kept (those not empty
+// ("-") in every row, and the `always` ones). Error rows keep only their message.
+struct Grid {
   std::vector<std::vector<std::string>> cells;
   std::vector<const MethodResult*> shown;
+  std::vector<size_t> keep;
+  std::vector<size_t> width;  // widest cell or header of each column (for the text table)
+};
+
+Grid grid_of(const std::vector<TableColumn>& cols, const std::vector<MethodResult>& rows,
+             bool with_errors) {
+  Grid g;
   for (const MethodResult& r : rows) {
     if (!r.error.empty() && !with_errors) continue;
-    shown.push_back(&r);
+    g.shown.push_back(&r);
     std::vector<std::string> line;
     for (const TableColumn& tc : cols)
       line.push_back(r.error.empty() || tc.always ? cell(tc, r) : "");
-    cells.push_back(std::move(line));
+    g.cells.push_back(std::move(line));
   }
-  std::vector<size_t> keep;
-  std::vector<size_t> width;
   for (size_t c = 0; c < cols.size(); ++c) {
     bool any = cols[c].always;
     size_t w = std::string(cols[c].header).size();
-    for (size_t i = 0; i < cells.size(); ++i) {
-      if (!shown[i]->error.empty()) continue;
-      any = any || cells[i][c] != "-";
-      w = std::max(w, cells[i][c].size());
+    for (size_t i = 0; i < g.cells.size(); ++i) {
+      if (!g.shown[i]->error.empty()) continue;
+      any = any || g.cells[i][c] != "-";
+      w = std::max(w, g.cells[i][c].size());
     }
-    if (any) keep.push_back(c);
-    width.push_back(w);
+    if (any) g.keep.push_back(c);
+    g.width.push_back(w);
   }
+  return g;
+}
+
+std::string error_text(const MethodResult& r) {
+  return fmt::format("ERROR (batch {}, prompt {}): {}", r.batch, prompt_lens_label(r), r.error);
+}
+
+// Fixed width: the first column left-aligned, the rest right-aligned.
+std::string render_text(const std::vector<TableColumn>& cols, const Grid& g) {
   auto line_of = [&](const std::vector<std::string>& v) {
     std::string out;
-    for (size_t k = 0; k < keep.size(); ++k) {
-      const size_t c = keep[k];
-      out +=
-          k == 0 ? fmt::format("{:<{}}", v[c], width[c]) : fmt::format("  {:>{}}", v[c], width[c]);
+    for (size_t k = 0; k < g.keep.size(); ++k) {
+      const size_t c = g.keep[k];
+      out += k == 0 ? fmt::format("{:<{}}", v[c], g.width[c])
+                    : fmt::format("  {:>{}}", v[c], g.width[c]);
     }
     return out + "\n";
   };
@@ -100,28 +113,58 @@ std::string render(const std::vector<TableColumn>& cols, const std::vector<Metho
   for (const TableColumn& tc : cols) headers.push_back(tc.header);
   std::string out = line_of(headers);
   out += std::string(out.size() - 1, '-') + "\n";
-  for (size_t i = 0; i < cells.size(); ++i) {
-    if (shown[i]->error.empty()) {
-      out += line_of(cells[i]);
+  for (size_t i = 0; i < g.cells.size(); ++i) {
+    const MethodResult& r = *g.shown[i];
+    out += r.error.empty()
+               ? line_of(g.cells[i])
+               : fmt::format("{:<{}}  {}\n", r.method, g.width[g.keep[0]], error_text(r));
+  }
+  return out;
+}
+
+// A Markdown cell: '|' escaped, line breaks as spaces.
+std::string md_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '|') {
+      out += "\\|";
     } else {
-      const MethodResult& r = *shown[i];
-      out += fmt::format("{:<{}}  ERROR (batch {}, prompt {}): {}\n", r.method, width[keep[0]],
-                         r.batch, prompt_lens_label(r), r.error);
+      out += ch == '\n' || ch == '\r' ? ' ' : ch;
     }
   }
   return out;
 }
 
-}  // namespace
-
-std::string format_number(double v, int precision) {
-  if (std::isnan(v)) return "-";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v != 0 && std::fabs(v) < 0.5 * std::pow(10.0, -precision)) return fmt::format("{:.2e}", v);
-  return fmt::format("{:.{}f}", v, precision);
+// GitHub-flavoured Markdown: the first column (the method, as code) left-aligned, numbers right.
+// An error row has its message in the second cell and the others empty.
+std::string render_markdown(const std::vector<TableColumn>& cols, const Grid& g) {
+  std::string head = "|", rule = "|";
+  for (size_t k = 0; k < g.keep.size(); ++k) {
+    head += " " + md_escape(cols[g.keep[k]].header) + " |";
+    rule += k == 0 ? ":---|" : "---:|";
+  }
+  std::string out = head + "\n" + rule + "\n";
+  for (size_t i = 0; i < g.cells.size(); ++i) {
+    const MethodResult& r = *g.shown[i];
+    out += "|";
+    for (size_t k = 0; k < g.keep.size(); ++k) {
+      std::string v = g.cells[i][g.keep[k]];
+      if (k == 0) v = "`" + v + "`";
+      if (!r.error.empty() && k > 0) v = k == 1 ? error_text(r) : "";
+      out += " " + md_escape(v) + " |";
+    }
+    out += "\n";
+  }
+  return out;
 }
 
-std::string format_table(const std::vector<MethodResult>& results) {
+std::string render(const std::vector<TableColumn>& cols, const std::vector<MethodResult>& rows,
+                   bool with_errors, TableFormat format) {
+  const Grid g = grid_of(cols, rows, with_errors);
+  return format == TableFormat::kMarkdown ? render_markdown(cols, g) : render_text(cols, g);
+}
+
+const std::vector<TableColumn>& speed_columns() {
   static const std::vector<TableColumn> cols = {
       {"method", "method", Style::kText, 0, true},
       {"batch", "batch", Style::kFixed, 0, true},
@@ -143,10 +186,44 @@ std::string format_table(const std::vector<MethodResult>& results) {
       {"CPU peak MB", "cpu_peak_mb", Style::kFixed, 0, false},
       {"GPU peak MB", "gpu_peak_mb", Style::kFixed, 1, false},
   };
-  return render(cols, results, true);
+  return cols;
 }
 
-std::string format_quality_table(const std::vector<MethodResult>& results) {
+const std::vector<TableColumn>& quality_columns() {
+  static const std::vector<TableColumn> cols = {
+      {"method", "method", Style::kText, 0, true},
+      {"perplexity", "perplexity", Style::kFixed, 3, true},
+      {"PPL vs full %", "ppl_delta_pct", Style::kFixed, 2, true},
+      {"KL vs full (nats/token)", "kl_vs_full", Style::kFixed, 4, true},
+      {"top-1 agreement", "top1_agreement", Style::kFixed, 4, true},
+  };
+  return cols;
+}
+
+std::vector<TableColumnInfo> infos(const std::vector<TableColumn>& cols) {
+  std::vector<TableColumnInfo> out;
+  for (const TableColumn& c : cols) out.push_back({c.header, c.key});
+  return out;
+}
+
+}  // namespace
+
+std::string format_number(double v, int precision) {
+  if (std::isnan(v)) return "-";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (v != 0 && std::fabs(v) < 0.5 * std::pow(10.0, -precision)) return fmt::format("{:.2e}", v);
+  return fmt::format("{:.{}f}", v, precision);
+}
+
+std::vector<TableColumnInfo> table_columns() { return infos(speed_columns()); }
+
+std::vector<TableColumnInfo> quality_table_columns() { return infos(quality_columns()); }
+
+std::string format_table(const std::vector<MethodResult>& results, TableFormat format) {
+  return render(speed_columns(), results, true, format);
+}
+
+std::string format_quality_table(const std::vector<MethodResult>& results, TableFormat format) {
   std::vector<MethodResult> per_method;
   for (const MethodResult& r : results) {
     if (!r.error.empty() || r.quality.eval_tokens <= 0) continue;
@@ -156,31 +233,32 @@ std::string format_quality_table(const std::vector<MethodResult>& results) {
   }
   if (per_method.empty()) return "";
   const Quality& q = per_method.front().quality;
-  static const std::vector<TableColumn> cols = {
-      {"method", "method", Style::kText, 0, true},
-      {"perplexity", "perplexity", Style::kFixed, 3, true},
-      {"PPL vs full %", "ppl_delta_pct", Style::kFixed, 2, true},
-      {"KL vs full (nats/token)", "kl_vs_full", Style::kFixed, 4, true},
-      {"top-1 agreement", "top1_agreement", Style::kFixed, 4, true},
-  };
   return fmt::format(
              "Quality through each cache (batch 1, once per method, the same for every batch and "
              "prompt above): {} tokens of held-out text prefilled, then {} scored one at a time, "
-             "so the context grows from {} to {} tokens. Full-cache perplexity {}.\n",
+             "so the context grows from {} to {} tokens. Full-cache perplexity {}.\n{}",
              q.eval_prefix, q.eval_tokens, q.eval_prefix, q.eval_prefix + q.eval_tokens,
-             format_number(q.full_perplexity, 3)) +
-         render(cols, per_method, false);
+             format_number(q.full_perplexity, 3), format == TableFormat::kMarkdown ? "\n" : "") +
+         render(quality_columns(), per_method, false, format);
 }
 
-std::string format_report(const Report& report) {
+std::string format_report(const Report& report, TableFormat format) {
   const RunContext& c = report.context;
+  const bool md = format == TableFormat::kMarkdown;
+  // In Markdown the run line is a paragraph: no '|' (a line of them may read as a table row).
+  const char* sep = md ? ", " : " | ";
   std::string out = fmt::format(
-      "eli {} ({}) | model {} ({}, {:.1f}M params) | {} ({}) | {} | {} threads | {} "
-      "repetitions\n",
-      c.eli_version, c.git_revision, c.model, c.model_shape, c.n_params / 1e6, c.device,
-      c.device_name, c.dtype, c.threads, report.config.repetitions);
-  for (const auto& n : c.notes) out += "note: " + n + "\n";
-  out += format_table(report.results);
+      "eli {} ({}){}model {} ({}, {:.1f}M params){}{} ({}){}{}{}{} threads{}{} repetitions\n",
+      c.eli_version, c.git_revision, sep, c.model, c.model_shape, c.n_params / 1e6, sep, c.device,
+      c.device_name, sep, c.dtype, sep, c.threads, sep, report.config.repetitions);
+  if (md) {
+    out += fmt::format("at {}, {:.0f} s{}\n\n", c.timestamp, c.wall_s,
+                       c.command.empty() ? "" : ": `" + c.command + "`");
+  }
+  for (const auto& n : c.notes) out += (md ? "- note: " : "note: ") + n + "\n";
+  if (md && !c.notes.empty()) out += "\n";
+  out += format_table(report.results, format);
+  if (md) out += "\n";
   bool noisy = false, ragged = false;
   for (const MethodResult& r : report.results) {
     noisy = noisy || r.decode_tokens_per_sec_cv > kNoisyCv;
@@ -202,7 +280,7 @@ std::string format_report(const Report& report) {
       ragged ? "prompt a..b: prompts of different lengths, run as given (shortest..longest; the "
                "JSON and CSV list each).\n"
              : "");
-  const std::string quality = format_quality_table(report.results);
+  const std::string quality = format_quality_table(report.results, format);
   if (!quality.empty()) out += "\n" + quality;
   return out;
 }

@@ -68,15 +68,33 @@ struct ColumnInfo {
 };
 std::vector<ColumnInfo> result_columns();
 
-/// Fixed-width table of speed and memory, one row per point (decode and prefill apart,
-/// spread over the repetitions, ratios against full_cache), for stdout. Columns that are
-/// empty in every row (GPU peak on the CPU, quality when not measured) are left out.
-std::string format_table(const std::vector<MethodResult>& results);
+/// How a table is written: fixed-width text (stdout) or a GitHub-flavoured Markdown table (docs).
+/// Both show the same columns and rows, read through result_columns().
+enum class TableFormat { kText, kMarkdown };
+
+/// A column of the tables below: its header, and the result column (JSON key and CSV header,
+/// see result_columns()) whose value it shows.
+struct TableColumnInfo {
+  std::string header;
+  std::string column;
+};
+/// The columns of format_table / format_quality_table, in order (a table leaves out those empty
+/// in every row, as said there).
+std::vector<TableColumnInfo> table_columns();
+std::vector<TableColumnInfo> quality_table_columns();
+
+/// Table of speed and memory, one row per point (decode and prefill apart, spread over the
+/// repetitions, ratios against full_cache). Columns that are empty in every row (GPU peak on the
+/// CPU, quality when not measured) are left out. A failed point is one row with its error.
+std::string format_table(const std::vector<MethodResult>& results,
+                         TableFormat format = TableFormat::kText);
 /// Quality per method (measured once per method on the evaluation stream), with the
 /// context it was measured at; "" when no result has stream quality.
-std::string format_quality_table(const std::vector<MethodResult>& results);
-/// The whole text report: run line, notes, both tables and a legend.
-std::string format_report(const Report& report);
+std::string format_quality_table(const std::vector<MethodResult>& results,
+                                 TableFormat format = TableFormat::kText);
+/// The whole report: run line, notes, both tables and a legend. In Markdown the run line also
+/// says when, how long and the command line (code), and the notes are a list.
+std::string format_report(const Report& report, TableFormat format = TableFormat::kText);
 /// Pretty-printed JSON with every number (NaN -> null), the context and the config.
 std::string to_json(const Report& report);
 /// The context as a JSON object (for tools that write their own rows).

@@ -1,9 +1,12 @@
 // comprehensive_benchmark: the main job. With no arguments: all eight KV-cache methods on the
 // default model (CUDA when present, else CPU), swept over batch size and prompt length, with
-// quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots. On
-// CUDA a second point follows where the KV cache is most of a step's reads (batch 32, context
-// 4096, 124M shape): results/comprehensive_cache_point.{json,csv}. With --prompt /
-// --prompts-file the sweep runs those prompts as given instead of cutting the evaluation text.
+// quality against the full cache; writes results/comprehensive.{json,csv} and PNG plots. Then
+// the cache sweep, where the KV cache is most of what a decode step reads: every cache method
+// on a random-weight model at long contexts (CUDA: the 124M shape with 4096 positions, batch 32,
+// contexts up to 4096; CPU: a smaller shape a 2-core machine runs in a few minutes), speed and
+// memory only: results/comprehensive_cache_sweep.{json,csv}. Then the shared-prefix workload.
+// With --prompt / --prompts-file the main sweep runs those prompts as given instead of cutting
+// the evaluation text.
 #include <ATen/Context.h>
 #include <fmt/ranges.h>
 
@@ -74,70 +77,182 @@ double estimate_s(const Plan& p, const std::vector<std::string>& methods, int ev
   return ms / 1000.0;
 }
 
-// The cache-heavy point: MODEL,BATCHxPROMPT,NEW (e.g. random:L12-E768-H12-P4096,32x3968,64).
-struct CachePoint {
+// The cache sweep: MODEL,BATCHxPROMPT[/PROMPT...],NEW, e.g.
+// random:L12-E768-H12-P4096,32x512/1024/2048/4032,64.
+struct CacheSweep {
   std::string model;
-  int64_t batch = 0, prompt = 0;
+  int64_t batch = 0;
+  std::vector<int64_t> prompts;
   int max_new = 0;
 };
 
-CachePoint parse_cache_point(const std::string& spec) {
-  CachePoint c;
-  const size_t a = spec.find(','), b = spec.rfind(',');
-  const size_t x = a == std::string::npos ? a : spec.find('x', a);
-  ELI_CHECK(a != std::string::npos && b != a && x != std::string::npos && x < b,
-            "--cache-point '{}': expected MODEL,BATCHxPROMPT,NEW (e.g. "
-            "random:L12-E768-H12-P4096,32x3968,64) or 'none'",
-            spec);
-  c.model = spec.substr(0, a);
-  try {
-    c.batch = std::stoll(spec.substr(a + 1, x - a - 1));
-    c.prompt = std::stoll(spec.substr(x + 1, b - x - 1));
-    c.max_new = std::stoi(spec.substr(b + 1));
-  } catch (const std::exception&) {
-    ELI_FAIL("--cache-point '{}': BATCH, PROMPT and NEW must be integers", spec);
+// On CUDA: the GPT-2 124M shape with 4096 positions, batch 32, contexts up to 4096 tokens (the
+// last prompt + 64 new tokens): the KV cache is ~20x the bytes of the weights (fp16).
+constexpr const char* kCudaCacheSweep = "random:L12-E768-H12-P4096,32x512/1024/2048/4032,64";
+// On the CPU: GPT-2's head size (64) and vocabulary, 6 layers of width 384, 2048 positions; at
+// batch 4 and 2048 tokens the KV cache (144 MiB in fp32) outweighs the weights (117 MiB). The
+// largest of the presets whose estimate fits --time-budget runs (see estimate_sweep_s).
+constexpr const char* kCpuCacheModel = "random:L6-E384-H6-P2048";
+
+const std::vector<CacheSweep>& cpu_cache_ladder() {
+  static const std::vector<CacheSweep> plans{{kCpuCacheModel, 4, {256, 512, 1024, 2032}, 16},
+                                             {kCpuCacheModel, 4, {256, 1024, 2032}, 16},
+                                             {kCpuCacheModel, 2, {256, 1024, 2032}, 16},
+                                             {kCpuCacheModel, 2, {256, 512, 1024}, 16},
+                                             {kCpuCacheModel, 2, {128, 512}, 16}};
+  return plans;
+}
+
+std::string to_spec(const CacheSweep& c) {
+  return fmt::format("{},{}x{},{}", c.model, c.batch, fmt::join(c.prompts, "/"), c.max_new);
+}
+
+// Cost of one sequence on this machine, linear in its context: prefill ms per prompt token =
+// pre0 + pre1 * P (attention grows with P), decode ms per step = dec0 + dec1 * context.
+struct ContextCost {
+  double pre0 = 0, pre1 = 0, dec0 = 0, dec1 = 0;
+};
+
+// Fitted to two short full-cache runs of `m` (batch 2, prompts of 128 and 512 tokens).
+ContextCost calibrate(const eli::model::GPT2& m, const std::vector<int64_t>& ids) {
+  const eli::Generator gen(m);
+  eli::GenerationConfig g;
+  g.max_new_tokens = 9;
+  const int64_t lens[2] = {128, 512};
+  double pre[2], dec[2];
+  for (int i = 0; i < 2; ++i) {
+    const auto prompt = eli::benchmark::make_prompt_batch(ids, 2, lens[i]);
+    gen.generate(prompt, g);  // warm-up
+    const auto r = gen.generate(prompt, g);
+    pre[i] = r.timing.prefill_ms / (2.0 * static_cast<double>(lens[i]));
+    dec[i] = eli::benchmark::median(r.timing.decode_ms) / 2.0;
   }
-  ELI_CHECK(c.batch >= 1 && c.prompt >= 1 && c.max_new >= 2,
-            "--cache-point '{}': BATCH and PROMPT must be >= 1, NEW >= 2", spec);
+  const double span = static_cast<double>(lens[1] - lens[0]);
+  ContextCost c;
+  c.pre1 = std::max(0.0, (pre[1] - pre[0]) / span);  // a noisy machine may invert the two
+  c.pre0 = std::max(0.0, pre[1] - c.pre1 * static_cast<double>(lens[1]));
+  c.dec1 = std::max(0.0, (dec[1] - dec[0]) / span);
+  c.dec0 = std::max(0.0, dec[1] - c.dec1 * static_cast<double>(lens[1]));
   return c;
 }
 
-// Speed and memory of every method where the KV cache, not the weights, is most of what a decode
-// step reads (random weights: no quality columns). Its own report: <out>_cache_point.{json,csv}.
-int run_cache_point(const CachePoint& cp, const examples::CommonOptions& o,
-                    const examples::Setup& main, const std::string& json, const std::string& csv,
-                    int argc, char** argv, std::string& markdown) {
+// Seconds a cache sweep should take: per method and prompt, `reps` timed and `warmup` untimed
+// runs (4 decode steps), each a prefill of batch x P tokens and the decode steps of batch
+// sequences (decode cost taken as linear in the batch, which overestimates it).
+double estimate_sweep_s(const CacheSweep& cs, size_t methods, int reps, int warmup,
+                        const ContextCost& c) {
+  double ms = 0;
+  const double b = static_cast<double>(cs.batch);
+  for (int64_t p64 : cs.prompts) {
+    const double p = static_cast<double>(p64);
+    const double prefill = b * p * (c.pre0 + c.pre1 * p);
+    auto decode = [&](int n) { return (n - 1) * b * (c.dec0 + c.dec1 * (p + n / 2.0)); };
+    ms += static_cast<double>(methods) * (reps * (prefill + decode(cs.max_new)) +
+                                          warmup * (prefill + decode(std::min(4, cs.max_new))));
+  }
+  return ms / 1000.0;
+}
+
+CacheSweep parse_cache_sweep(const std::string& spec) {
+  CacheSweep c;
+  const size_t a = spec.find(','), b = spec.rfind(',');
+  const size_t x = a == std::string::npos ? a : spec.find('x', a);
+  ELI_CHECK(a != std::string::npos && b != a && x != std::string::npos && x < b,
+            "--cache-sweep '{}': expected MODEL,BATCHxPROMPT[/PROMPT...],NEW (e.g. {}), auto or "
+            "none",
+            spec, kCudaCacheSweep);
+  c.model = spec.substr(0, a);
+  try {
+    size_t used = 0;
+    const std::string batch = spec.substr(a + 1, x - a - 1), news = spec.substr(b + 1);
+    c.batch = std::stoll(batch, &used);
+    ELI_CHECK(used == batch.size(), "");
+    c.max_new = std::stoi(news, &used);
+    ELI_CHECK(used == news.size(), "");
+    std::string lens = spec.substr(x + 1, b - x - 1) + "/";
+    for (size_t p = 0, q; (q = lens.find('/', p)) != std::string::npos; p = q + 1) {
+      const std::string len = lens.substr(p, q - p);
+      c.prompts.push_back(std::stoll(len, &used));
+      ELI_CHECK(used == len.size(), "");
+    }
+  } catch (const std::exception&) {
+    ELI_FAIL("--cache-sweep '{}': BATCH, each PROMPT and NEW must be integers", spec);
+  }
+  ELI_CHECK(c.batch >= 1 && c.max_new >= 2 &&
+                std::all_of(c.prompts.begin(), c.prompts.end(), [](int64_t p) { return p >= 1; }),
+            "--cache-sweep '{}': BATCH and every PROMPT must be >= 1, NEW >= 2", spec);
+  return c;
+}
+
+// Speed and memory of every cache method (no_cache, which keeps no cache and recomputes every
+// position at every step, is left out) where the KV cache, not the weights, is most of what a
+// decode step reads: random weights, so no quality columns. Its own report (the text after the
+// main one, <json>_cache_sweep.{json,csv}, a Markdown section). Returns the failed rows.
+// With several candidates (the CPU presets, largest first), the largest whose estimate fits
+// `budget_s` runs, the smallest when none does; the choice is in the report's notes.
+int run_cache_sweep(const std::vector<CacheSweep>& candidates, double budget_s,
+                    const examples::CommonOptions& o, const examples::Setup& main,
+                    const examples::CommonOptions& out, int argc, char** argv,
+                    std::string& markdown) {
+  std::vector<std::string> methods;
+  for (const auto& m : o.methods) {
+    if (eli::method_kind(m) != eli::MethodKind::kRecompute) methods.push_back(m);
+  }
+  std::ostream& text = examples::text_out(o);
+  if (methods.empty()) {
+    text << "\nCache sweep skipped: no cache method among --methods\n";
+    return 0;
+  }
   examples::Setup s;
   s.device = main.device;
-  s.model_spec = cp.model;
-  s.model.emplace(
-      eli::model::GPT2::from_spec(cp.model, s.device, eli::model::default_dtype(s.device), o.seed));
-  const int64_t vocab = s.model->config().vocab_size;
-  ELI_CHECK(cp.prompt + cp.max_new - 1 <= s.model->config().n_positions,
-            "--cache-point: prompt {} + {} new tokens exceed the model's n_positions = {}",
-            cp.prompt, cp.max_new, s.model->config().n_positions);
+  s.model_spec = candidates.front().model;
+  s.model.emplace(eli::model::GPT2::from_spec(s.model_spec, s.device,
+                                              eli::model::default_dtype(s.device), o.seed));
+  const int64_t vocab = s.model->config().vocab_size, n_pos = s.model->config().n_positions;
   for (int64_t id : main.text_ids) s.text_ids.push_back(id % vocab);
+  CacheSweep cs = candidates.front();
+  if (candidates.size() > 1) {
+    const ContextCost cost = calibrate(*s.model, s.text_ids);
+    double est = 0;
+    for (const CacheSweep& c : candidates) {
+      cs = c;
+      est = estimate_sweep_s(c, methods.size(), o.repetitions, o.warmup, cost);
+      if (est <= budget_s) break;
+    }
+    s.notes.push_back(fmt::format(
+        "cache sweep chosen for a {:.0f} s budget (calibration: prefill {:.3f} + {:.2e} x P ms "
+        "per token, decode {:.3f} + {:.2e} x context ms per step and sequence): {}; estimated "
+        "{:.0f} s",
+        budget_s, cost.pre0, cost.pre1, cost.dec0, cost.dec1, to_spec(cs), est));
+  }
+  for (int64_t p : cs.prompts) {
+    ELI_CHECK(p + cs.max_new - 1 <= n_pos,
+              "--cache-sweep: prompt {} + {} new tokens exceed the model's n_positions = {}", p,
+              cs.max_new, n_pos);
+  }
   s.notes.push_back(fmt::format(
-      "cache-heavy point: batch {} x {} prompt tokens + {} new on {} (random weights: speed and "
-      "memory only); the text's token ids folded modulo the vocabulary ({})",
-      cp.batch, cp.prompt, cp.max_new, cp.model, vocab));
+      "cache sweep: batch {} x prompts of {} tokens + {} new on {} (random weights: speed and "
+      "memory only; the text's token ids folded modulo the vocabulary, {}){}",
+      cs.batch, fmt::join(cs.prompts, ", "), cs.max_new, cs.model, vocab,
+      methods.size() < o.methods.size() ? "; no_cache left out (it keeps no cache)" : ""));
   examples::CommonOptions po = o;
   po.no_quality = true;
   eli::benchmark::Benchmarker b(*s.model, examples::bench_config(po, s), nullptr);
   eli::benchmark::SweepConfig sweep;
-  sweep.batch_sizes = {cp.batch};
-  sweep.prompt_lens = {cp.prompt};
-  sweep.max_new_tokens = cp.max_new;
+  sweep.batch_sizes = {cs.batch};
+  sweep.prompt_lens = cs.prompts;
+  sweep.max_new_tokens = cs.max_new;
+  const std::string title = fmt::format(
+      "Cache sweep: where the KV cache is most of what a decode step reads (batch {}, contexts "
+      "up to {} tokens)",
+      cs.batch, *std::max_element(cs.prompts.begin(), cs.prompts.end()) + cs.max_new);
+  text << "\n" << title << "\n";
   const eli::benchmark::Report rep =
-      examples::run_methods(s, b, {s.text_ids}, o.methods, sweep, argc, argv);
-  examples::CommonOptions out = o;
-  out.json = json;
-  out.csv = csv;
-  markdown += "\n## Cache-heavy point\n\n";
+      examples::run_methods(s, b, {s.text_ids}, methods, sweep, argc, argv);
+  markdown += "\n## " + title + "\n\n";
   return examples::emit(rep, out, &markdown);
 }
 
-// "dir/name.json" -> "dir/name_cache_point.json"; stdout ("-") holds the main report only.
 // "REQUESTSxPREFIX+OWN" (e.g. 32x512+32) -> the shared-prefix workload's sizes.
 eli::benchmark::SharedPrefixConfig parse_shared_prefix(const std::string& spec) {
   eli::benchmark::SharedPrefixConfig c;
@@ -155,6 +270,7 @@ eli::benchmark::SharedPrefixConfig parse_shared_prefix(const std::string& spec) 
   return c;
 }
 
+// "dir/name.json" -> "dir/name_cache_sweep.json"; stdout ("-") holds the main report only.
 std::string with_suffix(const std::string& path, const std::string& suffix) {
   if (path == "-") return "";
   const size_t dot = path.rfind('.');
@@ -193,21 +309,27 @@ int main(int argc, char** argv) {
       "Prompt text, one sequence per prompt, run as given at each --batch (default: rows of "
       "--prompt-len tokens of the evaluation text)");
   app.add_option("--time-budget", budget_s,
-                 "Seconds the default sweep may take: the largest preset sweep whose estimate "
-                 "(from a short calibration run) fits is chosen; ignored when --batch, "
-                 "--prompt-len, --max-new-tokens, --repetitions, --eval-tokens, --prompt or "
-                 "--prompts-file is given")
+                 "Seconds the default sweep may take, and again the CPU's cache sweep: the "
+                 "largest preset whose estimate (from a short calibration run) fits is chosen; "
+                 "the main sweep's is fixed when --batch, --prompt-len, --max-new-tokens, "
+                 "--repetitions, --eval-tokens, --prompt or --prompts-file is given")
       ->capture_default_str();
   app.add_option("--out-dir", out_dir,
                  "Directory for comprehensive.json / .csv when --json / --csv are not given")
       ->capture_default_str();
   app.add_option("--plots", plots_dir, "Directory for the PNG plots (default: OUT_DIR/plots)");
   app.add_flag("--no-plots", no_plots, "Do not run scripts/plot_results.py");
-  std::string cache_point = "auto";
-  app.add_option("--cache-point", cache_point,
-                 "A second, cache-heavy point after the sweep: MODEL,BATCHxPROMPT,NEW, speed "
-                 "and memory of every method, reported to <json>_cache_point.json/.csv; 'auto' = "
-                 "random:L12-E768-H12-P4096,32x3968,64 on CUDA, none on the CPU; 'none' = off")
+  std::string cache_sweep = "auto";
+  app.add_option("--cache-sweep,--cache-point", cache_sweep,
+                 fmt::format("After the main sweep, speed and memory of every cache method where "
+                             "the KV cache is most of what a step reads: "
+                             "MODEL,BATCHxPROMPT[/PROMPT...],NEW (random weights), reported to "
+                             "<json>_cache_sweep.json/.csv; 'auto' = {} on CUDA, on the CPU the "
+                             "largest preset from {} down to {} whose estimate fits "
+                             "--time-budget (by default only after the default main sweep: "
+                             "not when --batch, --prompt-len, ... choose it); 'none' = off",
+                             kCudaCacheSweep, to_spec(cpu_cache_ladder().front()),
+                             to_spec(cpu_cache_ladder().back())))
       ->capture_default_str();
   std::string shared_prefix = "auto";
   app.add_option("--shared-prefix", shared_prefix,
@@ -222,6 +344,7 @@ int main(int argc, char** argv) {
     if (shared_prefix != "auto" && shared_prefix != "none") {
       parse_shared_prefix(shared_prefix);  // a bad value is an error before any work
     }
+    if (cache_sweep != "auto" && cache_sweep != "none") parse_cache_sweep(cache_sweep);
     if (o.json.empty()) o.json = out_dir + "/comprehensive.json";
     if (o.csv.empty()) o.csv = out_dir + "/comprehensive.csv";
     if (plots_dir.empty()) plots_dir = out_dir + "/plots";
@@ -323,14 +446,29 @@ int main(int argc, char** argv) {
       rep.context.notes = s.notes;
       failed += examples::emit(rep, o, &markdown);
     }
-    if (cache_point == "auto") {
-      cache_point = s.device.is_cuda() ? "random:L12-E768-H12-P4096,32x3968,64" : "none";
+    if (cache_sweep == "auto" && explicit_sweep && app.count("--cache-sweep") == 0) {
+      // The main sweep was given: a quick run stays quick. The main job runs it.
+      examples::text_out(o) << "\ncache sweep: not run ('auto' runs it after the default "
+                               "sweep; --cache-sweep auto|SPEC with the flags given)\n";
+      cache_sweep = "none";
     }
-    if (cache_point != "none") {
-      examples::text_out(o) << "\n";
-      failed +=
-          run_cache_point(parse_cache_point(cache_point), o, s, with_suffix(o.json, "_cache_point"),
-                          with_suffix(o.csv, "_cache_point"), argc, argv, markdown);
+    if (cache_sweep != "none") {
+      std::vector<CacheSweep> candidates = cpu_cache_ladder();
+      if (cache_sweep != "auto" || s.device.is_cuda()) {
+        candidates = {parse_cache_sweep(cache_sweep == "auto" ? kCudaCacheSweep : cache_sweep)};
+      }
+      examples::CommonOptions out = o;
+      out.json = with_suffix(o.json, "_cache_sweep");
+      out.csv = with_suffix(o.csv, "_cache_sweep");
+      failed += run_cache_sweep(candidates, budget_s, o, s, out, argc, argv, markdown);
+      const std::string script = find_plot_script(), python = find_python();
+      if (!no_plots && !out.json.empty() && !script.empty() && !python.empty()) {
+        const std::string cmd =
+            fmt::format("{} '{}' '{}' --out '{}/cache_sweep'", python, script, out.json, plots_dir);
+        if (std::system(cmd.c_str()) != 0) {
+          std::fprintf(stderr, "warning: plotting failed: %s\n", cmd.c_str());
+        }
+      }
     }
     if (shared_prefix == "auto") shared_prefix = s.device.is_cuda() ? "32x512+32" : "8x256+16";
     if (shared_prefix != "none") {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine run over the whole tree: build everything, all GPU tests (with the HF 124M
 # parity reference), end-to-end decode vs HF transformers (scripts/peer_compare.sh), and the
-# main job on CUDA (comprehensive_benchmark, with its cache-heavy point).
+# main job on CUDA (comprehensive_benchmark, with its cache sweep: 124M shape, batch 32, contexts
+# up to 4096).
 #   scripts/gpu_full.sh              (repo root, with .gpu-debs carried; logs in $OUT)
 set -uo pipefail
 LOG=${OUT:-/tmp/out}
@@ -22,6 +23,6 @@ echo "tests done at +$(( $(date +%s) - t0 ))s"
 SKIP_HF_DEFAULT=${SKIP_HF_DEFAULT:-1} NO_BUILD=1 bash scripts/peer_compare.sh build-gpu "$LOG/peer" 2>&1 | tail -20
 echo "speed done at +$(( $(date +%s) - t0 ))s"
 mkdir -p /tmp/cb && (cd /tmp/cb && timeout 400 $R/build-gpu/comprehensive_benchmark --time-budget 60 \
-  > "$LOG/comprehensive_cuda.log" 2>&1; echo "comprehensive rc=$?"; tail -30 "$LOG/comprehensive_cuda.log" | cut -c1-170; \
-  cp results/comprehensive*.json results/comprehensive*.csv "$LOG/" 2>/dev/null)
+  --markdown results/comprehensive.md > "$LOG/comprehensive_cuda.log" 2>&1; echo "comprehensive rc=$?"; tail -30 "$LOG/comprehensive_cuda.log" | cut -c1-170; \
+  cp results/comprehensive*.json results/comprehensive*.csv results/comprehensive.md "$LOG/" 2>/dev/null)
 echo "all done at +$(( $(date +%s) - t0 ))s"

@@ -38,6 +38,35 @@ case "$case_name" in
     grep -q "k:int8,v:int4" "$out" || { echo "FAIL: paged+k:int8,v:int4 not run as one spec"; cat "$out"; exit 1; }
     echo "ok: methods_with_commas (both specs)" ;;
   shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
+  cache_sweep_bad)  # a bad --cache-sweep is an error before any work
+    expect 1 "cache-sweep 'random:tiny,4x': expected MODEL,BATCHxPROMPT" -- \
+      "$bin/comprehensive_benchmark" --cache-sweep random:tiny,4x
+    expect 1 "cache-sweep 'random:tiny,4x8/a,4': BATCH, each PROMPT and NEW must be integers" -- \
+      "$bin/comprehensive_benchmark" --cache-sweep random:tiny,4x8/a,4
+    expect 1 "every PROMPT must be >= 1" -- "$bin/comprehensive_benchmark" --cache-sweep random:tiny,4x8/0,4 ;;
+  cache_sweep_runs)  # a cache sweep of its own: every cache method (not no_cache) at each prompt
+    dir=$(mktemp -d)
+    "$bin/comprehensive_benchmark" --methods no_cache,full_cache,quant_int4 --batch 1 \
+      --prompt-len 8 --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality --no-plots \
+      --shared-prefix none --cache-sweep "random:L2-E64-H2-P128,3x16/40,3" --out-dir "$dir" \
+      --markdown "$dir/r.md" >"$out" 2>&1 || { echo "FAIL: exit $?"; cat "$out"; exit 1; }
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+rows = [(r["method"], r["batch"], r["prompt_len"], r["new_tokens"]) for r in d["results"]]
+want = [(m, 3, p, 3) for m in ("full_cache", "quant_int4") for p in (16, 40)]
+assert sorted(rows) == sorted(want), rows
+assert d["context"]["model"] == "random:L2-E64-H2-P128" and all(r["error"] == "" for r in d["results"])
+assert any("no_cache left out" in n for n in d["context"]["notes"]), d["context"]["notes"]
+' "$dir/comprehensive_cache_sweep.json" || { echo "FAIL: cache sweep JSON"; exit 1; }
+    for h in "## Main sweep" "## Cache sweep: where the KV cache is most of what a decode step reads (batch 3, contexts up to 43 tokens)"; do
+      grep -qF "$h" "$dir/r.md" || { echo "FAIL: no '$h' in the Markdown"; cat "$dir/r.md"; exit 1; }
+    done
+    [ "$(grep -c '^| `quant_int4` |' "$dir/r.md")" -eq 3 ] || { echo "FAIL: Markdown rows"; cat "$dir/r.md"; exit 1; }
+    "$bin/comprehensive_benchmark" --methods full_cache --batch 1 --prompt-len 8 --max-new-tokens 2 \
+      --repetitions 1 --warmup 0 --no-quality --no-plots --shared-prefix none --out-dir "$dir" >"$out" 2>&1
+    grep -q "cache sweep: not run" "$out" || { echo "FAIL: auto ran the cache sweep after a given sweep"; cat "$out"; exit 1; }
+    rm -rf "$dir"
+    echo "ok: $case_name" ;;
   method_fails_exit2)
     expect 2 "error: foo" -- "$bin/basic_benchmark" --methods foo,full_cache --prompt-len 8 \
       --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality ;;
@@ -150,7 +179,7 @@ assert c["schema_version"] >= 2 and c["git_revision"] and c["torch_version"], c
     grep -q '^| `foo` | ERROR' "$out" || { echo "FAIL: no ERROR row"; cat "$out"; exit 1; }
     grep -q "^method  *batch" "$dir/err" || { echo "FAIL: the text table is not on stderr"; cat "$dir/err"; exit 1; }
     "$bin/cache_memory" --tokens 64 --markdown "$dir/m.md" >"$out" 2>&1 || { echo "FAIL: cache_memory"; cat "$out"; exit 1; }
-    grep -q '^| `quant_int8` |' "$dir/m.md" && grep -q 'cache_memory --tokens 64' "$dir/m.md" \
+    grep -q '^| `quant_int8 (full+int8' "$dir/m.md" && grep -q 'cache_memory --tokens 64' "$dir/m.md" \
       || { echo "FAIL: cache_memory --markdown"; cat "$dir/m.md"; exit 1; }
     rm -rf "$dir"
     echo "ok: $case_name" ;;

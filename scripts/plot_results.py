@@ -5,7 +5,9 @@
 
 Writes, one panel per batch size where it applies:
   throughput_vs_context.png   decode tokens/s vs prompt length, one line per method, error bars
-                              from the slowest to the fastest repetition
+                              from the slowest to the fastest repetition; a ragged batch
+                              (prompts of different lengths) is a hollow marker at its mean
+                              prompt length with a bar from its shortest to its longest prompt
   cache_memory_vs_context.png exact cache MB (CacheStats::total_bytes) vs context length
   quality_vs_bytes.png        KL(full || method) and top-1 agreement vs cache bytes per token
                               (methods at the same point share one label; no_cache, which
@@ -29,18 +31,34 @@ def finite(x):
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def x_of(r, xkey):
+    """(x, x low, x high, ragged) of a result. A ragged batch (prompts of different lengths,
+    schema 3's prompt_lens) sits at its mean prompt length (mean context for context_len), with
+    a range from its shortest to its longest prompt; a rectangular one at its prompt length."""
+    lens = r.get("prompt_lens") or []
+    x = r.get(xkey)
+    if len(set(lens)) <= 1 or not finite(x):
+        return x, x, x, False
+    extra = x - max(lens)  # context_len = longest prompt + new tokens; prompt_len: 0
+    mean = sum(lens) / len(lens)
+    return mean + extra, min(lens) + extra, max(lens) + extra, True
+
+
 def by_method(results, batch, xkey, ykey):
-    """{method: ([x], [y], [y low], [y high])} for one batch size, sorted by x, finite points
-    only; the range is ykey + "_min" / "_max" where the results have them, else y itself."""
+    """{method: [(x, y, y low, y high, x low, x high, ragged)]} for one batch size, sorted by x,
+    finite points only; the y range is ykey + "_min" / "_max" where the results have them, else
+    y itself; the x range is x itself except for ragged batches (see x_of)."""
     series = defaultdict(list)
     for r in results:
         if r.get("error") or r["batch"] != batch:
             continue
-        x, y = r[xkey], r[ykey]
+        x, xlo, xhi, ragged = x_of(r, xkey)
+        y = r[ykey]
         if finite(x) and finite(y):
             lo, hi = r.get(ykey + "_min"), r.get(ykey + "_max")
-            series[r["method"]].append((x, y, lo if finite(lo) else y, hi if finite(hi) else y))
-    return {m: tuple(zip(*sorted(pts))) for m, pts in series.items()}
+            series[r["method"]].append((x, y, lo if finite(lo) else y, hi if finite(hi) else y,
+                                        xlo, xhi, ragged))
+    return {m: sorted(pts) for m, pts in series.items()}
 
 
 def method_order(results):
@@ -65,13 +83,31 @@ def line_panels(results, ctx, xkey, ykey, xlabel, ylabel, path, logy=False):
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
     for ax, b in zip(axes[0], batches):
         series = by_method(results, b, xkey, ykey)
+        any_ragged = False
         for m in order:
-            if m in series:
-                xs, ys, lo, hi = series[m]
-                err = [[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]]
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=m)
+            if m not in series:
+                continue
+            color = None
+            # Rectangular batches: one line per method. Ragged batches: the same colour, hollow
+            # markers and no line (their x is a mean), a horizontal bar from the shortest to the
+            # longest prompt.
+            for ragged in (False, True):
+                pts = [p for p in series[m] if p[6] == ragged]
+                if not pts:
+                    continue
+                xs, ys, lo, hi, xlo, xhi, _ = zip(*pts)
+                yerr = [[y - a for y, a in zip(ys, lo)], [c - y for y, c in zip(ys, hi)]]
+                xerr = [[x - a for x, a in zip(xs, xlo)], [c - x for x, c in zip(xs, xhi)]]
+                bars = ax.errorbar(
+                    xs, ys, yerr=yerr, xerr=xerr if ragged else None, capsize=3, color=color,
+                    marker="D" if ragged else "o", linestyle="none" if ragged else "-",
+                    markerfacecolor="none" if ragged else None,
+                    label=m + (" (ragged)" if ragged else ""))
+                color = bars[0].get_color()
+                any_ragged = any_ragged or ragged
         ax.set_title("batch {}".format(b))
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + ("\nragged batches (hollow): at the mean, bar = shortest..longest"
+                                if any_ragged else ""))
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")

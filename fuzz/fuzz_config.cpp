@@ -6,6 +6,7 @@
 
 #include "eli/error.h"
 #include "eli/model_config.h"
+#include "fuzz_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

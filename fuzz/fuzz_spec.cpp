@@ -6,6 +6,7 @@
 
 #include "eli/error.h"
 #include "eli/kv_cache.h"
+#include "fuzz_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 256) return 0;

@@ -8,6 +8,7 @@
 #include "eli/error.h"
 #include "eli/model.h"
 #include "eli/tokenizer.h"
+#include "fuzz_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const eli::Tokenizer tok =

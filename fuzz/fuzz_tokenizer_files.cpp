@@ -6,6 +6,7 @@
 
 #include "eli/error.h"
 #include "eli/tokenizer.h"
+#include "fuzz_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string in(reinterpret_cast<const char*>(data), size);

@@ -149,6 +149,27 @@ TEST(CacheMatrix, StatsExactForHandComputedConfigs) {
   EXPECT_EQ(s.residual_bytes, 2 * 3 * 2 * 8 * 64 * 4 * 2);
 }
 
+TEST(CacheMatrix, CapacityAboveNPositionsIsAnError) {
+  // A capacity no sequence can reach (positions end at n_positions) is refused before anything
+  // is allocated, from a spec or from CacheConfig; n_positions itself is fine.
+  for (const std::string spec : {"full(max=1025)", "paged(max=102471024)", "sliding(max=4096)+int8",
+                                 "chunked(max=2147483647)+int4"}) {
+    try {
+      make(spec);
+      ADD_FAILURE() << spec << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("above the model's n_positions 1024"), std::string::npos)
+          << e.what();
+    }
+  }
+  CacheConfig c;
+  c.max_tokens = 1025;
+  EXPECT_THROW(make("full_cache", 1, c), Error);
+  c.max_tokens = 1024;
+  EXPECT_NO_THROW(make("full_cache", 1, c));
+  EXPECT_NO_THROW(make("paged(max=1024)+int4"));
+}
+
 TEST(CacheMatrix, MethodNamesAndErrors) {
   const auto& names = method_names();
   ASSERT_EQ(names.size(), 8u);

@@ -243,6 +243,12 @@ std::unique_ptr<KVCache> make_cache(const std::string& method, const ModelShape&
       "make_cache: bad model shape (layers {}, heads {}, head_dim {}, positions {})", shape.n_layer,
       shape.n_head, shape.head_dim, shape.n_positions);
   ELI_CHECK(batch >= 1, "make_cache: batch = {} must be >= 1", batch);
+  // Positions end at n_positions (GPT-2's positions are learned): capacity past them could never
+  // be used, only allocated (found by fuzz_spec: paged(max=102471024) asked for 52 GB).
+  ELI_CHECK(spec.cfg.max_tokens <= shape.n_positions,
+            "make_cache '{}': max_tokens = {} is above the model's n_positions {} (no sequence "
+            "holds more positions; 0 = n_positions)",
+            method, spec.cfg.max_tokens, shape.n_positions);
   ELI_CHECK(
       dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kDouble,
       "make_cache: dtype {} is not a floating type", c10::toString(dtype));

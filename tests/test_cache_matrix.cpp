@@ -170,6 +170,25 @@ TEST(CacheMatrix, CapacityAboveNPositionsIsAnError) {
   EXPECT_NO_THROW(make("paged(max=1024)+int4"));
 }
 
+TEST(CacheMatrix, LayoutParametersUpToIntMaxAreBoundedByCapacity) {
+  // The largest values a spec parses (found by fuzz_spec: keep + chunk overflowed int): each
+  // cache is built, bounded by its capacity, and runs.
+  CacheConfig c;
+  c.max_tokens = 40;
+  for (const std::string spec :
+       {"chunked(chunk=2147483647,bias=0)+rotate", "chunked(chunk=2147483647,keep=2147483647)",
+        "chunked(chunk=1,keep=2147483647)+int4", "sliding(window=2147483647,sinks=2147483647)",
+        "paged(block=4096)+int8"}) {
+    SCOPED_TRACE(spec);
+    std::unique_ptr<KVCache> cache;
+    ASSERT_NO_THROW(cache = make(spec, 2, c));
+    run_steps(*cache, 8, 32, 2);  // 8 + 32 positions
+    EXPECT_EQ(cache->stats().tokens_seen, 40);
+    EXPECT_LE(cache->stats().tokens_stored, 40);
+    EXPECT_THROW(run_steps(*cache, 1, 0, 2), Error);  // the 41st position: past max_tokens
+  }
+}
+
 TEST(CacheMatrix, MethodNamesAndErrors) {
   const auto& names = method_names();
   ASSERT_EQ(names.size(), 8u);

@@ -13,7 +13,7 @@ ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
     : a_(a),
       chunk_(a.cfg.chunk_size),
       keep_(a.cfg.keep_last),
-      ring_(std::min<int64_t>(a.cfg.keep_last + a.cfg.chunk_size, a.capacity)),
+      ring_(std::min<int64_t>(int64_t{a.cfg.keep_last} + a.cfg.chunk_size, a.capacity)),
       max_summaries_(std::max<int64_t>(a.capacity - a.cfg.keep_last, 0) / a.cfg.chunk_size) {
   ring_buf_.allocate(a_, a_.batch, ring_);
   sum_buf_.allocate(a_, a_.batch, max_summaries_);

@@ -37,6 +37,47 @@ std::string find_python() {
   return "";
 }
 
+// Cost of one sequence on this machine, linear in its context: prefill ms per prompt token =
+// pre0 + pre1 * P (attention grows with P), decode ms per step = dec0 + dec1 * context.
+struct ContextCost {
+  double pre0 = 0, pre1 = 0, dec0 = 0, dec1 = 0;
+};
+
+// Fitted to two short full-cache runs of `m` at batch 1, with prompts of short_len and long_len
+// tokens inside the range the estimate is for (128 and 512 for the main sweep, 256 and 1024 for
+// the CPU's cache sweep). At small widths attention is much of a prefill, so a per-token cost
+// measured on a short prompt alone underestimated long ones (and no_cache, which prefills the
+// whole sequence every step) 2-4x.
+ContextCost calibrate(const eli::model::GPT2& m, const std::vector<int64_t>& ids, int64_t short_len,
+                      int64_t long_len) {
+  const eli::Generator gen(m);
+  eli::GenerationConfig g;
+  g.max_new_tokens = 9;
+  const int64_t lens[2] = {short_len, long_len};
+  double pre[2], dec[2];
+  for (int i = 0; i < 2; ++i) {
+    const auto prompt = eli::benchmark::make_prompt_batch(ids, 1, lens[i]);
+    gen.generate(prompt, g);  // warm-up
+    const auto r = gen.generate(prompt, g);
+    pre[i] = r.timing.prefill_ms / static_cast<double>(lens[i]);
+    dec[i] = eli::benchmark::median(r.timing.decode_ms);
+  }
+  const double span = static_cast<double>(lens[1] - lens[0]);
+  ContextCost c;
+  c.pre1 = std::max(0.0, (pre[1] - pre[0]) / span);  // a noisy machine may invert the two
+  c.pre0 = std::max(0.0, pre[1] - c.pre1 * static_cast<double>(lens[1]));
+  c.dec1 = std::max(0.0, (dec[1] - dec[0]) / span);
+  c.dec0 = std::max(0.0, dec[1] - c.dec1 * static_cast<double>(lens[1]));
+  return c;
+}
+
+std::string describe(const ContextCost& c) {
+  return fmt::format(
+      "calibration: prefill {:.3f} + {:.2e} x P ms per token, decode {:.3f} + {:.2e} x context ms "
+      "per step and sequence",
+      c.pre0, c.pre1, c.dec0, c.dec1);
+}
+
 // One sweep size; the first that fits the time budget runs (see estimate_s).
 struct Plan {
   std::vector<int64_t> batch, lens;
@@ -53,18 +94,21 @@ const std::vector<Plan>& ladder() {
   return plans;
 }
 
-// Seconds the plan should take, from per-token costs measured on this machine: prefill ms per
-// token (batched) and decode ms per step and sequence. Decode cost is taken as linear in the
-// batch, no_cache as a prefill of the whole sequence at every step.
+// Seconds the plan should take, from the costs measured on this machine (calibrate). Decode
+// cost is taken as linear in the batch (which overestimates it), no_cache as a prefill of the
+// whole sequence at every step; quality scores eval_tokens one by one after eval_prefix.
 double estimate_s(const Plan& p, const std::vector<std::string>& methods, int eval_prefix,
-                  int warmup, int warmup_tokens, double pre_ms, double dec_ms) {
+                  int warmup, int warmup_tokens, const ContextCost& c) {
+  auto prefill = [&](double b, double len) { return b * len * (c.pre0 + c.pre1 * len); };
+  auto step = [&](double b, double ctx) { return b * (c.dec0 + c.dec1 * ctx); };
   double ms = 0;
   const bool has_full = std::find(methods.begin(), methods.end(), "full_cache") != methods.end();
-  for (int64_t b : p.batch) {
-    for (int64_t len : p.lens) {
+  for (int64_t b64 : p.batch) {
+    for (int64_t len64 : p.lens) {
+      const double b = static_cast<double>(b64), len = static_cast<double>(len64);
       auto gen_ms = [&](const std::string& m, int n) {
-        if (m == "no_cache") return n * b * (len + n / 2.0) * pre_ms;
-        return b * len * pre_ms + (n - 1) * b * dec_ms;
+        if (m == "no_cache") return n * prefill(b, len + n / 2.0);
+        return prefill(b, len) + (n - 1) * step(b, len + n / 2.0);
       };
       for (const auto& m : methods) {
         ms +=
@@ -73,7 +117,8 @@ double estimate_s(const Plan& p, const std::vector<std::string>& methods, int ev
       if (!has_full) ms += gen_ms("full_cache", p.max_new);
     }
   }
-  ms += static_cast<double>(methods.size() + 1) * (eval_prefix * pre_ms + p.eval_tokens * dec_ms);
+  ms += static_cast<double>(methods.size() + 1) *
+        (prefill(1, eval_prefix) + p.eval_tokens * step(1, eval_prefix + p.eval_tokens / 2.0));
   return ms / 1000.0;
 }
 
@@ -105,35 +150,6 @@ const std::vector<CacheSweep>& cpu_cache_ladder() {
 
 std::string to_spec(const CacheSweep& c) {
   return fmt::format("{},{}x{},{}", c.model, c.batch, fmt::join(c.prompts, "/"), c.max_new);
-}
-
-// Cost of one sequence on this machine, linear in its context: prefill ms per prompt token =
-// pre0 + pre1 * P (attention grows with P), decode ms per step = dec0 + dec1 * context.
-struct ContextCost {
-  double pre0 = 0, pre1 = 0, dec0 = 0, dec1 = 0;
-};
-
-// Fitted to two short full-cache runs of `m` (batch 2, prompts of 128 and 512 tokens).
-ContextCost calibrate(const eli::model::GPT2& m, const std::vector<int64_t>& ids) {
-  const eli::Generator gen(m);
-  eli::GenerationConfig g;
-  g.max_new_tokens = 9;
-  const int64_t lens[2] = {128, 512};
-  double pre[2], dec[2];
-  for (int i = 0; i < 2; ++i) {
-    const auto prompt = eli::benchmark::make_prompt_batch(ids, 2, lens[i]);
-    gen.generate(prompt, g);  // warm-up
-    const auto r = gen.generate(prompt, g);
-    pre[i] = r.timing.prefill_ms / (2.0 * static_cast<double>(lens[i]));
-    dec[i] = eli::benchmark::median(r.timing.decode_ms) / 2.0;
-  }
-  const double span = static_cast<double>(lens[1] - lens[0]);
-  ContextCost c;
-  c.pre1 = std::max(0.0, (pre[1] - pre[0]) / span);  // a noisy machine may invert the two
-  c.pre0 = std::max(0.0, pre[1] - c.pre1 * static_cast<double>(lens[1]));
-  c.dec1 = std::max(0.0, (dec[1] - dec[0]) / span);
-  c.dec0 = std::max(0.0, dec[1] - c.dec1 * static_cast<double>(lens[1]));
-  return c;
 }
 
 // Seconds a cache sweep should take: per method and prompt, `reps` timed and `warmup` untimed
@@ -212,18 +228,16 @@ int run_cache_sweep(const std::vector<CacheSweep>& candidates, double budget_s,
   for (int64_t id : main.text_ids) s.text_ids.push_back(id % vocab);
   CacheSweep cs = candidates.front();
   if (candidates.size() > 1) {
-    const ContextCost cost = calibrate(*s.model, s.text_ids);
+    const ContextCost cost = calibrate(*s.model, s.text_ids, 256, 1024);
     double est = 0;
     for (const CacheSweep& c : candidates) {
       cs = c;
       est = estimate_sweep_s(c, methods.size(), o.repetitions, o.warmup, cost);
       if (est <= budget_s) break;
     }
-    s.notes.push_back(fmt::format(
-        "cache sweep chosen for a {:.0f} s budget (calibration: prefill {:.3f} + {:.2e} x P ms "
-        "per token, decode {:.3f} + {:.2e} x context ms per step and sequence): {}; estimated "
-        "{:.0f} s",
-        budget_s, cost.pre0, cost.pre1, cost.dec0, cost.dec1, to_spec(cs), est));
+    s.notes.push_back(
+        fmt::format("cache sweep chosen for a {:.0f} s budget ({}): {}; estimated {:.0f} s",
+                    budget_s, describe(cost), to_spec(cs), est));
   }
   for (int64_t p : cs.prompts) {
     ELI_CHECK(p + cs.max_new - 1 <= n_pos,
@@ -357,19 +371,12 @@ int main(int argc, char** argv) {
                                app.count("--eval-tokens");
     const bool explicit_sweep = sweep_flags > 0 || !user_prompts.empty();
     if (!explicit_sweep) {
-      // Calibrate: per-token prefill and decode cost of the full cache on this machine.
-      const eli::Generator gen(*s.model);
-      eli::GenerationConfig g;
-      g.max_new_tokens = 9;
-      const auto calib_prompt = eli::benchmark::make_prompt_batch(s.text_ids, 1, 64);
-      gen.generate(calib_prompt, g);
-      const auto r = gen.generate(calib_prompt, g);
-      const double pre_ms = r.timing.prefill_ms / 64.0;
-      const double dec_ms = eli::benchmark::mean(r.timing.decode_ms);
+      // Calibrate: prefill and decode cost of the full cache on this machine.
+      const ContextCost cost = calibrate(*s.model, s.text_ids, 128, 512);
       const Plan* chosen = &ladder().back();
       double est = 0;
       for (const Plan& p : ladder()) {
-        est = estimate_s(p, o.methods, o.eval_prefix, o.warmup, 4, pre_ms, dec_ms);
+        est = estimate_s(p, o.methods, o.eval_prefix, o.warmup, 4, cost);
         if (est <= budget_s) {
           chosen = &p;
           break;
@@ -381,10 +388,9 @@ int main(int argc, char** argv) {
       o.repetitions = chosen->reps;
       o.eval_tokens = chosen->eval_tokens;
       s.notes.push_back(fmt::format(
-          "sweep chosen for a {:.0f} s budget (calibration: prefill {:.2f} ms/token, decode "
-          "{:.2f} ms/step): batch {}, prompt lengths {}, {} new tokens, {} repetitions, "
-          "{} scored tokens; estimated {:.0f} s",
-          budget_s, pre_ms, dec_ms, fmt::join(o.batch, ","), fmt::join(o.prompt_len, ","),
+          "sweep chosen for a {:.0f} s budget ({}): batch {}, prompt lengths {}, {} new tokens, "
+          "{} repetitions, {} scored tokens; estimated {:.0f} s",
+          budget_s, describe(cost), fmt::join(o.batch, ","), fmt::join(o.prompt_len, ","),
           o.max_new_tokens, o.repetitions, o.eval_tokens, est));
     }
     const int64_t n_pos = s.model->config().n_positions;

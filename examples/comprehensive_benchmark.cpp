@@ -257,7 +257,7 @@ int run_cache_sweep(const std::vector<CacheSweep>& candidates, double budget_s,
   sweep.prompt_lens = cs.prompts;
   sweep.max_new_tokens = cs.max_new;
   const std::string title = fmt::format(
-      "Cache sweep: where the KV cache is most of what a decode step reads (batch {}, contexts "
+      "Cache sweep: every cache method as the context grows, speed and memory (batch {}, contexts "
       "up to {} tokens)",
       cs.batch, *std::max_element(cs.prompts.begin(), cs.prompts.end()) + cs.max_new);
   text << "\n" << title << "\n";

@@ -58,7 +58,7 @@ assert sorted(rows) == sorted(want), rows
 assert d["context"]["model"] == "random:L2-E64-H2-P128" and all(r["error"] == "" for r in d["results"])
 assert any("no_cache left out" in n for n in d["context"]["notes"]), d["context"]["notes"]
 ' "$dir/comprehensive_cache_sweep.json" || { echo "FAIL: cache sweep JSON"; exit 1; }
-    for h in "## Main sweep" "## Cache sweep: where the KV cache is most of what a decode step reads (batch 3, contexts up to 43 tokens)"; do
+    for h in "## Main sweep" "## Cache sweep: every cache method as the context grows, speed and memory (batch 3, contexts up to 43 tokens)"; do
       grep -qF "$h" "$dir/r.md" || { echo "FAIL: no '$h' in the Markdown"; cat "$dir/r.md"; exit 1; }
     done
     [ "$(grep -c '^| `quant_int4` |' "$dir/r.md")" -eq 3 ] || { echo "FAIL: Markdown rows"; cat "$dir/r.md"; exit 1; }

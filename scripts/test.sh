@@ -12,6 +12,10 @@ scripts/setup.sh "$BUILD"
 command -v clang-format >/dev/null || { echo "clang-format not found (scripts/setup.sh)" >&2; exit 1; }
 git ls-files -z '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -0 clang-format --dry-run --Werror
 ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)" -LE gpu
+# The example tools' command lines as fuzz input: 60 seeded cases (about a minute on 2 cores;
+# docs/ROBUSTNESS.md). A crash, an undocumented exit status, a silent failure or bad input
+# accepted fails with the command that reproduces it.
+python3 scripts/fuzz_cli.py "$BUILD" --cases 60 --seed 1 --timeout 120
 # gpu-labelled tests run too: each skips itself when no GPU is present.
 ctest --test-dir "$BUILD" --output-on-failure -L gpu
 # Install tree + find_package(eli CONFIG) consumer. The tree is moved after installing, so

@@ -85,6 +85,10 @@ SANITIZER_MARKS = ["ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 KNOWN = [
     (r".*", r"--[\w-]+='' \(must fail\)",
      "CLI11 reads an empty value of a numeric option as 0 (--keep-last '' runs with 0)"),
+    (r"comprehensive_benchmark", r"--time-budget=\S*nan'? \(must fail\)",
+     "--time-budget nan (and -1) accepted"),
+    (r".*", r"--methods=(''|','|';'|',,') \(must fail\)",
+     "--methods without a method: decode_speed measures nothing, the benchmarks run all eight"),
 ]
 
 INT_BOUNDARY = ["0", "-1", "1", "2", "-2147483648", "2147483647", "2147483648", "4294967296",
@@ -180,7 +184,7 @@ def read_flags(binary):
 def spec_values():
     good = ["full_cache", "sliding_window", "quant_int8", "quant_int4", "quant_mixed",
             "paged_attention", "chunked_cache", "no_cache"]
-    odd = ["", ",", ";", "foo", "full_cache,", ",full_cache", "full_cache,full_cache",
+    odd = ["", ",", ";", ",,", "foo", "full_cache,", ",full_cache", "full_cache,full_cache",
            "full(max=0)", "full(max=1)", "full(max=-1)", "full(max=2147483647)",
            "sliding(window=0)", "sliding(window=1,sinks=1)", "sliding(window=4,sinks=4)",
            "sliding(window=2147483647,sinks=2147483647)", "sliding(sinks=-1)",
@@ -250,7 +254,7 @@ class Grammar:
             v = r.choice(odd)
             if r.random() < 0.3:
                 v = ",".join(r.choice(good + odd) for _ in range(r.randint(2, 4)))
-            return v, False
+            return v, v in ("", ",", ";", ",,")  # no method at all
         if name in TEXT_VALUES:
             good, bad = TEXT_VALUES[name]
             return (r.choice(bad), False) if pick_bad else (r.choice(good), False)
@@ -291,8 +295,9 @@ class Grammar:
             good = ["out.json" if name != "--out-dir" else "outdir", "-"]
             if name in ("--out-dir", "--plots"):
                 good = ["outdir", "sub/dir"]
-            fail = [os.path.join(fx["missing"], "x.json"), "/dev/full", "/proc/nope/x"]
-            other = ["", fx["empty_dir"], "/", huge(5000), fx["binary.bin"] + "/x"]
+            # the tools create missing parent directories: only an unwritable path must fail
+            fail = ["/dev/full", "/proc/nope/x", fx["binary.bin"] + "/x"]
+            other = ["", fx["empty_dir"], "/", huge(5000), os.path.join(fx["missing"], "x.json")]
             if not pick_bad:
                 return r.choice(good), False
             if r.random() < 0.5 and name in ("--json", "--csv"):

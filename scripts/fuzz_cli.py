@@ -67,6 +67,9 @@ BASELINE = {
 # (plots need matplotlib; a CUDA cache point or shared-prefix workload is minutes on a CPU).
 PROTECTED = {"--no-plots", "--no-quality"}
 
+# Options that take several values in the benchmark tools (CLI11 vectors).
+LIST_OPTIONS = {"--methods", "--batch", "--prompt-len", "--modes"}
+
 # Documented exit statuses (examples/exit_status.h, docs/ERRORS.md): 0 success or --help; 1 an
 # error, usage errors included; 2 the run finished but a requested method failed (cache_memory: a
 # target was missed), only in the tools that run several methods.
@@ -372,19 +375,22 @@ class Grammar:
                 why.append(f"repeated {f}")
             elif op < 0.92 and opts:  # an option without its value (at the end)
                 f = r.choice([o for o in opts if flags[o] is not None] or opts)
-                args.append(f)
-                if flags[f] is not None:
-                    must_fail = True
-                why.append(f"{f} without a value" + (" (must fail)" if flags[f] else ""))
+                args.append(f)  # must fail if it stays last (checked below)
+                why.append(f"{f} without a value")
             else:  # a stray positional argument (no tool takes one)
                 v = r.choice(["extra", "1", "", "full_cache", self.fx["text.txt"]])
                 args.insert(r.randrange(len(args) + 1) if r.random() < 0.5 else len(args), v)
                 # after an option that takes a value it may be that value instead
                 j = args.index(v)
                 is_value = j > 0 and args[j - 1] in flags and flags[args[j - 1]] is not None
+                # list options (--methods a b, --prompt-len 4 8) take several values
+                is_value |= j > 1 and args[j - 2] in LIST_OPTIONS
                 if not is_value and tool != "quickstart":
                     must_fail = True
                 why.append(f"stray {short(v)}" + ("" if is_value else " (must fail)"))
+        if args and args[-1] in flags and flags[args[-1]] is not None:
+            must_fail = True  # an option without its value
+            why.append(f"{args[-1]} last, without a value (must fail)")
         stdin = None
         if tool == "tokenize" and r.random() < 0.5:  # the text (or ids) on stdin instead
             if "--text" in args:

@@ -76,7 +76,7 @@ void check_layout(Layout& layout, const std::string& what) {
     }
     // The eager write of position n; the graph step would write it at graph_slot(n).
     const Parts r = row_of(n);
-    layout.write(0, n, r[0], r[0], r, r, rc);
+    layout.write(WriteArgs{0, n, r, r, r[0], r[0], &rc});
     if (ok) {
       const SlotRegion t = layout.graph_regions(0).back();
       const int64_t slot = layout.graph_slot(n);

@@ -40,21 +40,18 @@ int64_t ChunkSummaryLayout::summaries(int64_t n) const {
   return std::max<int64_t>(n - keep_, 0) / chunk_;
 }
 
-void ChunkSummaryLayout::write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
-                               const Parts& k, const Parts& v, Recoder& rc) {
-  write_rows(0, a_.batch, layer, pos0, xk, xv, k, v, rc);
-}
+void ChunkSummaryLayout::write(const WriteArgs& w) { write_rows(0, a_.batch, w); }
 
-void ChunkSummaryLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk,
-                                   const at::Tensor& xv, const Parts& k, const Parts& v,
-                                   Recoder& rc) {
-  write_rows(seq, 1, layer, pos0, xk, xv, k, v, rc);
-}
+void ChunkSummaryLayout::write_seq(int64_t seq, const WriteArgs& w) { write_rows(seq, 1, w); }
 
-void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, int layer, int64_t pos0,
-                                    const at::Tensor& xk, const at::Tensor& xv, const Parts& k,
-                                    const Parts& v, Recoder& rc) {
-  const int64_t t = k[0].size(2);
+void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, const WriteArgs& w) {
+  ELI_CHECK(w.recoder != nullptr && w.xk.defined() && w.xv.defined(),
+            "{}: a write needs WriteArgs::xk, xv and recoder (chunks are pooled from the rows)",
+            name());
+  const int layer = w.layer;
+  const int64_t pos0 = w.pos0;
+  Recoder& rc = *w.recoder;
+  const int64_t t = w.k[0].size(2);
   auto ring = [&](bool is_v) { return seq_rows(ring_buf_.side(layer, is_v), b0, nb); };
   auto sums = [&](bool is_v) { return seq_rows(sum_buf_.side(layer, is_v), b0, nb); };
   const int64_t n1 = pos0 + t;
@@ -72,7 +69,7 @@ void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, int layer, int64_t p
       }
       if (c1 > pos0) {
         const int64_t from = std::max(c0, pos0);
-        pieces.push_back((is_v ? xv : xk).narrow(2, from - pos0, c1 - from).to(at::kFloat));
+        pieces.push_back((is_v ? w.xv : w.xk).narrow(2, from - pos0, c1 - from).to(at::kFloat));
       }
       auto mean = at::cat(pieces, 2).mean(2, true);  // [B, H, 1, D]
       Parts dst = sums(is_v);
@@ -87,8 +84,8 @@ void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, int layer, int64_t p
     dst.push_back(p % ring_);
   }
   Parts rk = ring(false), rv = ring(true);
-  write_slots(rk, k, src, dst);
-  write_slots(rv, v, src, dst);
+  write_slots(rk, w.k, src, dst);
+  write_slots(rv, w.v, src, dst);
 }
 
 Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {

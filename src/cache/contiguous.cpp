@@ -25,14 +25,12 @@ Gathered gather_rows(const Parts& k_buf, const Parts& v_buf, int64_t n) {
 
 }  // namespace
 
-void ContiguousLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
-                             const Parts& k, const Parts& v, Recoder&) {
-  write_rows(buf_.k[layer], buf_.v[layer], pos0, k, v);
+void ContiguousLayout::write(const WriteArgs& w) {
+  write_rows(buf_.k[w.layer], buf_.v[w.layer], w.pos0, w.k, w.v);
 }
 
-void ContiguousLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor&,
-                                 const at::Tensor&, const Parts& k, const Parts& v, Recoder&) {
-  write_rows(seq_rows(buf_.k[layer], seq), seq_rows(buf_.v[layer], seq), pos0, k, v);
+void ContiguousLayout::write_seq(int64_t seq, const WriteArgs& w) {
+  write_rows(seq_rows(buf_.k[w.layer], seq), seq_rows(buf_.v[w.layer], seq), w.pos0, w.k, w.v);
 }
 
 Gathered ContiguousLayout::gather(int layer, int64_t n) const {

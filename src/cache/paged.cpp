@@ -265,8 +265,10 @@ void PagedLayout::publish_prefix(int64_t seq, const std::vector<int64_t>& tokens
   }
 }
 
-void PagedLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
-                        const Parts& k, const Parts& v, Recoder&) {
+void PagedLayout::write(const WriteArgs& w) {
+  const int layer = w.layer;
+  const int64_t pos0 = w.pos0;
+  const Parts &k = w.k, &v = w.v;
   const int64_t t = k[0].size(2);
   ensure_blocks(std::vector<int64_t>(static_cast<size_t>(a_.batch), pos0 + t));
   SlotBuffers& pool = pool_->storage();
@@ -304,8 +306,10 @@ void PagedLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Te
   put(pool.v[layer], v);
 }
 
-void PagedLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor&,
-                            const at::Tensor&, const Parts& k, const Parts& v, Recoder&) {
+void PagedLayout::write_seq(int64_t seq, const WriteArgs& w) {
+  const int layer = w.layer;
+  const int64_t pos0 = w.pos0;
+  const Parts &k = w.k, &v = w.v;
   const int64_t t = k[0].size(2);
   ensure_seq_blocks(seq, pos0 + t);
   SlotBuffers& pool = pool_->storage();

@@ -59,14 +59,12 @@ Gathered SlidingWindowLayout::gather_rows(const Parts& k_buf, const Parts& v_buf
   return g;
 }
 
-void SlidingWindowLayout::write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
-                                const Parts& k, const Parts& v, Recoder&) {
-  write_rows(buf_.k[layer], buf_.v[layer], pos0, k, v);
+void SlidingWindowLayout::write(const WriteArgs& w) {
+  write_rows(buf_.k[w.layer], buf_.v[w.layer], w.pos0, w.k, w.v);
 }
 
-void SlidingWindowLayout::write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor&,
-                                    const at::Tensor&, const Parts& k, const Parts& v, Recoder&) {
-  write_rows(seq_rows(buf_.k[layer], seq), seq_rows(buf_.v[layer], seq), pos0, k, v);
+void SlidingWindowLayout::write_seq(int64_t seq, const WriteArgs& w) {
+  write_rows(seq_rows(buf_.k[w.layer], seq), seq_rows(buf_.v[w.layer], seq), w.pos0, w.k, w.v);
 }
 
 Gathered SlidingWindowLayout::gather(int layer, int64_t n) const {

@@ -20,16 +20,15 @@ class RecentLayout {
     buf_.allocate(a_, a_.batch, keep_);
   }
   std::string name() const { return "recent(keep=" + std::to_string(keep_) + ")"; }
-  void write(int layer, int64_t pos0, const at::Tensor&, const at::Tensor&,
-             const eli::cache::Parts& k, const eli::cache::Parts& v, eli::cache::Recoder&) {
-    const int64_t t = k[0].size(2);
+  void write(const eli::cache::WriteArgs& w) {
+    const int64_t t = w.k[0].size(2);
     std::vector<int64_t> src, dst;  // only positions still held after this write
-    for (int64_t p = std::max(pos0, pos0 + t - keep_); p < pos0 + t; ++p) {
-      src.push_back(p - pos0);
+    for (int64_t p = std::max(w.pos0, w.pos0 + t - keep_); p < w.pos0 + t; ++p) {
+      src.push_back(p - w.pos0);
       dst.push_back(p % keep_);
     }
-    eli::cache::write_slots(buf_.k[layer], k, src, dst);
-    eli::cache::write_slots(buf_.v[layer], v, src, dst);
+    eli::cache::write_slots(buf_.k[w.layer], w.k, src, dst);
+    eli::cache::write_slots(buf_.v[w.layer], w.v, src, dst);
   }
   eli::cache::Gathered gather(int layer, int64_t n) const {
     eli::cache::Gathered g;

@@ -652,11 +652,11 @@ class Cache final : public KVCache, private Recoder {
     const size_t l = static_cast<size_t>(layer);
     observe(layer, false, kc_, xk);
     observe(layer, true, vc_, xv);
-    const Parts k = kc_.encode(layer, xk), v = vc_.encode(layer, xv);
+    const WriteArgs w{layer, n, kc_.encode(layer, xk), vc_.encode(layer, xv), xk, xv, this};
     if (seq < 0) {
-      layout_.write(layer, n, xk, xv, k, v, *this);
+      layout_.write(w);
     } else if constexpr (layout_has_ragged<Layout>) {
-      layout_.write_seq(seq, layer, n, xk, xv, k, v, *this);
+      layout_.write_seq(seq, w);
     }
     if (resid_ > 0) {
       // Positions [n + t - keep, n + t) into ring slots p % resid: at most two runs of slots.

@@ -20,8 +20,7 @@ class ChunkSummaryLayout {
  public:
   explicit ChunkSummaryLayout(const LayoutArgs& a);
   std::string name() const;
-  void write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv, const Parts& k,
-             const Parts& v, Recoder& rc);
+  void write(const WriteArgs& w);
   Gathered gather(int layer, int64_t n) const;
   void for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn);
   Footprint footprint(int64_t n) const;
@@ -36,16 +35,14 @@ class ChunkSummaryLayout {
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const { return pos % ring_; }
   void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
-  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
-                 const Parts& k, const Parts& v, Recoder& rc);
+  void write_seq(int64_t seq, const WriteArgs& w);
   Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void reset() {}
   /// Summaries after n positions.
   int64_t summaries(int64_t n) const;
 
  private:
-  void write_rows(int64_t b0, int64_t nb, int layer, int64_t pos0, const at::Tensor& xk,
-                  const at::Tensor& xv, const Parts& k, const Parts& v, Recoder& rc);
+  void write_rows(int64_t b0, int64_t nb, const WriteArgs& w);
   Gathered gather_rows(int64_t b0, int64_t nb, int layer, int64_t n) const;
   LayoutArgs a_;
   int64_t chunk_, keep_, ring_, max_summaries_;

@@ -10,10 +10,10 @@
 ///
 ///   explicit L(const LayoutArgs&);
 ///   std::string name() const;            its spec, e.g. "sliding(window=256)"
-///   void write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
-///              const Parts& k, const Parts& v, Recoder& rc);
-///       stores positions [pos0, pos0 + T): k, v are the codec parts [B, H, T, width] of the
-///       rows xk, xv [B, H, T, D] (full precision); rc re-encodes rows a layout derives itself
+///   void write(const WriteArgs& w);
+///       stores positions [w.pos0, w.pos0 + T) of layer w.layer: w.k, w.v are the codec parts
+///       [B, H, T, width] of the new rows (a layout that derives rows of its own, as the chunk
+///       summaries, also reads w.xk, w.xv and w.recoder; see WriteArgs)
 ///   Gathered gather(int layer, int64_t n) const;
 ///       the stored history once n positions were written, in attention order
 ///   void for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn);
@@ -47,9 +47,9 @@
 /// and, for ragged batches (sequences of different lengths; without them a Cache refuses a
 /// ragged append with an eli::Error naming the layout):
 ///
-///   void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk,
-///                  const at::Tensor& xv, const Parts& k, const Parts& v, Recoder& rc);
-///       write() for sequence `seq` alone: its rows [1, H, T, ...] at its positions [pos0, +T)
+///   void write_seq(int64_t seq, const WriteArgs& w);
+///       write() for sequence `seq` alone: its rows [1, H, T, ...] at its positions
+///       [w.pos0, w.pos0 + T)
 ///   Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
 ///       gather() for sequence `seq` alone, n positions written: parts [1, H, S, width]
 ///
@@ -118,6 +118,19 @@ class Recoder {
   virtual at::Tensor decode_rows(int layer, bool is_v, const Parts& p) = 0;
 };
 
+/// One write into a layout: the new rows of layer `layer` at positions [pos0, pos0 + T), for
+/// every sequence of the batch (write, rows [B, H, T, ..]) or for one (write_seq, [1, H, T, ..]).
+struct WriteArgs {
+  int layer = 0;
+  int64_t pos0 = 0;
+  Parts k, v;  // the codecs' parts of the new rows, [B or 1, H, T, width] each: what is stored
+  /// Only for a layout that stores rows it derives itself (ChunkSummaryLayout pools old chunks
+  /// into means): the new rows at full precision, fp32 or model dtype [B or 1, H, T, D], and the
+  /// codecs, to decode stored slots and encode the derived rows. Other layouts ignore them.
+  at::Tensor xk, xv;
+  Recoder* recoder = nullptr;
+};
+
 /// Per-layer storage buffers for K and V: buffer i of layer l is [n0, H, slots, width_i].
 struct SlotBuffers {
   std::vector<Parts> k, v;
@@ -146,9 +159,7 @@ namespace detail {
 template <class L>
 using layout_name_t = decltype(std::declval<const L&>().name());
 template <class L>
-using layout_write_t = decltype(std::declval<L&>().write(
-    0, int64_t{}, std::declval<const at::Tensor&>(), std::declval<const at::Tensor&>(),
-    std::declval<const Parts&>(), std::declval<const Parts&>(), std::declval<Recoder&>()));
+using layout_write_t = decltype(std::declval<L&>().write(std::declval<const WriteArgs&>()));
 template <class L>
 using layout_gather_t = decltype(std::declval<const L&>().gather(0, int64_t{}));
 template <class L>
@@ -178,9 +189,8 @@ template <class L>
 using layout_graph_prepare_t = decltype(std::declval<L&>().graph_prepare(
     std::declval<const std::vector<int64_t>&>(), std::declval<const std::vector<int64_t>&>()));
 template <class L>
-using layout_write_seq_t = decltype(std::declval<L&>().write_seq(
-    int64_t{}, 0, int64_t{}, std::declval<const at::Tensor&>(), std::declval<const at::Tensor&>(),
-    std::declval<const Parts&>(), std::declval<const Parts&>(), std::declval<Recoder&>()));
+using layout_write_seq_t =
+    decltype(std::declval<L&>().write_seq(int64_t{}, std::declval<const WriteArgs&>()));
 template <class L>
 using layout_reuse_prefix_t = decltype(std::declval<L&>().reuse_prefix(
     int64_t{}, std::declval<const std::vector<int64_t>&>(), int64_t{}));
@@ -223,8 +233,7 @@ constexpr bool check_layout() {
   static_assert(detail::returns<L, detail::layout_name_t, std::string>::value,
                 "layout: needs `std::string name() const`");
   static_assert(detail::detected<L, detail::layout_write_t>::value,
-                "layout: needs `void write(int layer, int64_t pos0, const at::Tensor& xk, const "
-                "at::Tensor& xv, const Parts& k, const Parts& v, Recoder& rc)`");
+                "layout: needs `void write(const WriteArgs& w)`");
   static_assert(detail::returns<L, detail::layout_gather_t, Gathered>::value,
                 "layout: needs `Gathered gather(int layer, int64_t n) const`");
   static_assert(detail::detected<L, detail::layout_for_each_t>::value,

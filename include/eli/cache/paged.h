@@ -95,10 +95,8 @@ class PagedLayout {
   PagedLayout(const PagedLayout&) = delete;
   PagedLayout& operator=(const PagedLayout&) = delete;
   std::string name() const;
-  void write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv, const Parts& k,
-             const Parts& v, Recoder& rc);
-  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
-                 const Parts& k, const Parts& v, Recoder& rc);
+  void write(const WriteArgs& w);
+  void write_seq(int64_t seq, const WriteArgs& w);
   Gathered gather(int layer, int64_t n) const;
   Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn);

@@ -20,8 +20,7 @@ class SlidingWindowLayout {
  public:
   explicit SlidingWindowLayout(const LayoutArgs& a);
   std::string name() const;
-  void write(int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv, const Parts& k,
-             const Parts& v, Recoder& rc);
+  void write(const WriteArgs& w);
   Gathered gather(int layer, int64_t n) const;
   void for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn);
   Footprint footprint(int64_t n) const;
@@ -36,8 +35,7 @@ class SlidingWindowLayout {
   std::vector<int64_t> graph_lens(int64_t n) const;
   int64_t graph_slot(int64_t pos) const;
   void graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>& pos);
-  void write_seq(int64_t seq, int layer, int64_t pos0, const at::Tensor& xk, const at::Tensor& xv,
-                 const Parts& k, const Parts& v, Recoder& rc);
+  void write_seq(int64_t seq, const WriteArgs& w);
   Gathered gather_seq(int64_t seq, int layer, int64_t n) const;
   void reset() {}
 

@@ -134,7 +134,7 @@ TEST(CacheLayouts, SinksPlusWindowEqualsMaskedFullAttention) {
   EXPECT_EQ(s.payload_bytes, 2LL * 3 * kBatch * 16 * 32 * 4 * 2);
 }
 
-TEST(CacheLayouts, ChunkSummaryIdenticalToFullUnderKeepLast) {
+TEST(CacheLayouts, ChunkedIdenticalToFullUnderKeepLast) {
   CacheConfig c;
   c.keep_last = 60;
   c.chunk_size = 8;

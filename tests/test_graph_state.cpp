@@ -6,7 +6,7 @@
 // replay itself is tested in tests/gpu/test_decode_graph.cpp.
 #include <gtest/gtest.h>
 
-#include "eli/cache/chunk_summary.h"
+#include "eli/cache/chunked.h"
 #include "eli/cache/contiguous.h"
 #include "eli/cache/paged.h"
 #include "eli/cache/sliding_window.h"
@@ -116,14 +116,14 @@ TEST(GraphState, Paged) {
   check_layout(l, "paged");
 }
 
-TEST(GraphState, ChunkSummary) {
+TEST(GraphState, Chunked) {
   for (int64_t keep : {0, 10}) {
     for (bool log_bias : {false, true}) {
       CacheConfig c;
       c.chunk_size = 8;
       c.keep_last = keep;
       c.summary_log_bias = log_bias;
-      ChunkSummaryLayout l(args(c));
+      ChunkedLayout l(args(c));
       check_layout(l, "chunked keep " + std::to_string(keep));
     }
   }

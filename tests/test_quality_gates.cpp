@@ -87,7 +87,7 @@ TEST(QualityGates, SlidingWindowBounded) {
   EXPECT_GT(m.ratio, 1.0);  // a window that drops context cannot be free on this text
 }
 
-TEST(QualityGates, ChunkSummaryBounded) {
+TEST(QualityGates, ChunkedBounded) {
   // Measured 1.004 (chunk 64, keep_last 256, log-count bias); KL shows the loss clearly.
   const Measured m = measure("chunked_cache");
   EXPECT_LE(m.ratio, 1.02);

@@ -52,8 +52,8 @@ Registry& registry() {
     add_builtin<SlidingWindowLayout>(
         *reg, {"sliding", {"sliding_window", "window"}, {"window", "sinks"}});
     add_builtin<PagedLayout>(*reg, {"paged", {"paged_attention"}, {"block", "pool"}});
-    add_builtin<ChunkSummaryLayout>(
-        *reg, {"chunked", {"chunked_cache", "chunk"}, {"chunk", "keep", "bias"}});
+    add_builtin<ChunkedLayout>(*reg,
+                               {"chunked", {"chunked_cache", "chunk"}, {"chunk", "keep", "bias"}});
     return reg;
   }();
   return *r;

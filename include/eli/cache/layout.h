@@ -4,7 +4,7 @@
 /// stored history back in attention order. Layouts are the first template argument of
 /// Cache<Layout, KCodec, VCodec> (eli/cache/cache.h). The built-in ones: ContiguousLayout
 /// (contiguous.h), SlidingWindowLayout (sliding_window.h), PagedLayout (paged.h),
-/// ChunkSummaryLayout (chunk_summary.h). This file also holds the helpers they share.
+/// ChunkedLayout (chunked.h). This file also holds the helpers they share.
 ///
 /// A layout L provides (checked by check_layout<L>() when a Cache is instantiated):
 ///
@@ -124,8 +124,8 @@ struct WriteArgs {
   int layer = 0;
   int64_t pos0 = 0;
   Parts k, v;  // the codecs' parts of the new rows, [B or 1, H, T, width] each: what is stored
-  /// Only for a layout that stores rows it derives itself (ChunkSummaryLayout pools old chunks
-  /// into means): the new rows at full precision, fp32 or model dtype [B or 1, H, T, D], and the
+  /// Only for a layout that stores rows it derives itself (ChunkedLayout pools old chunks into
+  /// means): the new rows at full precision, fp32 or model dtype [B or 1, H, T, D], and the
   /// codecs, to decode stored slots and encode the derived rows. Other layouts ignore them.
   at::Tensor xk, xv;
   Recoder* recoder = nullptr;

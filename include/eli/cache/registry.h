@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "eli/cache/cache.h"
-#include "eli/cache/chunk_summary.h"
+#include "eli/cache/chunked.h"
 #include "eli/cache/codecs.h"
 #include "eli/cache/contiguous.h"
 #include "eli/cache/paged.h"
@@ -100,7 +100,7 @@ bool register_codec(const std::string& token) {
   register_cache<ContiguousLayout, C, C>("full", token, token);
   register_cache<SlidingWindowLayout, C, C>("sliding", token, token);
   register_cache<PagedLayout, C, C>("paged", token, token);
-  register_cache<ChunkSummaryLayout, C, C>("chunked", token, token);
+  register_cache<ChunkedLayout, C, C>("chunked", token, token);
   return true;
 }
 

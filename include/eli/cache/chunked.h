@@ -1,6 +1,6 @@
 #pragma once
-/// The chunk-summary layout (method chunked_cache, spec layout `chunked`). Requirements of a
-/// layout: eli/cache/layout.h.
+/// The chunked layout (method chunked_cache, spec layout `chunked`): old chunks pooled into
+/// summaries. Requirements of a layout: eli/cache/layout.h.
 
 #include <ATen/ATen.h>
 
@@ -16,9 +16,9 @@ namespace eli::cache {
 /// (chunk c = positions [c*chunk, (c+1)*chunk)) replaced by one mean key and mean value.
 /// Exact positions [S*chunk, n) live in a ring of keep_last + chunk slots; summaries in a
 /// region of ceil(capacity / chunk) slots.
-class ChunkSummaryLayout {
+class ChunkedLayout {
  public:
-  explicit ChunkSummaryLayout(const LayoutArgs& a);
+  explicit ChunkedLayout(const LayoutArgs& a);
   std::string name() const;
   void write(const WriteArgs& w);
   Gathered gather(int layer, int64_t n) const;

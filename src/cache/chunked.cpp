@@ -1,4 +1,4 @@
-#include "eli/cache/chunk_summary.h"
+#include "eli/cache/chunked.h"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@
 
 namespace eli::cache {
 
-ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
+ChunkedLayout::ChunkedLayout(const LayoutArgs& a)
     : a_(a),
       chunk_(a.cfg.chunk_size),
       keep_(a.cfg.keep_last),
@@ -31,20 +31,20 @@ ChunkSummaryLayout::ChunkSummaryLayout(const LayoutArgs& a)
   }
 }
 
-std::string ChunkSummaryLayout::name() const {
+std::string ChunkedLayout::name() const {
   return fmt::format("chunked(chunk={},keep={},bias={})", chunk_, keep_,
                      a_.cfg.summary_log_bias ? 1 : 0);
 }
 
-int64_t ChunkSummaryLayout::summaries(int64_t n) const {
+int64_t ChunkedLayout::summaries(int64_t n) const {
   return std::max<int64_t>(n - keep_, 0) / chunk_;
 }
 
-void ChunkSummaryLayout::write(const WriteArgs& w) { write_rows(0, a_.batch, w); }
+void ChunkedLayout::write(const WriteArgs& w) { write_rows(0, a_.batch, w); }
 
-void ChunkSummaryLayout::write_seq(int64_t seq, const WriteArgs& w) { write_rows(seq, 1, w); }
+void ChunkedLayout::write_seq(int64_t seq, const WriteArgs& w) { write_rows(seq, 1, w); }
 
-void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, const WriteArgs& w) {
+void ChunkedLayout::write_rows(int64_t b0, int64_t nb, const WriteArgs& w) {
   ELI_CHECK(w.recoder != nullptr && w.xk.defined() && w.xv.defined(),
             "{}: a write needs WriteArgs::xk, xv and recoder (chunks are pooled from the rows)",
             name());
@@ -88,15 +88,15 @@ void ChunkSummaryLayout::write_rows(int64_t b0, int64_t nb, const WriteArgs& w) 
   write_slots(rv, w.v, src, dst);
 }
 
-Gathered ChunkSummaryLayout::gather(int layer, int64_t n) const {
+Gathered ChunkedLayout::gather(int layer, int64_t n) const {
   return gather_rows(0, a_.batch, layer, n);
 }
 
-Gathered ChunkSummaryLayout::gather_seq(int64_t seq, int layer, int64_t n) const {
+Gathered ChunkedLayout::gather_seq(int64_t seq, int layer, int64_t n) const {
   return gather_rows(seq, 1, layer, n);
 }
 
-Gathered ChunkSummaryLayout::gather_rows(int64_t b0, int64_t nb, int layer, int64_t n) const {
+Gathered ChunkedLayout::gather_rows(int64_t b0, int64_t nb, int layer, int64_t n) const {
   Gathered g;
   const int64_t s = summaries(n);
   const float bias = a_.cfg.summary_log_bias ? std::log(static_cast<float>(chunk_)) : 0.0f;
@@ -125,7 +125,7 @@ Gathered ChunkSummaryLayout::gather_rows(int64_t b0, int64_t nb, int layer, int6
   return g;
 }
 
-std::vector<SlotRegion> ChunkSummaryLayout::decode_regions(int layer, int64_t n) const {
+std::vector<SlotRegion> ChunkedLayout::decode_regions(int layer, int64_t n) const {
   std::vector<SlotRegion> out;
   const int64_t s = summaries(n);
   if (s > 0) {
@@ -148,7 +148,7 @@ std::vector<SlotRegion> ChunkSummaryLayout::decode_regions(int layer, int64_t n)
   return out;
 }
 
-std::vector<SlotRegion> ChunkSummaryLayout::graph_regions(int layer) const {
+std::vector<SlotRegion> ChunkedLayout::graph_regions(int layer) const {
   std::vector<SlotRegion> out;
   if (max_summaries_ > 0) {
     SlotRegion r{sum_buf_.k[layer], sum_buf_.v[layer], {}, {}, max_summaries_};
@@ -159,7 +159,7 @@ std::vector<SlotRegion> ChunkSummaryLayout::graph_regions(int layer) const {
   return out;
 }
 
-std::vector<int64_t> ChunkSummaryLayout::graph_lens(int64_t n) const {
+std::vector<int64_t> ChunkedLayout::graph_lens(int64_t n) const {
   const int64_t s = summaries(n), a = (s * chunk_) % ring_, c = n - s * chunk_;
   std::vector<int64_t> lens;
   if (max_summaries_ > 0) lens.push_back(s);
@@ -167,7 +167,7 @@ std::vector<int64_t> ChunkSummaryLayout::graph_lens(int64_t n) const {
   return lens;
 }
 
-void ChunkSummaryLayout::graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>&) {
+void ChunkedLayout::graph_prepare(const std::vector<int64_t>& n, const std::vector<int64_t>&) {
   // decode_regions' ring mask, a row per sequence: slot i holds a visible position when it is
   // among the c slots from a on, cyclically (0 adds exactly nothing where the eager step has no
   // bias).
@@ -182,13 +182,12 @@ void ChunkSummaryLayout::graph_prepare(const std::vector<int64_t>& n, const std:
   upload(graph_ring_bias_, rows.data(), graph_ring_bias_.numel());
 }
 
-void ChunkSummaryLayout::for_each_buffer(int layer, bool is_v,
-                                         const std::function<void(Parts&)>& fn) {
+void ChunkedLayout::for_each_buffer(int layer, bool is_v, const std::function<void(Parts&)>& fn) {
   fn(ring_buf_.side(layer, is_v));
   fn(sum_buf_.side(layer, is_v));
 }
 
-Footprint ChunkSummaryLayout::footprint(int64_t n) const {
+Footprint ChunkedLayout::footprint(int64_t n) const {
   Footprint f;
   const int64_t s = summaries(n);
   f.stored_per_seq = s + (n - s * chunk_);

@@ -1,6 +1,7 @@
-// Op front-ends: route CUDA tensors to the kernels (ops_cuda.cpp) and CPU tensors to the
-// reference (decode attention: to the CPU kernel in attention_cpu.cpp); allocation helpers and
-// the device-independent merge.
+// Op front-ends: route CUDA tensors to the kernels (ops_cuda.cpp) and CPU tensors to the CPU
+// implementation: the CPU kernel for decode attention (attention_cpu.cpp); for the others the
+// CPU computation is their specification itself (quant_ref.cpp, fused_ref.cpp). Allocation
+// helpers and the device-independent merge.
 
 #include "eli/ops.h"
 
@@ -159,13 +160,6 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
   return {o, m + at::log(sum)};
 }
 
-at::Tensor ref::bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
-                                        const at::Tensor& ln_w, const at::Tensor& ln_b,
-                                        double eps) {
-  x.add_(y + bias);
-  return at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
-}
-
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,
                                    const at::Tensor& ln_w, const at::Tensor& ln_b, double eps) {
   if (x.defined() && x.is_cuda()) {
@@ -177,20 +171,6 @@ at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at:
   }
   return ref::bias_residual_layernorm(x, y, bias, ln_w, ln_b, eps);
 }
-
-std::pair<at::Tensor, at::Tensor> ref::embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
-                                                       const at::Tensor& ids,
-                                                       const at::Tensor& pos0,
-                                                       const at::Tensor& ln_w,
-                                                       const at::Tensor& ln_b, double eps) {
-  const at::Tensor pos = (pos0.reshape({-1, 1}) + at::arange(ids.size(1), pos0.options()))
-                             .clamp_max(wpe.size(0) - 1);  // [1 or B, T]
-  at::Tensor x = at::embedding(wte, ids) + at::embedding(wpe, pos);
-  at::Tensor a = at::layer_norm(x, {x.size(-1)}, ln_w, ln_b, eps);
-  return {x, a};
-}
-
-at::Tensor ref::argmax_rows(const at::Tensor& x) { return x.argmax(-1); }
 
 std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const at::Tensor& wpe,
                                                   const at::Tensor& ids, const at::Tensor& pos0,
@@ -215,12 +195,6 @@ at::Tensor argmax_rows(const at::Tensor& x) {
 #endif
   }
   return ref::argmax_rows(x);
-}
-
-at::Tensor ref::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
-                       bool gelu) {
-  at::Tensor y = at::linear(x, w, bias);
-  return gelu ? at::gelu(y, "tanh") : y;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {

@@ -35,14 +35,15 @@ bool capture_possible() { return std::getenv("PYTORCH_NO_CUDA_MEMORY_CACHING") =
 
 // Ends a capture that failed part-way and gives its pool back, so that the stream and the
 // allocator are as before; the caller rethrows.
-void abandon_capture(at::cuda::CUDAGraph& graph, cudaStream_t stream, c10::DeviceIndex dev) {
+template <typename PoolId>
+void abandon_capture(const PoolId& pool, cudaStream_t stream, c10::DeviceIndex dev) {
   cudaGraph_t partial = nullptr;
   if (cudaStreamEndCapture(stream, &partial) == cudaSuccess && partial != nullptr) {
     (void)cudaGraphDestroy(partial);
   }
   (void)cudaGetLastError();
-  c10::cuda::CUDACachingAllocator::endAllocateToPool(dev, graph.pool());
-  c10::cuda::CUDACachingAllocator::releasePool(dev, graph.pool());
+  c10::cuda::CUDACachingAllocator::endAllocateToPool(dev, pool);
+  c10::cuda::CUDACachingAllocator::releasePool(dev, pool);
 }
 
 }  // namespace
@@ -156,11 +157,14 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
         step_body();
         warmed = true;
       } else {
-        graph.capture_begin();
+        // The graph's memory pool, named here: CUDAGraph::pool() is only valid after a capture
+        // succeeded, and a failed one must give it back.
+        const auto pool = at::cuda::graph_pool_handle();
+        graph.capture_begin(pool);
         try {
           step_body();
         } catch (const std::exception& e) {
-          abandon_capture(graph, stream.stream(), dev.index());
+          abandon_capture(pool, stream.stream(), dev.index());
           ELI_FAIL(
               "capturing the decode step as a CUDA graph failed ({}); "
               "GenerationConfig::cuda_graph = false runs the eager step",

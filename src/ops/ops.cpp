@@ -18,7 +18,8 @@
 namespace eli::ops {
 
 namespace {
-[[noreturn]] void no_cuda(const char* op) {
+// (unused in a CUDA build, where every op has its CUDA implementation)
+[[noreturn, maybe_unused]] void no_cuda(const char* op) {
   ELI_FAIL("{}: CUDA tensors given but eli was built without CUDA ops (ELI_WITH_CUDA off)", op);
 }
 }  // namespace

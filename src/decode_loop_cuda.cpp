@@ -27,6 +27,9 @@ using Clock = std::chrono::steady_clock;
 // enough to keep the GPU fed while a callback runs.
 constexpr int kLag = 8;
 
+// Free device memory below which the cached blocks go back to the device before a capture.
+constexpr size_t kCaptureHeadroom = size_t{1} << 30;
+
 // Capture allocates from the caching allocator's private pool of the graph; with the allocator
 // turned off (PYTORCH_NO_CUDA_MEMORY_CACHING, set for debugging and for compute-sanitizer) an
 // allocation or free during capture is a CUDA error, thrown from a tensor's destructor. The
@@ -160,6 +163,14 @@ GenerationResult generate_cuda(const model::GPT2& model, KVCache& cache,
         // The graph's memory pool, named here: CUDAGraph::pool() is only valid after a capture
         // succeeded, and a failed one must give it back.
         const auto pool = at::cuda::graph_pool_handle();
+        // During a capture the allocator may not give cached blocks back to the device, so a
+        // card whose memory sits in the cache of earlier, larger work (a long prefill) runs out
+        // inside the capture: free what is cached first when the card is nearly full.
+        size_t free_bytes = 0, total_bytes = 0;
+        if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess &&
+            free_bytes < kCaptureHeadroom) {
+          c10::cuda::CUDACachingAllocator::emptyCache();
+        }
         graph.capture_begin(pool);
         try {
           step_body();

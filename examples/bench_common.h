@@ -124,6 +124,9 @@ inline void add_methods_option(CLI::App& app, CommonOptions& o) {
         for (const auto& v : values) {
           for (auto& m : split_methods(v)) o.methods.push_back(std::move(m));
         }
+        if (o.methods.empty()) {
+          throw CLI::ValidationError("--methods", "names no method (one or more, comma-separated)");
+        }
       },
       "Comma-separated methods or specs (default: all eight): no_cache, full_cache, "
       "sliding_window, quant_int8, quant_int4, quant_mixed, paged_attention, chunked_cache, or "

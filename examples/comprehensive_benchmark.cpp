@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "bench_common.h"
 #include "eli/benchmark/shared_prefix.h"
@@ -355,6 +356,8 @@ int main(int argc, char** argv) {
   if (const auto rc = examples::parse_command_line(app, argc, argv)) return *rc;
   int failed = 0;  // runs that ended in an ERROR row: exit status 2
   try {
+    ELI_CHECK(std::isfinite(budget_s) && budget_s > 0,
+              "--time-budget must be a positive number of seconds, got {}", budget_s);
     if (shared_prefix != "auto" && shared_prefix != "none") {
       parse_shared_prefix(shared_prefix);  // a bad value is an error before any work
     }

@@ -37,6 +37,14 @@ case "$case_name" in
       --max-new-tokens 2 --repetitions 1 --warmup 0 --no-quality
     grep -q "k:int8,v:int4" "$out" || { echo "FAIL: paged+k:int8,v:int4 not run as one spec"; cat "$out"; exit 1; }
     echo "ok: methods_with_commas (both specs)" ;;
+  options_out_of_range)  # no method, a batch past the cap, a time budget that is not a time
+    expect 1 "names no method" -- "$bin/basic_benchmark" --methods ''
+    expect 1 "names no method" -- "$bin/decode_speed" --methods ,
+    expect 1 "--batch 2147483647 is more than 65536" -- "$bin/decode_speed" --batch 2147483647
+    expect 1 "--time-budget must be a positive number of seconds, got nan" -- \
+      "$bin/comprehensive_benchmark" --time-budget nan
+    expect 1 "--time-budget must be a positive number of seconds, got -1" -- \
+      "$bin/comprehensive_benchmark" --time-budget -1 ;;
   shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
   cache_sweep_bad)  # a bad --cache-sweep is an error before any work
     expect 1 "cache-sweep 'random:tiny,4x': expected MODEL,BATCHxPROMPT" -- \

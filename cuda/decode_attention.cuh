@@ -141,11 +141,12 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   const int64_t pidx = bh * gridDim.x + split;
   const int start = split * split_len;
   const int end = min(p.seq_lens[b], start + split_len);
-  if (start >= end) {
+  if (start >= end) {  // zeros, so the reduce kernel can load every split's output unconditionally
     if (threadIdx.x == 0) {
       part_ml[2 * pidx] = -INFINITY;
       part_ml[2 * pidx + 1] = 0.f;
     }
+    for (int d = threadIdx.x; d < kD; d += kAttnThreads) part_acc[pidx * kD + d] = 0.f;
     return;
   }
   const int tid = threadIdx.x;
@@ -195,96 +196,130 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   }
 }
 
-/// One block of kD threads per (b, h): merges the splits' (max, sum, acc) and, when the params
-/// carry one, the step's new token at full precision (k_new, v_new [B, H, D]) as one more key,
-/// so a decode step needs no separate merge (the eager ATen merge was ~10 launches a layer);
-/// with store_k / store_v it also appends that token to unquantized storage (thread d writes
-/// element d), the append of an fp cache without launches of its own.
-/// Splits without tokens (sum 0) are skipped exactly: the result does not depend on how many
-/// empty splits the grid has, only on the split length.
+/// Threads of the reduce kernel per head dimension: the splits are dealt round-robin to this many
+/// groups of kD threads, so a long sequence's splits (86 at B = 1, context 32768) take a few
+/// rounds of loads per thread instead of one per 8 splits.
+constexpr int kReduceGroups = 4;
+
+/// One block of kReduceGroups x kD threads per (b, h): merges the splits' (max, sum, acc) and,
+/// when the params carry one, the step's new token at full precision (k_new, v_new [B, H, D]) as
+/// one more key, so a decode step needs no separate merge (the eager ATen merge was ~10 launches a
+/// layer); with store_k / store_v it also appends that token to unquantized storage (thread d of
+/// group 0 writes element d), the append of an fp cache without launches of its own.
+/// Thread (g, d) takes splits g, g + kReduceGroups, ...: their (max, sum) and element d of their
+/// outputs are all requested before the first reduction (empty splits wrote zeros), so the kernel
+/// waits for memory about once. Splits without tokens (sum 0) are skipped exactly: the result does
+/// not depend on how many empty splits the grid has, only on the split length.
 template <typename T, int kD>
-__global__ void decode_attention_reduce_kernel(DecodeAttentionParams p,
-                                               const float* __restrict__ part_acc,
-                                               const float* __restrict__ part_ml, int num_splits) {
+__global__ void __launch_bounds__(kReduceGroups* kD)
+    decode_attention_reduce_kernel(DecodeAttentionParams p, const float* __restrict__ part_acc,
+                                   const float* __restrict__ part_ml, int num_splits) {
   allow_next_kernel();
   wait_prior_kernels();
+  constexpr int kThreads = kReduceGroups * kD, kWarps = kThreads / 32, kUnroll = 8;
   const int64_t bh = blockIdx.x;
-  const int d = threadIdx.x;
-  auto load_new = [&](const void* src) {
-    return p.new_f32 ? static_cast<const float*>(src)[bh * kD + d]
-                     : to_float(static_cast<const T*>(src)[bh * kD + d]);
-  };
+  const int tid = threadIdx.x, d = tid % kD, grp = tid / kD;
   const float* ml = part_ml + 2 * bh * num_splits;
   const float* acc = part_acc + bh * num_splits * kD + d;
-  // The loads of a loop over splits are independent: the threads share them (pass 1) or issue
-  // kUnroll at once (pass 2), so the kernel waits for memory a few times, not once per split.
-  __shared__ float s_max[kD / 32], s_w[kD], s_l[kD];
-  float mx = -INFINITY;
-  for (int s = d; s < num_splits; s += kD)
-    if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
+  float m[kUnroll], l[kUnroll], a[kUnroll];
 #pragma unroll
-  for (int off = 16; off >= 1; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  if (d % 32 == 0) s_max[d / 32] = mx;
-  float s_new = -INFINITY, k_d = 0.f, v_d = 0.f;
-  if (p.k_new != nullptr) {
+  for (int u = 0; u < kUnroll; ++u) {
+    const int s = grp + u * kReduceGroups;
+    const bool in = s < num_splits;
+    m[u] = in ? ml[2 * s] : -INFINITY;
+    l[u] = in ? ml[2 * s + 1] : 0.f;
+    a[u] = in ? acc[int64_t(s) * kD] : 0.f;
+  }
+  const bool has_new = p.k_new != nullptr;
+  float k_d = 0.f, v_d = 0.f, q_d = 0.f;
+  if (has_new && grp == 0) {
+    auto load_new = [&](const void* src) {
+      return p.new_f32 ? static_cast<const float*>(src)[bh * kD + d]
+                       : to_float(static_cast<const T*>(src)[bh * kD + d]);
+    };
     k_d = load_new(p.k_new);
     v_d = load_new(p.v_new);
-    // q . k_new over the block: warp sums, then the kD / 32 warp sums in a fixed order.
-    __shared__ float s_dot[kD / 32];
-    float x = to_float(static_cast<const T*>(p.q)[bh * kD + d]) * k_d;
+    q_d = to_float(static_cast<const T*>(p.q)[bh * kD + d]);
+  }
+  float mx = -INFINITY;
 #pragma unroll
-    for (int off = 16; off >= 1; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
-    if (d % 32 == 0) s_dot[d / 32] = x;
-    __syncthreads();
+  for (int u = 0; u < kUnroll; ++u)
+    if (l[u] > 0.f) mx = fmaxf(mx, m[u]);
+  for (int s = grp + kUnroll * kReduceGroups; s < num_splits; s += kReduceGroups)
+    if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
+  // Block max, and q . k_new over group 0 (warp sums, then the kD / 32 warp sums in order).
+  __shared__ float s_max[kWarps], s_dot[kD / 32];
+  float x = q_d * k_d;
+#pragma unroll
+  for (int off = 16; off >= 1; off /= 2) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    x += __shfl_xor_sync(0xffffffffu, x, off);
+  }
+  if (tid % 32 == 0) {
+    s_max[tid / 32] = mx;
+    if (grp == 0) s_dot[tid / 32] = x;
+  }
+  __syncthreads();
+  float s_new = -INFINITY;
+  if (has_new) {
     float dot = 0.f;
 #pragma unroll
     for (int w = 0; w < kD / 32; ++w) dot += s_dot[w];
     s_new = dot * p.sm_scale * kLog2e;
-    if (p.store_k != nullptr) {
+    if (p.store_k != nullptr && grp == 0) {
       const int b = int(bh / p.H), h = int(bh % p.H);
       const int64_t row = row_of(p.map, b, h, p.store_t0[b]);
       static_cast<T*>(p.store_k)[row * kD + d] = from_float<T>(k_d);
       static_cast<T*>(p.store_v)[row * kD + d] = from_float<T>(v_d);
     }
   }
-  __syncthreads();
   mx = s_new;
 #pragma unroll
-  for (int w = 0; w < kD / 32; ++w) mx = fmaxf(mx, s_max[w]);
-  // Pass 2, kD splits at a time: their weights exp2(m_s - mx) (0 for empty splits) through
-  // shared memory, then every thread sums its column in split order.
-  float l = 0.f, o = 0.f;
-  for (int s0 = 0; s0 < num_splits; s0 += kD) {
-    const int s = s0 + d, n = min(kD, num_splits - s0);
-    const float ls = s < num_splits ? ml[2 * s + 1] : 0.f;
-    s_l[d] = ls;
-    s_w[d] = ls > 0.f ? exp2f(ml[2 * s] - mx) : 0.f;
-    __syncthreads();
-    constexpr int kUnroll = 8;
-    for (int j0 = 0; j0 < n; j0 += kUnroll) {
-      float a[kUnroll];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {  // (a split that held no tokens wrote no output)
-        a[u] = j0 + u < n && s_l[j0 + u] > 0.f ? acc[int64_t(s0 + j0 + u) * kD] : 0.f;
-      }
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int j = j0 + u;
-        if (j < n && s_l[j] > 0.f) {
-          l = fmaf(s_l[j], s_w[j], l);
-          o = fmaf(s_w[j], a[u], o);
-        }
-      }
+  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_max[w]);
+  // This thread's splits in increasing order: the first kUnroll from registers, the rest
+  // kUnroll at a time.
+  float lsum = 0.f, o = 0.f;
+  auto add = [&](float ms, float ls, float as) {
+    if (ls > 0.f) {
+      const float w = exp2f(ms - mx);
+      lsum = fmaf(ls, w, lsum);
+      o = fmaf(w, as, o);
     }
-    __syncthreads();
+  };
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
+  for (int s0 = grp + kUnroll * kReduceGroups; s0 < num_splits; s0 += kUnroll * kReduceGroups) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int s = s0 + u * kReduceGroups;
+      const bool in = s < num_splits;
+      m[u] = in ? ml[2 * s] : -INFINITY;
+      l[u] = in ? ml[2 * s + 1] : 0.f;
+      a[u] = in ? acc[int64_t(s) * kD] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
   }
-  if (p.k_new != nullptr) {
+  // The groups' partial sums, added in group order by group 0.
+  __shared__ float s_l[kReduceGroups][kD], s_o[kReduceGroups][kD];
+  s_l[grp][d] = lsum;
+  s_o[grp][d] = o;
+  __syncthreads();
+  if (grp != 0) return;
+  lsum = 0.f;
+  o = 0.f;
+#pragma unroll
+  for (int g = 0; g < kReduceGroups; ++g) {
+    lsum += s_l[g][d];
+    o += s_o[g][d];
+  }
+  if (has_new) {
     const float w = exp2f(s_new - mx);
-    l += w;
+    lsum += w;
     o = fmaf(w, v_d, o);
   }
-  static_cast<T*>(p.out)[bh * kD + d] = from_float<T>(l > 0.f ? o / l : 0.f);
-  if (p.lse != nullptr && d == 0) p.lse[bh] = l > 0.f ? (mx + log2f(l)) / kLog2e : -INFINITY;
+  static_cast<T*>(p.out)[bh * kD + d] = from_float<T>(lsum > 0.f ? o / lsum : 0.f);
+  if (p.lse != nullptr && d == 0) p.lse[bh] = lsum > 0.f ? (mx + log2f(lsum)) / kLog2e : -INFINITY;
 }
 
 /// Grid shape chosen by the launcher (see decode_attention.cu).
@@ -339,9 +374,9 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
             else
               launch(decode_attention_kernel<T, kD, FK, kFV, false>, grid, dim3(kAttnThreads), 0,
                      stream, p, plan.split_len, part_acc, part_ml);
-            launch(decode_attention_reduce_kernel<T, kD>, dim3(p.B * p.H), dim3(kD), 0, stream, p,
-                   static_cast<const float*>(part_acc), static_cast<const float*>(part_ml),
-                   plan.num_splits);
+            launch(decode_attention_reduce_kernel<T, kD>, dim3(p.B * p.H), dim3(kReduceGroups * kD),
+                   0, stream, p, static_cast<const float*>(part_acc),
+                   static_cast<const float*>(part_ml), plan.num_splits);
           })));
   return cudaGetLastError();
 }

@@ -101,8 +101,12 @@ struct DecodeAttentionParams {
 
 /// y [m, n] = x [m, k] w^T (+ bias [n]) (then gelu_tanh), w [n, k] row-major, m <= kGemvMaxRows
 /// (cuda/gemv.cu): a decode step's projections, W read once. k a multiple of 16 bytes of dtype;
-/// x, w 16-byte aligned. fp32 sums, the bias added in fp32, GELU on the product rounded to dtype.
+/// x, w 16-byte aligned. fp32 sums, bias and GELU in fp32 (as cuBLASLt's bias + GELU epilogue, so a
+/// prompt's products agree whichever runs them), one rounding to dtype.
+/// fp16 products of 9 .. kGemvMaxRowsHalf rows (k a multiple of 32) run on the tensor cores
+/// (gemm_rows_mma_kernel), same contract.
 constexpr int kGemvMaxRows = 8;
+constexpr int kGemvMaxRowsHalf = 32;
 cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
                         int n, int k, bool gelu, cudaStream_t stream);
 
@@ -122,6 +126,11 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
                                    int n_pos, int rows, int t_len, const void* ln_w,
                                    const void* ln_b, void* x, void* out, int n, float eps,
                                    cudaStream_t stream);
+/// q, k, v [B, H, T, D] (each contiguous) = the three parts of a QKV projection's output
+/// qkv [B, T, 3, H, D]: the head split of attention in one launch instead of three copies.
+/// D * sizeof(dtype) a multiple of 16 bytes, pointers 16-byte aligned.
+cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, void* v, int batch,
+                               int t_len, int heads, int head_dim, cudaStream_t stream);
 /// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
 cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
                                cudaStream_t stream);

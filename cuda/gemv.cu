@@ -8,6 +8,7 @@
 
 #include <type_traits>
 
+#include "attention/mma.cuh"
 #include "common.cuh"
 
 namespace eli::cuda {
@@ -131,8 +132,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   for (int m = 0; m < kM; ++m) {
     if (m >= m_rows) break;
     float v = acc[m] + b;  // the bias in fp32, as cuBLAS's bias epilogue
-    if (gelu) {            // on the rounded product, as a separate GELU would see it
-      v = to_float(from_float<T>(v));
+    if (gelu) {            // on the fp32 product + bias, as cuBLASLt's GELU epilogue
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
     }
@@ -170,17 +170,133 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
   }
 }
 
+/// fp16 products of 9 .. 32 rows on the tensor cores, W still read once: warp w of a block
+/// takes the block's 16 output columns n0 .. n0 + 15 over its 1 / kWarps of K, in chunks of 32
+/// elements; per chunk two mma.m16n8k16 per 8 rows of x, A = 16 rows of W, B = x^T. Within a
+/// chunk, lane (g, i) = (lane / 4, lane % 4) loads 16 contiguous bytes, elements 8 i .. 8 i + 7,
+/// of W rows n0 + g and n0 + g + 8 and of x rows 8 j + g: the first mma takes elements 8 i + 0..3
+/// and the second 8 i + 4..7, a permutation of K that A and B share (so the sum is unchanged)
+/// and that makes every load one 16-byte vector. Loads run two chunks ahead (W requested before
+/// waiting on the kernels before, like gemv_kernel); the warps' fp32 partial tiles are added in
+/// warp order through shared memory, then the epilogue of gemv_kernel (bias and GELU in fp32, one rounding).
+template <int kWarps, int kMT>
+__global__ void __launch_bounds__(kWarps * 32)
+    gemm_rows_mma_kernel(const __half* __restrict__ x, const __half* __restrict__ w,
+                         const __half* __restrict__ bias, __half* __restrict__ y, int m_rows,
+                         int n_cols, int k_dim, bool gelu) {
+  constexpr int kRows = 8 * kMT;
+  __shared__ float s_c[kWarps][16][kRows];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, i = lane % 4;
+  const int n0 = blockIdx.x * 16;
+  const int chunks = k_dim / 32, per = (chunks + kWarps - 1) / kWarps;
+  const int c_begin = min(chunks, warp * per), c_end = min(chunks, c_begin + per);
+  const __half* wg = w + int64_t(min(n0 + g, n_cols - 1)) * k_dim + 8 * i;
+  const __half* wg8 = w + int64_t(min(n0 + g + 8, n_cols - 1)) * k_dim + 8 * i;
+  uint4 wa[2], wb[2], xs[2][kMT];
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  auto load_w = [&](int slot, int c) {
+    wa[slot] = __ldg(reinterpret_cast<const uint4*>(wg + int64_t(c) * 32));
+    wb[slot] = __ldg(reinterpret_cast<const uint4*>(wg8 + int64_t(c) * 32));
+  };
+  auto load_x = [&](int slot, int c) {
+#pragma unroll
+    for (int j = 0; j < kMT; ++j) {
+      const int row = 8 * j + g;
+      xs[slot][j] =
+          row < m_rows
+              ? *reinterpret_cast<const uint4*>(x + int64_t(row) * k_dim + int64_t(c) * 32 + 8 * i)
+              : zero;
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < 2; ++s)
+    if (c_begin + s < c_end) load_w(s, c_begin + s);
+  allow_next_kernel();
+  wait_prior_kernels();
+#pragma unroll
+  for (int s = 0; s < 2; ++s)
+    if (c_begin + s < c_end) load_x(s, c_begin + s);
+  float acc[kMT][4];
+#pragma unroll
+  for (int j = 0; j < kMT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  for (int c = c_begin; c < c_end; c += 2) {
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      if (c + s < c_end) {
+        const uint4 a = wa[s], b = wb[s];
+#pragma unroll
+        for (int j = 0; j < kMT; ++j) {
+          const uint4 xv = xs[s][j];
+          mma_16816(acc[j], a.x, b.x, a.y, b.y, xv.x, xv.y);
+          mma_16816(acc[j], a.z, b.z, a.w, b.w, xv.z, xv.w);
+        }
+        if (c + s + 2 < c_end) {
+          load_w(s, c + s + 2);
+          load_x(s, c + s + 2);
+        }
+      }
+    }
+  }
+  // acc[j]: (column g, row 8 j + 2 i), (g, 8 j + 2 i + 1), (g + 8, 8 j + 2 i), (g + 8, ... + 1).
+#pragma unroll
+  for (int j = 0; j < kMT; ++j) {
+    s_c[warp][g][8 * j + 2 * i] = acc[j][0];
+    s_c[warp][g][8 * j + 2 * i + 1] = acc[j][1];
+    s_c[warp][g + 8][8 * j + 2 * i] = acc[j][2];
+    s_c[warp][g + 8][8 * j + 2 * i + 1] = acc[j][3];
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < 16 * kRows; t += kWarps * 32) {
+    const int col = t % 16, m = t / 16, n = n0 + col;
+    if (m >= m_rows || n >= n_cols) continue;
+    float v = 0.f;
+#pragma unroll
+    for (int q = 0; q < kWarps; ++q) v += s_c[q][col][m];
+    v += bias != nullptr ? __half2float(bias[n]) : 0.f;
+    if (gelu) {
+      constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
+      v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
+    }
+    y[int64_t(m) * n_cols + n] = __float2half_rn(v);
+  }
+}
+
+template <int kMT>
+cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, void* y, int m, int n,
+                              int k, bool gelu, cudaStream_t stream) {
+  const unsigned blocks = unsigned((n + 15) / 16);
+  // Few column tiles (N = 768 of GPT-2's attention and MLP output products): twice the warps
+  // per tile, so enough weight bytes are in flight.
+  auto go = [&](auto warps_c) {
+    constexpr int kW = decltype(warps_c)::value;
+    return launch(gemm_rows_mma_kernel<kW, kMT>, dim3(blocks), dim3(kW * 32), 0, stream,
+                  static_cast<const __half*>(x), static_cast<const __half*>(w),
+                  static_cast<const __half*>(bias), static_cast<__half*>(y), m, n, k, gelu);
+  };
+  if (int64_t(blocks) < 2 * int64_t(device_sm_count()) && k / 32 >= 32)
+    return go(std::integral_constant<int, 16>{});
+  return go(std::integral_constant<int, 8>{});
+}
+
 }  // namespace detail
 
 cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
                         int n, int k, bool gelu, cudaStream_t stream) {
-  if (m < 1 || m > kGemvMaxRows) return invalid_argument("gemv rows (valid: 1 .. 8)", m);
+  const bool mma = dtype == DType::kHalf && m > kGemvMaxRows;
+  if (m < 1 || m > (dtype == DType::kHalf ? kGemvMaxRowsHalf : kGemvMaxRows))
+    return invalid_argument("gemv rows (valid: 1 .. 8, fp16 1 .. 32)", m);
   if (n < 1) return invalid_argument("gemv output width", n);
-  const int elems = dtype == DType::kHalf ? 8 : 4;
-  if (k < 1 || k % elems != 0) return invalid_argument("gemv inner dim (16-byte multiple)", k);
+  const int elems = mma ? 32 : (dtype == DType::kHalf ? 8 : 4);
+  if (k < 1 || k % elems != 0)
+    return invalid_argument("gemv inner dim (16-byte multiple; 32 elements above 8 rows)", k);
   auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
   if (!x || !w || !y || !aligned(x) || !aligned(w))
     return invalid_argument("gemv pointer (null or x / w not 16-byte aligned)", 0);
+  if (mma) {
+    if (m <= 16) return detail::run_gemm_rows_mma<2>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 24) return detail::run_gemm_rows_mma<3>(x, w, bias, y, m, n, k, gelu, stream);
+    return detail::run_gemm_rows_mma<4>(x, w, bias, y, m, n, k, gelu, stream);
+  }
   ELI_DISPATCH_DTYPE(dtype, T, {
     if (m == 1) return detail::run_gemv<T, 1>(x, w, bias, y, m, n, k, gelu, stream);
     if (m <= 2) return detail::run_gemv<T, 2>(x, w, bias, y, m, n, k, gelu, stream);

@@ -257,4 +257,52 @@ cudaError_t launch_bias_residual_layernorm(DType dtype, void* x, const void* y, 
   return cudaGetLastError();
 }
 
+namespace detail {
+/// One thread per 16-byte vector of qkv [B, T, 3, H, D]: copied to q, k or v [B, H, T, D].
+/// kVecs = 16-byte vectors per head row (D * sizeof(T) / 16).
+template <typename T>
+__global__ void split_heads_kernel(const uint4* __restrict__ qkv, uint4* __restrict__ q,
+                                   uint4* __restrict__ k, uint4* __restrict__ v, int64_t total,
+                                   int t_len, int heads, int vecs) {
+  allow_next_kernel();
+  wait_prior_kernels();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int64_t per_part = int64_t(heads) * vecs;  // vectors of one of q, k, v in a row
+  const int64_t row = i / (3 * per_part);          // b * T + t
+  const int64_t in_row = i % (3 * per_part);
+  const int part = int(in_row / per_part);
+  const int h = int(in_row % per_part / vecs), j = int(in_row % vecs);
+  const int64_t b = row / t_len, t = row % t_len;
+  uint4* dst = part == 0 ? q : (part == 1 ? k : v);
+  dst[((b * heads + h) * t_len + t) * vecs + j] = qkv[i];
+}
+}  // namespace detail
+
+cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, void* v, int batch,
+                               int t_len, int heads, int head_dim, cudaStream_t stream) {
+  if (batch <= 0 || t_len <= 0 || heads <= 0 || head_dim <= 0)
+    return invalid_argument("split_heads batch x tokens x heads x head_dim",
+                            int64_t(batch) * t_len * heads * head_dim);
+  const int elem = dtype == DType::kHalf ? 2 : 4;
+  if (head_dim * elem % 16 != 0)
+    return invalid_argument("split_heads head_dim (a head row must be a multiple of 16 bytes)",
+                            head_dim);
+  for (const void* ptr :
+       {qkv, static_cast<const void*>(q), static_cast<const void*>(k), static_cast<const void*>(v)})
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0)
+      return invalid_argument("split_heads pointer (not 16-byte aligned)", 0);
+  const int vecs = head_dim * elem / 16;
+  const int64_t total = int64_t(batch) * t_len * 3 * heads * vecs;
+  constexpr int kThreads = 256;
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  if (blocks > 0x7fffffff) return invalid_argument("split_heads size", total);
+  ELI_DISPATCH_DTYPE(
+      dtype, T,
+      launch(detail::split_heads_kernel<T>, dim3(unsigned(blocks)), dim3(kThreads), 0, stream,
+             static_cast<const uint4*>(qkv), static_cast<uint4*>(q), static_cast<uint4*>(k),
+             static_cast<uint4*>(v), total, t_len, heads, vecs));
+  return cudaGetLastError();
+}
+
 }  // namespace eli::cuda

@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "eli/error.h"
 #include "eli/ops.h"
@@ -111,11 +112,19 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded,
   const bool fused = this->fused();
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
-    auto qkv = (fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
-                      : at::linear(a, blk.c_attn_w, blk.c_attn_b))
-                   .split(e, -1);
-    auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
-    at::Tensor q = heads(qkv[0]), k = heads(qkv[1]).contiguous(), v = heads(qkv[2]).contiguous();
+    const at::Tensor qkv = fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
+                                 : at::linear(a, blk.c_attn_w, blk.c_attn_b);
+    at::Tensor q, k, v;
+    if (fused && batch * t > 1) {
+      // One launch for the three head splits (at one token of one sequence they are views).
+      std::tie(q, k, v) = ops::split_heads(qkv, h);
+    } else {
+      const auto parts = qkv.split(e, -1);
+      auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
+      q = heads(parts[0]);
+      k = heads(parts[1]).contiguous();
+      v = heads(parts[2]).contiguous();
+    }
     at::Tensor att;
     if (cache != nullptr) {
       if (lens.empty() && seqs.empty()) {

@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <tuple>
 #include <utility>
 
 #include "eli/quant.h"
@@ -90,8 +91,13 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
                                      const SlotMap* append = nullptr);
 
 /// y = x w^T (+ bias) (then gelu_tanh): x [..., K], w [N, K], bias [N] or undefined ->
-/// [..., N] in x's dtype. On CUDA with at most 8 rows (a decode step) one kernel that reads w
-/// once (cuda/gemv.cu); otherwise at::linear (+ at::gelu).
+/// [..., N] in x's dtype. On CUDA, products of a decode step read w once in one kernel
+/// (cuda/gemv.cu): at most 8 rows of any shape, or 9 .. 32 fp16 rows of one token each (x [rows,
+/// K] or [B, 1, K], K a multiple of 32) on the tensor cores. Everything else is cuBLAS: at::linear,
+/// with GELU as cuBLASLt's bias + GELU epilogue (at::_addmm_activation) where it applies, else
+/// at::gelu after. Prompts of 9 .. 32 tokens stay on cuBLAS so that a prompt's prefill runs the
+/// same product alone and inside a ragged batch (the kernels add in different orders; a quantized
+/// cache can turn that last-bit difference into another token).
 /// Weights are parameters: on Hopper the kernel starts loading w while the kernel before it in
 /// the stream is still finishing (programmatic dependent launch, cuda/common.cuh), so w must not
 /// be written by the kernel launched immediately before this call on the same stream (model
@@ -115,6 +121,10 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
                                                   const at::Tensor& ids, const at::Tensor& pos0,
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,
                                                   double eps);
+/// The heads of a QKV projection: qkv [B, T, 3 * H * D] (q, k, v parts in that order, each
+/// H heads of D) -> {q, k, v}, each [B, H, T, D] contiguous. On CUDA one launch (fp16/fp32, D a
+/// multiple of 16 bytes); elsewhere ATen's views and copies.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
 /// Index of the largest element of each row of x [rows, n] (NaN largest, ties to the lowest
 /// index, as at::argmax): int64 [rows] on x's device.
 at::Tensor argmax_rows(const at::Tensor& x);

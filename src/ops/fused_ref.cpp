@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <tuple>
 #include <utility>
 
 #include "ops/ref.h"
@@ -14,6 +15,15 @@ at::Tensor ref::linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
                        bool gelu) {
   at::Tensor y = at::linear(x, w, bias);
   return gelu ? at::gelu(y, "tanh") : y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ref::split_heads(const at::Tensor& qkv,
+                                                                int64_t heads) {
+  const int64_t b = qkv.size(0), t = qkv.size(1), e = qkv.size(2) / 3;
+  auto part = [&](int64_t i) {
+    return qkv.narrow(2, i * e, e).view({b, t, heads, e / heads}).transpose(1, 2).contiguous();
+  };
+  return {part(0), part(1), part(2)};
 }
 
 at::Tensor ref::bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,

@@ -6,6 +6,7 @@
 #include "eli/ops.h"
 
 #include <cmath>
+#include <vector>
 
 #include "eli/error.h"
 #include "ops/attention_cpu.h"
@@ -187,6 +188,22 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
   return ref::embed_layernorm(wte, wpe, ids, pos0, ln_w, ln_b, eps);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads) {
+  ELI_CHECK(qkv.defined() && qkv.dim() == 3 && heads >= 1 && qkv.size(2) % (3 * heads) == 0,
+            "split_heads: qkv must be [B, T, 3 * heads * head_dim] with heads >= 1, got {}-D "
+            "with last dim {} and heads {}",
+            qkv.defined() ? qkv.dim() : 0, qkv.defined() && qkv.dim() > 0 ? qkv.size(-1) : 0,
+            heads);
+  if (qkv.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    if (cuda_impl::split_heads_applies(qkv, heads)) return cuda_impl::split_heads(qkv, heads);
+#else
+    no_cuda("split_heads");
+#endif
+  }
+  return ref::split_heads(qkv, heads);
+}
+
 at::Tensor argmax_rows(const at::Tensor& x) {
   if (x.defined() && x.is_cuda()) {
 #ifdef ELI_WITH_CUDA
@@ -202,6 +219,13 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
   if (x.defined() && x.is_cuda()) {
 #ifdef ELI_WITH_CUDA
     if (cuda_impl::gemv_applies(x, w)) return cuda_impl::gemv(x, w, bias, gelu);
+    if (gelu && bias.defined() && x.dim() >= 2 && x.numel() / x.size(-1) > 1) {
+      // cuBLASLt's bias + GELU (tanh) epilogue: the activation inside the product's launch.
+      const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = w.size(0);
+      return at::_addmm_activation(bias, x2, w.t(), 1, 1, /*use_gelu=*/true).view(shape);
+    }
 #else
     no_cuda("linear");
 #endif

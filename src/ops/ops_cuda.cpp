@@ -336,6 +336,32 @@ at::Tensor argmax_rows(const at::Tensor& x) {
   return out;
 }
 
+bool split_heads_applies(const at::Tensor& qkv, int64_t heads) {
+  const at::ScalarType t = qkv.scalar_type();
+  if ((t != at::kHalf && t != at::kFloat) || !qkv.is_contiguous() || qkv.numel() == 0) return false;
+  const int64_t d = qkv.size(2) / (3 * heads);
+  return d * qkv.element_size() % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(qkv.data_ptr()) % 16 == 0 && qkv.numel() < (int64_t(1) << 31);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads) {
+  const char* op = "split_heads";
+  const int64_t b = qkv.size(0), t = qkv.size(1), d = qkv.size(2) / (3 * heads);
+  check_int(b, "batch", op);
+  check_int(t, "tokens", op);
+  check_int(heads, "heads", op);
+  check_int(d, "head_dim", op);
+  const c10::cuda::CUDAGuard guard(qkv.device());
+  at::Tensor q = at::empty({b, heads, t, d}, qkv.options());
+  at::Tensor k = at::empty_like(q), v = at::empty_like(q);
+  check_launch(ec::launch_split_heads(
+                   dtype_of(qkv.scalar_type(), op), qkv.data_ptr(), q.data_ptr(), k.data_ptr(),
+                   v.data_ptr(), static_cast<int>(b), static_cast<int>(t), static_cast<int>(heads),
+                   static_cast<int>(d), at::cuda::getCurrentCUDAStream().stream()),
+               op);
+  return {q, k, v};
+}
+
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
   if (!x.defined() || !w.defined() || x.dim() < 1 || w.dim() != 2 || x.numel() == 0) return false;
   const at::ScalarType t = x.scalar_type();
@@ -345,7 +371,10 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
   }
   const int64_t k = w.size(1), rows = x.numel() / k;
   const int64_t per16 = 16 / static_cast<int64_t>(at::elementSize(t));
-  return rows <= ec::kGemvMaxRows && k % per16 == 0 && w.size(0) <= INT_MAX && k <= INT_MAX &&
+  const bool one_token_rows = x.dim() <= 2 || x.size(-2) == 1;  // decode, not a prompt
+  const bool rows_ok = rows <= ec::kGemvMaxRows || (t == at::kHalf && one_token_rows &&
+                                                    rows <= ec::kGemvMaxRowsHalf && k % 32 == 0);
+  return rows_ok && k % per16 == 0 && w.size(0) <= INT_MAX && k <= INT_MAX &&
          reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0;
 }
 

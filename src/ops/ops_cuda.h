@@ -23,6 +23,10 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,
                                                   double eps);
 at::Tensor argmax_rows(const at::Tensor& x);
+/// Whether the split_heads kernel takes qkv (fp16/fp32, contiguous, aligned, head rows of a
+/// multiple of 16 bytes, B and T non-zero).
+bool split_heads_applies(const at::Tensor& qkv, int64_t heads);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
 /// Whether launch_gemv takes x [..., K] w [N, K]: fp16/fp32, at most kGemvMaxRows rows, K a
 /// multiple of 16 bytes, w contiguous and aligned.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);

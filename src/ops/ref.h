@@ -22,6 +22,7 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
                                                   const at::Tensor& ln_w, const at::Tensor& ln_b,
                                                   double eps);
 at::Tensor argmax_rows(const at::Tensor& x);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,

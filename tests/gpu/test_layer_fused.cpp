@@ -104,7 +104,7 @@ TEST(LayerFused, LinearMatchesAten) {
     for (int64_t k : {8, 104, 768, 3072}) {
       for (int64_t n : {1, 97, 2304}) {
         const at::Tensor w = at::randn({n, k}, dev) / std::sqrt(double(k)), b = at::randn({n}, dev);
-        for (int64_t rows : {1, 3, 8, 9}) {
+        for (int64_t rows : {1, 3, 8, 9, 17, 32}) {
           const at::Tensor x = at::randn({rows, 1, k}, dev);
           for (bool with_bias : {false, true}) {
             for (bool gelu : {false, true}) {
@@ -114,12 +114,43 @@ TEST(LayerFused, LinearMatchesAten) {
                   ops::ref::linear(x.to(at::kCPU, at::kDouble), w.to(at::kCPU, at::kDouble),
                                    with_bias ? b.to(at::kCPU, at::kDouble) : at::Tensor(), gelu);
               ASSERT_EQ(got.sizes(), want.sizes());
+              if (rows > 8) {  // the same rows as one prompt (cuBLAS: see ops::linear)
+                const at::Tensor prompt = ops::linear(x.view({1, rows, k}), w, bias, gelu);
+                auto [ep, ip] = worst(prompt.view(got.sizes()), want);
+                EXPECT_LE(ep, tol) << "prompt-shaped k " << k << " n " << n << " rows " << rows
+                                   << " worst element " << ip;
+              }
               auto [e, i] = worst(got, want);
               EXPECT_LE(e, tol) << "k " << k << " n " << n << " rows " << rows << " bias "
                                 << with_bias << " gelu " << gelu << " worst element " << i;
             }
           }
         }
+      }
+    }
+  }
+}
+
+// The head split of a QKV output: the same bits as ATen's views + copies, output poisoned first.
+TEST(LayerFused, SplitHeadsMatchesAtenViews) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  struct Shape {
+    int64_t b, t, h, d;
+  };
+  for (auto dtype : {at::kFloat, at::kHalf}) {
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (Shape s : {Shape{1, 1, 12, 64}, Shape{32, 1, 12, 64}, Shape{3, 7, 5, 128},
+                    Shape{2, 130, 25, 64}, Shape{1, 9, 1, 8}}) {
+      if (s.d * at::elementSize(dtype) % 16 != 0) continue;
+      at::manual_seed(s.b * 131 + s.t);
+      const at::Tensor qkv = at::randn({s.b, s.t, 3 * s.h * s.d}, dev);
+      const auto [q, k, v] = ops::split_heads(qkv, s.h);
+      const auto [wq, wk, wv] = ops::ref::split_heads(qkv.cpu(), s.h);
+      for (const auto& [got, want] : {std::pair{q, wq}, std::pair{k, wk}, std::pair{v, wv}}) {
+        ASSERT_EQ(got.sizes(), want.sizes());
+        EXPECT_TRUE(got.is_contiguous());
+        EXPECT_TRUE(at::equal(got.cpu(), want))
+            << s.b << " x " << s.t << " x " << s.h << " x " << s.d;
       }
     }
   }
@@ -133,6 +164,8 @@ TEST(LayerFusedErrors, BadShapesAreErrors) {
                                             at::randn({8}, dev), at::randn({8}, dev), 1e-5),
                Error);
   EXPECT_THROW(ops::linear(x, at::randn({5, 8}, dev), at::randn({4}, dev)), Error);
+  EXPECT_THROW(ops::split_heads(at::randn({2, 1, 100}, dev), 12), Error);  // 100 != 3 * 12 * d
+  EXPECT_THROW(ops::split_heads(at::randn({2, 36}, dev), 12), Error);      // not [B, T, 3E]
 }
 
 }  // namespace

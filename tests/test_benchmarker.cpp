@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 
+#include "benchmark_test_util.h"
 #include "eli/benchmark/benchmarker.h"
 #include "eli/benchmark/memory.h"
 #include "eli/benchmark/metrics.h"
@@ -27,13 +27,7 @@ const model::GPT2& tiny_model() {
   return m;
 }
 
-std::vector<int64_t> random_ids(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int64_t> d(0, 999);
-  std::vector<int64_t> ids(n);
-  for (auto& x : ids) x = d(rng);
-  return ids;
-}
+using eli::benchmark::testing::random_ids;
 
 BenchmarkConfig small_config() {
   BenchmarkConfig c;

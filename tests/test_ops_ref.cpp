@@ -269,6 +269,27 @@ TEST(OpsRef, HistoryPlusNewTokenEqualsAttentionOverAll) {
   EXPECT_TRUE(all_close(got, want, 1e-6, 1e-5));
 }
 
+// split_heads: element (b, t, part, h, d) of the QKV output lands at [b, h, t, d] of part.
+TEST(OpsRef, SplitHeadsPlacesEveryElement) {
+  const int64_t b = 2, t = 3, h = 4, d = 8;
+  const at::Tensor qkv = at::arange(b * t * 3 * h * d, at::kFloat).view({b, t, 3 * h * d});
+  const auto [q, k, v] = split_heads(qkv, h);
+  const at::Tensor parts[3] = {q, k, v};
+  for (int p = 0; p < 3; ++p) {
+    ASSERT_EQ(parts[p].sizes(), (std::vector<int64_t>{b, h, t, d}));
+    EXPECT_TRUE(parts[p].is_contiguous());
+    for (int64_t bi = 0; bi < b; ++bi)
+      for (int64_t ti = 0; ti < t; ++ti)
+        for (int64_t hi = 0; hi < h; ++hi)
+          for (int64_t di = 0; di < d; ++di)
+            ASSERT_EQ(parts[p][bi][hi][ti][di].item<float>(),
+                      float((((bi * t + ti) * 3 + p) * h + hi) * d + di));
+  }
+  EXPECT_THROW(split_heads(qkv, 5), eli::Error);                           // 96 is not 3 x 5 x d
+  EXPECT_THROW(split_heads(qkv.view({b * t, 3 * h * d}), h), eli::Error);  // not [B, T, 3E]
+  EXPECT_THROW(split_heads(qkv, 0), eli::Error);
+}
+
 TEST(OpsRef, BadArgumentsAreErrors) {
   at::manual_seed(8);
   const at::Tensor x = testing::random_rows({1, 2, 3, 64}, at::kFloat);

@@ -8,11 +8,11 @@
 #include <cctype>
 #include <cmath>
 #include <map>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "benchmark_test_util.h"
 #include "eli/benchmark/benchmarker.h"
 #include "eli/benchmark/report.h"
 
@@ -21,13 +21,7 @@ using namespace eli::benchmark;
 
 namespace {
 
-std::vector<int64_t> random_ids(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int64_t> d(0, 999);
-  std::vector<int64_t> ids(n);
-  for (auto &x : ids) x = d(rng);
-  return ids;
-}
+using eli::benchmark::testing::random_ids;
 
 // A report over a tiny random model: quality on, two repetitions, a failed
 // method among them.

@@ -3,7 +3,8 @@
 // shapes as general GEMMs (some split over K with a second reduction launch) at ~5 us each,
 // latency-bound; a warp per output column with 16-byte loads and the epilogue fused does the
 // same work in one short launch, split over K across the warps of a block where N alone gives
-// too few warps to keep the memory busy.
+// too few warps to keep the memory busy. fp16 products of 9 .. 32 rows (a decode step at batch
+// 9 .. 32) run on the tensor cores instead (gemm_rows_mma_kernel), W still read once.
 #include <cuda_fp16.h>
 
 #include <type_traits>
@@ -178,7 +179,8 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
 /// and the second 8 i + 4..7, a permutation of K that A and B share (so the sum is unchanged)
 /// and that makes every load one 16-byte vector. Loads run two chunks ahead (W requested before
 /// waiting on the kernels before, like gemv_kernel); the warps' fp32 partial tiles are added in
-/// warp order through shared memory, then the epilogue of gemv_kernel (bias and GELU in fp32, one rounding).
+/// warp order through shared memory, then the epilogue of gemv_kernel (bias and GELU in fp32,
+/// one rounding).
 template <int kWarps, int kMT>
 __global__ void __launch_bounds__(kWarps * 32)
     gemm_rows_mma_kernel(const __half* __restrict__ x, const __half* __restrict__ w,

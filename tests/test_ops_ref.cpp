@@ -290,6 +290,16 @@ TEST(OpsRef, SplitHeadsPlacesEveryElement) {
   EXPECT_THROW(split_heads(qkv, 0), eli::Error);
 }
 
+TEST(OpsRef, LinearChecksItsShapes) {
+  const at::Tensor x = at::randn({3, 1, 16}), w = at::randn({5, 16}), b = at::randn({5});
+  EXPECT_TRUE(at::allclose(linear(x, w, b, false), at::linear(x, w, b)));
+  EXPECT_THROW(linear(x, at::randn({5, 15}), b, false), eli::Error);      // K differs
+  EXPECT_THROW(linear(x, w, at::randn({4}), true), eli::Error);           // bias size
+  EXPECT_THROW(linear(x, w.to(at::kDouble), {}, false), eli::Error);      // dtypes
+  EXPECT_THROW(linear(x, at::randn({5, 16, 1}), {}, false), eli::Error);  // w not 2-D
+  EXPECT_THROW(linear(at::Tensor(), w, {}, false), eli::Error);
+}
+
 TEST(OpsRef, BadArgumentsAreErrors) {
   at::manual_seed(8);
   const at::Tensor x = testing::random_rows({1, 2, 3, 64}, at::kFloat);

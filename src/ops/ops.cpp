@@ -216,7 +216,15 @@ at::Tensor argmax_rows(const at::Tensor& x) {
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
-  if (x.defined() && x.is_cuda()) {
+  ELI_CHECK(x.defined() && w.defined() && x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) &&
+                x.scalar_type() == w.scalar_type(),
+            "linear: x [..., K] and w [N, K] of one dtype, got {}-D x (K = {}) and {}-D w (K = {})",
+            x.defined() ? x.dim() : 0, x.defined() && x.dim() > 0 ? x.size(-1) : 0,
+            w.defined() ? w.dim() : 0, w.defined() && w.dim() == 2 ? w.size(1) : 0);
+  ELI_CHECK(!bias.defined() || (bias.numel() == w.size(0) && bias.scalar_type() == w.scalar_type()),
+            "linear: bias must have N = {} elements of w's dtype, got {}", w.size(0),
+            bias.defined() ? bias.numel() : 0);
+  if (x.is_cuda()) {
 #ifdef ELI_WITH_CUDA
     if (cuda_impl::gemv_applies(x, w)) return cuda_impl::gemv(x, w, bias, gelu);
     if (gelu && bias.defined() && x.dim() >= 2 && x.numel() / x.size(-1) > 1) {

@@ -164,6 +164,9 @@ TEST(LayerFusedErrors, BadShapesAreErrors) {
                                             at::randn({8}, dev), at::randn({8}, dev), 1e-5),
                Error);
   EXPECT_THROW(ops::linear(x, at::randn({5, 8}, dev), at::randn({4}, dev)), Error);
+  const at::Tensor x32 = at::randn({32, 1, 64}, dev);  // past the kernels: cuBLAS's paths
+  EXPECT_THROW(ops::linear(x32, at::randn({5, 64}, dev), at::randn({4}, dev), true), Error);
+  EXPECT_THROW(ops::linear(x32, at::randn({5, 63}, dev), {}, false), Error);
   EXPECT_THROW(ops::split_heads(at::randn({2, 1, 100}, dev), 12), Error);  // 100 != 3 * 12 * d
   EXPECT_THROW(ops::split_heads(at::randn({2, 36}, dev), 12), Error);      // not [B, T, 3E]
 }

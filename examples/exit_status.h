@@ -3,6 +3,7 @@
 // that maps CLI11's own codes (105 for a bad value, 109 for an unknown flag, ...) onto them.
 #include <CLI/CLI.hpp>
 #include <optional>
+#include <string>
 
 namespace examples {
 
@@ -18,7 +19,24 @@ constexpr int kExitFailed = 2;
 /// Parses the command line. Returns the status to exit with when the tool should stop here
 /// (--help: kExitOk after the usage text; a usage error: kExitError after CLI11's message),
 /// nothing when it should go on.
+/// CLI11 2.1 reads an empty value of a numeric option (`--batch ''`, `--seed=`) as 0: every
+/// option whose value is a number (of app and its subcommands) refuses an empty one.
+inline void refuse_empty_numbers(CLI::App& app) {
+  static const CLI::Validator non_empty(
+      [](std::string& v) { return v.empty() ? std::string("an empty value is not a number") : ""; },
+      "");
+  for (CLI::Option* opt : app.get_options()) {
+    const std::string type = opt->get_type_name();
+    if (opt->get_type_size() != 0 &&
+        (type.find("INT") != std::string::npos || type.find("FLOAT") != std::string::npos ||
+         type.find("NUMBER") != std::string::npos))
+      opt->check(non_empty);
+  }
+  for (CLI::App* sub : app.get_subcommands({})) refuse_empty_numbers(*sub);
+}
+
 inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  refuse_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -44,7 +44,11 @@ case "$case_name" in
     expect 1 "--time-budget must be a positive number of seconds, got nan" -- \
       "$bin/comprehensive_benchmark" --time-budget nan
     expect 1 "--time-budget must be a positive number of seconds, got -1" -- \
-      "$bin/comprehensive_benchmark" --time-budget -1 ;;
+      "$bin/comprehensive_benchmark" --time-budget -1
+    # An empty value of a numeric option (CLI11 read it as 0).
+    expect 1 "--batch: an empty value is not a number" -- "$bin/decode_speed" --batch ''
+    expect 1 "an empty value is not a number" -- "$bin/generate" --seed '' --prompt hi
+    expect 1 "an empty value is not a number" -- "$bin/comprehensive_benchmark" --time-budget '' ;;
   shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
   cache_sweep_bad)  # a bad --cache-sweep is an error before any work
     expect 1 "cache-sweep 'random:tiny,4x': expected MODEL,BATCHxPROMPT" -- \

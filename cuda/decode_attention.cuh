@@ -221,15 +221,19 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
   const int tid = threadIdx.x, d = tid % kD, grp = tid / kD;
   const float* ml = part_ml + 2 * bh * num_splits;
   const float* acc = part_acc + bh * num_splits * kD + d;
+  // (max, sum, output element d) of splits s0, s0 + kReduceGroups, ... (kUnroll of them).
   float m[kUnroll], l[kUnroll], a[kUnroll];
+  auto load_splits = [&](int s0) {
 #pragma unroll
-  for (int u = 0; u < kUnroll; ++u) {
-    const int s = grp + u * kReduceGroups;
-    const bool in = s < num_splits;
-    m[u] = in ? ml[2 * s] : -INFINITY;
-    l[u] = in ? ml[2 * s + 1] : 0.f;
-    a[u] = in ? acc[int64_t(s) * kD] : 0.f;
-  }
+    for (int u = 0; u < kUnroll; ++u) {
+      const int s = s0 + u * kReduceGroups;
+      const bool in = s < num_splits;
+      m[u] = in ? ml[2 * s] : -INFINITY;
+      l[u] = in ? ml[2 * s + 1] : 0.f;
+      a[u] = in ? acc[int64_t(s) * kD] : 0.f;
+    }
+  };
+  load_splits(grp);
   const bool has_new = p.k_new != nullptr;
   float k_d = 0.f, v_d = 0.f, q_d = 0.f;
   if (has_new && grp == 0) {
@@ -289,14 +293,7 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
   for (int s0 = grp + kUnroll * kReduceGroups; s0 < num_splits; s0 += kUnroll * kReduceGroups) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int s = s0 + u * kReduceGroups;
-      const bool in = s < num_splits;
-      m[u] = in ? ml[2 * s] : -INFINITY;
-      l[u] = in ? ml[2 * s + 1] : 0.f;
-      a[u] = in ? acc[int64_t(s) * kD] : 0.f;
-    }
+    load_splits(s0);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
   }

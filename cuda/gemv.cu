@@ -7,6 +7,7 @@
 // 9 .. 32) run on the tensor cores instead (gemm_rows_mma_kernel), W still read once.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "attention/mma.cuh"
@@ -17,89 +18,102 @@ namespace eli::cuda {
 namespace detail {
 
 constexpr int kGemvWarps = 8;   // warps per block
-constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane
-// Chunks per lane requested before waiting for the kernels before (8 x 32 lanes x 16 bytes
-// = 2048 fp16 elements, all of K for every GPT-2 product once split).
+constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane past the staged ones
+// Most chunks per lane requested before waiting for the kernels before (8 x 32 lanes x 16 bytes
+// = 2048 fp16 elements, all of K for every GPT-2 product once split), staged in shared memory.
 constexpr int kGemvPrefetch = 8;
 
+/// acc + the dot product of two 16-byte vectors of T, in fp32.
 template <typename T>
-struct Vec16 {  // 16 bytes of T as fp32 values
-  static constexpr int kN = 16 / int(sizeof(T));
-  float v[kN];
-  __device__ __forceinline__ void load(const T* p) { set(*reinterpret_cast<const uint4*>(p)); }
-  __device__ __forceinline__ void set(const uint4& raw) {
+__device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc) {
+  const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
     if constexpr (sizeof(T) == 2) {
-      const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-      for (int i = 0; i < kN / 2; ++i) {
-        const float2 f = __half22float2(h[i]);
-        v[2 * i] = f.x;
-        v[2 * i + 1] = f.y;
-      }
+      const float2 fa = __half22float2(*reinterpret_cast<const __half2*>(&wa[i]));
+      const float2 fb = __half22float2(*reinterpret_cast<const __half2*>(&wb[i]));
+      acc = fmaf(fa.x, fb.x, acc);
+      acc = fmaf(fa.y, fb.y, acc);
     } else {
-      const float* f = reinterpret_cast<const float*>(&raw);
-#pragma unroll
-      for (int i = 0; i < kN; ++i) v[i] = f[i];
+      acc = fmaf(__uint_as_float(wa[i]), __uint_as_float(wb[i]), acc);
     }
   }
-};
+  return acc;
+}
+
+/// 16-byte copy global -> shared that does not hold registers while in flight (cp.async, sm_80+;
+/// a plain load and store before).
+__device__ __forceinline__ void copy16_async(uint4* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#else
+  *smem = *static_cast<const uint4*>(gmem);
+#endif
+}
+__device__ __forceinline__ void copy16_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
 
 /// kSplit warps per output column n, each over a contiguous 1 / kSplit of K: lanes stride over
 /// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1; fp32
 /// sums, warp reduction, the kSplit partial sums added in a fixed order through shared memory,
 /// then bias and GELU (tanh). The weights do not depend on earlier kernels: each lane requests
-/// its first kGemvPrefetch chunks before wait_prior_kernels(), so the weight stream of this
-/// product overlaps the kernels before it (all of a GPT-2 row part; see common.cuh), and the
-/// rest kGemvUnroll chunks at a time.
+/// its first `stage` chunks (<= kGemvPrefetch; all of a GPT-2 row part) before
+/// wait_prior_kernels(), so the weight stream of this product overlaps the kernels before it (see
+/// common.cuh), and any rest kGemvUnroll chunks at a time. The requested chunks land in shared
+/// memory (cp.async), not registers: at 32 registers a thread (one row) 8 blocks fit an SM and a
+/// 1.5B-shaped product's grid is resident in one wave; held in registers (48-56 a thread) the
+/// grids of three of the four products of a layer took two waves, and the second wave's loads
+/// started only after the first finished (H200, ms per decode step: 1.5B 1 x 128 1.904 ->
+/// 1.625, 124M 1 x 128 0.291 -> 0.261, 124M 8 x 128 0.701 -> 0.629).
 template <typename T, int kM, int kSplit>
-__global__ void __launch_bounds__(kGemvWarps * 32)
+__global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : (kM == 4 ? 5 : 4)))
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu) {
-  constexpr int kE = Vec16<T>::kN;
-  constexpr int kCols = kGemvWarps / kSplit;  // output columns per block
+                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu, int stage) {
+  constexpr int kE = 16 / int(sizeof(T));
+  constexpr int kCols = kGemvWarps / kSplit;
+  constexpr int kThreads = kGemvWarps * 32;
+  extern __shared__ uint4 s_stage[];  // [stage][kThreads]
   __shared__ float s_part[kGemvWarps][kM];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int n = blockIdx.x * kCols + warp / kSplit, part = warp % kSplit;
   const T* wr = w + int64_t(n < n_cols ? n : 0) * k_dim;
   const int chunks = k_dim / kE, per = (chunks + kSplit - 1) / kSplit;
   const int c_begin = part * per, c_end = n < n_cols ? min(chunks, c_begin + per) : c_begin;
-
-  uint4 pre[kGemvPrefetch];
-#pragma unroll
-  for (int u = 0; u < kGemvPrefetch; ++u) {
+  for (int u = 0; u < stage; ++u) {
     const int c = c_begin + lane + u * 32;
-    if (c < c_end) pre[u] = *reinterpret_cast<const uint4*>(wr + int64_t(c) * kE);
+    if (c < c_end) copy16_async(&s_stage[u * kThreads + threadIdx.x], wr + int64_t(c) * kE);
   }
   allow_next_kernel();
   wait_prior_kernels();
-
   float acc[kM];
 #pragma unroll
   for (int m = 0; m < kM; ++m) acc[m] = 0.f;
-  auto accumulate = [&](const Vec16<T>& wv, int c) {
+  // Converts pairs as it goes (not whole vectors to fp32 first): fewer live registers.
+  auto accumulate = [&](const uint4& wraw, int c) {
 #pragma unroll
     for (int m = 0; m < kM; ++m) {
       if (m >= m_rows) break;
-      Vec16<T> xv;
-      xv.load(x + int64_t(m) * k_dim + int64_t(c) * kE);
-#pragma unroll
-      for (int e = 0; e < kE; ++e) acc[m] = fmaf(wv.v[e], xv.v[e], acc[m]);
+      const uint4 xraw = *reinterpret_cast<const uint4*>(x + int64_t(m) * k_dim + int64_t(c) * kE);
+      acc[m] = dot16<T>(wraw, xraw, acc[m]);
     }
   };
-#pragma unroll
-  for (int u = 0; u < kGemvPrefetch; ++u) {
+  copy16_async_wait();  // each lane reads back only the chunks it copied: no barrier
+  for (int u = 0; u < stage; ++u) {
     const int c = c_begin + lane + u * 32;
     if (c >= c_end) break;
-    Vec16<T> wv;
-    wv.set(pre[u]);
-    accumulate(wv, c);
+    accumulate(s_stage[u * kThreads + threadIdx.x], c);
   }
-  for (int c0 = c_begin + lane + kGemvPrefetch * 32; c0 < c_end; c0 += 32 * kGemvUnroll) {
-    Vec16<T> wv[kGemvUnroll];
+  // Chunks past the staged ones (a part longer than kGemvPrefetch x 32 chunks).
+  for (int c0 = c_begin + lane + stage * 32; c0 < c_end; c0 += 32 * kGemvUnroll) {
+    uint4 wv[kGemvUnroll];
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int c = c0 + u * 32;
-      if (c < c_end) wv[u].load(wr + int64_t(c) * kE);
+      if (c < c_end) wv[u] = *reinterpret_cast<const uint4*>(wr + int64_t(c) * kE);
     }
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
@@ -132,8 +146,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
   for (int m = 0; m < kM; ++m) {
     if (m >= m_rows) break;
-    float v = acc[m] + b;  // the bias in fp32, as cuBLAS's bias epilogue
-    if (gelu) {            // on the fp32 product + bias, as cuBLASLt's GELU epilogue
+    float v = acc[m] + b;
+    if (gelu) {
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
     }
@@ -146,18 +160,20 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
                      bool gelu, cudaStream_t stream) {
   // Enough warps to keep the memory busy (~32 per SM): columns x parts >= 4096, each part at
   // least one 16-byte chunk per lane. H200, ms per decode step against one warp per column:
-  // 124M batch 8 0.76 vs 0.91, 1.5B batch 1 2.26 vs 2.32, 124M batch 1 0.405 vs 0.396 (8
-  // loads in flight instead of 4 was slower in every case).
+  // 124M batch 8 0.76 vs 0.91, 1.5B batch 1 2.26 vs 2.32, 124M batch 1 0.405 vs 0.396 (measured
+  // before the weights were staged in shared memory).
   const int chunks = k / (16 / int(sizeof(T)));
   int split = 1;
   while (split < kGemvWarps && int64_t(n) * split < 4096 && chunks / (2 * split) >= 32) split *= 2;
   auto go = [&](auto split_c) {
     constexpr int kS = decltype(split_c)::value;
     constexpr int kCols = kGemvWarps / kS;
+    const int per = (chunks + kS - 1) / kS;
+    const int stage = std::min(kGemvPrefetch, (per + 31) / 32);
     return launch(gemv_kernel<T, kM, kS>, dim3(unsigned((n + kCols - 1) / kCols)),
-                  dim3(kGemvWarps * 32), 0, stream, static_cast<const T*>(x),
-                  static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), m, n,
-                  k, gelu);
+                  dim3(kGemvWarps * 32), size_t(stage) * kGemvWarps * 32 * sizeof(uint4), stream,
+                  static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
+                  static_cast<T*>(y), m, n, k, gelu, stage);
   };
   switch (split) {
     case 1:

@@ -362,12 +362,14 @@ class Grammar:
                 typ = flags[f]
                 if typ is None:
                     args += [f, f]
+                    why.append(f"repeated {f}")
                 else:
                     v1, m1 = self.value(tool, f, typ)
                     v2, m2 = self.value(tool, f, typ)
                     args += [f, v1, f, v2]
                     must_fail |= m1 or m2
-                why.append(f"repeated {f}")
+                    why.append(f"repeated {f}={short(v1)}, {f}={short(v2)}"
+                               + (" (must fail)" if m1 or m2 else ""))
             elif op < 0.92 and opts:  # an option without its value (at the end)
                 f = r.choice([o for o in opts if flags[o] is not None] or opts)
                 args.append(f)  # must fail if it stays last (checked below)
@@ -412,6 +414,8 @@ def is_known(tool, probs, why):
     if probs != ["bad input accepted (exit 0)"]:
         return False
     reasons = [w for w in why.split("; ") if "(must fail)" in w]
+    if not reasons:  # a case that must fail for a reason it does not name is a finding
+        return False
     return all(any(re.fullmatch(t, tool) and re.search(w, r) for t, w, _ in KNOWN)
                for r in reasons)
 

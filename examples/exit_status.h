@@ -35,8 +35,27 @@ inline void refuse_empty_numbers(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands({})) refuse_empty_numbers(*sub);
 }
 
+/// CLI11 2.1 takes the next argument as an option's value even when it is another option of the
+/// tool (`--markdown --csv` wrote the markdown report to a file named `--csv`): a value that is
+/// the name of one of the tool's options is refused (`--markdown=--csv` included).
+inline void refuse_option_names_as_values(CLI::App& app, CLI::App& root) {
+  CLI::Validator not_an_option(
+      [&root](std::string& v) -> std::string {
+        if (v.size() < 2 || v[0] != '-') return "";
+        const std::string name = v.substr(0, v.find('='));
+        if (root.get_option_no_throw(name) == nullptr) return "";
+        return "'" + name + "' is an option of this tool, not a value (this option needs one)";
+      },
+      "");
+  for (CLI::Option* opt : app.get_options()) {
+    if (opt->get_type_size() != 0 && opt->get_expected_min() > 0) opt->check(not_an_option);
+  }
+  for (CLI::App* sub : app.get_subcommands({})) refuse_option_names_as_values(*sub, root);
+}
+
 inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
   refuse_empty_numbers(app);
+  refuse_option_names_as_values(app, app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

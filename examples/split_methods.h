@@ -34,4 +34,23 @@ inline std::vector<std::string> split_methods(const std::string& methods) {
   return specs;
 }
 
+// Whether `methods` (non-empty) has an empty item: two separators in a row, or one at either
+// end ("a,,b", ",a", "a;"). split_methods drops such items; the tools refuse them instead, so a
+// typo in a list is not silently a shorter list.
+inline bool has_empty_method(const std::string& methods) {
+  if (methods.empty()) return false;
+  int depth = 0;
+  size_t len = 0;  // characters of the current item
+  for (char c : methods) {
+    depth += (c == '(') - (c == ')');
+    if ((c == ',' || c == ';') && depth == 0) {
+      if (len == 0) return true;
+      len = 0;
+    } else {
+      ++len;
+    }
+  }
+  return len == 0;
+}
+
 }  // namespace examples

@@ -322,6 +322,7 @@ class Grammar:
                 args += base[i:i + 2] if takes else [f]
             i += 2 if takes else 1
         must_fail, why = False, []
+        replaced = {}  # option -> its current value (set by an op below) must fail
         opts = [f for f in flags if f not in PROTECTED]
         for _ in range(r.choice([1, 1, 1, 1, 2, 2, 3])):
             op = r.random()
@@ -343,12 +344,16 @@ class Grammar:
                         args[j + 1] = v
                     else:
                         args.append(v)
+                    # the value set before (by an earlier op) is gone: so is its reason to fail
+                    if replaced.pop(f, False):
+                        why.append(f"{f} set again")
                 else:
                     if r.random() < 0.15:
                         args.append(f + "=" + v)
                     else:
                         args += [f, v]
-                must_fail |= mf
+                if mf:
+                    replaced[f] = True
                 why.append(f"{f}={short(v)}" + (" (must fail)" if mf else ""))
             elif op < 0.77:  # an unknown flag, or a stray argument
                 u = r.choice(["--no-such-flag", "-x", "---", "--=", "--prompt-lenx", "-",
@@ -385,6 +390,7 @@ class Grammar:
                 if not is_value and tool != "quickstart":
                     must_fail = True
                 why.append(f"stray {short(v)}" + ("" if is_value else " (must fail)"))
+        must_fail |= any(replaced.values())
         if args and args[-1] in flags and flags[args[-1]] is not None:
             must_fail = True  # an option without its value
             why.append(f"{args[-1]} last, without a value (must fail)")

@@ -39,7 +39,12 @@ case "$case_name" in
     echo "ok: methods_with_commas (both specs)" ;;
   options_out_of_range)  # no method, a batch past the cap, a time budget that is not a time
     expect 1 "names no method" -- "$bin/basic_benchmark" --methods ''
-    expect 1 "names no method" -- "$bin/decode_speed" --methods ,
+    expect 1 "names no method" -- "$bin/decode_speed" --methods ''
+    # An empty item in a list is a typo, not a shorter list (also when --methods is repeated).
+    expect 1 "has an empty method name" -- "$bin/decode_speed" --methods ,
+    expect 1 "has an empty method name" -- "$bin/basic_benchmark" --methods full_cache,,quant_int8
+    expect 1 "has an empty method name" -- "$bin/quantized_cache" --methods , --methods full_cache
+    expect 1 "has an empty method name" -- "$bin/quality_report" --methods 'full_cache;' 
     expect 1 "--batch 2147483647 is more than 65536" -- "$bin/decode_speed" --batch 2147483647
     expect 1 "--time-budget must be a positive number of seconds, got nan" -- \
       "$bin/comprehensive_benchmark" --time-budget nan
@@ -48,7 +53,12 @@ case "$case_name" in
     # An empty value of a numeric option (CLI11 read it as 0).
     expect 1 "--batch: an empty value is not a number" -- "$bin/decode_speed" --batch ''
     expect 1 "an empty value is not a number" -- "$bin/generate" --seed '' --prompt hi
-    expect 1 "an empty value is not a number" -- "$bin/comprehensive_benchmark" --time-budget '' ;;
+    expect 1 "an empty value is not a number" -- "$bin/comprehensive_benchmark" --time-budget ''
+    # An option where a value belongs is not taken as the value (it was: a file named --csv).
+    expect 1 "'--csv' is an option of this tool, not a value" -- \
+      "$bin/cache_memory" --tokens 16 --markdown --csv
+    expect 1 "'--prompt' is an option of this tool, not a value" -- \
+      "$bin/generate" --device cpu --json=--prompt --prompt hi ;;
   shared_prefix_bad) expect 1 "shared-prefix '3x'" -- "$bin/comprehensive_benchmark" --shared-prefix 3x ;;
   cache_sweep_bad)  # a bad --cache-sweep is an error before any work
     expect 1 "cache-sweep 'random:tiny,4x': expected MODEL,BATCHxPROMPT" -- \

@@ -65,6 +65,9 @@ void CacheConfig::validate() const {
   ELI_CHECK(keep_last >= 0, "CacheConfig.keep_last = {} must be >= 0", keep_last);
   ELI_CHECK(max_tokens >= 0, "CacheConfig.max_tokens = {} must be >= 0 (0 = n_positions)",
             max_tokens);
+  for (size_t b = 0; b < seq_tokens.size(); ++b) {
+    ELI_CHECK(seq_tokens[b] >= 0, "CacheConfig.seq_tokens[{}] = {} must be >= 0", b, seq_tokens[b]);
+  }
 }
 
 }  // namespace eli

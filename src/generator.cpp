@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "cache/spec.h"
 #include "decode_loop.h"
 #include "eli/error.h"
 
@@ -144,19 +143,11 @@ GenerationResult Generator::generate(const std::vector<std::vector<int64_t>>& pr
   res.tokens.assign(batch, {});
   if (cfg.max_new_tokens == 0) return res;
 
-  // A paged cache of its own gets a pool for this call's sequences (each at its prompt + new
-  // tokens, rounded up to blocks) unless the caller sized or kept one: memory follows the work.
+  // Each sequence's most tokens (prompt + new), for a cache that sizes itself to the work (a
+  // paged pool of its own: memory follows the tokens stored) unless the caller said otherwise.
   GenerationConfig sized = cfg;
-  if (!cfg.cache.pool && cfg.cache.pool_blocks == 0 &&
-      method_kind(cfg.method) == MethodKind::kCache) {
-    const cache::CacheSpec spec = cache::parse_cache_spec(cfg.method, cfg.cache, cfg.quant);
-    if (spec.layout == "paged") {
-      const int64_t cap = spec.cfg.max_tokens > 0 ? spec.cfg.max_tokens : mc.n_positions;
-      const int64_t bs = spec.cfg.block_size;
-      int64_t blocks = 0;
-      for (int64_t n : lens) blocks += (std::min(n + cfg.max_new_tokens - 1, cap) + bs - 1) / bs;
-      sized.cache.pool_blocks = static_cast<int>(blocks);
-    }
+  if (sized.cache.seq_tokens.empty()) {
+    for (int64_t n : lens) sized.cache.seq_tokens.push_back(n + cfg.max_new_tokens - 1);
   }
   std::unique_ptr<KVCache> cache = make_cache_for(sized, batch);
   res.cache_name = cache ? cache->name() : "no_cache";

@@ -126,6 +126,26 @@ TEST(Ragged, BadCountsAreErrors) {
   EXPECT_EQ(cache->stats().tokens_seen, 20);
 }
 
+TEST(Ragged, PagedPoolSizedFromSeqTokens) {
+  // CacheConfig.seq_tokens: each sequence's most tokens, rounded up to blocks, capped at the
+  // capacity; pool_blocks wins when given; a wrong count or a negative entry is an error.
+  CacheConfig c;
+  c.block_size = 8;
+  c.max_tokens = 32;
+  c.seq_tokens = {5, 0, 20, 100};
+  auto cache = make("paged", 4, c, {});
+  EXPECT_EQ(cache->stats().blocks_total, 1 + 0 + 3 + 4);
+  EXPECT_EQ(cache->name(), "paged(block=8,pool=8)+fp");
+  c.pool_blocks = 2;
+  EXPECT_EQ(make("paged", 4, c, {})->stats().blocks_total, 2);
+  c.pool_blocks = 0;
+  EXPECT_THROW(make("paged", 3, c, {}), eli::Error);  // 4 entries for 3 sequences
+  c.seq_tokens = {5, -1, 20, 100};
+  EXPECT_THROW(make("paged", 4, c, {}), eli::Error);
+  c.seq_tokens = {5, 0, 20, 100};
+  EXPECT_NO_THROW(make("full", 3, c, {}));  // other layouts ignore it
+}
+
 TEST(Ragged, PagedPoolAllocatesAsSequencesGrow) {
   CacheConfig c;
   c.block_size = 4;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace eli {
 namespace cache {
@@ -51,6 +52,11 @@ struct CacheConfig {
   int keep_last = 256;           // chunked_cache: >= 0 newest tokens kept exact
   bool summary_log_bias = true;  // chunked_cache: add log(count) to a summary slot's logit
   int max_tokens = 0;            // capacity per sequence; 0 = model n_positions
+  /// paged, pool_blocks 0 and no `pool`: the most tokens each of the batch's sequences will
+  /// hold (one entry per sequence, each >= 0); the pool then holds just those, each rounded up
+  /// to whole blocks (and capped at max_tokens), instead of every sequence at max_tokens. The
+  /// Generator fills it from the prompts and max_new_tokens. Other layouts ignore it.
+  std::vector<int64_t> seq_tokens;
   void validate() const;
 };
 

@@ -167,8 +167,21 @@ PagedLayout::PagedLayout(const LayoutArgs& a)
     a.cfg.pool->check_fits(a_);
     pool_ = a.cfg.pool;
   } else {
-    pool_ = std::make_shared<BlockPool>(
-        a_, a.cfg.pool_blocks > 0 ? a.cfg.pool_blocks : a.batch * max_blocks_);
+    int64_t blocks = a.batch * max_blocks_;
+    if (a.cfg.pool_blocks > 0) {
+      blocks = a.cfg.pool_blocks;
+    } else if (!a.cfg.seq_tokens.empty()) {
+      ELI_CHECK(static_cast<int64_t>(a.cfg.seq_tokens.size()) == a.batch,
+                "paged: CacheConfig.seq_tokens has {} entries for a batch of {} sequences",
+                a.cfg.seq_tokens.size(), a.batch);
+      blocks = 0;
+      for (int64_t t : a.cfg.seq_tokens) {
+        ELI_CHECK(t >= 0, "paged: CacheConfig.seq_tokens entry {} must be >= 0", t);
+        blocks += (std::min(t, a.capacity) + bs_ - 1) / bs_;
+      }
+      blocks = std::max<int64_t>(blocks, 1);
+    }
+    pool_ = std::make_shared<BlockPool>(a_, blocks);
   }
   a_.cfg.pool.reset();  // the layout holds it in pool_
   table_.assign(static_cast<size_t>(a_.batch * max_blocks_), -1);
@@ -185,8 +198,9 @@ PagedLayout::~PagedLayout() {
 }
 
 std::string PagedLayout::name() const {
-  return a_.cfg.pool_blocks > 0 ? fmt::format("paged(block={},pool={})", bs_, pool_->num_blocks())
-                                : fmt::format("paged(block={})", bs_);
+  const bool sized = a_.cfg.pool_blocks > 0 || !a_.cfg.seq_tokens.empty();
+  return sized ? fmt::format("paged(block={},pool={})", bs_, pool_->num_blocks())
+               : fmt::format("paged(block={})", bs_);
 }
 
 void PagedLayout::reset() {

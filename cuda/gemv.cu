@@ -68,7 +68,9 @@ __device__ __forceinline__ void copy16_async_wait() {
 /// 1.5B-shaped product's grid is resident in one wave; held in registers (48-56 a thread) the
 /// grids of three of the four products of a layer took two waves, and the second wave's loads
 /// started only after the first finished (H200, ms per decode step: 1.5B 1 x 128 1.904 ->
-/// 1.625, 124M 1 x 128 0.291 -> 0.261, 124M 8 x 128 0.701 -> 0.629).
+/// 1.625, 124M 1 x 128 0.291 -> 0.261, 124M 8 x 128 0.701 -> 0.629). Resident blocks asked of
+/// the compiler: 8 at one row (32 registers), fewer as the rows' accumulators and x loads grow
+/// (the most that compile without spills). Shared memory: stage x 4 KiB <= 32 KiB a block.
 template <typename T, int kM, int kSplit>
 __global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : (kM == 4 ? 5 : 4)))
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,

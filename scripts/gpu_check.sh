@@ -94,11 +94,13 @@ if [ -n "${PROFILE_ATTENTION:-}" ]; then
     timeout 150 "$NCU" --clock-control none --kernel-name regex:decode_attention_kernel \
       --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy \
       --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
-      --section SchedulerStats --section InstructionStats \
+      --section SchedulerStats --section InstructionStats --section SourceCounters \
       "$BUILD/bench/bench_kernels" --benchmark_filter="BM_DecodeAttention/$v/B32/L8192/D64" \
       --benchmark_min_time=0.01s >"$LOG/ncu_$v.txt" 2>&1
     echo "== ncu $v rc=$?"
-    grep -E "Duration|Memory Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Warp|No Eligible" "$LOG/ncu_$v.txt" | head -12
+    # Issue-bound or memory-bound (issued warps per scheduler near 1 vs DRAM near 100%), and the
+    # executed instructions (the SourceCounters section names the hottest source lines).
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Warp|No Eligible|Executed Instructions  |Branch Instructions  " "$LOG/ncu_$v.txt" | head -14
   done
 fi
 

@@ -122,11 +122,8 @@ inline void add_methods_option(CLI::App& app, CommonOptions& o) {
       [&o](const std::vector<std::string>& values) {
         o.methods.clear();
         for (const auto& v : values) {
-          if (has_empty_method(v)) {
-            throw CLI::ValidationError("--methods", "'" + v.substr(0, 200) +
-                                                        "' has an empty method name (two commas "
-                                                        "in a row, or one at an end)");
-          }
+          const std::string bad = empty_method_error(v);
+          if (!bad.empty()) throw CLI::ValidationError("--methods", bad);
           for (auto& m : split_methods(v)) o.methods.push_back(std::move(m));
         }
         if (o.methods.empty()) {

@@ -65,9 +65,8 @@ int main(int argc, char** argv) {
     ELI_CHECK(batch >= 1 && prompt_len >= 1 && steps >= 2 && reps >= 1,
               "--batch, --prompt-len, --repetitions must be >= 1 and --steps >= 2");
     ELI_CHECK(batch <= 65536, "--batch {} is more than 65536 sequences", batch);
-    ELI_CHECK(!examples::has_empty_method(methods),
-              "--methods '{}' has an empty method name (two commas in a row, or one at an end)",
-              methods.substr(0, 200));
+    const std::string bad_methods = examples::empty_method_error(methods);
+    ELI_CHECK(bad_methods.empty(), "--methods {}", bad_methods);
     ELI_CHECK(!examples::split_methods(methods).empty(), "--methods '{}' names no method", methods);
     examples::apply_threads(threads);
     const at::Device dev = eli::model::resolve_device(device);

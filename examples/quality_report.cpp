@@ -38,9 +38,8 @@ int main(int argc, char** argv) {
   try {
     auto s = examples::load(o, "random:L4-E256-H4");
     const eli::model::GPT2& m = *s.model;
-    ELI_CHECK(!examples::has_empty_method(methods),
-              "--methods '{}' has an empty method name (two commas in a row, or one at an end)",
-              methods.substr(0, 200));
+    const std::string bad_methods = examples::empty_method_error(methods);
+    ELI_CHECK(bad_methods.empty(), "--methods {}", bad_methods);
     const std::vector<std::string> specs = examples::split_methods(methods);
     ELI_CHECK(!specs.empty(), "--methods is empty");
     ELI_CHECK(segment_len <= m.config().n_positions,

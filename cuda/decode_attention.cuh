@@ -35,14 +35,16 @@ __device__ __forceinline__ void fill_rows(const RowMap& map, int b, int h, int s
   }
 }
 
-/// Softmax partials of one split: mx = the largest logit, s_logit[i] = exp2(logit_i - mx) (0 on
-/// the padding up to npad); returns their sum. For values_mma (kMmaV) also the fp16 weights
-/// p_t s_{t,j} of each V scale group j into s_w (one row of w_stride per group).
-template <int kD, bool kMmaV>
+/// Softmax partials of one split: the score bias added when the score loop left it here
+/// (kBiasInSoftmax; bias[i] of slot i, natural log; null without one), mx = the largest logit, s_logit[i] = exp2(logit_i - mx) (0 on the padding up to
+/// npad); returns their sum. For values_mma (kMmaV) also the fp16 weights p_t s_{t,j} of each V
+/// scale group j into s_w (one row of w_stride per group). Thread tid handles slots tid + k
+/// kAttnThreads in every pass, so no barrier separates the bias, the max and the exponentials.
+template <int kD, bool kMmaV, bool kBiasInSoftmax>
 __device__ __forceinline__ float softmax_split(const DecodeAttentionParams& p,
-                                               const uint32_t* s_row, int n, int npad, int vgroups,
-                                               float* s_logit, float* s_red, __half* s_w,
-                                               int w_stride, float& mx) {
+                                               const uint32_t* s_row, const float* bias, int n,
+                                               int npad, int vgroups, float* s_logit, float* s_red,
+                                               __half* s_w, int w_stride, float& mx) {
   constexpr int kMaxGroups = kD / 32;
   constexpr int kSlotsPerThread = kMaxSplitLen / kAttnThreads;
   const int tid = threadIdx.x;
@@ -87,7 +89,15 @@ __device__ __forceinline__ float softmax_split(const DecodeAttentionParams& p,
     }
   }
   mx = -INFINITY;
-  for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
+  if (kBiasInSoftmax && bias != nullptr) {
+    for (int i = tid; i < n; i += kAttnThreads) {
+      const float v = fmaf(bias[i], kLog2e, s_logit[i]);
+      s_logit[i] = v;
+      mx = fmaxf(mx, v);
+    }
+  } else {
+    for (int i = tid; i < n; i += kAttnThreads) mx = fmaxf(mx, s_logit[i]);
+  }
   mx = block_reduce<true>(mx, s_red);
   float sum = 0.f;
 #pragma unroll
@@ -167,7 +177,7 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8)
     scores_mma<kD>(p, s_row, b, bh, start, n, qscale, s_logit);
   else if constexpr (FK == Format::kInt4)
-    scores_dp4a<T, kD>(p, s_row, b, bh, start, n, qscale, s_logit);
+    scores_dp4a<T, kD>(p, s_row, bh, n, qscale, s_logit);
   else
     scores_fp32<T, kD, FK>(p, s_row, b, bh, start, n, qscale, s_logit);
   __syncthreads();
@@ -175,8 +185,13 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   // ---- softmax partials of this split; the padding slots get weight 0
   const int vgroups = kMmaV && p.v.tensor_scale <= 0.f ? kD / p.v.group : 1;
   float mx;
-  const float sum =
-      softmax_split<kD, kMmaV>(p, s_row, n, npad, vgroups, s_logit, s_red, s_w, w_stride, mx);
+  // The INT4 score loop leaves the bias to the softmax pass (scores_dp4a).
+  constexpr bool kBiasInSoftmax = FK == Format::kInt4;
+  const float* bias = kBiasInSoftmax && p.bias != nullptr
+                          ? p.bias + int64_t(b) * p.bias_stride + start
+                          : nullptr;
+  const float sum = softmax_split<kD, kMmaV, kBiasInSoftmax>(p, s_row, bias, n, npad, vgroups,
+                                                             s_logit, s_red, s_w, w_stride, mx);
 
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV)

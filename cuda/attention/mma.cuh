@@ -24,6 +24,15 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/// (a & kMask) | kOr in one LOP3: written as C++ the compiler emits an AND and an OR, since an
+/// instruction takes one immediate (the INT4 decode spent half its LOP3s on the second one).
+template <uint32_t kMask, uint32_t kOr>
+__device__ __forceinline__ uint32_t and_or(uint32_t a) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(a), "n"(kMask), "n"(kOr));
+  return d;
+}
+
 /// dp4a with signed bytes in `a` (s8) or unsigned (u8), unsigned bytes in `b`.
 __device__ __forceinline__ int dp4a_su(uint32_t a, uint32_t b, int c) {
   int d;

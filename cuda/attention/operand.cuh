@@ -152,10 +152,10 @@ struct HalfDecoder {
     const uint32_t w8 = w >> 8;
     // Low (high) nibbles of bytes 0 and 2 of w and of w >> 8, each in one fp16 half.
     constexpr uint32_t kLo = 0x000F000Fu, kHi = 0x00F000F0u;
-    c[0] = h22u(__hsub2(u2h2((w & kLo) | kHalf1024x2), sub));
-    c[1] = h22u(__hfma2(u2h2((w & kHi) | kHalf1024x2), sixteenth, sub16));
-    c[2] = h22u(__hsub2(u2h2((w8 & kLo) | kHalf1024x2), sub));
-    c[3] = h22u(__hfma2(u2h2((w8 & kHi) | kHalf1024x2), sixteenth, sub16));
+    c[0] = h22u(__hsub2(u2h2(and_or<kLo, kHalf1024x2>(w)), sub));
+    c[1] = h22u(__hfma2(u2h2(and_or<kHi, kHalf1024x2>(w)), sixteenth, sub16));
+    c[2] = h22u(__hsub2(u2h2(and_or<kLo, kHalf1024x2>(w8)), sub));
+    c[3] = h22u(__hfma2(u2h2(and_or<kHi, kHalf1024x2>(w8)), sixteenth, sub16));
   }
 };
 

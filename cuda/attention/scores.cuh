@@ -21,6 +21,16 @@ __device__ __forceinline__ void store_logit(const DecodeAttentionParams& p, int 
   }
 }
 
+/// store_logit without the bias, for a score loop whose bias the softmax pass adds (once per
+/// slot, and only when there is one: kBiasInSoftmax).
+template <int kTpr>
+__device__ __forceinline__ void store_logit_nobias(int n, int i, int lane_in_row, float logit,
+                                                   float* s_logit) {
+#pragma unroll
+  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  if (lane_in_row == 0 && i < n) s_logit[i] = logit;
+}
+
 /// Scores of any K format through fp32: each thread decodes its 16-byte vector of a row
 /// (decode_vec: codes as exact fp32 integers) and dots it with its q slice; kTpr threads per
 /// row. The path of fp K, and of INT8 K in fp32.
@@ -69,10 +79,12 @@ __device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, cons
 /// elements as bytes, `w & kOddNibbles` the odd ones times 16, so one word costs two LOPs and six
 /// IDP4A against 8 PRMT + 8 FADD + 8 FFMA + 3 masks on the fp32 path; the code offset (8 when
 /// symmetric) comes off once per row as offset * sum(Q).
+/// The bias of its slots is left to the softmax pass (kBiasInSoftmax): in this loop, the one that
+/// issues most, the test and address per row cost ~50 of ~320 instructions an iteration (ncu,
+/// H200, B = 32, 8192, D = 64).
 template <typename T, int kD>
 __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, const uint32_t* s_row,
-                                            int b, int64_t bh, int start, int n, float qscale,
-                                            float* s_logit) {
+                                            int64_t bh, int n, float qscale, float* s_logit) {
   using Tile = RowTiling<T, kD, Format::kInt4>;
   constexpr int kTpr = Tile::kTpr, kRows = Tile::kRows, kRowBytes = Tile::kRowBytes;
   const int tid = threadIdx.x, lk = tid % kTpr, rk = tid / kTpr;
@@ -139,8 +151,8 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
           const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
           const int high = a2 + (a2x16 >> 4);
           const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-          store_logit<kTpr>(p, b, start, n, i0 + u * kRows + rk, lk,
-                            fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
+          store_logit_nobias<kTpr>(n, i0 + u * kRows + rk, lk,
+                                   fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
         }
       });
 }

@@ -151,8 +151,8 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
           const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
           const int high = a2 + (a2x16 >> 4);
           const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
-          store_logit_nobias<kTpr>(n, i0 + u * kRows + rk, lk,
-                                   fmaf(ks[u] * sq, dot, km[u] * qsum), s_logit);
+          store_logit_nobias<kTpr>(n, i0 + u * kRows + rk, lk, fmaf(ks[u] * sq, dot, km[u] * qsum),
+                                   s_logit);
         }
       });
 }

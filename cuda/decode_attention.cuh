@@ -187,9 +187,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   float mx;
   // The INT4 score loop leaves the bias to the softmax pass (scores_dp4a).
   constexpr bool kBiasInSoftmax = FK == Format::kInt4;
-  const float* bias = kBiasInSoftmax && p.bias != nullptr
-                          ? p.bias + int64_t(b) * p.bias_stride + start
-                          : nullptr;
+  const float* bias =
+      kBiasInSoftmax && p.bias != nullptr ? p.bias + int64_t(b) * p.bias_stride + start : nullptr;
   const float sum = softmax_split<kD, kMmaV, kBiasInSoftmax>(p, s_row, bias, n, npad, vgroups,
                                                              s_logit, s_red, s_w, w_stride, mx);
 

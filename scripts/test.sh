@@ -11,6 +11,9 @@ scripts/setup.sh "$BUILD"
 # has it; a difference fails with the file and line.
 command -v clang-format >/dev/null || { echo "clang-format not found (scripts/setup.sh)" >&2; exit 1; }
 git ls-files -z '*.h' '*.cpp' '*.cu' '*.cuh' | xargs -0 clang-format --dry-run --Werror
+# The host C++ only CUDA builds compile (src/**/*_cuda.cpp, the ELI_WITH_CUDA parts), syntax-
+# and warning-checked against CUDA's headers (skipped where they are not installed).
+python3 scripts/check_cuda_host.py "$BUILD"
 ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)" -LE gpu
 # The example tools' command lines as fuzz input: 60 seeded cases (about a minute on 2 cores;
 # docs/ROBUSTNESS.md). A crash, an undocumented exit status, a silent failure or bad input

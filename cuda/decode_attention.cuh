@@ -36,10 +36,12 @@ __device__ __forceinline__ void fill_rows(const RowMap& map, int b, int h, int s
 }
 
 /// Softmax partials of one split: the score bias added when the score loop left it here
-/// (kBiasInSoftmax; bias[i] of slot i, natural log; null without one), mx = the largest logit, s_logit[i] = exp2(logit_i - mx) (0 on the padding up to
-/// npad); returns their sum. For values_mma (kMmaV) also the fp16 weights p_t s_{t,j} of each V
-/// scale group j into s_w (one row of w_stride per group). Thread tid handles slots tid + k
-/// kAttnThreads in every pass, so no barrier separates the bias, the max and the exponentials.
+/// (kBiasInSoftmax; bias[i] of slot i as DecodeAttentionParams::bias, scaled by log2 e here;
+/// null without one), mx = the largest logit, s_logit[i] = exp2(logit_i - mx) (0 on the padding
+/// up to npad); returns their sum. For values_mma (kMmaV) also the fp16 weights p_t s_{t,j} of
+/// each V scale group j into s_w (one row of w_stride per group). Thread tid handles slots
+/// tid + k kAttnThreads in every pass, so no barrier separates the bias, the max and the
+/// exponentials.
 template <int kD, bool kMmaV, bool kBiasInSoftmax>
 __device__ __forceinline__ float softmax_split(const DecodeAttentionParams& p,
                                                const uint32_t* s_row, const float* bias, int n,

@@ -16,13 +16,7 @@
 set -uo pipefail
 BASE=${1:?base tree}
 NEW=${2:?new tree}
-LOG=${OUT:-/tmp/out}
-mkdir -p "$LOG" /tmp/deps
-for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-t0=$(date +%s)
-stamp() { echo "[+$(( $(date +%s) - t0 ))s] $*"; }
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 BENCH_FILTER=${BENCH_FILTER-'BM_(Copy/Mi/256|SDPA/fp16/B32/L8192|DecodeAttention/(fp16|int8|int4|mixed_g32|int4_g32|paged_int4)/(B32/L8192|B1/L32768))'}
 POINTS=${POINTS-'32:3968:64:random:L12-E768-H12-P4096:full_cache,quant_int8,quant_int4,quant_mixed'}
@@ -31,9 +25,10 @@ half=$(( $(nproc) / 2 ))
 for side in base new; do
   src=$BASE
   [ "$side" = new ] && src=$NEW
-  for d in assets/models; do  # the shipped model is not in the archives: share this tree's
-    [ -e "$src/$d" ] || { [ -e "$d" ] && ln -sfn "$PWD/$d" "$src/$d"; }
-  done
+  # The shipped model is not in the archives: share this tree's.
+  if [ ! -e "$src/assets/models" ] && [ -e assets/models ]; then
+    ln -sfn "$PWD/assets/models" "$src/assets/models"
+  fi
   cmake -S "$src" -B "/tmp/ab_$side" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
     -DELI_BUILD_EXAMPLES=ON -DELI_BUILD_BENCHMARKS=ON > "$LOG/configure_$side.log" 2>&1 ||

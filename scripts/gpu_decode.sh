@@ -5,13 +5,7 @@
 #   scripts/gpu_decode.sh            (repo root, with .gpu-debs carried; logs in $OUT)
 # Env: GTEST_FILTER, SKIP_TESTS=1, POINTS ("batch:prompt:steps:model:methods" list, ';'-separated)
 set -uo pipefail
-LOG=${OUT:-/tmp/out}
-mkdir -p "$LOG" /tmp/deps
-for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-t0=$(date +%s)
-stamp() { echo "[+$(( $(date +%s) - t0 ))s] $*"; }
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DELI_BUILD_EXAMPLES=ON \

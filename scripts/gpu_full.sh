@@ -5,13 +5,9 @@
 # up to 4096).
 #   scripts/gpu_full.sh              (repo root, with .gpu-debs carried; logs in $OUT)
 set -uo pipefail
-LOG=${OUT:-/tmp/out}
-mkdir -p "$LOG" /tmp/deps
-for f in .gpu-debs/*.deb; do dpkg -x "$f" /tmp/deps; done
-export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+source "$(dirname "$0")/gpu_env.sh"
 export PYTHONUNBUFFERED=1
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-t0=$(date +%s); R=$PWD
+R=$PWD
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" \
   -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DELI_BUILD_EXAMPLES=ON > "$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
 cmake --build build-gpu -j16 -- -k 0 > "$LOG/build.log" 2>&1 || { grep -E "error|FAILED" "$LOG/build.log" | head -40; }

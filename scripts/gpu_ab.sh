@@ -1,77 +1,90 @@
 #!/usr/bin/env bash
-# Same-run A/B of two source trees on the GPU machine: both are built side by side, the new
-# tree's GPU tests run, then kernel benchmarks and decode steps alternate base, new, base, new
-# (REPS rounds), and a table gives each benchmark's time in both and new / base. A change is
-# kept when its ratio holds across the rounds (docs/TOOLS.md).
-#   scripts/gpu_ab.sh BASE_DIR NEW_DIR   (absolute paths of two trees, each a copy of the repo;
+# Same-run A/B of source trees on the GPU machine: a base and one or more changed trees are
+# built side by side, the changed trees' GPU tests run, then kernel benchmarks and decode steps
+# alternate base, new, ... (REPS rounds), and a table gives each benchmark's time in every tree
+# and each tree / base. A change is kept when its ratio holds across the rounds (docs/TOOLS.md).
+#   scripts/gpu_ab.sh BASE_DIR NEW_DIR [NEW_DIR...]   (absolute paths of trees, each a copy of
+#                                         the repo, named by their last path component;
 #                                         .gpu-debs carried in the current directory)
 # Make the trees locally, e.g.:
 #   mkdir -p .gpu-ab/base .gpu-ab/new
 #   git archive main ':!assets/models' | tar -x -C .gpu-ab/base
 #   git archive my-branch ':!assets/models' | tar -x -C .gpu-ab/new
 # and run with carry [".gpu-debs", ".gpu-ab"]: scripts/gpu_ab.sh $PWD/.gpu-ab/base $PWD/.gpu-ab/new
+# Builds go to /tmp/ab_<name> and are reused by a later call on the same (still warm) machine.
 # Env: BENCH_FILTER (bench_kernels regex; empty: none), POINTS (decode_speed
 # "batch:prompt:steps:model:methods" list, ';'-separated; empty: none), REPS (2), GTEST_FILTER,
-# SKIP_TESTS=1. Logs in $OUT (or /tmp/out).
+# SKIP_TESTS=1, TARGETS (extra build targets). Logs in $OUT (or /tmp/out).
 set -uo pipefail
-BASE=${1:?base tree}
-NEW=${2:?new tree}
+[ $# -ge 2 ] || { echo "usage: $0 BASE_DIR NEW_DIR [NEW_DIR...]" >&2; exit 2; }
+TREES=("$@")
+NAMES=()
+for t in "${TREES[@]}"; do NAMES+=("$(basename "$t")"); done
+[ "$(printf '%s\n' "${NAMES[@]}" | sort -u | wc -l)" = $# ] ||
+  { echo "the trees' names (last path components) must differ: ${NAMES[*]}" >&2; exit 2; }
 source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 BENCH_FILTER=${BENCH_FILTER-'BM_(Copy/Mi/256|SDPA/fp16/B32/L8192|DecodeAttention/(fp16|int8|int4|mixed_g32|int4_g32|paged_int4)/(B32/L8192|B1/L32768))'}
 POINTS=${POINTS-'32:3968:64:random:L12-E768-H12-P4096:full_cache,quant_int8,quant_int4,quant_mixed'}
 REPS=${REPS:-2}
-half=$(( $(nproc) / 2 ))
-for side in base new; do
-  src=$BASE
-  [ "$side" = new ] && src=$NEW
+jobs=$(( $(nproc) / $# ))
+[ "$jobs" -ge 1 ] || jobs=1
+pids=()
+for i in "${!TREES[@]}"; do
+  src=${TREES[$i]} name=${NAMES[$i]}
   # The shipped model is not in the archives: share this tree's.
   if [ ! -e "$src/assets/models" ] && [ -e assets/models ]; then
     ln -sfn "$PWD/assets/models" "$src/assets/models"
   fi
-  cmake -S "$src" -B "/tmp/ab_$side" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
-    -DELI_BUILD_EXAMPLES=ON -DELI_BUILD_BENCHMARKS=ON > "$LOG/configure_$side.log" 2>&1 ||
-    { tail -30 "$LOG/configure_$side.log"; exit 1; }
+  targets=(bench_kernels decode_speed ${TARGETS:-})
+  [ "$i" -gt 0 ] && [ -z "${SKIP_TESTS:-}" ] && targets+=(eli_gpu_tests)
+  (cmake -S "$src" -B "/tmp/ab_$name" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+     "-DCMAKE_PREFIX_PATH=$TP;/tmp/deps/usr" -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
+     -DELI_BUILD_EXAMPLES=ON -DELI_BUILD_BENCHMARKS=ON > "$LOG/configure_$name.log" 2>&1 &&
+   cmake --build "/tmp/ab_$name" -j"$jobs" --target "${targets[@]}" > "$LOG/build_$name.log" 2>&1
+   echo $? > "$LOG/build_$name.rc") &
+  pids+=($!)
 done
-targets=(bench_kernels decode_speed)
-(cmake --build /tmp/ab_base -j"$half" --target "${targets[@]}" > "$LOG/build_base.log" 2>&1
- echo $? > "$LOG/build_base.rc") &
-cmake --build /tmp/ab_new -j"$half" --target "${targets[@]}" eli_gpu_tests \
-  > "$LOG/build_new.log" 2>&1 || { grep -E "error|FAILED" -A3 "$LOG/build_new.log" | head -60; exit 1; }
-stamp "new built"
+wait "${pids[@]}"
+for name in "${NAMES[@]}"; do
+  [ "$(cat "$LOG/build_$name.rc" 2>/dev/null)" = 0 ] || {
+    echo "build of $name failed"
+    grep -E "error|FAILED" -A3 "$LOG/build_$name.log" "$LOG/configure_$name.log" | head -40
+    exit 1
+  }
+done
+stamp "built ${NAMES[*]}"
 if [ -z "${SKIP_TESTS:-}" ]; then
-  timeout 300 /tmp/ab_new/tests/eli_gpu_tests --gtest_filter="${GTEST_FILTER:-*}" \
-    > "$LOG/gpu_tests_new.log" 2>&1
-  echo "new tree's gpu tests rc=$?"
-  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure" "$LOG/gpu_tests_new.log" | head -30
+  for name in "${NAMES[@]:1}"; do
+    timeout 300 "/tmp/ab_$name/tests/eli_gpu_tests" --gtest_filter="${GTEST_FILTER:-*}" \
+      > "$LOG/gpu_tests_$name.log" 2>&1
+    echo "$name: gpu tests rc=$?"
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure" "$LOG/gpu_tests_$name.log" | head -30
+  done
   stamp "tests done"
 fi
-wait
-[ "$(cat "$LOG/build_base.rc")" = 0 ] ||
-  { grep -E "error|FAILED" -A3 "$LOG/build_base.log" | head -30; exit 1; }
 IFS=';' read -ra PTS <<< "$POINTS"
 for ((rep = 1; rep <= REPS; ++rep)); do
-  for side in base new; do
+  for name in "${NAMES[@]}"; do
     if [ -n "$BENCH_FILTER" ]; then
-      timeout 200 "/tmp/ab_$side/bench/bench_kernels" --benchmark_filter="$BENCH_FILTER" \
-        --benchmark_min_time=0.05s --benchmark_format=json > "$LOG/bench_${side}_$rep.json" \
-        2> "$LOG/bench_${side}_$rep.err"
+      timeout 200 "/tmp/ab_$name/bench/bench_kernels" --benchmark_filter="$BENCH_FILTER" \
+        --benchmark_min_time=0.05s --benchmark_format=json > "$LOG/bench_${name}_$rep.json" \
+        2> "$LOG/bench_${name}_$rep.err"
     fi
-    : > "$LOG/decode_${side}_$rep.txt"
+    : > "$LOG/decode_${name}_$rep.txt"
     for pt in "${PTS[@]}"; do
       IFS=: read -r batch prompt steps kind model methods <<< "$pt"
-      timeout 120 "/tmp/ab_$side/decode_speed" --model "$kind:$model" --batch "$batch" \
+      timeout 120 "/tmp/ab_$name/decode_speed" --model "$kind:$model" --batch "$batch" \
         --prompt-len "$prompt" --steps "$steps" --reps 3 --methods "$methods" 2>&1 |
         awk -v p="$batch x $prompt $model" 'NF >= 6 && $2 ~ /^[0-9]+$/ {print p, $0}' \
-        >> "$LOG/decode_${side}_$rep.txt"
+        >> "$LOG/decode_${name}_$rep.txt"
     done
   done
   stamp "round $rep"
 done
-python3 - "$LOG" "$REPS" <<'PY'
+python3 - "$LOG" "$REPS" "${NAMES[@]}" <<'PY'
 import json, os, sys
-log, reps = sys.argv[1], int(sys.argv[2])
+log, reps, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def bench(side, rep):
     p = os.path.join(log, f"bench_{side}_{rep}.json")
     if not os.path.exists(p) or os.path.getsize(p) == 0:
@@ -79,7 +92,7 @@ def bench(side, rep):
     out = {}
     for b in json.load(open(p)).get("benchmarks", []):
         name = b["name"].replace("/manual_time", "")
-        out[name] = (b["real_time"], b.get("bytes_per_second", 0) / 1e12)
+        out[name] = b["real_time"]
     return out
 def decode(side, rep):
     out = {}
@@ -91,16 +104,19 @@ def decode(side, rep):
     return out
 rows = {}
 for rep in range(1, reps + 1):
-    for side in ("base", "new"):
-        for k, (t, tb) in bench(side, rep).items():
+    for side in names:
+        for k, t in bench(side, rep).items():
             rows.setdefault(k, {}).setdefault(side, []).append(t)
         for k, t in decode(side, rep).items():
             rows.setdefault("decode " + k + " (ms p50)", {}).setdefault(side, []).append(t)
-print(f"{'benchmark':64s} {'base':>18s} {'new':>18s} {'new/base':>9s}")
+mean = lambda xs: sum(xs) / len(xs)
+fmt = lambda xs: " / ".join(f"{x:.4g}" for x in xs)
+print(f"{'benchmark':56s} " + " ".join(f"{n[:18]:>18s}" for n in names) +
+      " " + " ".join(f"{(n[:12] + '/base'):>17s}" for n in names[1:]))
 for k, v in rows.items():
-    b, n = v.get("base", []), v.get("new", [])
-    fmt = lambda xs: " / ".join(f"{x:.4g}" for x in xs)
-    ratio = f"{(sum(n) / len(n)) / (sum(b) / len(b)):.3f}" if b and n else "-"
-    print(f"{k:64s} {fmt(b):>18s} {fmt(n):>18s} {ratio:>9s}")
+    base = v.get(names[0], [])
+    ratios = [f"{mean(v[n]) / mean(base):.3f}" if base and v.get(n) else "-" for n in names[1:]]
+    print(f"{k:56s} " + " ".join(f"{fmt(v.get(n, [])):>18s}" for n in names) + " " +
+          " ".join(f"{r:>17s}" for r in ratios))
 PY
 stamp end

@@ -55,10 +55,15 @@ for name in "${NAMES[@]}"; do
 done
 stamp "built ${NAMES[*]}"
 if [ -z "${SKIP_TESTS:-}" ]; then
+  # Side by side: correctness only, nothing timed yet.
   for name in "${NAMES[@]:1}"; do
-    timeout 300 "/tmp/ab_$name/tests/eli_gpu_tests" --gtest_filter="${GTEST_FILTER:-*}" \
-      > "$LOG/gpu_tests_$name.log" 2>&1
-    echo "$name: gpu tests rc=$?"
+    (timeout 400 "/tmp/ab_$name/tests/eli_gpu_tests" --gtest_filter="${GTEST_FILTER:-*}" \
+       > "$LOG/gpu_tests_$name.log" 2>&1
+     echo $? > "$LOG/gpu_tests_$name.rc") &
+  done
+  wait
+  for name in "${NAMES[@]:1}"; do
+    echo "$name: gpu tests rc=$(cat "$LOG/gpu_tests_$name.rc")"
     grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure" "$LOG/gpu_tests_$name.log" | head -30
   done
   stamp "tests done"

@@ -14,7 +14,7 @@
 # Builds go to /tmp/ab_<name> and are reused by a later call on the same (still warm) machine.
 # Env: BENCH_FILTER (bench_kernels regex; empty: none), POINTS (decode_speed
 # "batch:prompt:steps:model:methods" list, ';'-separated; empty: none), REPS (2), GTEST_FILTER,
-# SKIP_TESTS=1, TARGETS (extra build targets). Logs in $OUT (or /tmp/out).
+# SKIP_TESTS=1, TARGETS (extra build targets). Logs: scripts/gpu_env.sh.
 set -uo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BASE_DIR NEW_DIR [NEW_DIR...]" >&2; exit 2; }
 TREES=("$@")

@@ -2,7 +2,7 @@
 # GPU-machine run for the decode step: build the GPU tests and decode_speed, run the tests
 # (GTEST_FILTER narrows them), then ms per decode step of each method at the given points, and
 # optionally the per-kernel GPU time of a few steps under Nsight Compute (PROFILE).
-#   scripts/gpu_decode.sh            (repo root, with .gpu-debs carried; logs in $OUT)
+#   scripts/gpu_decode.sh            (repo root, with .gpu-debs carried; logs: scripts/gpu_env.sh)
 # Env: GTEST_FILTER, SKIP_TESTS=1, POINTS ("batch:prompt:steps:model:methods" list, ';'-separated)
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"

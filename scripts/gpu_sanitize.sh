@@ -7,12 +7,12 @@
 # by side on the one GPU.
 #   scripts/gpu_sanitize.sh [BUILD]      (BUILD holds tests/eli_gpu_tests; default build-gpu)
 # Env: TOOLS (default "memcheck racecheck initcheck synccheck"), FILTER_<tool> and
-# FILTER_<tool>_graph (gtest filters), SAN_TIMEOUT (seconds per run, default 1200). Logs in $OUT
-# (or /tmp/out). Exit 1 on a finding or a failed test.
+# FILTER_<tool>_graph (gtest filters), SAN_TIMEOUT (seconds per run, default 1200),
+# SAN_SHARDS (each run split into that many gtest shards side by side, default 1: memcheck is
+# bound by the host, ~25 s a graph test). Logs: scripts/gpu_env.sh. Exit 1 on a finding or a failed test.
 set -uo pipefail
 BUILD=${1:-build-gpu}
-LOG=${OUT:-/tmp/out}
-mkdir -p "$LOG"
+source "$(dirname "$0")/gpu_env.sh"
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 [ -x "$SAN" ] || { echo "compute-sanitizer not found" >&2; exit 1; }
 TESTS="$BUILD/tests/eli_gpu_tests"
@@ -40,6 +40,7 @@ JOBS=(
 declare -A ARGS=([memcheck]="--leak-check no" [initcheck]="" [synccheck]=""
                  [racecheck]="--racecheck-report hazard")
 TOOLS=${TOOLS:-memcheck racecheck initcheck synccheck}
+SHARDS=${SAN_SHARDS:-1}
 status=0
 pids=()
 names=()
@@ -48,19 +49,26 @@ for job in "${JOBS[@]}"; do
   [[ " $TOOLS " == *" $tool "* ]] || continue
   name="${tool}_$alloc"
   names+=("$name|$filter")
-  # shellcheck disable=SC2086
-  (if [ "$alloc" = nocache ]; then export PYTORCH_NO_CUDA_MEMORY_CACHING=1; fi
-   ELI_GPU_TEST_QUICK=1 timeout "${SAN_TIMEOUT:-1200}" "$SAN" --tool "$tool" ${ARGS[$tool]} \
-     --print-limit 100000 \
-     --error-exitcode 9 "$TESTS" --gtest_filter="$filter" >"$LOG/sanitize_$name.log" 2>&1
-   echo $? >"$LOG/sanitize_$name.rc") &
-  pids+=($!)
+  for ((shard = 0; shard < SHARDS; ++shard)); do
+    # shellcheck disable=SC2086
+    (if [ "$alloc" = nocache ]; then export PYTORCH_NO_CUDA_MEMORY_CACHING=1; fi
+     GTEST_TOTAL_SHARDS=$SHARDS GTEST_SHARD_INDEX=$shard ELI_GPU_TEST_QUICK=1 \
+       timeout "${SAN_TIMEOUT:-1200}" "$SAN" --tool "$tool" ${ARGS[$tool]} --print-limit 100000 \
+       --error-exitcode 9 "$TESTS" --gtest_filter="$filter" >"$LOG/sanitize_${name}_$shard.log" 2>&1
+     echo $? >"$LOG/sanitize_${name}_$shard.rc") &
+    pids+=($!)
+  done
 done
 wait "${pids[@]}"
 for entry in "${names[@]}"; do
   IFS='|' read -r name filter <<< "$entry"
   f="$LOG/sanitize_$name.log"
-  rc=$(cat "$LOG/sanitize_$name.rc")
+  cat "$LOG/sanitize_${name}"_[0-9]*.log > "$f"
+  # The shards' exit codes: a timeout (124) first, else the first that is not 0.
+  rcs=$(cat "$LOG/sanitize_${name}"_[0-9]*.rc)
+  rc=0
+  if grep -qx 124 <<< "$rcs"; then rc=124; else rc=$(grep -vx 0 <<< "$rcs" | head -1); fi
+  rc=${rc:-0}
   ok=$(grep -cE "^\[       OK \]" "$f")
   failed=$(grep -cE "^\[  FAILED  \] .*\([0-9]+ ms\)$" "$f")
   # The kernel of each finding: the first "at" line after the finding's header.

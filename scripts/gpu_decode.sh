@@ -27,14 +27,17 @@ for pt in "${PTS[@]}"; do
     --reps 3 --methods "$methods" ${SPEED_ARGS:-} 2>&1 | tee -a "$LOG/decode_speed.log"
 done
 if [ -n "${PROFILE:-}" ]; then
-  # Per-kernel GPU time of decode steps under ncu (serialized: durations, not the overlap).
+  # Per-kernel GPU time and DRAM bytes of decode steps under ncu (serialized: durations, not
+  # the overlap; GB/s = the kernel's DRAM bytes over its time).
   # PROFILE="batch:prompt:method[:model]" (model random:gpt2 unless given, e.g. random:gpt2-xl);
   # the prefill and the eager warm-up step are skipped by --launch-skip (NCU_SKIP), then
   # NCU_COUNT kernels are captured.
   IFS=':' read -r pb pp pm pm1 pm2 <<< "$PROFILE"
   pmodel="${pm1:-random}:${pm2:-gpt2}"
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  timeout 300 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --page raw \
+  timeout 300 "$NCU" --clock-control none --cache-control none \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum --print-units base \
+    --csv --page raw \
     --launch-skip "${NCU_SKIP:-600}" --launch-count "${NCU_COUNT:-500}" \
     build-gpu/decode_speed --model "$pmodel" --batch "$pb" --prompt-len "$pp" --steps 12 --reps 1 \
     --methods "$pm" > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
@@ -43,15 +46,24 @@ if [ -n "${PROFILE:-}" ]; then
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
 hdr = rows[0]; ki = hdr.index("Kernel Name"); ti = hdr.index("gpu__time_duration.sum")
-agg = collections.defaultdict(lambda: [0, 0.0])
-n = 0; tot = 0.0
+bi = [hdr.index(m) for m in ("dram__bytes_read.sum", "dram__bytes_write.sum") if m in hdr]
+# Units are in row 1 (ns; byte, Kbyte, Mbyte...): scale bytes to bytes.
+scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+def num(r, i, unit=1.0):
+    return float(r[i].replace(",", "")) * unit
+agg = collections.defaultdict(lambda: [0, 0.0, 0.0])
+n = 0; tot = 0.0; tot_b = 0.0
 for r in rows[2:]:
-    try: t = float(r[ti].replace(",", ""))
-    except ValueError: continue
-    name = r[ki][:90]; agg[name][0] += 1; agg[name][1] += t; n += 1; tot += t
-print(f"{n} kernels, {tot/1e3:.1f} us total ({tot/max(n,1):.0f} ns avg)")
-for name, (c, t) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:25]:
-    print(f"{c:5d} {t/1e3:9.1f} us {t/c:8.0f} ns  {name}")
+    try:
+        t = num(r, ti)
+        b = sum(num(r, i, scale.get(rows[1][i], 1)) for i in bi)
+    except ValueError:
+        continue
+    name = r[ki][:80]; a = agg[name]; a[0] += 1; a[1] += t; a[2] += b; n += 1; tot += t; tot_b += b
+print(f"{n} kernels, {tot/1e3:.1f} us total ({tot/max(n,1):.0f} ns avg), DRAM {tot_b/1e6:.1f} MB")
+print(" count   us total  ns each   MB each  GB/s  kernel")
+for name, (c, t, b) in sorted(agg.items(), key=lambda kv: -kv[1][1])[:25]:
+    print(f"{c:5d} {t/1e3:9.1f} {t/c:9.0f} {b/c/1e6:9.2f} {b/max(t,1):5.0f}  {name}")
 PY
 fi
 stamp "done"

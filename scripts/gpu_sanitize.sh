@@ -9,7 +9,8 @@
 # Env: TOOLS (default "memcheck racecheck initcheck synccheck"), FILTER_<tool> and
 # FILTER_<tool>_graph (gtest filters), SAN_TIMEOUT (seconds per run, default 1200),
 # SAN_SHARDS (each run split into that many gtest shards side by side, default 1: memcheck is
-# bound by the host, ~25 s a graph test). Logs: scripts/gpu_env.sh. Exit 1 on a finding or a failed test.
+# bound by the host, ~25 s a graph test). Logs: scripts/gpu_env.sh. Exit 1 on a finding or a
+# failed test.
 set -uo pipefail
 BUILD=${1:-build-gpu}
 source "$(dirname "$0")/gpu_env.sh"
@@ -66,7 +67,6 @@ for entry in "${names[@]}"; do
   cat "$LOG/sanitize_${name}"_[0-9]*.log > "$f"
   # The shards' exit codes: a timeout (124) first, else the first that is not 0.
   rcs=$(cat "$LOG/sanitize_${name}"_[0-9]*.rc)
-  rc=0
   if grep -qx 124 <<< "$rcs"; then rc=124; else rc=$(grep -vx 0 <<< "$rcs" | head -1); fi
   rc=${rc:-0}
   ok=$(grep -cE "^\[       OK \]" "$f")

@@ -8,6 +8,7 @@
 ELI_GPU_SCRIPT=$(basename "$0" .sh)
 if [ -n "${OUT:-}" ]; then
   LOG=/tmp/gpu_logs/$ELI_GPU_SCRIPT
+  rm -rf "$LOG"  # a warm machine keeps /tmp: no logs of an earlier call in this one's pack
   mkdir -p "$OUT"
 else
   LOG=/tmp/out

@@ -42,6 +42,7 @@ declare -A ARGS=([memcheck]="--leak-check no" [initcheck]="" [synccheck]=""
                  [racecheck]="--racecheck-report hazard")
 TOOLS=${TOOLS:-memcheck racecheck initcheck synccheck}
 SHARDS=${SAN_SHARDS:-1}
+rm -f "$LOG"/sanitize_*  # the verdicts below read every shard's log found there
 status=0
 pids=()
 names=()

@@ -67,7 +67,7 @@ def main():
             if skip:
                 skip = False
                 continue
-            if a in ("-o", "-c"):
+            if a in ("-o", "-c"):  # their operands: the object, and the source (put back last)
                 skip = True
                 continue
             if re.match(r"-O\d", a):

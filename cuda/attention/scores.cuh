@@ -8,13 +8,20 @@
 
 namespace eli::cuda::detail {
 
+/// The sum of a row's kTpr threads' partial dots (in every one of them).
+template <int kTpr>
+__device__ __forceinline__ float row_sum(float logit) {
+#pragma unroll
+  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  return logit;
+}
+
 /// Adds the partial dots of a row's kTpr threads; the row's first thread adds the bias and
 /// stores the logit of slot i (log2 domain) unless i is past the end.
 template <int kTpr>
 __device__ __forceinline__ void store_logit(const DecodeAttentionParams& p, int b, int start, int n,
                                             int i, int lane_in_row, float logit, float* s_logit) {
-#pragma unroll
-  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  logit = row_sum<kTpr>(logit);
   if (lane_in_row == 0 && i < n) {
     if (p.bias != nullptr) logit = fmaf(p.bias[b * p.bias_stride + start + i], kLog2e, logit);
     s_logit[i] = logit;
@@ -26,8 +33,7 @@ __device__ __forceinline__ void store_logit(const DecodeAttentionParams& p, int 
 template <int kTpr>
 __device__ __forceinline__ void store_logit_nobias(int n, int i, int lane_in_row, float logit,
                                                    float* s_logit) {
-#pragma unroll
-  for (int off = kTpr / 2; off >= 1; off /= 2) logit += __shfl_xor_sync(0xffffffffu, logit, off);
+  logit = row_sum<kTpr>(logit);
   if (lane_in_row == 0 && i < n) s_logit[i] = logit;
 }
 

@@ -63,6 +63,12 @@ const char* last_error_message();
 cudaError_t launch_quantize(DType dtype, const void* x, int B, int H, int T, int D,
                             const QuantTarget& dst, const RowMap& map, int t0,
                             const int32_t* t0_dev, cudaStream_t stream);
+/// launch_quantize of two inputs into two targets of the same kind (format, per-tensor or not,
+/// zero-point, group) at the same slots in one launch: K and V of a decode step. x2 == nullptr:
+/// x into dst only.
+cudaError_t launch_quantize2(DType dtype, const void* x, const void* x2, int B, int H, int T, int D,
+                             const QuantTarget& dst, const QuantTarget& dst2, const RowMap& map,
+                             int t0, const int32_t* t0_dev, cudaStream_t stream);
 
 /// rows (b, h, t0 + t) of `src` through `map` -> out [B, H, T, D] (dtype). D in {64, 128}.
 cudaError_t launch_dequantize(DType dtype, const QuantView& src, const RowMap& map, int t0, int B,

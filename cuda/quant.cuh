@@ -20,12 +20,15 @@ struct Levels<Format::kInt4> {
 
 /// Unquantized rows stored as they are: one 16-byte vector per thread, row (b, h, t) of x to
 /// row (b, h, t0 + t) of dst through the map (the fp cache's append, graph-safe via t0_dev).
+/// Two of the same kind in one launch (K and V of a step): blockIdx.y picks x / dst or x2 / dst2.
 template <typename T, int kD>
-__global__ void store_rows_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
-                                  const int32_t* __restrict__ t0_dev, RowMap map,
-                                  T* __restrict__ dst) {
+__global__ void store_rows_kernel(const T* __restrict__ x1, const T* __restrict__ x2, int B, int H,
+                                  int T_, int t0, const int32_t* __restrict__ t0_dev, RowMap map,
+                                  T* __restrict__ dst1, T* __restrict__ dst2) {
   allow_next_kernel();
   wait_prior_kernels();
+  const T* x = blockIdx.y == 0 ? x1 : x2;
+  T* dst = blockIdx.y == 0 ? dst1 : dst2;
   constexpr int kVecs = kD * int(sizeof(T)) / 16;  // 16-byte vectors per row
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(B) * H * T_ * kVecs) return;
@@ -42,11 +45,24 @@ __global__ void store_rows_kernel(const T* __restrict__ x, int B, int H, int T_,
 /// kGroup: 0 = per-tensor scale (read), D = one scale per row, 32/64 = groups along D.
 /// Scales are rounded up to fp16 before the codes are computed and the zero-point minimum down,
 /// so every value stays inside [m, m + levels * s] (see include/eli/cache/quantize.h).
+/// Two targets of the same kind in one launch (K and V of a step): blockIdx.y picks x1 / dst1 or
+/// x2 / dst2.
 template <typename T, int kD, Format F, int kGroup, bool kZp>
-__global__ void quantize_kernel(const T* __restrict__ x, int B, int H, int T_, int t0,
-                                const int32_t* __restrict__ t0_dev, RowMap map, QuantTarget dst) {
+__global__ void quantize_kernel(const T* __restrict__ x1, const T* __restrict__ x2, int B, int H,
+                                int T_, int t0, const int32_t* __restrict__ t0_dev, RowMap map,
+                                QuantTarget dst1, QuantTarget dst2) {
   allow_next_kernel();
   wait_prior_kernels();
+  const bool second = blockIdx.y != 0;
+  const T* __restrict__ x = second ? x2 : x1;
+  QuantTarget dst = dst1;  // field by field: selecting the struct put both on the stack
+  if (second) {
+    dst.data = dst2.data;
+    dst.scales = dst2.scales;
+    dst.minima = dst2.minima;
+    dst.tensor_scale = dst2.tensor_scale;
+    dst.eps = dst2.eps;
+  }
   static_assert(kD % 64 == 0, "lanes own an even number of elements");
   static_assert(!(kZp && kGroup == 0), "per-tensor quantization is symmetric");
   constexpr int kE = kD / 32;

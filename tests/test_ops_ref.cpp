@@ -135,6 +135,30 @@ TEST(OpsRef, WritesOnlyTheTargetSlots) {
   }
 }
 
+// K and V in one call write what two quantize_kv_out calls write (on the CPU it is those two).
+TEST(OpsRef, QuantizePairEqualsTwoSingles) {
+  at::manual_seed(5);
+  const int64_t B = 2, H = 2, T = 3, D = 64, cap = 8, t0 = 4;
+  const StoreKind kk{8, Granularity::kPerTokenHead, 32, false},
+      vk{4, Granularity::kGroup, 32, true};
+  const at::Tensor xk = testing::random_rows({B, H, T, D}, at::kFloat);
+  const at::Tensor xv = testing::random_rows({B, H, T, D}, at::kFloat);
+  KvStore k1 = testing::make_store(kk, B, H, cap, D, at::kFloat, at::kCPU, 0.f);
+  KvStore v1 = testing::make_store(vk, B, H, cap, D, at::kFloat, at::kCPU, 0.f);
+  KvStore k2 = testing::store_to(k1, at::kCPU), v2 = testing::store_to(v1, at::kCPU);
+  k2.data = k1.data.clone(), k2.scales = k1.scales.clone();
+  v2.data = v1.data.clone(), v2.scales = v1.scales.clone(), v2.minima = v1.minima.clone();
+  quantize_kv_out(xk, k1, SlotMap{t0, {}});
+  quantize_kv_out(xv, v1, SlotMap{t0, {}});
+  quantize_kv_pair_out(xk, k2, xv, v2, SlotMap{t0, {}});
+  EXPECT_TRUE(k1.data.equal(k2.data));
+  EXPECT_TRUE(all_close(k1.scales, k2.scales, 0, 0));
+  EXPECT_TRUE(v1.data.equal(v2.data));
+  EXPECT_TRUE(all_close(v1.scales, v2.scales, 0, 0));
+  EXPECT_TRUE(all_close(v1.minima, v2.minima, 0, 0));
+  EXPECT_THROW(quantize_kv_pair_out(xk, k2, xv, v2, SlotMap{cap - 1, {}}), eli::Error);
+}
+
 TEST(OpsRef, PagedGatherWithShuffledTable) {
   at::manual_seed(5);
   const int64_t B = 3, H = 2, D = 64, bs = 4, max_blocks = 6, pool = 25, T1 = 9, T2 = 10;

@@ -41,6 +41,11 @@ struct SlotMap {
 /// Quantizes x [B, H, T, D] (fp16/fp32) into dst's preallocated tensors at `slots`.
 /// bits 16 copies the values (converted to data's dtype). per_tensor uses dst.tensor_scale.
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+/// quantize_kv_out of K and V at the same slots; on CUDA one launch when the two stores are of
+/// one kind (format, scale granularity, zero-point, group: quant_int8's, quant_int4's), two
+/// otherwise. Both are checked before either is written.
+void quantize_kv_pair_out(const at::Tensor& xk, const KvStore& dk, const at::Tensor& xv,
+                          const KvStore& dv, const SlotMap& slots);
 /// Fresh contiguous storage [B, H, T, ..] for x [B, H, T, D].
 KvStore quantize_kv(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale = 0.f);
 

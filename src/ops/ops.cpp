@@ -44,6 +44,19 @@ void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slo
   ref::quantize_kv_out(x, dst, slots);
 }
 
+void quantize_kv_pair_out(const at::Tensor& xk, const KvStore& dk, const at::Tensor& xv,
+                          const KvStore& dv, const SlotMap& slots) {
+  if (xk.defined() && xk.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    return cuda_impl::quantize_kv_pair_out(xk, dk, xv, dv, slots);
+#else
+    no_cuda("quantize_kv_pair_out");
+#endif
+  }
+  quantize_kv_out(xk, dk, slots);
+  quantize_kv_out(xv, dv, slots);
+}
+
 KvStore quantize_kv(const at::Tensor& x, const quant::QuantSpec& spec, float tensor_scale) {
   ELI_CHECK(x.defined() && x.dim() == 4, "quantize: x must be [B, H, T, D]");
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);

@@ -83,40 +83,58 @@ ec::RowMap map_of(const detail::StoreInfo& info, const at::Tensor& block_table, 
 
 }  // namespace
 
-void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+namespace {
+/// A checked quantize_kv_out, ready to launch (launch = false: done already, through ATen).
+struct QuantizeLaunch {
+  bool launch = false;
+  at::Tensor xc;  // x as fp16/fp32, contiguous
+  ec::QuantTarget target;
+  ec::RowMap map;
+  const int32_t* t0_dev = nullptr;
+  int64_t B = 0, H = 0, T = 0, D = 0;
+};
+
+QuantizeLaunch prepare_quantize(const at::Tensor& x, const KvStore& dst, const SlotMap& slots,
+                                bool write_fp_now) {
   const char* op = "quantize_kv_out";
   ELI_CHECK(x.dim() == 4 && at::isFloatingType(x.scalar_type()),
             "{}: x must be a floating [B, H, T, D] tensor", op);
-  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
+  QuantizeLaunch q;
+  q.B = x.size(0), q.H = x.size(1), q.T = x.size(2), q.D = x.size(3);
+  const int64_t B = q.B, H = q.H, T = q.T, D = q.D;
   const detail::StoreInfo info =
       detail::check_store(dst, B, H, D, slots.block_table, "quantize_kv_out destination");
   check_device(dst.data, x, "destination", op);
   ELI_CHECK(slots.t0 >= 0 && slots.t0 + T <= info.capacity,
             "{}: slots [{}, {}) outside capacity {}", op, slots.t0, slots.t0 + T, info.capacity);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int32_t* t0_dev = nullptr;
   if (slots.t0_dev.defined()) {
     ELI_CHECK(slots.t0_dev.device() == x.device() && slots.t0_dev.scalar_type() == at::kInt &&
                   slots.t0_dev.dim() == 1 && slots.t0_dev.size(0) == B &&
                   slots.t0_dev.is_contiguous(),
               "{}: t0_dev must be contiguous int32 [{}] on {}", op, B, x.device().str());
-    t0_dev = slots.t0_dev.data_ptr<int32_t>();
+    q.t0_dev = slots.t0_dev.data_ptr<int32_t>();
   }
-  if (dst.bits == 16 && t0_dev == nullptr) return detail::write_fp_rows(x, dst, info, slots);
+  if (dst.bits == 16 && q.t0_dev == nullptr) {
+    if (write_fp_now) {
+      const c10::cuda::CUDAGuard guard(x.device());
+      detail::write_fp_rows(x, dst, info, slots);
+    }
+    return q;
+  }
   check_head_dim(D, op);
   check_int(B * H * T, "rows", op);
   check_int(info.slots, "slots", op);
   check_int(slots.t0 + T, "position", op);
-  const at::Tensor xc = (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)
-                            ? x.contiguous()
-                            : x.to(at::kFloat).contiguous();
-  ec::QuantTarget t;
+  q.xc = (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)
+             ? x.contiguous()
+             : x.to(at::kFloat).contiguous();
+  ec::QuantTarget& t = q.target;
   t.format = format_of(dst);
   t.data = dst.data.data_ptr();
   if (dst.bits == 16) {
-    ELI_CHECK(xc.scalar_type() == dst.data.scalar_type(),
+    ELI_CHECK(q.xc.scalar_type() == dst.data.scalar_type(),
               "{}: storing {} rows into {} storage through t0_dev (dtypes must match)", op,
-              c10::toString(xc.scalar_type()), c10::toString(dst.data.scalar_type()));
+              c10::toString(q.xc.scalar_type()), c10::toString(dst.data.scalar_type()));
   } else if (dst.spec.granularity == Granularity::kPerTensor) {
     t.tensor_scale = dst.tensor_scale;
   } else {
@@ -125,12 +143,50 @@ void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slo
     t.group = group_of(dst, D);
   }
   t.eps = dst.spec.eps;
-  check_launch(
-      ec::launch_quantize(dtype_of(xc.scalar_type(), op), xc.data_ptr(), static_cast<int>(B),
-                          static_cast<int>(H), static_cast<int>(T), static_cast<int>(D), t,
-                          map_of(info, slots.block_table, H), static_cast<int>(slots.t0), t0_dev,
-                          at::cuda::getCurrentCUDAStream().stream()),
-      op);
+  q.map = map_of(info, slots.block_table, H);
+  q.launch = true;
+  return q;
+}
+
+/// Whether two prepared quantizes can share a launch: same shape, input dtype, device, slots
+/// and kernel (format, scale storage, group).
+bool pairable(const QuantizeLaunch& a, const QuantizeLaunch& b) {
+  const ec::QuantTarget &s = a.target, &t = b.target;
+  return a.launch && b.launch && a.B == b.B && a.H == b.H && a.T == b.T && a.D == b.D &&
+         a.xc.scalar_type() == b.xc.scalar_type() && a.xc.device() == b.xc.device() &&
+         a.t0_dev == b.t0_dev && s.format == t.format &&
+         (s.tensor_scale > 0.f) == (t.tensor_scale > 0.f) &&
+         (s.minima != nullptr) == (t.minima != nullptr) && s.group == t.group &&
+         a.map.block_table == b.map.block_table && a.map.table_stride == b.map.table_stride &&
+         a.map.block_size == b.map.block_size && a.map.heads == b.map.heads;
+}
+
+void run_quantize(const QuantizeLaunch& a, const QuantizeLaunch* b, int64_t t0) {
+  const char* op = "quantize_kv_out";
+  const c10::cuda::CUDAGuard guard(a.xc.device());
+  check_launch(ec::launch_quantize2(
+                   dtype_of(a.xc.scalar_type(), op), a.xc.data_ptr(),
+                   b != nullptr ? b->xc.data_ptr() : nullptr, static_cast<int>(a.B),
+                   static_cast<int>(a.H), static_cast<int>(a.T), static_cast<int>(a.D), a.target,
+                   b != nullptr ? b->target : a.target, a.map, static_cast<int>(t0), a.t0_dev,
+                   at::cuda::getCurrentCUDAStream().stream()),
+               op);
+}
+}  // namespace
+
+void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots) {
+  const QuantizeLaunch q = prepare_quantize(x, dst, slots, /*write_fp_now=*/true);
+  if (q.launch) run_quantize(q, nullptr, slots.t0);
+}
+
+void quantize_kv_pair_out(const at::Tensor& xk, const KvStore& dk, const at::Tensor& xv,
+                          const KvStore& dv, const SlotMap& slots) {
+  // Both are checked before either is written.
+  const QuantizeLaunch k = prepare_quantize(xk, dk, slots, /*write_fp_now=*/false);
+  const QuantizeLaunch v = prepare_quantize(xv, dv, slots, /*write_fp_now=*/false);
+  if (pairable(k, v)) return run_quantize(k, &v, slots.t0);
+  cuda_impl::quantize_kv_out(xk, dk, slots);
+  cuda_impl::quantize_kv_out(xv, dv, slots);
 }
 
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out) {

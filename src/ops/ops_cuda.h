@@ -7,6 +7,8 @@
 namespace eli::ops::cuda_impl {
 
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
+void quantize_kv_pair_out(const at::Tensor& xk, const KvStore& dk, const at::Tensor& xv,
+                          const KvStore& dv, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 /// k_new / v_new: optional [B, H, 1, D] in q's dtype, attended as one more key at full
 /// precision inside the kernel's reduction; append (with them, fp K/V only): also stored at

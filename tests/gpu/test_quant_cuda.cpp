@@ -101,6 +101,62 @@ TEST(QuantCuda, FpStorageCopiesThroughSlots) {
   EXPECT_TRUE(all_close(back, x, 0, 0));
 }
 
+// K and V through quantize_kv_pair_out (one launch when the stores are of one kind) write the
+// same bits as two quantize_kv_out calls, for every kind, fp stores through t0_dev, paged or not,
+// and a pair of two kinds (two launches).
+TEST(QuantCuda, PairEqualsTwoSingles) {
+  ELI_REQUIRE_GPU();
+  at::manual_seed(13);
+  const at::Device cuda(at::kCUDA);
+  const int64_t B = 3, H = 2, T = 1, D = 64, bs = 16, max_blocks = 2;
+  const int64_t n0 = B * max_blocks + 1;
+  const at::Tensor table = testing::shuffled_table(B, max_blocks, n0).to(cuda);
+  const at::Tensor t0_dev = at::tensor({5, 0, 17}, at::TensorOptions(at::kInt)).to(cuda);
+  std::vector<std::pair<StoreKind, StoreKind>> pairs;
+  for (const StoreKind& k : testing::quant_kinds()) pairs.push_back({k, k});
+  const StoreKind fp{16, Granularity::kPerTokenHead, 32, false};
+  pairs.push_back({fp, fp});
+  pairs.push_back({testing::quant_kinds()[1], testing::quant_kinds().back()});  // two kinds
+  for (const auto& [kk, vk] : pairs) {
+    for (bool paged : {false, true}) {
+      const at::Tensor xk = testing::random_rows({B, H, T, D}, at::kHalf).to(cuda);
+      const at::Tensor xv = testing::random_rows({B, H, T, D}, at::kHalf).to(cuda);
+      const int64_t n = paged ? n0 : B, slots = paged ? bs : 32;
+      const float ts = 0.05f;
+      const KvStore k1 = testing::make_store(kk, n, H, slots, D, at::kHalf, cuda, ts);
+      const KvStore v1 = testing::make_store(vk, n, H, slots, D, at::kHalf, cuda, ts);
+      const KvStore k2 = testing::store_to(k1, at::kCPU), v2 = testing::store_to(v1, at::kCPU);
+      const KvStore k3 = testing::store_to(k2, cuda), v3 = testing::store_to(v2, cuda);
+      SlotMap m;
+      m.t0_dev = t0_dev;
+      if (paged) m.block_table = table;
+      quantize_kv_out(xk, k1, m);
+      quantize_kv_out(xv, v1, m);
+      quantize_kv_pair_out(xk, k3, xv, v3, m);
+      const std::string what = kk.name() + " + " + vk.name() + (paged ? " paged" : "");
+      for (const auto& [a, b] : {std::pair{k1, k3}, std::pair{v1, v3}}) {
+        // all_close(0, 0): exact, and the fp stores' NaN poison in untouched slots equal too.
+        EXPECT_TRUE(all_close(a.data.cpu(), b.data.cpu(), 0, 0)) << what << ": codes";
+        if (a.scales.defined()) {
+          EXPECT_TRUE(all_close(a.scales.cpu(), b.scales.cpu(), 0, 0)) << what << ": scales";
+        }
+        if (a.minima.defined()) {
+          EXPECT_TRUE(all_close(a.minima.cpu(), b.minima.cpu(), 0, 0)) << what << ": minima";
+        }
+      }
+    }
+  }
+  // Checked before either is written: a V of the wrong shape leaves K untouched.
+  const KvStore k = testing::make_store(pairs[1].first, B, H, 32, D, at::kHalf, cuda, 0.05f);
+  const at::Tensor before = k.data.clone();
+  SlotMap m;
+  m.t0_dev = t0_dev;
+  EXPECT_THROW(quantize_kv_pair_out(testing::random_rows({B, H, T, D}, at::kHalf).to(cuda), k,
+                                    testing::random_rows({B, H, T, 32}, at::kHalf).to(cuda), k, m),
+               eli::Error);
+  EXPECT_TRUE(k.data.equal(before));
+}
+
 TEST(QuantCuda, UnsupportedHeadDimIsAnError) {
   ELI_REQUIRE_GPU();
   const at::Tensor x = at::randn({1, 2, 3, 32}, at::TensorOptions(at::kHalf).device(at::kCUDA));

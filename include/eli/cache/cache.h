@@ -563,14 +563,21 @@ class Cache final : public KVCache, private Recoder {
       ops::SlotMap m;
       m.block_table = t.block_table;
       m.t0_dev = step_.select(0, kSlotRow);
-      ops::quantize_kv_out(KCodec::kQuantized ? xk : xk.to(a_.dtype), kc_.store(layer, t.k), m);
-      ops::quantize_kv_out(VCodec::kQuantized ? xv : xv.to(a_.dtype), vc_.store(layer, t.v), m);
+      // K and V in one launch when their stores are of one kind (quantize_kv_pair_out).
+      ops::quantize_kv_pair_out(KCodec::kQuantized ? xk : xk.to(a_.dtype), kc_.store(layer, t.k),
+                                VCodec::kQuantized ? xv : xv.to(a_.dtype), vc_.store(layer, t.v),
+                                m);
     }
     if (resid_ > 0) {
       ops::SlotMap r;
       r.t0_dev = step_.select(0, kResidSlotRow);
-      if (KCodec::kQuantized) ops::quantize_kv_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), r);
-      if (VCodec::kQuantized) ops::quantize_kv_out(xv.to(a_.dtype), ops::KvStore::fp(rv_[l]), r);
+      if (KCodec::kQuantized && VCodec::kQuantized) {
+        ops::quantize_kv_pair_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), xv.to(a_.dtype),
+                                  ops::KvStore::fp(rv_[l]), r);
+      } else {
+        if (KCodec::kQuantized) ops::quantize_kv_out(xk.to(a_.dtype), ops::KvStore::fp(rk_[l]), r);
+        if (VCodec::kQuantized) ops::quantize_kv_out(xv.to(a_.dtype), ops::KvStore::fp(rv_[l]), r);
+      }
     }
     // (end_graph_step sets the positions held: an idle row's stay 0.)
   }

@@ -274,4 +274,20 @@ __device__ __forceinline__ uint4 load_vec(const void* p) {
   return __ldg(reinterpret_cast<const uint4*>(p));
 }
 
+/// 16-byte copy global -> shared that holds no registers while in flight (cp.async, sm_80+; a
+/// plain load and store before). copy16_async_wait: all of this thread's copies have landed.
+__device__ __forceinline__ void copy16_async(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#else
+  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
+#endif
+}
+__device__ __forceinline__ void copy16_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
 }  // namespace eli::cuda::detail

@@ -196,7 +196,10 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 
   // ---- values: acc = sum_t p_t v_t
   if constexpr (kMmaV)
-    values_mma<kD>(p, s_row, n, vgroups, s_w, w_stride, s_acc[tid / 32]);
+    // V rows staged in shared memory except beside the INT4 score loop at D = 128 (its
+    // registers: staging spilled there and was slower; values_mma).
+    values_mma<kD, !(FK == Format::kInt4 && kD == 128)>(p, s_row, n, vgroups, s_w, w_stride,
+                                                        s_acc[tid / 32]);
   else
     values_rows<T, kD, FV>(p, s_row, n, s_logit, s_acc);
   __syncthreads();

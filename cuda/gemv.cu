@@ -41,22 +41,6 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
   return acc;
 }
 
-/// 16-byte copy global -> shared that does not hold registers while in flight (cp.async, sm_80+;
-/// a plain load and store before).
-__device__ __forceinline__ void copy16_async(uint4* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *smem = *static_cast<const uint4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void copy16_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
-
 /// kSplit warps per output column n, each over a contiguous 1 / kSplit of K: lanes stride over
 /// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1; fp32
 /// sums, warp reduction, the kSplit partial sums added in a fixed order through shared memory,

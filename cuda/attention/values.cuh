@@ -95,6 +95,24 @@ __device__ __forceinline__ void values_rows(const DecodeAttentionParams& p, cons
   }
 }
 
+/// Byte offset of byte `byte` of token tt's row in a warp's V stage of values_mma (rows of kD / 2
+/// bytes): a swizzle that makes the fragment reads conflict-free. A warp's 4-byte (D = 64) or
+/// 8-byte (D = 128) read of one fragment touches tokens tt0 + 2i (i = 0..3) at byte 4 g or 8 g;
+/// unswizzled, D = 64 rows 0 and 4 share banks (2-way), D = 128 rows 0, 2, 4, 6 do. D = 64
+/// swaps row pairs by bit 2 of tt; D = 128 by bit 1, and its 32-byte halves by bit 2. The
+/// offset depends on tt mod 8 only, so token tt + 8 j is 8 j rows further.
+template <int kD>
+__device__ __forceinline__ uint32_t v_stage_offset(int tt, int byte) {
+  if constexpr (kD == 64) {
+    const int row = tt ^ ((tt >> 2) & 1);
+    return uint32_t(row * 32 + byte);
+  } else {
+    const int row = tt ^ ((tt >> 1) & 1);
+    const int chunk = (byte / 16) ^ (2 * ((tt >> 2) & 1));
+    return uint32_t(row * 64 + chunk * 16 + byte % 16);
+  }
+}
+
 /// Values of the n slots of one split (rows in s_row) on the tensor cores, for symmetric INT4 V
 /// (per tensor, per token-head or per group of 32 / 64 along D): out[d] = sum_t w_{t,j(d)} c_t[d]
 /// with the weights w_{t,j} = p_t s_{t,j} of each scale group j precomputed in fp16 by the
@@ -104,12 +122,18 @@ __device__ __forceinline__ void values_rows(const DecodeAttentionParams& p, cons
 /// are exact fp16 integers and the products exact, so this is more accurate than the half2 path,
 /// and one mma replaces 64 HFMA2 plus the fp32 conversions.
 ///
-/// Warp w takes tiles of 16 tokens. Lane (g, i) reads tokens 2i, 2i + 1, 2i + 8, 2i + 9 of a tile
-/// and its own D / 8 dimensions (4 or 8 bytes a token, all in one group); PRMT interleaves two
-/// tokens' bytes so that one word decodes into half2 (token a, token b) pairs, the A layout. The
-/// lane holding column j(d) of rows g and g + 8 writes dimensions g D / 8 + 8 (m / 4) + 2 (m % 4)
-/// (+1) of m-tile m to `out` ([kD], this warp's row; the caller adds the warps).
-template <int kD>
+/// Warp w takes the 16 kTiles tokens of an iteration. Lane (g, i) needs tokens 2i, 2i + 1,
+/// 2i + 8, 2i + 9 of each tile and its own D / 8 dimensions (4 or 8 bytes a token, all in one
+/// group). kStage: the iteration's rows are first copied to the warp's stage in shared memory,
+/// 16 bytes a lane and copy (cp.async, 4 a lane), and each fragment is one shared load with a
+/// constant offset; else each is a global load with a 64-bit address of its own (~4
+/// instructions). Staging measured 3% faster at D = 64 (INT4, INT4 g32, mixed) and for mixed at
+/// D = 128, 2-4% slower for INT4 K at D = 128 (24 bytes of spills at 8 blocks per SM): the
+/// kernel picks it per instantiation (decode_attention.cuh). PRMT interleaves two tokens' bytes
+/// so that one word decodes into half2 (token a, token b) pairs, the A layout. The lane holding
+/// column j(d) of rows g and g + 8 writes dimensions g D / 8 + 8 (m / 4) + 2 (m % 4) (+1) of
+/// m-tile m to `out` ([kD], this warp's row; the caller adds the warps).
+template <int kD, bool kStage>
 __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const uint32_t* s_row,
                                            int n, int groups, const __half* s_w, int w_stride,
                                            float* out) {
@@ -118,38 +142,88 @@ __device__ __forceinline__ void values_mma(const DecodeAttentionParams& p, const
   constexpr int kMt = kD / 16;              // m-tiles: 4 per word
   constexpr int kTiles = kD == 64 ? 4 : 2;  // 16-token tiles per warp and iteration (<= 4: s_w)
   constexpr int kWarps = kAttnThreads / 32;
+  constexpr int kIterTokens = 16 * kTiles;
+  constexpr int kStageBytes = kIterTokens * kRowBytes;  // 2 KiB
+  constexpr int kChunksPerRow = kRowBytes / 16;
+  constexpr int kTokensPerCopy = 32 / kChunksPerRow;  // tokens one copy of the warp covers
+  constexpr int kCopies = kStageBytes / (32 * 16);    // copies per lane and iteration
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, li = lane % 4;
-  const uint8_t* data = static_cast<const uint8_t*>(p.v.data) + g * (4 * kLaneWords);
+  const uint8_t* vdata = static_cast<const uint8_t*>(p.v.data);
+  const uint8_t* data = vdata + g * (4 * kLaneWords);  // unstaged: this lane's bytes of a row
   const HalfDecoder dec = HalfDecoder::make(Format::kInt4, false);
+  uint8_t* stage = nullptr;
+  if constexpr (kStage) {
+    __shared__ __align__(16) uint8_t s_v[kWarps][kStageBytes];
+    stage = s_v[warp];
+  }
+  // Staged: this lane's copies are token lane / kChunksPerRow (+ kTokensPerCopy per copy),
+  // 16-byte piece lane % kChunksPerRow; its reads tokens 2i and 2i + 1 of tile 0 (2i + 8 and
+  // 2i + 9 are 8 rows further, tile u 16 u rows).
+  const int copy_tt = lane / kChunksPerRow, copy_byte = (lane % kChunksPerRow) * 16;
+  const uint32_t copy_off = v_stage_offset<kD>(copy_tt, copy_byte);
+  const uint32_t read_off[2] = {v_stage_offset<kD>(2 * li, g * 4 * kLaneWords),
+                                v_stage_offset<kD>(2 * li + 1, g * 4 * kLaneWords)};
   // B column n = g carries the weights of scale group g % groups; C row r (dimensions of lane
   // group r) belongs to group r * groups / 8, so its column is that group.
   const __half* w_col = s_w + (g % groups) * w_stride;
   float c[kMt][4];
 #pragma unroll
   for (int m = 0; m < kMt; ++m) c[m][0] = c[m][1] = c[m][2] = c[m][3] = 0.f;
-  for (int base = warp * 16 * kTiles; base < n; base += kWarps * 16 * kTiles) {
+  for (int base = warp * kIterTokens; base < n; base += kWarps * kIterTokens) {
+    // Slots past the end hold the last row (s_row padding) and weight 0 (codes are finite).
     uint32_t raw[kTiles][4][kLaneWords];  // tokens 2i, 2i + 1, 2i + 8, 2i + 9 of each tile
     uint32_t wb[kTiles][2];
+    if constexpr (kStage) {
 #pragma unroll
-    for (int u = 0; u < kTiles; ++u) {
-      const int i0 = base + 16 * u + 2 * li;
-      // Slots past the end hold the last row (s_row padding) and weight 0 (codes are finite).
-      const uint2 ra = *reinterpret_cast<const uint2*>(s_row + i0);
-      const uint2 rb = *reinterpret_cast<const uint2*>(s_row + i0 + 8);
-      const uint32_t row_of_r[4] = {ra.x, ra.y, rb.x, rb.y};
+      for (int k = 0; k < kCopies; ++k) {
+        const uint32_t row = s_row[base + copy_tt + k * kTokensPerCopy];
+        copy16_async(stage + copy_off + k * kTokensPerCopy * kRowBytes,
+                     vdata + size_t(row) * kRowBytes + copy_byte);
+      }
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const uint8_t* src = data + size_t(row_of_r[r]) * kRowBytes;
-        if constexpr (kLaneWords == 1) {
-          raw[u][r][0] = __ldg(reinterpret_cast<const uint32_t*>(src));
-        } else {
-          const uint2 v = __ldg(reinterpret_cast<const uint2*>(src));
-          raw[u][r][0] = v.x;
-          raw[u][r][1] = v.y;
+      for (int u = 0; u < kTiles; ++u) {
+        const int i0 = base + 16 * u + 2 * li;
+        wb[u][0] = *reinterpret_cast<const uint32_t*>(w_col + i0);
+        wb[u][1] = *reinterpret_cast<const uint32_t*>(w_col + i0 + 8);
+      }
+      copy16_async_wait();
+      __syncwarp();  // every lane's copies are visible to the warp
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t* src = stage + read_off[r % 2] + (16 * u + 8 * (r / 2)) * kRowBytes;
+          if constexpr (kLaneWords == 1) {
+            raw[u][r][0] = *reinterpret_cast<const uint32_t*>(src);
+          } else {
+            const uint2 v = *reinterpret_cast<const uint2*>(src);
+            raw[u][r][0] = v.x;
+            raw[u][r][1] = v.y;
+          }
         }
       }
-      wb[u][0] = *reinterpret_cast<const uint32_t*>(w_col + i0);
-      wb[u][1] = *reinterpret_cast<const uint32_t*>(w_col + i0 + 8);
+      __syncwarp();  // the stage is read before the next iteration's copies overwrite it
+    } else {
+#pragma unroll
+      for (int u = 0; u < kTiles; ++u) {
+        const int i0 = base + 16 * u + 2 * li;
+        const uint2 ra = *reinterpret_cast<const uint2*>(s_row + i0);
+        const uint2 rb = *reinterpret_cast<const uint2*>(s_row + i0 + 8);
+        const uint32_t row_of_r[4] = {ra.x, ra.y, rb.x, rb.y};
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const uint8_t* src = data + size_t(row_of_r[r]) * kRowBytes;
+          if constexpr (kLaneWords == 1) {
+            raw[u][r][0] = __ldg(reinterpret_cast<const uint32_t*>(src));
+          } else {
+            const uint2 v = __ldg(reinterpret_cast<const uint2*>(src));
+            raw[u][r][0] = v.x;
+            raw[u][r][1] = v.y;
+          }
+        }
+        wb[u][0] = *reinterpret_cast<const uint32_t*>(w_col + i0);
+        wb[u][1] = *reinterpret_cast<const uint32_t*>(w_col + i0 + 8);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kTiles; ++u) {

@@ -15,21 +15,51 @@ extern template cudaError_t launch_decode_attention_for<Format::kInt8>(const Dec
 extern template cudaError_t launch_decode_attention_for<Format::kInt4>(const DecodeAttentionParams&,
                                                                        const SplitPlan&, float*,
                                                                        float*, cudaStream_t);
+extern template cudaError_t decode_attention_blocks_per_sm_for<Format::kFp>(
+    const DecodeAttentionParams&, int*);
+extern template cudaError_t decode_attention_blocks_per_sm_for<Format::kInt8>(
+    const DecodeAttentionParams&, int*);
+extern template cudaError_t decode_attention_blocks_per_sm_for<Format::kInt4>(
+    const DecodeAttentionParams&, int*);
 }  // namespace detail
 
 namespace {
 
-/// Long enough that a block amortizes its setup, short enough that B * H * splits fills the
-/// card about eight blocks per SM deep; multiples of 64 tokens, at most kMaxSplitLen.
+/// Resident blocks per SM of the attention kernel p takes (1 for parameters the launcher will
+/// refuse: the plan of a call that fails does not matter).
+int blocks_per_sm(const DecodeAttentionParams& p) {
+  int n = 1;
+  auto get = [&]() -> cudaError_t {
+    ELI_DISPATCH_FORMAT(p.k.format, kFK,
+                        { return detail::decode_attention_blocks_per_sm_for<kFK>(p, &n); });
+    return cudaSuccess;
+  };
+  if (get() != cudaSuccess) n = 1;
+  return n;
+}
+
+/// The split length planned (attention/split_plan.h) for the longer of plan_len and max_len,
+/// so that it depends on plan_len, not on max_len below it (results depend on the split
+/// boundaries); splits enough for max_len. Quantized K or V: by rounds of the blocks that run at
+/// full speed at once (INT4 V: kIssueBoundBlocksPerSm an SM; otherwise as many as the kernel
+/// holds resident on this card); unquantized: to fill the card.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   const int max_len = std::max(p.max_len, 1);
-  const int64_t work = int64_t(p.B) * p.H * std::max(p.plan_len, max_len);
-  const int64_t target_blocks = int64_t(device_sm_count()) * 8;
-  int64_t len = (work + target_blocks - 1) / target_blocks;
-  len = (len + 63) / 64 * 64;
-  len = std::clamp<int64_t>(len, 64, detail::kMaxSplitLen);
-  const int splits = int((max_len + len - 1) / len);
-  return {int(len), splits};
+  const int64_t rows = int64_t(p.B) * p.H, plan = std::max(p.plan_len, max_len);
+  int len = 0;
+  if (p.k.format == Format::kFp && p.v.format == Format::kFp) {
+    len = detail::plan_splits_fill(rows, plan, device_sm_count()).split_len;
+  } else if (p.v.format == Format::kInt4) {
+    len = detail::plan_splits_rounds(rows, plan,
+                                     int64_t(device_sm_count()) * detail::kIssueBoundBlocksPerSm,
+                                     detail::kSplitLensIssueBound)
+              .split_len;
+  } else {
+    len = detail::plan_splits_rounds(rows, plan, int64_t(device_sm_count()) * blocks_per_sm(p),
+                                     detail::kSplitLensResident)
+              .split_len;
+  }
+  return {len, (max_len + len - 1) / len};
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -338,12 +338,6 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
   if (p.lse != nullptr && d == 0) p.lse[bh] = lsum > 0.f ? (mx + log2f(lsum)) / kLog2e : -INFINITY;
 }
 
-/// Grid shape chosen by the launcher (see decode_attention.cu).
-struct SplitPlan {
-  int split_len;
-  int num_splits;
-};
-
 template <typename T, Format FV>
 constexpr bool values_mma_ok() {
   return std::is_same_v<T, __half> && FV == Format::kInt4;
@@ -371,6 +365,38 @@ inline size_t values_mma_smem_bytes(const QuantView& v, int d, int split_len) {
   const int groups = v.tensor_scale > 0.f ? 1 : d / v.group;
   const int stride = (split_len + kRowPad - 1) / kRowPad * kRowPad;
   return size_t(groups) * stride * sizeof(__half);
+}
+
+/// Resident blocks per SM of the kernel launch_decode_attention_for<FK> takes for p (the
+/// occupancy calculator, at the largest split's dynamic shared memory), for the split plan;
+/// looked up once per kernel.
+template <Format FK>
+cudaError_t decode_attention_blocks_per_sm_for(const DecodeAttentionParams& p, int* blocks) {
+  auto query = [](auto kernel, size_t smem) {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kAttnThreads, smem) !=
+            cudaSuccess ||
+        n < 1) {
+      (void)cudaGetLastError();  // a failed query leaves a plan for one block per SM, no error
+      n = 1;
+    }
+    return n;
+  };
+  ELI_DISPATCH_DTYPE(p.dtype, T,
+                     ELI_DISPATCH_HEAD_DIM(
+                         p.D, kD, ELI_DISPATCH_FORMAT(p.v.format, kFV, {
+                           if (use_values_mma<T, kD, FK, kFV>(p.v)) {
+                             static const int n = query(
+                                 decode_attention_kernel<T, kD, FK, kFV, values_mma_ok<T, kFV>()>,
+                                 size_t(kD / 32) * kMaxSplitLen * sizeof(__half));
+                             *blocks = n;
+                           } else {
+                             static const int n =
+                                 query(decode_attention_kernel<T, kD, FK, kFV, false>, 0);
+                             *blocks = n;
+                           }
+                         })));
+  return cudaSuccess;
 }
 
 /// Launches both kernels for one K format; instantiated once per format in

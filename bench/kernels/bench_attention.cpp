@@ -174,6 +174,7 @@ void bm_sdpa(::benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t
   std::vector<Point> points;
   for (int64_t B : {1, 8, 32})
     for (int64_t L : {512, 2048, 8192}) points.push_back({B, L, 12, 64});
+  points.push_back({32, 4096, 12, 64});  // the capacity of the end-to-end point 32 x 3968
   points.push_back({32, 8192, 8, 128});
   points.push_back({1, 32768, 12, 64});  // one long sequence: split-KV across the SMs
   for (const Point& p : points) {

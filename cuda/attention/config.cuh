@@ -5,12 +5,12 @@
 /// (values.cuh) and the tensor-core / integer-dot helpers they use (mma.cuh).
 
 #include "../common.cuh"
+#include "split_plan.h"
 
 namespace eli::cuda::detail {
 
 constexpr int kAttnThreads = 128;
 constexpr int kAttnUnroll = 4;
-constexpr int kMaxSplitLen = 1024;
 /// The slot rows of a split (s_row) are padded to a multiple of this: the longest stride of the
 /// token loops (dp4a scores at D = 64: 64 rows x 4 unrolled; values_mma: 4 warps x 64).
 constexpr int kRowPad = 256;

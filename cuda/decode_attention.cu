@@ -45,6 +45,7 @@ int blocks_per_sm(const DecodeAttentionParams& p) {
 /// holds resident on this card); unquantized: to fill the card.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   const int max_len = std::max(p.max_len, 1);
+  if (p.split_len > 0) return {p.split_len, (max_len + p.split_len - 1) / p.split_len};
   const int64_t rows = int64_t(p.B) * p.H, plan = std::max(p.plan_len, max_len);
   int len = 0;
   if (p.k.format == Format::kFp && p.v.format == Format::kFp) {
@@ -88,6 +89,10 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
   if (p.D != 64 && p.D != 128) return invalid_argument("head_dim (valid: 64, 128)", p.D);
   if (p.max_len < 0) return invalid_argument("attention max_len", p.max_len);
   if (p.plan_len < 0) return invalid_argument("attention plan_len", p.plan_len);
+  if (p.split_len != 0 && (p.split_len < detail::kSplitStep || p.split_len > detail::kMaxSplitLen ||
+                           p.split_len % detail::kSplitStep != 0))
+    return invalid_argument("attention split_len (0 or a multiple of 64 in 64 .. 1024)",
+                            p.split_len);
   if ((p.k_new == nullptr) != (p.v_new == nullptr))
     return invalid_argument("attention k_new/v_new (give both or neither)", 0);
   if ((p.store_k != nullptr || p.store_v != nullptr) &&

@@ -91,6 +91,9 @@ struct DecodeAttentionParams {
   /// length, not on max_len: calls with one plan_len agree bit for bit whatever their max_len
   /// (a CUDA graph launches for the capacity, the eager step for the current length).
   int plan_len = 0;
+  /// Tokens per split in place of the planned length (0 = planned): a multiple of 64 in
+  /// 64 .. 1024. For tuning and the split sweep of bench_kernels.
+  int split_len = 0;
   float sm_scale = 0.f;  // logit = sm_scale * q.k + bias
   /// Optional [B, H, D]: the step's new key and value, attended at full precision as one more
   /// slot after the stored ones (nullptr = none); fp32 when new_f32 (a rotated key), else dtype.

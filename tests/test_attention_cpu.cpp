@@ -171,5 +171,29 @@ TEST(AttentionCpu, BadBlockTableAndLengthsAreErrors) {
   EXPECT_THROW(decode_attention(q, s, s, a), eli::Error);
 }
 
+// split_len tunes the CUDA kernel's splits; the CPU kernel has none and gives the same result
+// for every valid value, and a bad value is an error here too (as on the GPU).
+TEST(AttentionCpu, SplitLenIsCheckedAndIgnored) {
+  const int64_t B = 2, H = 2, D = 32, cap = 40;
+  const at::Tensor q = testing::random_rows({B, H, D}, at::kFloat);
+  const KvStore s = KvStore::fp(testing::random_rows({B, H, cap, D}, at::kFloat));
+  DecodeAttentionArgs a;
+  a.seq_lens = at::tensor({40, 17}, at::TensorOptions().dtype(at::kInt));
+  const at::Tensor planned = decode_attention(q, s, s, a);
+  for (int64_t len : {64, 128, 1024}) {
+    a.split_len = len;
+    EXPECT_TRUE(at::equal(decode_attention(q, s, s, a), planned)) << len;
+  }
+  for (int64_t bad : {-64, 1, 63, 65, 96, 1088, 2048}) {
+    a.split_len = bad;
+    try {
+      decode_attention(q, s, s, a);
+      ADD_FAILURE() << "split_len " << bad << " was accepted";
+    } catch (const eli::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("split_len"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace eli::ops

@@ -4,7 +4,10 @@
 // fp16 cache as the baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
 // int4/mixed/int8 use one scale per token and head; int4_g32 and mixed_g32 use the layouts
 // the quant_int4 and quant_mixed caches use by default (INT4 in symmetric groups of 32).
-// Registers nothing without CUDA.
+// With --split_sweep (bench/kernels/main.cpp) also BM_DecodeAttentionSplit/<variant>/<point>/S<n>:
+// every point at split lengths n = 64 .. 1024 forced through DecodeAttentionArgs::split_len and
+// at the planned one (S0), what scripts/gpu_split_sweep.sh tabulates to check the split plan on
+// a card. Registers nothing without CUDA.
 
 #include <benchmark/benchmark.h>
 
@@ -136,9 +139,11 @@ std::vector<Setup> setups(Variant v, int64_t B, int64_t L, int64_t H, int64_t D,
   return s;
 }
 
-void bm_decode(::benchmark::State& state, Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
+void bm_decode(::benchmark::State& state, Variant v, int64_t B, int64_t L, int64_t H, int64_t D,
+               int64_t split_len = 0) {
   int calls = 0;
   std::vector<Setup> s = setups(v, B, L, H, D, calls);
+  for (Setup& x : s) x.args.split_len = split_len;
   at::Tensor out = at::empty_like(s[0].q);
   const size_t n = s.size();
   time_cuda_graph(state, calls, [&](int i) {
@@ -166,23 +171,32 @@ void bm_sdpa(::benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t
 #endif
 }
 
-[[maybe_unused]] const bool registered = [] {
-  if (!at::hasCUDA()) return false;
-  struct Point {
-    int64_t B, L, H, D;
-  };
+struct Point {
+  int64_t B, L, H, D;
+};
+
+std::vector<Point> points() {
   std::vector<Point> points;
   for (int64_t B : {1, 8, 32})
     for (int64_t L : {512, 2048, 8192}) points.push_back({B, L, 12, 64});
   points.push_back({32, 4096, 12, 64});  // the capacity of the end-to-end point 32 x 3968
   points.push_back({32, 8192, 8, 128});
   points.push_back({1, 32768, 12, 64});  // one long sequence: split-KV across the SMs
-  for (const Point& p : points) {
-    const std::string tail =
-        "/B" + std::to_string(p.B) + "/L" + std::to_string(p.L) + "/D" + std::to_string(p.D);
-    auto reg = [](::benchmark::internal::Benchmark* b) {
-      b->UseManualTime()->Unit(::benchmark::kMicrosecond);
-    };
+  return points;
+}
+
+std::string tail_of(const Point& p) {
+  return "/B" + std::to_string(p.B) + "/L" + std::to_string(p.L) + "/D" + std::to_string(p.D);
+}
+
+void reg(::benchmark::internal::Benchmark* b) {
+  b->UseManualTime()->Unit(::benchmark::kMicrosecond);
+}
+
+[[maybe_unused]] const bool registered = [] {
+  if (!at::hasCUDA()) return false;
+  for (const Point& p : points()) {
+    const std::string tail = tail_of(p);
     reg(::benchmark::RegisterBenchmark(
         ("BM_SDPA/fp16" + tail).c_str(),
         [p](::benchmark::State& st) { bm_sdpa(st, p.B, p.L, p.H, p.D); }));
@@ -198,5 +212,22 @@ void bm_sdpa(::benchmark::State& state, int64_t B, int64_t L, int64_t H, int64_t
 }();
 
 }  // namespace
+
+void register_split_sweep() {
+  if (!at::hasCUDA()) return;
+  for (const Point& p : points()) {
+    for (Variant v : {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kPagedInt4,
+                      Variant::kInt4G32, Variant::kMixedG32}) {
+      for (int64_t s : {0, 64, 128, 256, 384, 512, 768, 1024}) {
+        reg(::benchmark::RegisterBenchmark(
+            ("BM_DecodeAttentionSplit/" + std::string(name_of(v)) + tail_of(p) + "/S" +
+             std::to_string(s))
+                .c_str(),
+            [p, v, s](::benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D, s); }));
+      }
+    }
+  }
+}
+
 }  // namespace eli::kernel_bench
 #endif  // ELI_WITH_CUDA

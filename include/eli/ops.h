@@ -65,6 +65,11 @@ struct DecodeAttentionArgs {
   /// Results depend on it (summation order), not on max_len: two calls with equal plan_len
   /// agree bit for bit, so a graph launched for the capacity matches the eager step.
   int64_t plan_len = -1;
+  /// CUDA: tokens per split of the fused kernel, a multiple of 64 in 64 .. 1024, in place of
+  /// the planned length (docs/KERNELS.md); 0 -> planned from plan_len. For tuning (and the
+  /// split sweep of bench_kernels); results depend on it as on plan_len. The CPU kernel has no
+  /// splits and ignores it (a bad value is an error on every device).
+  int64_t split_len = 0;
 };
 
 /// One query per sequence against K/V storage: q [B, H, D] or [B, H, 1, D] (fp16/fp32; fp K/V

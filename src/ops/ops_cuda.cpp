@@ -260,6 +260,7 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
   const int64_t plan_len = args.plan_len < 0 ? ki.capacity : args.plan_len;
   check_int(plan_len, "plan_len", op);
   p.plan_len = static_cast<int>(plan_len);
+  p.split_len = static_cast<int>(args.split_len);  // checked by check_attention
   at::Tensor kn, vn;  // contiguous [B, H, D] views of the new token (copies only if strided)
   if (k_new != nullptr) {
     ELI_CHECK(v_new != nullptr && k_new->defined() && v_new->defined(),

@@ -26,6 +26,7 @@ struct Case {
   at::ScalarType dtype;
   bool paged, bias;
   int64_t block = 16;  // paged: tokens per block (16: the kernels' one-lookup-per-tile path)
+  int64_t split = 0;   // DecodeAttentionArgs::split_len (0: planned)
 };
 
 using Pair = std::pair<StoreKind, StoreKind>;
@@ -83,6 +84,7 @@ void check_attention(const Pair& pair, const Case& c) {
   if (c.bias) cpu_args.bias = at::log(at::randint(1, 65, {c.B, c.L}, at::kFloat));
   cpu_args.max_len = c.L;
   DecodeAttentionArgs gpu_args = cpu_args;
+  gpu_args.split_len = c.split;
   gpu_args.seq_lens = cpu_args.seq_lens.to(cuda);
   gpu_args.block_table = table_gpu;
   if (c.bias) gpu_args.bias = cpu_args.bias.to(cuda);
@@ -97,10 +99,10 @@ void check_attention(const Pair& pair, const Case& c) {
                             cpu_args, want, &want_lse);
 
   const bool half = c.dtype == at::kHalf;
-  const std::string what = kk.name() + "/" + vk.name() + " " + c10::toString(c.dtype) +
-                           " B=" + std::to_string(c.B) + " L=" + std::to_string(c.L) +
-                           " D=" + std::to_string(c.D) + (c.paged ? " paged" : "") +
-                           (c.bias ? " bias" : "");
+  const std::string what =
+      kk.name() + "/" + vk.name() + " " + c10::toString(c.dtype) + " B=" + std::to_string(c.B) +
+      " L=" + std::to_string(c.L) + " D=" + std::to_string(c.D) + (c.paged ? " paged" : "") +
+      (c.bias ? " bias" : "") + (c.split > 0 ? " split " + std::to_string(c.split) : "");
   // fp16 output: its own rounding (2^-11 relative) plus fp32 accumulation; fp32: accumulation.
   EXPECT_TRUE(all_close(got, want, half ? 2e-3 : 1e-4, half ? 4e-3 : 1e-4)) << what;
   EXPECT_TRUE(all_close(got_lse, want_lse, 2e-4, 1e-5)) << what << " lse";
@@ -124,6 +126,12 @@ TEST(AttentionCuda, MatchesReference) {
   for (int64_t block : {6, 20}) {
     cases.push_back({3, 2, 53, 64, at::kHalf, true, true, block});
     cases.push_back({2, 2, 45, 128, at::kFloat, true, false, block});
+  }
+  // Forced split lengths (DecodeAttentionArgs::split_len, the split sweep's): every length the
+  // plans choose from, and 384 / 1024 past a short last split, paged or not.
+  for (int64_t split : {64, 128, 384, 768, 1024}) {
+    cases.push_back({2, 2, 1100, 64, at::kHalf, split % 128 == 0, true, 16, split});
+    cases.push_back({2, 2, 1100, 128, at::kFloat, false, false, 16, split});
   }
   if (!quick()) {
     cases.push_back({32, 2, 4097, 128, at::kHalf, false, false});
@@ -165,6 +173,22 @@ TEST(AttentionCuda, MismatchedDtypeIsAnError) {
   DecodeAttentionArgs a;
   a.seq_lens = at::full({1}, 8, at::TensorOptions().dtype(at::kInt).device(cuda));
   EXPECT_THROW(decode_attention(q, kv, kv, a), eli::Error);
+}
+
+TEST(AttentionCuda, BadSplitLenIsAnErrorAndTheNextCallWorks) {
+  ELI_REQUIRE_GPU();
+  const at::Device cuda(at::kCUDA);
+  const at::Tensor q = at::randn({1, 2, 64}, at::TensorOptions(at::kHalf).device(cuda));
+  const KvStore kv =
+      KvStore::fp(at::randn({1, 2, 300, 64}, at::TensorOptions(at::kHalf).device(cuda)));
+  DecodeAttentionArgs a;
+  a.seq_lens = at::full({1}, 300, at::TensorOptions().dtype(at::kInt).device(cuda));
+  a.split_len = 100;
+  EXPECT_THROW(decode_attention(q, kv, kv, a), eli::Error);
+  a.split_len = 0;
+  const at::Tensor planned = decode_attention(q, kv, kv, a);
+  a.split_len = 64;
+  EXPECT_TRUE(all_close(decode_attention(q, kv, kv, a), planned, 2e-3, 4e-3));
 }
 
 }  // namespace

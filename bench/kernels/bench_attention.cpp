@@ -1,7 +1,8 @@
 // Decode attention (one query per sequence) at B in {1, 8, 32} x context in {512, 2048, 8192}
 // (and B = 1 x 32768)
-// over fp16, INT8, INT4, mixed and paged storage, with at::scaled_dot_product_attention on the
-// fp16 cache as the baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
+// over fp16, INT8, INT4, mixed and paged storage (16-token blocks; the _b64 variants 64, the
+// paged caches' default), with at::scaled_dot_product_attention on the fp16 cache as the
+// baseline. GPT-2 heads: H = 12, D = 64 (and D = 128 with H = 8 at B = 32).
 // int4/mixed/int8 use one scale per token and head; int4_g32 and mixed_g32 use the layouts
 // the quant_int4 and quant_mixed caches use by default (INT4 in symmetric groups of 32).
 // With --split_sweep (bench/kernels/main.cpp) also BM_DecodeAttentionSplit/<variant>/<point>/S<n>:
@@ -23,7 +24,18 @@
 namespace eli::kernel_bench {
 namespace {
 
-enum class Variant { kFp16, kInt8, kInt4, kMixed, kPagedFp16, kPagedInt4, kInt4G32, kMixedG32 };
+enum class Variant {
+  kFp16,
+  kInt8,
+  kInt4,
+  kMixed,
+  kPagedFp16,
+  kPagedInt4,
+  kInt4G32,
+  kMixedG32,
+  kPagedFp16B64,
+  kPagedInt4B64
+};
 
 const char* name_of(Variant v) {
   switch (v) {
@@ -43,11 +55,20 @@ const char* name_of(Variant v) {
       return "int4_g32";
     case Variant::kMixedG32:
       return "mixed_g32";
+    case Variant::kPagedFp16B64:
+      return "paged_fp16_b64";
+    case Variant::kPagedInt4B64:
+      return "paged_int4_b64";
   }
   return "?";
 }
 
-constexpr int64_t kBlock = 16;
+/// Tokens per block of the paged variants: 16 (vLLM's default) and, for the _b64 variants, 64
+/// (the paged caches' default, Config::block_size). The pool's blocks are dealt to the
+/// sequences in a random order: a pool after much allocation and release.
+int64_t block_of(Variant v) {
+  return v == Variant::kPagedFp16B64 || v == Variant::kPagedInt4B64 ? 64 : 16;
+}
 
 struct Setup {
   at::Tensor q;
@@ -65,7 +86,7 @@ int64_t store_bytes(const ops::KvStore& s) {
 
 /// group > 0: symmetric groups of that many elements (contiguous storage only).
 ops::KvStore make(const at::Tensor& x, int bits, const at::Tensor& table, int64_t pool_blocks,
-                  int group = 0) {
+                  int64_t block, int group = 0) {
   const int64_t B = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
   if (!table.defined()) {
     if (bits == 16) return ops::KvStore::fp(x);
@@ -78,14 +99,14 @@ ops::KvStore make(const at::Tensor& x, int bits, const at::Tensor& table, int64_
   const auto opt = x.options();
   ops::KvStore s;
   if (bits == 16) {
-    s = ops::KvStore::fp(at::empty({pool_blocks, H, kBlock, D}, opt));
+    s = ops::KvStore::fp(at::empty({pool_blocks, H, block, D}, opt));
   } else {
     quant::QuantSpec spec;
     spec.bits = bits;
     spec.granularity = Granularity::kPerTokenHead;
-    s = ops::KvStore::quantized(at::empty({pool_blocks, H, kBlock, spec.code_bytes(D)},
+    s = ops::KvStore::quantized(at::empty({pool_blocks, H, block, spec.code_bytes(D)},
                                           opt.dtype(bits == 8 ? at::kChar : at::kByte)),
-                                at::empty({pool_blocks, H, kBlock, 1}, opt.dtype(at::kHalf)), {},
+                                at::empty({pool_blocks, H, block, 1}, opt.dtype(at::kHalf)), {},
                                 spec);
   }
   (void)B;
@@ -100,11 +121,13 @@ Setup setup(Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
   Setup s;
   s.q = at::randn({B, H, D}, opt);
   const at::Tensor kx = at::randn({B, H, L, D}, opt), vx = at::randn({B, H, L, D}, opt);
-  const bool paged = v == Variant::kPagedFp16 || v == Variant::kPagedInt4;
+  const bool paged = v == Variant::kPagedFp16 || v == Variant::kPagedInt4 ||
+                     v == Variant::kPagedFp16B64 || v == Variant::kPagedInt4B64;
+  const int64_t block = block_of(v);
   int64_t pool = 0;
   at::Tensor table;
   if (paged) {
-    const int64_t per_seq = (L + kBlock - 1) / kBlock;
+    const int64_t per_seq = (L + block - 1) / block;
     pool = B * per_seq;
     table = at::randperm(pool, at::TensorOptions().dtype(at::kLong))
                 .view({B, per_seq})
@@ -113,13 +136,14 @@ Setup setup(Variant v, int64_t B, int64_t L, int64_t H, int64_t D) {
   }
   const bool mixed = v == Variant::kMixed || v == Variant::kMixedG32;
   const int kbits = v == Variant::kInt8 || mixed ? 8
-                    : v == Variant::kInt4 || v == Variant::kPagedInt4 || v == Variant::kInt4G32
+                    : v == Variant::kInt4 || v == Variant::kPagedInt4 || v == Variant::kInt4G32 ||
+                            v == Variant::kPagedInt4B64
                         ? 4
                         : 16;
   const int vbits = mixed ? 4 : kbits;
   const int group = v == Variant::kInt4G32 || v == Variant::kMixedG32 ? 32 : 0;
-  s.k = make(kx, kbits, table, pool, kbits == 4 ? group : 0);
-  s.v = make(vx, vbits, table, pool, group);
+  s.k = make(kx, kbits, table, pool, block, kbits == 4 ? group : 0);
+  s.v = make(vx, vbits, table, pool, block, group);
   s.args.seq_lens = at::full({B}, L, at::TensorOptions().dtype(at::kInt).device(at::kCUDA));
   s.args.block_table = table;
   s.args.max_len = L;
@@ -200,9 +224,9 @@ void reg(::benchmark::internal::Benchmark* b) {
     reg(::benchmark::RegisterBenchmark(
         ("BM_SDPA/fp16" + tail).c_str(),
         [p](::benchmark::State& st) { bm_sdpa(st, p.B, p.L, p.H, p.D); }));
-    for (Variant v :
-         {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed, Variant::kPagedFp16,
-          Variant::kPagedInt4, Variant::kInt4G32, Variant::kMixedG32}) {
+    for (Variant v : {Variant::kFp16, Variant::kInt8, Variant::kInt4, Variant::kMixed,
+                      Variant::kPagedFp16, Variant::kPagedInt4, Variant::kInt4G32,
+                      Variant::kMixedG32, Variant::kPagedFp16B64, Variant::kPagedInt4B64}) {
       reg(::benchmark::RegisterBenchmark(
           ("BM_DecodeAttention/" + std::string(name_of(v)) + tail).c_str(),
           [p, v](::benchmark::State& st) { bm_decode(st, v, p.B, p.L, p.H, p.D); }));

@@ -12,14 +12,15 @@ constexpr int kMaxSplitLen = 1024;
 /// Split lengths are multiples of this.
 constexpr int kSplitStep = 64;
 /// What a quantized kernel's block costs beyond its tokens, in tokens' worth (the slot rows, q,
-/// the softmax's barriers, the partials' write), and the granule its loops cover a block's
-/// tokens in (a warp iteration of the score loop takes 32 tokens, the block's four warps 128):
-/// fitted to a split-length sweep on an H200 (docs/notes/kernels_history.md, session 12).
+/// the softmax's barriers, the partials' write), and the granule a block's tokens are counted
+/// in (its loops take 128 or 256 tokens per iteration of the block, so a split's cost moves in
+/// steps): both fitted to a split-length sweep on an H200 (docs/notes/kernels_history.md,
+/// session 12), with 128 closer to the measured times than 64 or 256.
 constexpr int kSplitOverheadTokens = 96;
 constexpr int kSplitGranule = 128;
 /// Blocks an SM runs at once before another adds no speed, for the kernels whose values go
-/// through the tensor cores (INT4 V): they are bound by instruction issue, and in the sweep a
-/// grid's time grew in steps of two blocks per SM, not of the eight the SM can hold.
+/// through the tensor cores (INT4 V): they are bound by instruction issue, and the sweep's times
+/// fit rounds of two blocks per SM, not of the eight the SM can hold.
 constexpr int kIssueBoundBlocksPerSm = 2;
 
 struct SplitPlan {

@@ -4,7 +4,8 @@
 # and at the planned length (S0), then a table per point gives the times, the fastest length,
 # and the plan's time over the fastest (docs/KERNELS.md: the plan's constants were fitted to
 # such a sweep on an H200; a card where "plan/best" grows needs them fitted again, as
-# docs/notes/kernels_history.md session 12 did).
+# docs/notes/kernels_history.md session 12 did; tools/fit_split_plan.py, run last, scores the
+# shipped constants on the sweep and the best of a grid around them).
 #   scripts/gpu_split_sweep.sh            (GPU machine, repo root; builds build-gpu/bench_kernels)
 # Env: SWEEP_FILTER (regex after BM_DecodeAttentionSplit/; the default, every variant and point,
 # is 528 benchmarks, over 10 minutes on an H200: split it, e.g. '(int4|int8)/B32/' and
@@ -52,4 +53,7 @@ if worst:
     print(f"plan/best: mean {sum(r for r, _ in worst) / len(worst):.3f}, worst {worst[0][0]:.3f} "
           f"({worst[0][1]})")
 PY
+# The quantized kernels' constants scored on this sweep, and the best of a grid around them.
+SMS=$(python3 -c 'import torch; print(torch.cuda.get_device_properties(0).multi_processor_count)')
+python3 tools/fit_split_plan.py "$LOG/sweep.json" --sms "$SMS"
 stamp end

@@ -40,26 +40,27 @@ int blocks_per_sm(const DecodeAttentionParams& p) {
 
 /// The split length planned (attention/split_plan.h) for the longer of plan_len and max_len,
 /// so that it depends on plan_len, not on max_len below it (results depend on the split
-/// boundaries); splits enough for max_len. Quantized K or V: by rounds of the blocks that run at
-/// full speed at once (INT4 V: kIssueBoundBlocksPerSm an SM; otherwise as many as the kernel
-/// holds resident on this card); unquantized: to fill the card.
+/// boundaries). Quantized K or V: by rounds of the blocks that run at full speed at once (INT4
+/// V: kIssueBoundBlocksPerSm an SM; otherwise as many as the kernel holds resident on this
+/// card); unquantized: to fill the card.
+int planned_split_len(const DecodeAttentionParams& p, int max_len) {
+  const int64_t rows = int64_t(p.B) * p.H, plan = std::max(p.plan_len, max_len);
+  if (p.k.format == Format::kFp && p.v.format == Format::kFp)
+    return detail::plan_splits_fill(rows, plan, device_sm_count()).split_len;
+  if (p.v.format == Format::kInt4)
+    return detail::plan_splits_rounds(rows, plan,
+                                      int64_t(device_sm_count()) * detail::kIssueBoundBlocksPerSm,
+                                      detail::kSplitLensIssueBound)
+        .split_len;
+  return detail::plan_splits_rounds(rows, plan, int64_t(device_sm_count()) * blocks_per_sm(p),
+                                    detail::kSplitLensResident)
+      .split_len;
+}
+
+/// The caller's split length (p.split_len) or the planned one; splits enough for max_len.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
   const int max_len = std::max(p.max_len, 1);
-  if (p.split_len > 0) return {p.split_len, (max_len + p.split_len - 1) / p.split_len};
-  const int64_t rows = int64_t(p.B) * p.H, plan = std::max(p.plan_len, max_len);
-  int len = 0;
-  if (p.k.format == Format::kFp && p.v.format == Format::kFp) {
-    len = detail::plan_splits_fill(rows, plan, device_sm_count()).split_len;
-  } else if (p.v.format == Format::kInt4) {
-    len = detail::plan_splits_rounds(rows, plan,
-                                     int64_t(device_sm_count()) * detail::kIssueBoundBlocksPerSm,
-                                     detail::kSplitLensIssueBound)
-              .split_len;
-  } else {
-    len = detail::plan_splits_rounds(rows, plan, int64_t(device_sm_count()) * blocks_per_sm(p),
-                                     detail::kSplitLensResident)
-              .split_len;
-  }
+  const int len = p.split_len > 0 ? p.split_len : planned_split_len(p, max_len);
   return {len, (max_len + len - 1) / len};
 }
 
@@ -89,8 +90,7 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
   if (p.D != 64 && p.D != 128) return invalid_argument("head_dim (valid: 64, 128)", p.D);
   if (p.max_len < 0) return invalid_argument("attention max_len", p.max_len);
   if (p.plan_len < 0) return invalid_argument("attention plan_len", p.plan_len);
-  if (p.split_len != 0 && (p.split_len < detail::kSplitStep || p.split_len > detail::kMaxSplitLen ||
-                           p.split_len % detail::kSplitStep != 0))
+  if (!detail::split_len_valid(p.split_len))
     return invalid_argument("attention split_len (0 or a multiple of 64 in 64 .. 1024)",
                             p.split_len);
   if ((p.k_new == nullptr) != (p.v_new == nullptr))

@@ -23,6 +23,12 @@ constexpr int kSplitGranule = 128;
 /// fit rounds of two blocks per SM, not of the eight the SM can hold.
 constexpr int kIssueBoundBlocksPerSm = 2;
 
+/// Whether a caller's split length (DecodeAttentionArgs::split_len) is one the kernel takes: 0
+/// (planned) or a multiple of kSplitStep up to kMaxSplitLen. The op and the launcher both ask.
+constexpr bool split_len_valid(int64_t s) {
+  return s == 0 || (s >= kSplitStep && s <= kMaxSplitLen && s % kSplitStep == 0);
+}
+
 struct SplitPlan {
   int split_len;
   int num_splits;

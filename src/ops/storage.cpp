@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "../../cuda/attention/split_plan.h"  // plain C++: the kernel's split lengths
 #include "eli/error.h"
 
 namespace eli::ops::detail {
@@ -146,8 +147,7 @@ int64_t check_attention(const at::Tensor& q, const KvStore& k, const KvStore& v,
                 args.seq_lens.dim() == 1 && args.seq_lens.size(0) == B &&
                 args.seq_lens.device() == q.device() && args.seq_lens.is_contiguous(),
             "decode_attention: seq_lens must be contiguous int32 [{}] on {}", B, q.device().str());
-  ELI_CHECK(args.split_len == 0 ||
-                (args.split_len >= 64 && args.split_len <= 1024 && args.split_len % 64 == 0),
+  ELI_CHECK(cuda::detail::split_len_valid(args.split_len),
             "decode_attention: split_len must be 0 (planned) or a multiple of 64 in 64 .. 1024, "
             "got {}",
             args.split_len);

@@ -5,6 +5,7 @@
 /// merges the splits with the step's new token. The pieces: attention/config.cuh (constants),
 /// attention/operand.cuh (reading a K or V row), attention/mma.cuh (register-level helpers).
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -216,36 +217,45 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 }
 
 /// Threads of the reduce kernel per head dimension: the splits are dealt round-robin to this many
-/// groups of kD threads, so a long sequence's splits (86 at B = 1, context 32768) take a few
-/// rounds of loads per thread instead of one per 8 splits.
+/// groups of kD threads, so a long sequence's splits (128 at B = 1, context 32768, fp16) take
+/// one or a few rounds of kReduceUnroll loads per thread instead of one per split. Up to
+/// kReduceUnroll x kReduceGroups splits one round of 4 groups; beyond, a block of 1024 threads.
+/// The launcher picks by the splits of the planned length (DecodeAttentionParams::plan_len), not
+/// of max_len: the order of the sums, and so the bits of the output, must not depend on the
+/// longest sequence of the call.
 constexpr int kReduceGroups = 4;
+constexpr int kReduceUnroll = 8;
+template <int kD>
+constexpr int reduce_groups_wide() {
+  return 1024 / kD;
+}
 
-/// One block of kReduceGroups x kD threads per (b, h): merges the splits' (max, sum, acc) and,
+/// One block of kGroups x kD threads per (b, h): merges the splits' (max, sum, acc) and,
 /// when the params carry one, the step's new token at full precision (k_new, v_new [B, H, D]) as
 /// one more key, so a decode step needs no separate merge (the eager ATen merge was ~10 launches a
 /// layer); with store_k / store_v it also appends that token to unquantized storage (thread d of
 /// group 0 writes element d), the append of an fp cache without launches of its own.
-/// Thread (g, d) takes splits g, g + kReduceGroups, ...: their (max, sum) and element d of their
+/// Thread (g, d) takes splits g, g + kGroups, ...: their (max, sum) and element d of their
 /// outputs are all requested before the first reduction (empty splits wrote zeros), so the kernel
 /// waits for memory about once. Splits without tokens (sum 0) are skipped exactly: the result does
 /// not depend on how many empty splits the grid has, only on the split length.
-template <typename T, int kD>
-__global__ void __launch_bounds__(kReduceGroups* kD)
+template <typename T, int kD, int kGroups>
+__global__ void __launch_bounds__(kGroups* kD)
     decode_attention_reduce_kernel(DecodeAttentionParams p, const float* __restrict__ part_acc,
                                    const float* __restrict__ part_ml, int num_splits) {
   allow_next_kernel();
   wait_prior_kernels();
-  constexpr int kThreads = kReduceGroups * kD, kWarps = kThreads / 32, kUnroll = 8;
+  constexpr int kThreads = kGroups * kD, kWarps = kThreads / 32, kUnroll = kReduceUnroll;
   const int64_t bh = blockIdx.x;
   const int tid = threadIdx.x, d = tid % kD, grp = tid / kD;
   const float* ml = part_ml + 2 * bh * num_splits;
   const float* acc = part_acc + bh * num_splits * kD + d;
-  // (max, sum, output element d) of splits s0, s0 + kReduceGroups, ... (kUnroll of them).
+  // (max, sum, output element d) of splits s0, s0 + kGroups, ... (kUnroll of them).
   float m[kUnroll], l[kUnroll], a[kUnroll];
   auto load_splits = [&](int s0) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int s = s0 + u * kReduceGroups;
+      const int s = s0 + u * kGroups;
       const bool in = s < num_splits;
       m[u] = in ? ml[2 * s] : -INFINITY;
       l[u] = in ? ml[2 * s + 1] : 0.f;
@@ -268,7 +278,7 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u)
     if (l[u] > 0.f) mx = fmaxf(mx, m[u]);
-  for (int s = grp + kUnroll * kReduceGroups; s < num_splits; s += kReduceGroups)
+  for (int s = grp + kUnroll * kGroups; s < num_splits; s += kGroups)
     if (ml[2 * s + 1] > 0.f) mx = fmaxf(mx, ml[2 * s]);
   // Block max, and q . k_new over group 0 (warp sums, then the kD / 32 warp sums in order).
   __shared__ float s_max[kWarps], s_dot[kD / 32];
@@ -311,13 +321,13 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
   };
 #pragma unroll
   for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
-  for (int s0 = grp + kUnroll * kReduceGroups; s0 < num_splits; s0 += kUnroll * kReduceGroups) {
+  for (int s0 = grp + kUnroll * kGroups; s0 < num_splits; s0 += kUnroll * kGroups) {
     load_splits(s0);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) add(m[u], l[u], a[u]);
   }
   // The groups' partial sums, added in group order by group 0.
-  __shared__ float s_l[kReduceGroups][kD], s_o[kReduceGroups][kD];
+  __shared__ float s_l[kGroups][kD], s_o[kGroups][kD];
   s_l[grp][d] = lsum;
   s_o[grp][d] = o;
   __syncthreads();
@@ -325,7 +335,7 @@ __global__ void __launch_bounds__(kReduceGroups* kD)
   lsum = 0.f;
   o = 0.f;
 #pragma unroll
-  for (int g = 0; g < kReduceGroups; ++g) {
+  for (int g = 0; g < kGroups; ++g) {
     lsum += s_l[g][d];
     o += s_o[g][d];
   }
@@ -405,6 +415,8 @@ template <Format FK>
 cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const SplitPlan& plan,
                                         float* part_acc, float* part_ml, cudaStream_t stream) {
   const dim3 grid(plan.num_splits, p.H, p.B);
+  const int planned_splits =
+      (std::max(p.plan_len, p.max_len) + plan.split_len - 1) / plan.split_len;
   ELI_DISPATCH_DTYPE(
       p.dtype, T,
       ELI_DISPATCH_HEAD_DIM(
@@ -416,9 +428,14 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
             else
               launch(decode_attention_kernel<T, kD, FK, kFV, false>, grid, dim3(kAttnThreads), 0,
                      stream, p, plan.split_len, part_acc, part_ml);
-            launch(decode_attention_reduce_kernel<T, kD>, dim3(p.B * p.H), dim3(kReduceGroups * kD),
-                   0, stream, p, static_cast<const float*>(part_acc),
-                   static_cast<const float*>(part_ml), plan.num_splits);
+            if (planned_splits <= kReduceGroups * kReduceUnroll)
+              launch(decode_attention_reduce_kernel<T, kD, kReduceGroups>, dim3(p.B * p.H),
+                     dim3(kReduceGroups * kD), 0, stream, p, static_cast<const float*>(part_acc),
+                     static_cast<const float*>(part_ml), plan.num_splits);
+            else
+              launch(decode_attention_reduce_kernel<T, kD, reduce_groups_wide<kD>()>,
+                     dim3(p.B * p.H), dim3(1024), 0, stream, p, static_cast<const float*>(part_acc),
+                     static_cast<const float*>(part_ml), plan.num_splits);
           })));
   return cudaGetLastError();
 }

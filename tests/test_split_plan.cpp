@@ -101,9 +101,14 @@ TEST(SplitPlan, ShortAndDegenerateInputsGiveOneSplit) {
 TEST(SplitPlan, FillPlanForTheUnquantizedKernels) {
   EXPECT_EQ(plan_splits_fill(32 * 12, 8192, 132).split_len, 1024);  // capped
   EXPECT_EQ(plan_splits_fill(32 * 12, 8192, 132).num_splits, 8);
-  EXPECT_EQ(plan_splits_fill(12, 32768, 132).split_len, 384);  // 393216 / 1056 -> 373 -> 384
-  EXPECT_EQ(plan_splits_fill(12, 32768, 132).num_splits, 86);
-  EXPECT_EQ(plan_splits_fill(25, 1024, 132).split_len, 64);  // at least kSplitStep
+  // 393216 / 1056 -> 373 -> 384 -> 256 (multiples of kFillSplitGranule above it)
+  EXPECT_EQ(plan_splits_fill(12, 32768, 132).split_len, 256);
+  EXPECT_EQ(plan_splits_fill(12, 32768, 132).num_splits, 128);
+  EXPECT_EQ(plan_splits_fill(32 * 12, 1024, 132).split_len, 256);  // 32 x 896 end to end: 372
+  EXPECT_EQ(plan_splits_fill(8 * 12, 8192, 132).split_len, 768);   // 745 -> 768 stays
+  EXPECT_EQ(plan_splits_fill(8 * 12, 7000, 132).split_len, 512);   // 637 -> 640 -> 512
+  EXPECT_EQ(plan_splits_fill(12, 16384, 132).split_len, 192);      // below 256: multiples of 64
+  EXPECT_EQ(plan_splits_fill(25, 1024, 132).split_len, 64);        // at least kSplitStep
   EXPECT_EQ(plan_splits_fill(25, 100, 132).num_splits, 2);
   EXPECT_EQ(plan_splits_fill(0, 0, 0).num_splits, 1);
 }

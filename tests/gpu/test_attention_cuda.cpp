@@ -133,6 +133,9 @@ TEST(AttentionCuda, MatchesReference) {
     cases.push_back({2, 2, 1100, 64, at::kHalf, split % 128 == 0, true, 16, split});
     cases.push_back({2, 2, 1100, 128, at::kFloat, false, false, 16, split});
   }
+  // More than 32 splits: the reduce's block of 1024 threads (reduce_groups_wide).
+  cases.push_back({2, 2, 2500, 64, at::kHalf, false, true, 16, 64});
+  cases.push_back({2, 2, 2500, 128, at::kFloat, true, false, 16, 64});
   if (!quick()) {
     cases.push_back({32, 2, 4097, 128, at::kHalf, false, false});
     cases.push_back({32, 2, 4097, 64, at::kHalf, true, true});
@@ -189,6 +192,44 @@ TEST(AttentionCuda, BadSplitLenIsAnErrorAndTheNextCallWorks) {
   const at::Tensor planned = decode_attention(q, kv, kv, a);
   a.split_len = 64;
   EXPECT_TRUE(all_close(decode_attention(q, kv, kv, a), planned, 2e-3, 4e-3));
+}
+
+// The step's new token merged by the reduce kernel (and stored into the fp cache in the same
+// launch) at 2 splits and at 40 (the reduce's block of 1024 threads): equal to attention over
+// the history with the token appended, and the token lands at its slot.
+TEST(AttentionCuda, NewTokenMergeAndAppendAtFewAndManySplits) {
+  ELI_REQUIRE_GPU();
+  at::manual_seed(23);
+  const at::Device cuda(at::kCUDA);
+  const int64_t B = 2, H = 3, cap = 2600, D = 64;
+  for (const int64_t len : {100, 2500}) {
+    const at::Tensor kx = testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda);
+    const at::Tensor vx = testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda);
+    const at::Tensor q = (0.5 * at::randn({B, H, 1, D})).to(at::kHalf).to(cuda);
+    const std::vector<int> lens = {static_cast<int>(len), static_cast<int>(len / 2)};
+    const at::Tensor k_new = kx.narrow(2, len, 1).clone(), v_new = vx.narrow(2, len, 1).clone();
+    at::Tensor k_all = kx.clone(), v_all = vx.clone();
+    for (int64_t b = 0; b < B; ++b) {
+      k_all[b].narrow(1, lens[size_t(b)], 1).copy_(k_new[b]);
+      v_all[b].narrow(1, lens[size_t(b)], 1).copy_(v_new[b]);
+    }
+    DecodeAttentionArgs hist, all;
+    hist.seq_lens = at::tensor(lens, at::TensorOptions().dtype(at::kInt)).to(cuda);
+    hist.split_len = 64;
+    all.seq_lens = hist.seq_lens + 1;
+    SlotMap append;
+    append.t0_dev = hist.seq_lens.clone();
+    const KvStore k = KvStore::fp(kx.clone()), v = KvStore::fp(vx.clone());
+    at::Tensor lse;
+    const at::Tensor got = decode_attention_with_new(q, k, v, hist, k_new, v_new, &lse, &append);
+    all.seq_lens = all.seq_lens.cpu();
+    at::Tensor want = at::full(q.sizes(), NAN, q.scalar_type());
+    ref::decode_attention_out(q.cpu(), KvStore::fp(k_all.cpu()), KvStore::fp(v_all.cpu()), all,
+                              want);
+    EXPECT_TRUE(all_close(got.cpu(), want, 2e-3, 4e-3)) << "length " << len;
+    EXPECT_TRUE(at::equal(k.data, k_all)) << "length " << len;
+    EXPECT_TRUE(at::equal(v.data, v_all)) << "length " << len;
+  }
 }
 
 }  // namespace

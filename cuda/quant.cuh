@@ -166,7 +166,7 @@ __device__ __forceinline__ void decode_words(const uint32_t (&w)[2], const CodeD
 #pragma unroll
     for (int i = 0; i < kN; ++i) out[i] = magic_byte(x[i / 4], 0x7440u | (i % 4)) - dec.sub;
   } else {
-    const uint32_t lo = w[0] & 0x0F0F0F0Fu, hi = (w[0] >> 4) & 0x0F0F0F0Fu;
+    const uint32_t lo = w[0] & kEvenNibbles, hi = (w[0] >> 4) & kEvenNibbles;
 #pragma unroll
     for (int j = 0; j < kN / 2; ++j) {
       out[2 * j] = magic_byte(lo, 0x7440u | j) - dec.sub;

@@ -195,8 +195,8 @@ TEST(AttentionCuda, BadSplitLenIsAnErrorAndTheNextCallWorks) {
 }
 
 // The step's new token merged by the reduce kernel (and stored into the fp cache in the same
-// launch) at 2 splits and at 40 (the reduce's block of 1024 threads): equal to attention over
-// the history with the token appended, and the token lands at its slot.
+// launch) at 2 planned splits (4 groups) and at 40 (the reduce's block of 1024 threads): equal
+// to attention over the history with the token appended, and the token lands at its slot.
 TEST(AttentionCuda, NewTokenMergeAndAppendAtFewAndManySplits) {
   ELI_REQUIRE_GPU();
   at::manual_seed(23);
@@ -216,6 +216,8 @@ TEST(AttentionCuda, NewTokenMergeAndAppendAtFewAndManySplits) {
     DecodeAttentionArgs hist, all;
     hist.seq_lens = at::tensor(lens, at::TensorOptions().dtype(at::kInt)).to(cuda);
     hist.split_len = 64;
+    hist.max_len = len;  // the reduce's width follows plan_len's splits (the capacity's: 41)
+    hist.plan_len = len;
     all.seq_lens = hist.seq_lens + 1;
     SlotMap append;
     append.t0_dev = hist.seq_lens.clone();

@@ -12,9 +12,10 @@
 #   git archive my-branch ':!assets/models' | tar -x -C .gpu-ab/new
 # and run with carry [".gpu-debs", ".gpu-ab"]: scripts/gpu_ab.sh $PWD/.gpu-ab/base $PWD/.gpu-ab/new
 # Builds go to /tmp/ab_<name> and are reused by a later call on the same (still warm) machine.
-# Env: BENCH_FILTER (bench_kernels regex; empty: none), POINTS (decode_speed
-# "batch:prompt:steps:model:methods" list, ';'-separated; empty: none), REPS (2), GTEST_FILTER,
-# SKIP_TESTS=1, TARGETS (extra build targets). Logs: scripts/gpu_env.sh.
+# Env: BENCH_FILTER (bench_kernels regex; empty: none), BENCH_ARGS (more bench_kernels flags,
+# e.g. --split_sweep to time BM_DecodeAttentionSplit/... at forced split lengths), POINTS
+# (decode_speed "batch:prompt:steps:model:methods" list, ';'-separated; empty: none), REPS (2),
+# GTEST_FILTER, SKIP_TESTS=1, TARGETS (extra build targets). Logs: scripts/gpu_env.sh.
 set -uo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BASE_DIR NEW_DIR [NEW_DIR...]" >&2; exit 2; }
 TREES=("$@")
@@ -71,7 +72,8 @@ IFS=';' read -ra PTS <<< "$POINTS"
 for ((rep = 1; rep <= REPS; ++rep)); do
   for name in "${NAMES[@]}"; do
     if [ -n "$BENCH_FILTER" ]; then
-      timeout 200 "/tmp/ab_$name/bench/bench_kernels" --benchmark_filter="$BENCH_FILTER" \
+      # shellcheck disable=SC2086
+      timeout 200 "/tmp/ab_$name/bench/bench_kernels" ${BENCH_ARGS:-} --benchmark_filter="$BENCH_FILTER" \
         --benchmark_min_time=0.05s --benchmark_format=json > "$LOG/bench_${name}_$rep.json" \
         2> "$LOG/bench_${name}_$rep.err"
     fi

@@ -38,13 +38,11 @@ int blocks_per_sm(const DecodeAttentionParams& p) {
   return n;
 }
 
-/// The split length planned (attention/split_plan.h) for the longer of plan_len and max_len,
-/// so that it depends on plan_len, not on max_len below it (results depend on the split
-/// boundaries). Quantized K or V: by rounds of the blocks that run at full speed at once (INT4
-/// V: kIssueBoundBlocksPerSm an SM; otherwise as many as the kernel holds resident on this
-/// card); unquantized: to fill the card.
-int planned_split_len(const DecodeAttentionParams& p, int max_len) {
-  const int64_t rows = int64_t(p.B) * p.H, plan = std::max(p.plan_len, max_len);
+/// The split length planned (attention/split_plan.h) for `plan` tokens. Quantized K or V: by
+/// rounds of the blocks that run at full speed at once (INT4 V: kIssueBoundBlocksPerSm an SM;
+/// otherwise as many as the kernel holds resident on this card); unquantized: to fill the card.
+int planned_split_len(const DecodeAttentionParams& p, int64_t plan) {
+  const int64_t rows = int64_t(p.B) * p.H;
   if (p.k.format == Format::kFp && p.v.format == Format::kFp)
     return detail::plan_splits_fill(rows, plan, device_sm_count()).split_len;
   if (p.v.format == Format::kInt4)
@@ -57,11 +55,13 @@ int planned_split_len(const DecodeAttentionParams& p, int max_len) {
       .split_len;
 }
 
-/// The caller's split length (p.split_len) or the planned one; splits enough for max_len.
+/// The caller's split length (p.split_len) or the one planned for the longer of plan_len and
+/// max_len, so that it depends on plan_len, not on max_len below it (results depend on the
+/// split boundaries); splits enough for max_len, and the planned length's count of them.
 detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
-  const int max_len = std::max(p.max_len, 1);
-  const int len = p.split_len > 0 ? p.split_len : planned_split_len(p, max_len);
-  return {len, (max_len + len - 1) / len};
+  const int max_len = std::max(p.max_len, 1), plan = std::max(p.plan_len, max_len);
+  const int len = p.split_len > 0 ? p.split_len : planned_split_len(p, plan);
+  return {len, (max_len + len - 1) / len, (plan + len - 1) / len};
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -5,7 +5,6 @@
 /// merges the splits with the step's new token. The pieces: attention/config.cuh (constants),
 /// attention/operand.cuh (reading a K or V row), attention/mma.cuh (register-level helpers).
 
-#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -220,8 +219,8 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
 /// groups of kD threads, so a long sequence's splits (128 at B = 1, context 32768, fp16) take
 /// one or a few rounds of kReduceUnroll loads per thread instead of one per split. Up to
 /// kReduceUnroll x kReduceGroups splits one round of 4 groups; beyond, a block of 1024 threads.
-/// The launcher picks by the splits of the planned length (DecodeAttentionParams::plan_len), not
-/// of max_len: the order of the sums, and so the bits of the output, must not depend on the
+/// The launcher picks by the splits of the planned length (SplitPlan::planned_splits), not of
+/// max_len: the order of the sums, and so the bits of the output, must not depend on the
 /// longest sequence of the call.
 constexpr int kReduceGroups = 4;
 constexpr int kReduceUnroll = 8;
@@ -415,8 +414,6 @@ template <Format FK>
 cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const SplitPlan& plan,
                                         float* part_acc, float* part_ml, cudaStream_t stream) {
   const dim3 grid(plan.num_splits, p.H, p.B);
-  const int planned_splits =
-      (std::max(p.plan_len, p.max_len) + plan.split_len - 1) / plan.split_len;
   ELI_DISPATCH_DTYPE(
       p.dtype, T,
       ELI_DISPATCH_HEAD_DIM(
@@ -428,7 +425,7 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
             else
               launch(decode_attention_kernel<T, kD, FK, kFV, false>, grid, dim3(kAttnThreads), 0,
                      stream, p, plan.split_len, part_acc, part_ml);
-            if (planned_splits <= kReduceGroups * kReduceUnroll)
+            if (plan.planned_splits <= kReduceGroups * kReduceUnroll)
               launch(decode_attention_reduce_kernel<T, kD, kReduceGroups>, dim3(p.B * p.H),
                      dim3(kReduceGroups * kD), 0, stream, p, static_cast<const float*>(part_acc),
                      static_cast<const float*>(part_ml), plan.num_splits);

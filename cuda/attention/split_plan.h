@@ -32,6 +32,9 @@ constexpr bool split_len_valid(int64_t s) {
 struct SplitPlan {
   int split_len;
   int num_splits;
+  /// The launcher's: splits of the planned length (the longer of plan_len and max_len), which
+  /// the reduce's width follows so that the output's bits do not depend on max_len.
+  int planned_splits = 0;
 };
 
 /// Beyond this many tokens the unquantized kernels' splits are multiples of it: their value loop

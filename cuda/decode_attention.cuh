@@ -425,14 +425,16 @@ cudaError_t launch_decode_attention_for(const DecodeAttentionParams& p, const Sp
             else
               launch(decode_attention_kernel<T, kD, FK, kFV, false>, grid, dim3(kAttnThreads), 0,
                      stream, p, plan.split_len, part_acc, part_ml);
+            auto reduce = [&](auto groups) {
+              constexpr int kG = decltype(groups)::value;
+              launch(decode_attention_reduce_kernel<T, kD, kG>, dim3(p.B * p.H), dim3(kG * kD), 0,
+                     stream, p, static_cast<const float*>(part_acc),
+                     static_cast<const float*>(part_ml), plan.num_splits);
+            };
             if (plan.planned_splits <= kReduceGroups * kReduceUnroll)
-              launch(decode_attention_reduce_kernel<T, kD, kReduceGroups>, dim3(p.B * p.H),
-                     dim3(kReduceGroups * kD), 0, stream, p, static_cast<const float*>(part_acc),
-                     static_cast<const float*>(part_ml), plan.num_splits);
+              reduce(std::integral_constant<int, kReduceGroups>{});
             else
-              launch(decode_attention_reduce_kernel<T, kD, reduce_groups_wide<kD>()>,
-                     dim3(p.B * p.H), dim3(1024), 0, stream, p, static_cast<const float*>(part_acc),
-                     static_cast<const float*>(part_ml), plan.num_splits);
+              reduce(std::integral_constant<int, reduce_groups_wide<kD>()>{});
           })));
   return cudaGetLastError();
 }

@@ -23,6 +23,10 @@ constexpr int kGemvUnroll = 4;  // 16-byte loads of W in flight per lane past th
 // = 2048 fp16 elements, all of K for every GPT-2 product once split), staged in shared memory.
 constexpr int kGemvPrefetch = 8;
 
+/// Resident blocks per SM asked of the compiler: 8 at one row (32 registers), fewer as the rows'
+/// accumulators and x loads grow (the most that compile without spills).
+constexpr int gemv_min_blocks(int m) { return m == 1 ? 8 : (m == 2 ? 6 : (m == 4 ? 5 : 4)); }
+
 /// acc + the dot product of two 16-byte vectors of T, in fp32.
 template <typename T>
 __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc) {
@@ -42,7 +46,8 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
 }
 
 /// kSplit warps per output column n, each over a contiguous 1 / kSplit of K: lanes stride over
-/// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1; fp32
+/// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1 (or,
+/// kStageX, from the block's copy of x in shared memory: gemv_stage_x_fits); fp32
 /// sums, warp reduction, the kSplit partial sums added in a fixed order through shared memory,
 /// then bias and GELU (tanh). The weights do not depend on earlier kernels: each lane requests
 /// its first `stage` chunks (<= kGemvPrefetch; all of a GPT-2 row part) before
@@ -52,17 +57,16 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
 /// 1.5B-shaped product's grid is resident in one wave; held in registers (48-56 a thread) the
 /// grids of three of the four products of a layer took two waves, and the second wave's loads
 /// started only after the first finished (H200, ms per decode step: 1.5B 1 x 128 1.904 ->
-/// 1.625, 124M 1 x 128 0.291 -> 0.261, 124M 8 x 128 0.701 -> 0.629). Resident blocks asked of
-/// the compiler: 8 at one row (32 registers), fewer as the rows' accumulators and x loads grow
-/// (the most that compile without spills). Shared memory: stage x 4 KiB <= 32 KiB a block.
-template <typename T, int kM, int kSplit>
-__global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : (kM == 4 ? 5 : 4)))
+/// 1.625, 124M 1 x 128 0.291 -> 0.261, 124M 8 x 128 0.701 -> 0.629). Shared memory: stage x
+/// 4 KiB <= 32 KiB a block, plus x's rows with kStageX.
+template <typename T, int kM, int kSplit, bool kStageX>
+__global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                 T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu, int stage) {
   constexpr int kE = 16 / int(sizeof(T));
   constexpr int kCols = kGemvWarps / kSplit;
   constexpr int kThreads = kGemvWarps * 32;
-  extern __shared__ uint4 s_stage[];  // [stage][kThreads]
+  extern __shared__ uint4 s_stage[];  // [stage][kThreads], then kStageX: x [m_rows][chunks]
   __shared__ float s_part[kGemvWarps][kM];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int n = blockIdx.x * kCols + warp / kSplit, part = warp % kSplit;
@@ -74,7 +78,22 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : 
     if (c < c_end) copy16_async(&s_stage[u * kThreads + threadIdx.x], wr + int64_t(c) * kE);
   }
   allow_next_kernel();
+  // The bias is a parameter too: loaded before the wait, not at the end of the dot product, and
+  // after allow_next_kernel() (the store waits for the load; the next kernel's launch should
+  // not). Kept in shared memory (lane 0 stores and reads back its own word): as a register it
+  // spilled at 32.
+  __shared__ float s_bias[kGemvWarps];
+  if (lane == 0) s_bias[warp] = bias != nullptr && n < n_cols ? to_float(bias[n]) : 0.f;
   wait_prior_kernels();
+  // kStageX: the block's x rows copied to shared memory by all its threads at once (one memory
+  // round trip), instead of each lane loading its x chunks one staged chunk after the other (a
+  // round trip per chunk: the loop below has a runtime trip count).
+  const uint4* s_x = s_stage + stage * kThreads;
+  if constexpr (kStageX) {
+    const int x_chunks = m_rows * chunks;
+    for (int i = threadIdx.x; i < x_chunks; i += kThreads)
+      copy16_async(&s_stage[stage * kThreads + i], x + int64_t(i) * kE);
+  }
   float acc[kM];
 #pragma unroll
   for (int m = 0; m < kM; ++m) acc[m] = 0.f;
@@ -83,11 +102,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : 
 #pragma unroll
     for (int m = 0; m < kM; ++m) {
       if (m >= m_rows) break;
-      const uint4 xraw = *reinterpret_cast<const uint4*>(x + int64_t(m) * k_dim + int64_t(c) * kE);
+      const uint4 xraw =
+          kStageX ? s_x[m * chunks + c]
+                  : *reinterpret_cast<const uint4*>(x + int64_t(m) * k_dim + int64_t(c) * kE);
       acc[m] = dot16<T>(wraw, xraw, acc[m]);
     }
   };
-  copy16_async_wait();  // each lane reads back only the chunks it copied: no barrier
+  copy16_async_wait();                     // each lane reads back the W chunks it copied itself
+  if constexpr (kStageX) __syncthreads();  // x: copied by the whole block
   for (int u = 0; u < stage; ++u) {
     const int c = c_begin + lane + u * 32;
     if (c >= c_end) break;
@@ -128,17 +150,45 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kM == 1 ? 8 : (kM == 2 ? 6 : 
     }
   }
   if (lane != 0 || n >= n_cols) return;
-  const float b = bias != nullptr ? to_float(bias[n]) : 0.f;
 #pragma unroll
   for (int m = 0; m < kM; ++m) {
     if (m >= m_rows) break;
-    float v = acc[m] + b;
+    float v = acc[m] + s_bias[warp];
     if (gelu) {
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
     }
     y[int64_t(m) * n_cols + n] = from_float<T>(v);
   }
+}
+
+/// Whether gemv_kernel stages x in shared memory (kStageX, instantiated for 3 .. 8 rows): where
+/// the extra bytes keep the grid in one wave of resident blocks or cost no residency at all (a
+/// grid that needs a second wave issues the second wave's weight loads only after the first
+/// finishes), at most 16 KiB of x and 48 KiB in all (the default dynamic shared memory limit).
+/// H200, ms per decode step, same run: 124M 8 x 128 0.621 -> 0.575, 4 x 128 0.408 -> 0.403; at
+/// one row it lost (124M 1 x 128 0.257 -> 0.323, 1.5B 1 x 128 1.645 -> 1.748), so one and two
+/// rows keep the loads from L1.
+inline bool gemv_stage_x_fits(size_t w_bytes, size_t x_bytes, int reg_blocks, unsigned blocks) {
+  if (x_bytes > 16 * 1024 || w_bytes + x_bytes > 48 * 1024) return false;
+  static const int smem_per_sm = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
+            cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return v;
+  }();
+  if (smem_per_sm <= 0) return false;
+  constexpr size_t kReservedPerBlock = 1024;  // the driver's shared memory per block
+  auto resident = [&](size_t bytes) {
+    const int by_smem = int(size_t(smem_per_sm) / (bytes + kReservedPerBlock));
+    return std::min(reg_blocks, by_smem);
+  };
+  const int with_x = resident(w_bytes + x_bytes), without = resident(w_bytes);
+  return with_x >= without || int64_t(with_x) * device_sm_count() >= int64_t(blocks);
 }
 
 template <typename T, int kM>
@@ -156,10 +206,21 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
     constexpr int kCols = kGemvWarps / kS;
     const int per = (chunks + kS - 1) / kS;
     const int stage = std::min(kGemvPrefetch, (per + 31) / 32);
-    return launch(gemv_kernel<T, kM, kS>, dim3(unsigned((n + kCols - 1) / kCols)),
-                  dim3(kGemvWarps * 32), size_t(stage) * kGemvWarps * 32 * sizeof(uint4), stream,
-                  static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(bias),
-                  static_cast<T*>(y), m, n, k, gelu, stage);
+    const unsigned blocks = unsigned((n + kCols - 1) / kCols);
+    const size_t w_bytes = size_t(stage) * kGemvWarps * 32 * sizeof(uint4);
+    const size_t x_bytes = size_t(m) * size_t(k) * sizeof(T);
+    auto run = [&](auto stage_x) {
+      constexpr bool kX = decltype(stage_x)::value;
+      return launch(gemv_kernel<T, kM, kS, kX>, dim3(blocks), dim3(kGemvWarps * 32),
+                    w_bytes + (kX ? x_bytes : 0), stream, static_cast<const T*>(x),
+                    static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), m, n,
+                    k, gelu, stage);
+    };
+    if constexpr (kM >= 4) {
+      if (gemv_stage_x_fits(w_bytes, x_bytes, gemv_min_blocks(kM), blocks))
+        return run(std::true_type{});
+    }
+    return run(std::false_type{});
   };
   switch (split) {
     case 1:

@@ -41,10 +41,10 @@ TEST(SplitPlan, ChoicesAtTheBenchmarkedPoints) {
   EXPECT_EQ(int4v(32 * 12, 8192).split_len, 1024);
   EXPECT_EQ(int8v(32 * 12, 8192).split_len, 1024);
   EXPECT_EQ(int8v(32 * 12, 8192, 792).split_len, 1024);
-  // B 32 x 2048: one split per 1024 tokens for INT4 V (the fill plan's 768 took 7% longer,
-  // 256 28%); B 32 x 512 and B 8 x 2048: 256.
+  // B 32 x 2048: one split per 1024 tokens for INT4 V (768 took 7% longer, 256 28%; the fill
+  // plan of the unquantized kernels takes 512); B 32 x 512 and B 8 x 2048: 256.
   EXPECT_EQ(int4v(32 * 12, 2048).split_len, 1024);
-  EXPECT_EQ(plan_splits_fill(32 * 12, 2048, 132).split_len, 768);
+  EXPECT_EQ(plan_splits_fill(32 * 12, 2048, 132).split_len, 512);
   EXPECT_EQ(int4v(32 * 12, 512).split_len, 256);
   EXPECT_EQ(int8v(32 * 12, 512).split_len, 256);
   EXPECT_EQ(int4v(8 * 12, 2048).split_len, 256);
@@ -101,14 +101,19 @@ TEST(SplitPlan, ShortAndDegenerateInputsGiveOneSplit) {
 TEST(SplitPlan, FillPlanForTheUnquantizedKernels) {
   EXPECT_EQ(plan_splits_fill(32 * 12, 8192, 132).split_len, 1024);  // capped
   EXPECT_EQ(plan_splits_fill(32 * 12, 8192, 132).num_splits, 8);
-  // 393216 / 1056 -> 373 -> 384 -> 256 (multiples of kFillSplitGranule above it)
+  // 393216 / 1056 -> 373 -> 384 -> 256 (powers of two, rounded down)
   EXPECT_EQ(plan_splits_fill(12, 32768, 132).split_len, 256);
   EXPECT_EQ(plan_splits_fill(12, 32768, 132).num_splits, 128);
   EXPECT_EQ(plan_splits_fill(32 * 12, 1024, 132).split_len, 256);  // 32 x 896 end to end: 372
-  EXPECT_EQ(plan_splits_fill(8 * 12, 8192, 132).split_len, 768);   // 745 -> 768 stays
+  EXPECT_EQ(plan_splits_fill(8 * 12, 8192, 132).split_len, 512);   // 745 -> 768 -> 512
   EXPECT_EQ(plan_splits_fill(8 * 12, 7000, 132).split_len, 512);   // 637 -> 640 -> 512
-  EXPECT_EQ(plan_splits_fill(12, 16384, 132).split_len, 192);      // below 256: multiples of 64
-  EXPECT_EQ(plan_splits_fill(25, 1024, 132).split_len, 64);        // at least kSplitStep
+  EXPECT_EQ(plan_splits_fill(12, 16384, 132).split_len, 128);      // 187 -> 192 -> 128
+  EXPECT_EQ(plan_splits_fill(32 * 12, 512, 132).split_len, 128);   // B 32 x 512: 187 -> 128
+  for (int64_t len = 1; len <= 40000; len += 37) {
+    const int s = plan_splits_fill(7, len, 132).split_len;
+    EXPECT_TRUE(s >= kSplitStep && s <= kMaxSplitLen && (s & (s - 1)) == 0) << len << ": " << s;
+  }
+  EXPECT_EQ(plan_splits_fill(25, 1024, 132).split_len, 64);  // at least kSplitStep
   EXPECT_EQ(plan_splits_fill(25, 100, 132).num_splits, 2);
   EXPECT_EQ(plan_splits_fill(0, 0, 0).num_splits, 1);
 }

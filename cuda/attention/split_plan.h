@@ -37,26 +37,22 @@ struct SplitPlan {
   int planned_splits = 0;
 };
 
-/// Beyond this many tokens the unquantized kernels' splits are multiples of it: their value loop
-/// takes 256 tokens per iteration of the block at D 64, so a 384-token split ran as slowly as a
-/// 512-token one in a split-length sweep on an H200 and slower than a 256-token one at every fp16
-/// point (B 1 x 32768: 36.7 us at 384, 32.5 at 256, 32.0 at 512; docs/notes/kernels_history.md,
-/// session 12).
-constexpr int kFillSplitGranule = 256;
-
 /// Splits for the unquantized kernels, which stream at the memory's speed: long enough that a
 /// block amortizes its setup, short enough that rows x splits fills the card about eight blocks
-/// per SM deep (multiples of kSplitStep up to kFillSplitGranule, then multiples of that rounded
-/// down, so the grid only grows; at most kMaxSplitLen).
+/// per SM deep, rounded down to a power of two (from kSplitStep to kMaxSplitLen), so the grid
+/// only grows. A split-length sweep on an H200 (docs/notes/kernels_history.md, sessions 12 and
+/// 15) found the other lengths slower at every fp16 point: 384 runs as slowly as 512 (the
+/// value loop takes 256 tokens per iteration of the block at D 64), 768 left B 32 x 2048 at
+/// 56.7 us against 51.6 at 512 and 50.8 at 256 (B 8 x 8192: 53.3 against 51.4 at 512), 192
+/// left B 32 x 512 at 18.9 against 17.5 at 128.
 inline SplitPlan plan_splits_fill(int64_t rows, int64_t len, int64_t sms) {
   rows = rows < 1 ? 1 : rows;
   len = len < 1 ? 1 : len;
   sms = sms < 1 ? 1 : sms;
   const int64_t target_blocks = sms * 8;
-  int64_t s = (rows * len + target_blocks - 1) / target_blocks;
-  s = (s + kSplitStep - 1) / kSplitStep * kSplitStep;
-  if (s > kFillSplitGranule) s = s / kFillSplitGranule * kFillSplitGranule;
-  s = s < kSplitStep ? kSplitStep : (s > kMaxSplitLen ? kMaxSplitLen : s);
+  const int64_t want = (rows * len + target_blocks - 1) / target_blocks;
+  int64_t s = kSplitStep;
+  while (s < kMaxSplitLen && 2 * s <= (want + kSplitStep - 1) / kSplitStep * kSplitStep) s *= 2;
   return {static_cast<int>(s), static_cast<int>((len + s - 1) / s)};
 }
 

@@ -108,12 +108,12 @@ at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, cons
 /// at::gelu after. Prompts of 9 .. 32 tokens stay on cuBLAS so that a prompt's prefill runs the
 /// same product alone and inside a ragged batch (the kernels add in different orders; a quantized
 /// cache can turn that last-bit difference into another token).
-/// Weights are parameters: on Hopper the kernel starts loading w while the kernel before it in
-/// the stream is still finishing (programmatic dependent launch, cuda/common.cuh), so w must not
-/// be written by the kernel launched immediately before this call on the same stream (model
-/// weights never are; after writing w with a kernel, synchronize or launch anything else first,
-/// or set ELI_PDL=0). x is read only after that kernel has completed. The same holds for
-/// bias_residual_layernorm's bias, ln_w and ln_b.
+/// Weights are parameters: on Hopper the kernel starts loading w (and, up to 8 rows, bias)
+/// while the kernel before it in the stream is still finishing (programmatic dependent launch,
+/// cuda/common.cuh), so w and bias must not be written by the kernel launched immediately before
+/// this call on the same stream (model weights never are; after writing them with a kernel,
+/// synchronize or launch anything else first, or set ELI_PDL=0). x is read only after that
+/// kernel has completed. The same holds for bias_residual_layernorm's bias, ln_w and ln_b.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
                   bool gelu = false);
 

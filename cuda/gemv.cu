@@ -86,8 +86,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
   if (lane == 0) s_bias[warp] = bias != nullptr && n < n_cols ? to_float(bias[n]) : 0.f;
   wait_prior_kernels();
   // kStageX: the block's x rows copied to shared memory by all its threads at once (one memory
-  // round trip), instead of each lane loading its x chunks one staged chunk after the other (a
-  // round trip per chunk: the loop below has a runtime trip count).
+  // round trip), instead of each lane loading the x chunks of every row through L1 in the loop
+  // below (at 8 rows, 8 loads a chunk).
   const uint4* s_x = s_stage + stage * kThreads;
   if constexpr (kStageX) {
     const int x_chunks = m_rows * chunks;

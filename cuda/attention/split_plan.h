@@ -40,11 +40,11 @@ struct SplitPlan {
 /// Splits for the unquantized kernels, which stream at the memory's speed: long enough that a
 /// block amortizes its setup, short enough that rows x splits fills the card about eight blocks
 /// per SM deep, rounded down to a power of two (from kSplitStep to kMaxSplitLen), so the grid
-/// only grows. A split-length sweep on an H200 (docs/notes/kernels_history.md, sessions 12 and
-/// 15) found the other lengths slower at every fp16 point: 384 runs as slowly as 512 (the
-/// value loop takes 256 tokens per iteration of the block at D 64), 768 left B 32 x 2048 at
-/// 56.7 us against 51.6 at 512 and 50.8 at 256 (B 8 x 8192: 53.3 against 51.4 at 512), 192
-/// left B 32 x 512 at 18.9 against 17.5 at 128.
+/// only grows. In split-length sweeps on an H200 (docs/notes/kernels_history.md, sessions 12 and
+/// 15) the lengths between were never the fastest at an fp16 point and lost where the rule took
+/// them: 384 runs as slowly as 512 (the value loop takes 256 tokens per iteration of the block
+/// at D 64), 768 left B 32 x 2048 at 56.7 us against 51.6 at 512 and 50.8 at 256 (B 8 x 8192:
+/// 53.3 against 51.4 at 512), 192 left B 32 x 512 at 18.9 against 17.5 at 128.
 inline SplitPlan plan_splits_fill(int64_t rows, int64_t len, int64_t sms) {
   rows = rows < 1 ? 1 : rows;
   len = len < 1 ? 1 : len;

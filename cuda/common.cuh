@@ -16,6 +16,8 @@ namespace eli::cuda {
 cudaError_t invalid_argument(const char* what, long long value);
 /// Multiprocessors of the current device (132 if the query fails).
 int device_sm_count();
+/// Shared memory per multiprocessor of the current device in bytes (0 if the query fails).
+int device_smem_per_sm();
 /// Whether launch() asks for programmatic dependent launch: compute capability >= 9.0 and
 /// the environment variable ELI_PDL not set to 0 (the switch exists to measure it).
 bool programmatic_launch_enabled();

@@ -88,11 +88,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
   // kStageX: the block's x rows copied to shared memory by all its threads at once (one memory
   // round trip), instead of each lane loading the x chunks of every row through L1 in the loop
   // below (at 8 rows, 8 loads a chunk).
-  const uint4* s_x = s_stage + stage * kThreads;
+  uint4* s_x = s_stage + stage * kThreads;
   if constexpr (kStageX) {
-    const int x_chunks = m_rows * chunks;
-    for (int i = threadIdx.x; i < x_chunks; i += kThreads)
-      copy16_async(&s_stage[stage * kThreads + i], x + int64_t(i) * kE);
+    for (int i = threadIdx.x; i < m_rows * chunks; i += kThreads)
+      copy16_async(&s_x[i], x + int64_t(i) * kE);
   }
   float acc[kM];
 #pragma unroll
@@ -171,16 +170,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
 /// rows keep the loads from L1.
 inline bool gemv_stage_x_fits(size_t w_bytes, size_t x_bytes, int reg_blocks, unsigned blocks) {
   if (x_bytes > 16 * 1024 || w_bytes + x_bytes > 48 * 1024) return false;
-  static const int smem_per_sm = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) !=
-            cudaSuccess) {
-      (void)cudaGetLastError();
-      return 0;
-    }
-    return v;
-  }();
+  const int smem_per_sm = device_smem_per_sm();
   if (smem_per_sm <= 0) return false;
   constexpr size_t kReservedPerBlock = 1024;  // the driver's shared memory per block
   auto resident = [&](size_t bytes) {

@@ -18,19 +18,34 @@ cudaError_t invalid_argument(const char* what, long long value) {
 
 const char* last_error_message() { return g_last_error.c_str(); }
 
-int device_sm_count() {
-  // Cached per thread and device: the attribute query is cheap but not free per decode step.
-  thread_local int cached_dev = -1, cached_n = 0;
+namespace {
+/// An attribute of the current device, cached per thread and device (the query is cheap but not
+/// free per decode step); `fallback` where a query fails (its error cleared).
+template <cudaDeviceAttr kAttr>
+int current_device_attribute(int fallback) {
+  thread_local int cached_dev = -1, cached_v = 0;
   int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return 132;
-  if (dev != cached_dev) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0)
-      n = 132;
-    cached_dev = dev;
-    cached_n = n;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return fallback;
   }
-  return cached_n;
+  if (dev != cached_dev) {
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, kAttr, dev) != cudaSuccess || v <= 0) {
+      (void)cudaGetLastError();
+      v = fallback;
+    }
+    cached_dev = dev;
+    cached_v = v;
+  }
+  return cached_v;
+}
+}  // namespace
+
+int device_sm_count() { return current_device_attribute<cudaDevAttrMultiProcessorCount>(132); }
+
+int device_smem_per_sm() {
+  return current_device_attribute<cudaDevAttrMaxSharedMemoryPerMultiprocessor>(0);
 }
 
 bool programmatic_launch_enabled() {
@@ -38,19 +53,7 @@ bool programmatic_launch_enabled() {
     const char* v = std::getenv("ELI_PDL");
     return v != nullptr && std::strcmp(v, "0") == 0;
   }();
-  if (env_off) return false;
-  thread_local int cached_dev = -1;
-  thread_local bool cached_ok = false;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  if (dev != cached_dev) {
-    int major = 0;
-    cached_ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-        major >= 9;
-    cached_dev = dev;
-  }
-  return cached_ok;
+  return !env_off && current_device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 9;
 }
 
 }  // namespace eli::cuda

@@ -113,11 +113,13 @@ struct DecodeAttentionParams {
 /// x, w 16-byte aligned. fp32 sums, bias and GELU in fp32 (as cuBLASLt's bias + GELU epilogue, so a
 /// prompt's products agree whichever runs them), one rounding to dtype.
 /// fp16 products of 9 .. kGemvMaxRowsHalf rows (k a multiple of 32) run on the tensor cores
-/// (gemm_rows_mma_kernel), same contract.
+/// (gemm_rows_mma_kernel), same contract. parts > 1 (dividing n): y is laid out
+/// [parts, m, n / parts] instead, the columns cut into parts (a QKV projection of one token a
+/// row straight into q, k and v of [m, heads, head_dim] each); the values are the same.
 constexpr int kGemvMaxRows = 8;
 constexpr int kGemvMaxRowsHalf = 32;
 cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
-                        int n, int k, bool gelu, cudaStream_t stream);
+                        int n, int k, bool gelu, int parts, cudaStream_t stream);
 
 /// GPT-2 block stages (cuda/layer_fused.cu), rows of n contiguous dtype elements, fp32
 /// arithmetic. x [rows, n] += y + bias (y: a GEMM's output without its bias; the sum rounded to

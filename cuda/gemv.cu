@@ -45,6 +45,14 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
   return acc;
 }
 
+/// Where element (m, n) of the product goes: y is [n_cols / seg, m_rows, seg], the columns cut
+/// into parts of seg (launch_gemv's `parts`; seg = n_cols: plain [m_rows, n_cols]). At one row
+/// that is n.
+__device__ __forceinline__ int64_t out_index(int m, int n, int m_rows, int seg) {
+  const int part = n / seg;
+  return (int64_t(part) * m_rows + m) * seg + (n - part * seg);
+}
+
 /// kSplit warps per output column n, each over a contiguous 1 / kSplit of K: lanes stride over
 /// their part of W[n, :] in 16-byte chunks, the matching x chunks of every row m from L1 (or,
 /// kStageX, from the block's copy of x in shared memory: gemv_stage_x_fits); fp32
@@ -62,7 +70,8 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
 template <typename T, int kM, int kSplit, bool kStageX>
 __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
     gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
-                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu, int stage) {
+                T* __restrict__ y, int m_rows, int n_cols, int k_dim, bool gelu, int stage,
+                int seg) {
   constexpr int kE = 16 / int(sizeof(T));
   constexpr int kCols = kGemvWarps / kSplit;
   constexpr int kThreads = kGemvWarps * 32;
@@ -157,7 +166,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
     }
-    y[int64_t(m) * n_cols + n] = from_float<T>(v);
+    y[kM == 1 ? int64_t(n) : out_index(m, n, m_rows, seg)] = from_float<T>(v);
   }
 }
 
@@ -183,7 +192,7 @@ inline bool gemv_stage_x_fits(size_t w_bytes, size_t x_bytes, int reg_blocks, un
 
 template <typename T, int kM>
 cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, int m, int n, int k,
-                     bool gelu, cudaStream_t stream) {
+                     bool gelu, int seg, cudaStream_t stream) {
   // Enough warps to keep the memory busy (~32 per SM): columns x parts >= 4096, each part at
   // least one 16-byte chunk per lane. H200, ms per decode step against one warp per column:
   // 124M batch 8 0.76 vs 0.91, 1.5B batch 1 2.26 vs 2.32, 124M batch 1 0.405 vs 0.396 (measured
@@ -204,7 +213,7 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
       return launch(gemv_kernel<T, kM, kS, kX>, dim3(blocks), dim3(kGemvWarps * 32),
                     w_bytes + (kX ? x_bytes : 0), stream, static_cast<const T*>(x),
                     static_cast<const T*>(w), static_cast<const T*>(bias), static_cast<T*>(y), m, n,
-                    k, gelu, stage);
+                    k, gelu, stage, seg);
     };
     if constexpr (kM >= 4) {
       if (gemv_stage_x_fits(w_bytes, x_bytes, gemv_min_blocks(kM), blocks))
@@ -238,7 +247,7 @@ template <int kWarps, int kMT>
 __global__ void __launch_bounds__(kWarps * 32)
     gemm_rows_mma_kernel(const __half* __restrict__ x, const __half* __restrict__ w,
                          const __half* __restrict__ bias, __half* __restrict__ y, int m_rows,
-                         int n_cols, int k_dim, bool gelu) {
+                         int n_cols, int k_dim, bool gelu, int seg) {
   constexpr int kRows = 8 * kMT;
   __shared__ float s_c[kWarps][16][kRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, i = lane % 4;
@@ -312,13 +321,13 @@ __global__ void __launch_bounds__(kWarps * 32)
       constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
       v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
     }
-    y[int64_t(m) * n_cols + n] = __float2half_rn(v);
+    y[out_index(m, n, m_rows, seg)] = __float2half_rn(v);
   }
 }
 
 template <int kMT>
 cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, void* y, int m, int n,
-                              int k, bool gelu, cudaStream_t stream) {
+                              int k, bool gelu, int seg, cudaStream_t stream) {
   const unsigned blocks = unsigned((n + 15) / 16);
   // Few column tiles (N = 768 of GPT-2's attention and MLP output products): twice the warps
   // per tile, so enough weight bytes are in flight.
@@ -326,7 +335,7 @@ cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, vo
     constexpr int kW = decltype(warps_c)::value;
     return launch(gemm_rows_mma_kernel<kW, kMT>, dim3(blocks), dim3(kW * 32), 0, stream,
                   static_cast<const __half*>(x), static_cast<const __half*>(w),
-                  static_cast<const __half*>(bias), static_cast<__half*>(y), m, n, k, gelu);
+                  static_cast<const __half*>(bias), static_cast<__half*>(y), m, n, k, gelu, seg);
   };
   if (int64_t(blocks) < 2 * int64_t(device_sm_count()) && k / 32 >= 32)
     return go(std::integral_constant<int, 16>{});
@@ -336,11 +345,14 @@ cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, vo
 }  // namespace detail
 
 cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* bias, void* y, int m,
-                        int n, int k, bool gelu, cudaStream_t stream) {
+                        int n, int k, bool gelu, int parts, cudaStream_t stream) {
   const bool mma = dtype == DType::kHalf && m > kGemvMaxRows;
   if (m < 1 || m > (dtype == DType::kHalf ? kGemvMaxRowsHalf : kGemvMaxRows))
     return invalid_argument("gemv rows (valid: 1 .. 8, fp16 1 .. 32)", m);
   if (n < 1) return invalid_argument("gemv output width", n);
+  if (parts < 1 || n % parts != 0)
+    return invalid_argument("gemv output parts (divide the width)", parts);
+  const int seg = n / parts;
   const int elems = mma ? 32 : (dtype == DType::kHalf ? 8 : 4);
   if (k < 1 || k % elems != 0)
     return invalid_argument("gemv inner dim (16-byte multiple; 32 elements above 8 rows)", k);
@@ -348,15 +360,15 @@ cudaError_t launch_gemv(DType dtype, const void* x, const void* w, const void* b
   if (!x || !w || !y || !aligned(x) || !aligned(w))
     return invalid_argument("gemv pointer (null or x / w not 16-byte aligned)", 0);
   if (mma) {
-    if (m <= 16) return detail::run_gemm_rows_mma<2>(x, w, bias, y, m, n, k, gelu, stream);
-    if (m <= 24) return detail::run_gemm_rows_mma<3>(x, w, bias, y, m, n, k, gelu, stream);
-    return detail::run_gemm_rows_mma<4>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m <= 16) return detail::run_gemm_rows_mma<2>(x, w, bias, y, m, n, k, gelu, seg, stream);
+    if (m <= 24) return detail::run_gemm_rows_mma<3>(x, w, bias, y, m, n, k, gelu, seg, stream);
+    return detail::run_gemm_rows_mma<4>(x, w, bias, y, m, n, k, gelu, seg, stream);
   }
   ELI_DISPATCH_DTYPE(dtype, T, {
-    if (m == 1) return detail::run_gemv<T, 1>(x, w, bias, y, m, n, k, gelu, stream);
-    if (m <= 2) return detail::run_gemv<T, 2>(x, w, bias, y, m, n, k, gelu, stream);
-    if (m <= 4) return detail::run_gemv<T, 4>(x, w, bias, y, m, n, k, gelu, stream);
-    return detail::run_gemv<T, 8>(x, w, bias, y, m, n, k, gelu, stream);
+    if (m == 1) return detail::run_gemv<T, 1>(x, w, bias, y, m, n, k, gelu, seg, stream);
+    if (m <= 2) return detail::run_gemv<T, 2>(x, w, bias, y, m, n, k, gelu, seg, stream);
+    if (m <= 4) return detail::run_gemv<T, 4>(x, w, bias, y, m, n, k, gelu, seg, stream);
+    return detail::run_gemv<T, 8>(x, w, bias, y, m, n, k, gelu, seg, stream);
   });
   return cudaSuccess;
 }

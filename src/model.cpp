@@ -112,13 +112,13 @@ at::Tensor GPT2::blocks(std::pair<at::Tensor, at::Tensor> embedded,
   const bool fused = this->fused();
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
     const Block& blk = blocks_[l];
-    const at::Tensor qkv = fused ? ops::linear(a, blk.c_attn_w, blk.c_attn_b)
-                                 : at::linear(a, blk.c_attn_w, blk.c_attn_b);
     at::Tensor q, k, v;
-    if (fused && batch * t > 1) {
-      // One launch for the three head splits (at one token of one sequence they are views).
-      std::tie(q, k, v) = ops::split_heads(qkv, h);
+    if (fused) {
+      // A decode step's product stores q, k and v in head layout itself; a prompt's is
+      // followed by one launch for the three head splits.
+      std::tie(q, k, v) = ops::qkv_heads(a, blk.c_attn_w, blk.c_attn_b, h);
     } else {
+      const at::Tensor qkv = at::linear(a, blk.c_attn_w, blk.c_attn_b);
       const auto parts = qkv.split(e, -1);
       auto heads = [&](const at::Tensor& z) { return z.view({batch, t, h, d}).transpose(1, 2); };
       q = heads(parts[0]);

@@ -314,6 +314,25 @@ TEST(OpsRef, SplitHeadsPlacesEveryElement) {
   EXPECT_THROW(split_heads(qkv, 0), eli::Error);
 }
 
+// qkv_heads: the QKV product split into heads, as split_heads(linear(...)); bad shapes are
+// errors naming the op.
+TEST(OpsRef, QkvHeadsIsTheProductSplitIntoHeads) {
+  const int64_t b = 3, h = 2, d = 8, k = 16;
+  const at::Tensor w = at::randn({3 * h * d, k}), bias = at::randn({3 * h * d});
+  for (const int64_t t : {1, 4}) {
+    const at::Tensor x = at::randn({b, t, k});
+    const auto [q, kk, v] = qkv_heads(x, w, bias, h);
+    const auto [wq, wk, wv] = split_heads(linear(x, w, bias, false), h);
+    EXPECT_TRUE(at::equal(q, wq) && at::equal(kk, wk) && at::equal(v, wv)) << "t " << t;
+    EXPECT_EQ(q.sizes(), (std::vector<int64_t>{b, h, t, d}));
+  }
+  const at::Tensor x = at::randn({b, 1, k});
+  EXPECT_THROW(qkv_heads(x, w, bias, 5), eli::Error);               // 48 rows: not 3 x 5 x d
+  EXPECT_THROW(qkv_heads(x.view({b, k}), w, bias, h), eli::Error);  // not [B, T, K]
+  EXPECT_THROW(qkv_heads(x, w, at::randn({7}), h), eli::Error);     // bias of 7
+  EXPECT_THROW(qkv_heads(x, w, bias, 0), eli::Error);
+}
+
 TEST(OpsRef, LinearChecksItsShapes) {
   const at::Tensor x = at::randn({3, 1, 16}), w = at::randn({5, 16}), b = at::randn({5});
   EXPECT_TRUE(at::allclose(linear(x, w, b, false), at::linear(x, w, b)));

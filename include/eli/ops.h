@@ -135,6 +135,13 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
 /// H heads of D) -> {q, k, v}, each [B, H, T, D] contiguous. On CUDA one launch (fp16/fp32, D a
 /// multiple of 16 bytes); elsewhere ATen's views and copies.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
+/// A block's QKV projection split into heads: split_heads(linear(x, w, bias), heads) for x
+/// [B, T, K] and w [3 * heads * D, K], so {q, k, v} each [B, heads, T, D] contiguous. One token a
+/// row (T = 1) where linear's decode kernel applies: one launch, the product stored straight
+/// into the three tensors (the same values; no split_heads launch). q, k and v then share one
+/// allocation.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv_heads(const at::Tensor& x, const at::Tensor& w,
+                                                         const at::Tensor& bias, int64_t heads);
 /// Index of the largest element of each row of x [rows, n] (NaN largest, ties to the lowest
 /// index, as at::argmax): int64 [rows] on x's device.
 at::Tensor argmax_rows(const at::Tensor& x);

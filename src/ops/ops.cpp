@@ -228,7 +228,8 @@ at::Tensor argmax_rows(const at::Tensor& x) {
   return ref::argmax_rows(x);
 }
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
+namespace {
+void check_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
   ELI_CHECK(x.defined() && w.defined() && x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1) &&
                 x.scalar_type() == w.scalar_type(),
             "linear: x [..., K] and w [N, K] of one dtype, got {}-D x (K = {}) and {}-D w (K = {})",
@@ -237,6 +238,11 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
   ELI_CHECK(!bias.defined() || (bias.numel() == w.size(0) && bias.scalar_type() == w.scalar_type()),
             "linear: bias must have N = {} elements of w's dtype, got {}", w.size(0),
             bias.defined() ? bias.numel() : 0);
+}
+}  // namespace
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
+  check_linear(x, w, bias);
   if (x.is_cuda()) {
 #ifdef ELI_WITH_CUDA
     if (cuda_impl::gemv_applies(x, w)) return cuda_impl::gemv(x, w, bias, gelu);
@@ -252,6 +258,28 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
 #endif
   }
   return ref::linear(x, w, bias, gelu);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> qkv_heads(const at::Tensor& x, const at::Tensor& w,
+                                                         const at::Tensor& bias, int64_t heads) {
+  ELI_CHECK(x.defined() && x.dim() == 3 && w.defined() && w.dim() == 2 && heads >= 1 &&
+                w.size(0) % (3 * heads) == 0,
+            "qkv_heads: x must be [B, T, K] and w [3 * heads * head_dim, K] with heads >= 1, got "
+            "{}-D x, {}-D w of {} rows, heads = {}",
+            x.defined() ? x.dim() : 0, w.defined() ? w.dim() : 0,
+            w.defined() && w.dim() == 2 ? w.size(0) : 0, heads);
+  check_linear(x, w, bias);
+#ifdef ELI_WITH_CUDA
+  if (x.is_cuda() && x.size(1) == 1 && cuda_impl::gemv_applies(x, w)) {
+    // One token a row: the product's columns cut into q, k and v, [3, B, H * D], whose parts
+    // are [B, H, 1, D] as they are.
+    const int64_t b = x.size(0), d = w.size(0) / (3 * heads);
+    const at::Tensor y = cuda_impl::gemv(x, w, bias, /*gelu=*/false, /*parts=*/3);
+    auto part = [&](int64_t i) { return y.select(0, i).view({b, heads, 1, d}); };
+    return {part(0), part(1), part(2)};
+  }
+#endif
+  return split_heads(linear(x, w, bias), heads);
 }
 
 }  // namespace eli::ops

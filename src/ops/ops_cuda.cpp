@@ -435,7 +435,8 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
          reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0;
 }
 
-at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu) {
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu,
+                int64_t parts) {
   const char* op = "linear (gemv)";
   ELI_CHECK(gemv_applies(x, w), "{}: shapes or dtypes outside the kernel", op);
   const int64_t k = w.size(1), n = w.size(0), rows = x.numel() / k;
@@ -446,14 +447,17 @@ at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor xc = x.contiguous();
   if (reinterpret_cast<uintptr_t>(xc.data_ptr()) % 16 != 0) xc = xc.clone();
+  ELI_CHECK(parts >= 1 && n % parts == 0, "{}: {} output parts do not divide N = {}", op, parts, n);
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = n;
+  if (parts > 1) shape = {parts, rows, n / parts};
   at::Tensor y = at::empty(shape, x.options());
-  check_launch(ec::launch_gemv(dtype_of(x.scalar_type(), op), xc.data_ptr(), w.data_ptr(),
-                               bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
-                               static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
-                               gelu, at::cuda::getCurrentCUDAStream().stream()),
-               op);
+  check_launch(
+      ec::launch_gemv(dtype_of(x.scalar_type(), op), xc.data_ptr(), w.data_ptr(),
+                      bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
+                      static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k), gelu,
+                      static_cast<int>(parts), at::cuda::getCurrentCUDAStream().stream()),
+      op);
   return y;
 }
 

@@ -32,6 +32,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv
 /// Whether launch_gemv takes x [..., K] w [N, K]: fp16/fp32, at most kGemvMaxRows rows, K a
 /// multiple of 16 bytes, w contiguous and aligned.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
-at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu);
+/// parts > 1: the output laid out [parts, rows, N / parts] (launch_gemv).
+at::Tensor gemv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, bool gelu,
+                int64_t parts = 1);
 
 }  // namespace eli::ops::cuda_impl

@@ -156,6 +156,35 @@ TEST(LayerFused, SplitHeadsMatchesAtenViews) {
   }
 }
 
+// The QKV product of one token a row stored straight into q, k and v: the same bits as the
+// product, then the head split (1 .. 8 rows: the weight-streaming kernel; 9 .. 32 fp16: the
+// tensor-core kernel), and a prompt (linear, then split_heads).
+TEST(LayerFused, QkvHeadsMatchesLinearThenSplitHeads) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (auto dtype : {at::kFloat, at::kHalf}) {
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    at::manual_seed(31);
+    for (const int64_t h : {12, 25}) {
+      const int64_t d = 64, k = h * d;
+      const at::Tensor w = at::randn({3 * k, k}, dev) / std::sqrt(double(k));
+      const at::Tensor bias = at::randn({3 * k}, dev);
+      for (const int64_t rows : {1, 2, 3, 8, 9, 17, 32}) {
+        for (const int64_t t : {int64_t(1), int64_t(5)}) {
+          const at::Tensor x = at::randn({rows, t, k}, dev);
+          const auto [q, kk, v] = ops::qkv_heads(x, w, bias, h);
+          const auto [wq, wk, wv] = ops::split_heads(ops::linear(x, w, bias), h);
+          for (const auto& [got, want] : {std::pair{q, wq}, std::pair{kk, wk}, std::pair{v, wv}}) {
+            ASSERT_EQ(got.sizes(), want.sizes());
+            EXPECT_TRUE(got.is_contiguous());
+            EXPECT_TRUE(at::equal(got, want))
+                << c10::toString(dtype) << " heads " << h << " rows " << rows << " tokens " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(LayerFusedErrors, BadShapesAreErrors) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
   const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
@@ -169,6 +198,11 @@ TEST(LayerFusedErrors, BadShapesAreErrors) {
   EXPECT_THROW(ops::linear(x32, at::randn({5, 63}, dev), {}, false), Error);
   EXPECT_THROW(ops::split_heads(at::randn({2, 1, 100}, dev), 12), Error);  // 100 != 3 * 12 * d
   EXPECT_THROW(ops::split_heads(at::randn({2, 36}, dev), 12), Error);      // not [B, T, 3E]
+  const at::Tensor x3 = at::randn({4, 1, 64}, dev);
+  EXPECT_THROW(ops::qkv_heads(x3, at::randn({190, 64}, dev), {}, 1), Error);  // 190 != 3 x d
+  EXPECT_THROW(ops::qkv_heads(x3, at::randn({192, 64}, dev), at::randn({191}, dev), 1), Error);
+  const auto [q, k, v] = ops::qkv_heads(x3, at::randn({192, 64}, dev), {}, 1);  // and then works
+  EXPECT_EQ(q.sizes(), (std::vector<int64_t>{4, 1, 1, 64}));
 }
 
 }  // namespace

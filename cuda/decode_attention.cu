@@ -66,6 +66,16 @@ detail::SplitPlan plan_splits(const DecodeAttentionParams& p) {
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+/// Whether the reduce kernel can append to target t of the storage read in `format`: stored as
+/// it is (kFp) or quantized from dtype values (quantize_kind_ok, with its scales where it has
+/// them).
+bool append_kind_ok(const QuantTarget& t, Format format, bool new_f32, int d) {
+  if (t.format != format) return false;
+  if (t.format == Format::kFp) return true;
+  const bool kind = d == 64 ? detail::quantize_kind_ok<64>(t) : detail::quantize_kind_ok<128>(t);
+  return kind && !new_f32 && (t.tensor_scale > 0.f || t.scales != nullptr);
+}
+
 cudaError_t check_operand(const QuantView& v, int D, const char* which_data) {
   if (v.data == nullptr || !aligned16(v.data)) return invalid_argument(which_data, 0);
   if (v.format == Format::kFp) return cudaSuccess;
@@ -95,10 +105,14 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
                             p.split_len);
   if ((p.k_new == nullptr) != (p.v_new == nullptr))
     return invalid_argument("attention k_new/v_new (give both or neither)", 0);
-  if ((p.store_k != nullptr || p.store_v != nullptr) &&
-      (p.store_k == nullptr || p.store_v == nullptr || p.store_t0 == nullptr ||
-       p.k_new == nullptr || p.k.format != Format::kFp || p.v.format != Format::kFp))
-    return invalid_argument("attention store of the new token (needs fp K and V, k_new, t0)", 0);
+  if ((p.store_k.data != nullptr || p.store_v.data != nullptr) &&
+      (p.store_k.data == nullptr || p.store_v.data == nullptr || p.store_t0 == nullptr ||
+       p.k_new == nullptr || !append_kind_ok(p.store_k, p.k.format, p.new_f32, p.D) ||
+       !append_kind_ok(p.store_v, p.v.format, p.new_f32, p.D)))
+    return invalid_argument(
+        "attention store of the new token (needs both targets of a quantize kind, k_new in "
+        "dtype, t0)",
+        0);
   if (p.map.block_size <= 0)
     return invalid_argument("attention block_size/capacity", p.map.block_size);
   if (p.q == nullptr || p.out == nullptr || p.seq_lens == nullptr)

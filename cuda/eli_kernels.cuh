@@ -45,7 +45,7 @@ struct QuantView {
 /// Destination of quantize: same fields, writable.
 struct QuantTarget {
   Format format = Format::kInt8;
-  void* data = nullptr;
+  void* data = nullptr;      // codes (kFp: rows of dtype values)
   void* scales = nullptr;    // written (nullptr for per-tensor)
   void* minima = nullptr;    // written for zero-point, else nullptr
   float tensor_scale = 0.f;  // > 0: per-tensor scale; scales/minima not written
@@ -100,11 +100,12 @@ struct DecodeAttentionParams {
   const void* k_new = nullptr;
   const void* v_new = nullptr;
   bool new_f32 = false;
-  /// Optional, with k_new: fp storage (dtype [rows, D], addressed through `map`) that k_new /
-  /// v_new are also written to, at slot store_t0[b] (int32 [B], device) of sequence b: the
-  /// append of an unquantized cache in the same launch.
-  void* store_k = nullptr;
-  void* store_v = nullptr;
+  /// Optional, with k_new (in dtype, not new_f32): the K and V storage (addressed through
+  /// `map`) that k_new / v_new are also written to, at slot store_t0[b] (int32 [B], device) of
+  /// sequence b, after the history was read: the append of a cache in the same launch. A kFp
+  /// target (data: dtype rows) takes the values as they are; INT8 / INT4 targets quantize them
+  /// as launch_quantize does (the same bits). store_k.data == nullptr: no append.
+  QuantTarget store_k, store_v;
   const int32_t* store_t0 = nullptr;
 };
 

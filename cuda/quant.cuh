@@ -1,6 +1,8 @@
 #pragma once
 /// Quantize / dequantize kernels (layout: include/eli/quant_layout.h).
 
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace eli::cuda::detail {
@@ -41,44 +43,21 @@ __global__ void store_rows_kernel(const T* __restrict__ x1, const T* __restrict_
   reinterpret_cast<uint4*>(dst + drow * kD)[j] = reinterpret_cast<const uint4*>(x + r * kD)[j];
 }
 
-/// One warp per row of D values; lane l owns elements [l * D/32, (l + 1) * D/32).
-/// kGroup: 0 = per-tensor scale (read), D = one scale per row, 32/64 = groups along D.
-/// Scales are rounded up to fp16 before the codes are computed and the zero-point minimum down,
-/// so every value stays inside [m, m + levels * s] (see include/eli/cache/quantize.h).
-/// Two targets of the same kind in one launch (K and V of a step): blockIdx.y picks x1 / dst1 or
-/// x2 / dst2.
+/// Row x (kD values) quantized by one warp into row drow of dst: lane l owns elements
+/// [l * D/32, (l + 1) * D/32). kGroup: 0 = per-tensor scale (read), D = one scale per row,
+/// 32/64 = groups along D. Scales are rounded up to fp16 before the codes are computed and the
+/// zero-point minimum down, so every value stays inside [m, m + levels * s] (see
+/// include/eli/cache/quantize.h).
 template <typename T, int kD, Format F, int kGroup, bool kZp>
-__global__ void quantize_kernel(const T* __restrict__ x1, const T* __restrict__ x2, int B, int H,
-                                int T_, int t0, const int32_t* __restrict__ t0_dev, RowMap map,
-                                QuantTarget dst1, QuantTarget dst2) {
-  allow_next_kernel();
-  wait_prior_kernels();
-  const bool second = blockIdx.y != 0;
-  const T* __restrict__ x = second ? x2 : x1;
-  QuantTarget dst = dst1;  // field by field: selecting the struct put both on the stack
-  if (second) {
-    dst.data = dst2.data;
-    dst.scales = dst2.scales;
-    dst.minima = dst2.minima;
-    dst.tensor_scale = dst2.tensor_scale;
-    dst.eps = dst2.eps;
-  }
+__device__ __forceinline__ void quantize_row(const T* __restrict__ x, int64_t drow,
+                                             const QuantTarget& dst) {
   static_assert(kD % 64 == 0, "lanes own an even number of elements");
   static_assert(!(kZp && kGroup == 0), "per-tensor quantization is symmetric");
   constexpr int kE = kD / 32;
-  const int64_t rows = int64_t(B) * H * T_;
-  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (r >= rows) return;
   const int lane = threadIdx.x % 32;
-  const int t = int(r % T_);
-  const int64_t bh = r / T_;
-  const int h = int(bh % H);
-  const int b = int(bh / H);
-  const int64_t drow = row_of(map, b, h, (t0_dev != nullptr ? t0_dev[b] : t0) + t);
-
   float v[kE];
 #pragma unroll
-  for (int i = 0; i < kE; ++i) v[i] = to_float(x[r * kD + lane * kE + i]);
+  for (int i = 0; i < kE; ++i) v[i] = to_float(x[lane * kE + i]);
 
   float s, m = 0.f;
   if constexpr (kGroup == 0) {
@@ -135,6 +114,68 @@ __global__ void quantize_kernel(const T* __restrict__ x1, const T* __restrict__ 
           uint8_t(((q[i] + off) & 0xF) | (((q[i + 1] + off) & 0xF) << 4));
     }
   }
+}
+
+/// The kind of a quantize target as quantize_row's template arguments take it (launch_quantize2
+/// and the decode attention's append pick it alike): per tensor, one scale per row (group D) or
+/// groups of 32 / 64, each symmetric or with a zero point. False for a kind no kernel has.
+template <int kD>
+__host__ __device__ inline bool quantize_kind_ok(const QuantTarget& t) {
+  if (t.format != Format::kInt8 && t.format != Format::kInt4) return false;
+  if (t.tensor_scale > 0.f) return t.minima == nullptr;
+  return t.group == kD || t.group == 32 || t.group == 64;
+}
+
+/// quantize_row for a target whose kind is read at run time (a kind quantize_kind_ok takes): the
+/// same instantiations launch_quantize2 dispatches to, so the same bits.
+template <typename T, int kD>
+__device__ void quantize_row_any(const T* __restrict__ x, int64_t drow, const QuantTarget& dst) {
+  auto by_group = [&](auto fc) {
+    constexpr Format kF = decltype(fc)::value;
+    const bool zp = dst.minima != nullptr;
+    if (dst.tensor_scale > 0.f) return quantize_row<T, kD, kF, 0, false>(x, drow, dst);
+    if (dst.group == kD)
+      return zp ? quantize_row<T, kD, kF, kD, true>(x, drow, dst)
+                : quantize_row<T, kD, kF, kD, false>(x, drow, dst);
+    if (dst.group == 32)
+      return zp ? quantize_row<T, kD, kF, 32, true>(x, drow, dst)
+                : quantize_row<T, kD, kF, 32, false>(x, drow, dst);
+    return zp ? quantize_row<T, kD, kF, 64, true>(x, drow, dst)
+              : quantize_row<T, kD, kF, 64, false>(x, drow, dst);
+  };
+  if (dst.format == Format::kInt8)
+    by_group(std::integral_constant<Format, Format::kInt8>{});
+  else
+    by_group(std::integral_constant<Format, Format::kInt4>{});
+}
+
+/// One warp per row (quantize_row). Two targets of the same kind in one launch (K and V of a
+/// step): blockIdx.y picks x1 / dst1 or x2 / dst2.
+template <typename T, int kD, Format F, int kGroup, bool kZp>
+__global__ void quantize_kernel(const T* __restrict__ x1, const T* __restrict__ x2, int B, int H,
+                                int T_, int t0, const int32_t* __restrict__ t0_dev, RowMap map,
+                                QuantTarget dst1, QuantTarget dst2) {
+  allow_next_kernel();
+  wait_prior_kernels();
+  const bool second = blockIdx.y != 0;
+  const T* __restrict__ x = second ? x2 : x1;
+  QuantTarget dst = dst1;  // field by field: selecting the struct put both on the stack
+  if (second) {
+    dst.data = dst2.data;
+    dst.scales = dst2.scales;
+    dst.minima = dst2.minima;
+    dst.tensor_scale = dst2.tensor_scale;
+    dst.eps = dst2.eps;
+  }
+  const int64_t rows = int64_t(B) * H * T_;
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (r >= rows) return;
+  const int t = int(r % T_);
+  const int64_t bh = r / T_;
+  const int h = int(bh % H);
+  const int b = int(bh / H);
+  const int64_t drow = row_of(map, b, h, (t0_dev != nullptr ? t0_dev[b] : t0) + t);
+  quantize_row<T, kD, F, kGroup, kZp>(x + r * kD, drow, dst);
 }
 
 constexpr int kDequantThreads = 256;

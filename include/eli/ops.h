@@ -92,9 +92,10 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
 /// (decode_attention over k, v, args) plus the latest token k_new, v_new [B, H, 1, D] at full
 /// precision, merged exactly (see merge_attention). q [B, H, 1, D] -> [B, H, 1, D] in q's dtype.
 /// lse, if given, receives the [B, H] fp32 log-sum-exp over history and new token together.
-/// append, if given (CUDA only; k and v unquantized): k_new / v_new are also stored into k / v
-/// at slots append->t0_dev (through args.block_table when paged), in the same launch, after
-/// the history was read: an unquantized cache's append without launches of its own.
+/// append, if given (CUDA only): k_new / v_new are also stored into k / v at slots
+/// append->t0_dev (through args.block_table when paged), in the same launch, after the history
+/// was read: a cache's append without launches of its own. Quantized stores (k_new / v_new in
+/// q's dtype) get the codes and scales quantize_kv_out would write, bit for bit.
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
                                      const at::Tensor& v_new, at::Tensor* lse = nullptr,

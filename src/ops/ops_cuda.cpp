@@ -94,6 +94,25 @@ struct QuantizeLaunch {
   int64_t B = 0, H = 0, T = 0, D = 0;
 };
 
+/// Where a quantize (or the attention's append) writes into dst: codes, and the scales and
+/// minima of its kind.
+ec::QuantTarget target_of(const KvStore& dst, int64_t D) {
+  ec::QuantTarget t;
+  t.format = format_of(dst);
+  t.data = dst.data.data_ptr();
+  if (dst.bits != 16) {
+    if (dst.spec.granularity == Granularity::kPerTensor) {
+      t.tensor_scale = dst.tensor_scale;
+    } else {
+      t.scales = dst.scales.data_ptr();
+      if (dst.spec.zero_point) t.minima = dst.minima.data_ptr();
+      t.group = group_of(dst, D);
+    }
+  }
+  t.eps = dst.spec.eps;
+  return t;
+}
+
 QuantizeLaunch prepare_quantize(const at::Tensor& x, const KvStore& dst, const SlotMap& slots,
                                 bool write_fp_now) {
   const char* op = "quantize_kv_out";
@@ -128,21 +147,12 @@ QuantizeLaunch prepare_quantize(const at::Tensor& x, const KvStore& dst, const S
   q.xc = (x.scalar_type() == at::kHalf || x.scalar_type() == at::kFloat)
              ? x.contiguous()
              : x.to(at::kFloat).contiguous();
-  ec::QuantTarget& t = q.target;
-  t.format = format_of(dst);
-  t.data = dst.data.data_ptr();
   if (dst.bits == 16) {
     ELI_CHECK(q.xc.scalar_type() == dst.data.scalar_type(),
               "{}: storing {} rows into {} storage through t0_dev (dtypes must match)", op,
               c10::toString(q.xc.scalar_type()), c10::toString(dst.data.scalar_type()));
-  } else if (dst.spec.granularity == Granularity::kPerTensor) {
-    t.tensor_scale = dst.tensor_scale;
-  } else {
-    t.scales = dst.scales.data_ptr();
-    if (dst.spec.zero_point) t.minima = dst.minima.data_ptr();
-    t.group = group_of(dst, D);
   }
-  t.eps = dst.spec.eps;
+  q.target = target_of(dst, D);
   q.map = map_of(info, slots.block_table, H);
   q.launch = true;
   return q;
@@ -282,8 +292,8 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
     p.new_f32 = nt == at::kFloat && q.scalar_type() != at::kFloat;
   }
   if (append != nullptr) {
-    ELI_CHECK(k_new != nullptr && k.bits == 16 && v.bits == 16,
-              "{}: storing the new token needs it and unquantized K and V storage", op);
+    ELI_CHECK(k_new != nullptr && (!p.new_f32 || (k.bits == 16 && v.bits == 16)),
+              "{}: storing the new token needs it (in q's dtype for quantized storage)", op);
     const at::Tensor& t0 = append->t0_dev;
     ELI_CHECK(t0.defined() && t0.device() == q.device() && t0.scalar_type() == at::kInt &&
                   t0.dim() == 1 && t0.size(0) == B && t0.is_contiguous(),
@@ -292,8 +302,8 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
                   (!args.block_table.defined() ||
                    append->block_table.data_ptr() == args.block_table.data_ptr()),
               "{}: the append goes through the block table the history is read with", op);
-    p.store_k = k.data.data_ptr();
-    p.store_v = v.data.data_ptr();
+    p.store_k = target_of(k, D);
+    p.store_v = target_of(v, D);
     p.store_t0 = t0.data_ptr<int32_t>();
   }
   p.sm_scale = static_cast<float>(args.sm_scale > 0 ? args.sm_scale

@@ -234,5 +234,97 @@ TEST(AttentionCuda, NewTokenMergeAndAppendAtFewAndManySplits) {
   }
 }
 
+// The new token quantized into K / V storage by the attention's reduce (the graph step's append
+// of a quantized cache): the codes, scales and minima quantize_kv_out writes, bit for bit, for
+// every kind pairs() covers (per tensor, per token-head, groups of 32 / 64, with and without zero
+// points, mixed), contiguous and paged, at 4 planned splits and at 40 (the reduce's block of 1024
+// threads); the attention output is the one without the append.
+TEST(AttentionCuda, QuantizedAppendInTheLaunchEqualsQuantizeKvOut) {
+  ELI_REQUIRE_GPU();
+  at::manual_seed(37);
+  const at::Device cuda(at::kCUDA);
+  const int64_t B = 2, H = 3, cap = 2560, bs = 16, max_blocks = cap / bs;
+  for (const int64_t D : {64, 128}) {
+    for (const Pair& pair : pairs()) {
+      if (pair.first.bits == 16) continue;  // fp: NewTokenMergeAndAppendAtFewAndManySplits
+      for (const bool paged : {false, true}) {
+        const int64_t n0 = paged ? B * max_blocks + 5 : B, slots = paged ? bs : cap;
+        const at::Tensor table =
+            paged ? testing::shuffled_table(B, max_blocks, n0).to(cuda) : at::Tensor();
+        const at::Tensor kx = testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda);
+        const at::Tensor vx = testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda);
+        const at::Tensor q = (0.5 * at::randn({B, H, 1, D})).to(at::kHalf).to(cuda);
+        const at::Tensor k_new = testing::random_rows({B, H, 1, D}, at::kHalf).to(cuda);
+        const at::Tensor v_new = testing::random_rows({B, H, 1, D}, at::kHalf).to(cuda);
+        auto store = [&](const StoreKind& kind, const at::Tensor& x) {
+          KvStore s = testing::make_store(kind, n0, H, slots, D, at::kHalf, cuda,
+                                          testing::covering_scale(x.to(at::kFloat), kind.bits));
+          quantize_kv_out(x, s, SlotMap{0, table});
+          return s;
+        };
+        for (const int64_t len : {200, 2500}) {
+          const std::string what = pair.first.name() + "/" + pair.second.name() +
+                                   " D=" + std::to_string(D) + (paged ? " paged" : "") + " len " +
+                                   std::to_string(len);
+          const KvStore ka = store(pair.first, kx), va = store(pair.second, vx);
+          const KvStore kb = store(pair.first, kx), vb = store(pair.second, vx);
+          DecodeAttentionArgs a;
+          a.seq_lens = at::tensor(std::vector<int>{int(len), int(len / 3)},
+                                  at::TensorOptions().dtype(at::kInt))
+                           .to(cuda);
+          a.block_table = table;
+          a.split_len = 64;
+          a.max_len = len;
+          a.plan_len = len;
+          SlotMap append;
+          append.block_table = table;
+          append.t0_dev = a.seq_lens.clone();
+          const at::Tensor got =
+              decode_attention_with_new(q, ka, va, a, k_new, v_new, nullptr, &append);
+          const at::Tensor plain = decode_attention_with_new(q, kb, vb, a, k_new, v_new);
+          EXPECT_TRUE(at::equal(got, plain)) << what << " output";
+          quantize_kv_out(k_new, kb, append);
+          quantize_kv_out(v_new, vb, append);
+          // fp16 scales as bits: the slots never written hold NaN in both.
+          auto bits = [](const at::Tensor& t) { return t.view(at::kShort); };
+          for (const auto& [x, y] : {std::pair{ka, kb}, std::pair{va, vb}}) {
+            EXPECT_TRUE(at::equal(x.data, y.data)) << what << " codes";
+            if (x.scales.defined()) {
+              EXPECT_TRUE(at::equal(bits(x.scales), bits(y.scales))) << what << " scales";
+            }
+            if (x.minima.defined()) {
+              EXPECT_TRUE(at::equal(bits(x.minima), bits(y.minima))) << what << " minima";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// A store the reduce cannot append to is an error naming it, and the next call works: fp32 new
+// tokens into quantized storage.
+TEST(AttentionCuda, QuantizedAppendOfFp32TokensIsAnError) {
+  ELI_REQUIRE_GPU();
+  const at::Device cuda(at::kCUDA);
+  const int64_t B = 1, H = 2, cap = 64, D = 64;
+  const StoreKind int8{8, Granularity::kPerTokenHead, 32, false};
+  const at::Tensor kx = testing::random_rows({B, H, cap, D}, at::kHalf).to(cuda);
+  KvStore k = testing::make_store(int8, B, H, cap, D, at::kHalf, cuda, 1.f);
+  KvStore v = testing::make_store(int8, B, H, cap, D, at::kHalf, cuda, 1.f);
+  quantize_kv_out(kx, k, SlotMap{0, {}});
+  quantize_kv_out(kx, v, SlotMap{0, {}});
+  const at::Tensor q = at::randn({B, H, 1, D}).to(at::kHalf).to(cuda);
+  const at::Tensor kn = at::randn({B, H, 1, D}, at::TensorOptions().device(cuda));
+  DecodeAttentionArgs a;
+  a.seq_lens = at::full({B}, 10, at::TensorOptions().dtype(at::kInt).device(cuda));
+  SlotMap append;
+  append.t0_dev = a.seq_lens.clone();
+  EXPECT_THROW(decode_attention_with_new(q, k, k, a, kn, kn, nullptr, &append), eli::Error);
+  const at::Tensor ok =
+      decode_attention_with_new(q, k, k, a, kn.to(at::kHalf), kn.to(at::kHalf), nullptr, &append);
+  EXPECT_TRUE(at::isfinite(ok).all().item<bool>());
+}
+
 }  // namespace
 }  // namespace eli::ops

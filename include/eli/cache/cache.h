@@ -533,8 +533,9 @@ class Cache final : public KVCache, private Recoder {
                                      step_.select(0, kResidLenRow)});
     }
     const at::Tensor qq = a_.rotate_k ? rotate(q).to(q.scalar_type()) : q;
-    // Unquantized K and V (so no residual ring): the attention's last launch, over the layout's
-    // last region, also appends the new token there, so commit_graph has nothing left to write.
+    // Without a residual ring or rotation, the attention's last launch, over the layout's last
+    // region, also appends the new token there (quantized as quantize_kv_out would), so
+    // commit_graph has nothing left to write.
     ops::SlotMap append;
     if (appends_in_attention()) {
       append.block_table = regions.back().block_table;
@@ -546,10 +547,9 @@ class Cache final : public KVCache, private Recoder {
     return out.to(a_.dtype);
   }
 
-  // Graph step, unquantized and unrotated K and V: the attention's reduce stores the new token.
-  bool appends_in_attention() const {
-    return !KCodec::kQuantized && !VCodec::kQuantized && !a_.rotate_k && !a_.rotate_v;
-  }
+  // Graph step without a residual ring (its region comes last) and unrotated K and V: the
+  // attention's reduce stores the new token, quantizing it for a quantized codec.
+  bool appends_in_attention() const { return resid_ == 0 && !a_.rotate_k && !a_.rotate_v; }
 
   // The graph step's append: the new token quantized (or stored) straight into the layout's
   // slot and the residual ring's, both read from step_.

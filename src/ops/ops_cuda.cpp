@@ -97,18 +97,14 @@ struct QuantizeLaunch {
 /// Where a quantize (or the attention's append) writes into dst: codes, and the scales and
 /// minima of its kind.
 ec::QuantTarget target_of(const KvStore& dst, int64_t D) {
+  const ec::QuantView v = view_of(dst, D);  // the same fields, read-only
   ec::QuantTarget t;
-  t.format = format_of(dst);
-  t.data = dst.data.data_ptr();
-  if (dst.bits != 16) {
-    if (dst.spec.granularity == Granularity::kPerTensor) {
-      t.tensor_scale = dst.tensor_scale;
-    } else {
-      t.scales = dst.scales.data_ptr();
-      if (dst.spec.zero_point) t.minima = dst.minima.data_ptr();
-      t.group = group_of(dst, D);
-    }
-  }
+  t.format = v.format;
+  t.data = const_cast<void*>(v.data);
+  t.scales = const_cast<void*>(v.scales);
+  t.minima = const_cast<void*>(v.minima);
+  t.tensor_scale = v.tensor_scale;
+  t.group = v.group;
   t.eps = dst.spec.eps;
   return t;
 }

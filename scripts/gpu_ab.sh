@@ -16,6 +16,8 @@
 # e.g. --split_sweep to time BM_DecodeAttentionSplit/... at forced split lengths), POINTS
 # (decode_speed "batch:prompt:steps:model:methods" list, ';'-separated; empty: none), REPS (2),
 # GTEST_FILTER, SKIP_TESTS=1, TARGETS (extra build targets). Logs: scripts/gpu_env.sh.
+# Parameterized suites are named Prefix/Suite.Test/N: filter them as '*Suite*' (the per-method
+# DecodeGraph, RaggedCuda, CacheCuda tests), not 'Suite.*'.
 set -uo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 BASE_DIR NEW_DIR [NEW_DIR...]" >&2; exit 2; }
 TREES=("$@")

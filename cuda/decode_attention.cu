@@ -108,10 +108,11 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& p, void* worksp
   if ((p.store_k.data != nullptr || p.store_v.data != nullptr) &&
       (p.store_k.data == nullptr || p.store_v.data == nullptr || p.store_t0 == nullptr ||
        p.k_new == nullptr || !append_kind_ok(p.store_k, p.k.format, p.new_f32, p.D) ||
-       !append_kind_ok(p.store_v, p.v.format, p.new_f32, p.D)))
+       !append_kind_ok(p.store_v, p.v.format, p.new_f32, p.D) ||
+       (p.store_k.format == Format::kFp) != (p.store_v.format == Format::kFp)))
     return invalid_argument(
-        "attention store of the new token (needs both targets of a quantize kind, k_new in "
-        "dtype, t0)",
+        "attention store of the new token (needs K and V targets both unquantized or both of a "
+        "quantize kind, k_new in dtype, t0)",
         0);
   if (p.map.block_size <= 0)
     return invalid_argument("attention block_size/capacity", p.map.block_size);

@@ -95,7 +95,8 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
 /// append, if given (CUDA only): k_new / v_new are also stored into k / v at slots
 /// append->t0_dev (through args.block_table when paged), in the same launch, after the history
 /// was read: a cache's append without launches of its own. Quantized stores (k_new / v_new in
-/// q's dtype) get the codes and scales quantize_kv_out would write, bit for bit.
+/// q's dtype) get the codes and scales quantize_kv_out would write, bit for bit; k and v are
+/// both unquantized or both quantized.
 at::Tensor decode_attention_with_new(const at::Tensor& q, const KvStore& k, const KvStore& v,
                                      const DecodeAttentionArgs& args, const at::Tensor& k_new,
                                      const at::Tensor& v_new, at::Tensor* lse = nullptr,

@@ -302,9 +302,9 @@ TEST(AttentionCuda, QuantizedAppendInTheLaunchEqualsQuantizeKvOut) {
   }
 }
 
-// A store the reduce cannot append to is an error naming it, and the next call works: fp32 new
-// tokens into quantized storage.
-TEST(AttentionCuda, QuantizedAppendOfFp32TokensIsAnError) {
+// Appends the reduce does not take are errors naming them, and the next call works: fp32 new
+// tokens into quantized storage, and unquantized K with quantized V.
+TEST(AttentionCuda, BadQuantizedAppendsAreErrors) {
   ELI_REQUIRE_GPU();
   const at::Device cuda(at::kCUDA);
   const int64_t B = 1, H = 2, cap = 64, D = 64;
@@ -320,9 +320,12 @@ TEST(AttentionCuda, QuantizedAppendOfFp32TokensIsAnError) {
   a.seq_lens = at::full({B}, 10, at::TensorOptions().dtype(at::kInt).device(cuda));
   SlotMap append;
   append.t0_dev = a.seq_lens.clone();
-  EXPECT_THROW(decode_attention_with_new(q, k, k, a, kn, kn, nullptr, &append), eli::Error);
-  const at::Tensor ok =
-      decode_attention_with_new(q, k, k, a, kn.to(at::kHalf), kn.to(at::kHalf), nullptr, &append);
+  EXPECT_THROW(decode_attention_with_new(q, k, v, a, kn, kn, nullptr, &append), eli::Error);
+  const KvStore k_fp = KvStore::fp(kx.clone());
+  const at::Tensor kh = kn.to(at::kHalf);
+  EXPECT_THROW(decode_attention_with_new(q, k_fp, v, a, kh, kh, nullptr, &append), eli::Error);
+  EXPECT_TRUE(at::equal(k_fp.data, kx)) << "nothing written by the refused call";
+  const at::Tensor ok = decode_attention_with_new(q, k, v, a, kh, kh, nullptr, &append);
   EXPECT_TRUE(at::isfinite(ok).all().item<bool>());
 }
 

@@ -68,18 +68,21 @@ TEST_P(DecodeGraph, GreedyTokensEqualTheEagerStep) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Methods, DecodeGraph,
-    ::testing::Values("full_cache", "sliding_window", "quant_int8", "quant_int4", "quant_mixed",
-                      "paged_attention", "chunked_cache", "sliding_window+int4",
-                      "paged(block=16)+int8", "chunked_cache+int4",
-                      "full+int4/per_token_head+rotate+residual=8", "paged+mixed+residual=8",
-                      "sliding(window=32,sinks=0)+int8/zp", "full+int8/per_tensor"),
-    [](const ::testing::TestParamInfo<std::string>& info) {
-      std::string n;
-      for (char c : info.param) n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(Methods, DecodeGraph,
+                         ::testing::Values("full_cache", "sliding_window", "quant_int8",
+                                           "quant_int4", "quant_mixed", "paged_attention",
+                                           "chunked_cache", "sliding_window+int4",
+                                           "paged(block=16)+int8", "chunked_cache+int4",
+                                           "full+int4/per_token_head+rotate+residual=8",
+                                           "paged+mixed+residual=8",
+                                           "sliding(window=32,sinks=0)+int8/zp",
+                                           "full+int8/per_tensor", "full+k:fp,v:int4"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n;
+                           for (char c : info.param)
+                             n += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return n;
+                         });
 
 TEST(DecodeGraphStop, StopTokensEndLikeTheEagerStep) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";

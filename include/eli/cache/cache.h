@@ -547,9 +547,12 @@ class Cache final : public KVCache, private Recoder {
     return out.to(a_.dtype);
   }
 
-  // Graph step without a residual ring (its region comes last) and unrotated K and V: the
-  // attention's reduce stores the new token, quantizing it for a quantized codec.
-  bool appends_in_attention() const { return resid_ == 0 && !a_.rotate_k && !a_.rotate_v; }
+  // Graph step without a residual ring (its region comes last), unrotated K and V, both sides
+  // quantized or neither: the attention's reduce stores the new token, quantizing it for a
+  // quantized codec.
+  bool appends_in_attention() const {
+    return resid_ == 0 && !a_.rotate_k && !a_.rotate_v && KCodec::kQuantized == VCodec::kQuantized;
+  }
 
   // The graph step's append: the new token quantized (or stored) straight into the layout's
   // slot and the residual ring's, both read from step_.

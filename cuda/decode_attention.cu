@@ -72,8 +72,8 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 bool append_kind_ok(const QuantTarget& t, Format format, bool new_f32, int d) {
   if (t.format != format) return false;
   if (t.format == Format::kFp) return true;
-  const bool kind = d == 64 ? detail::quantize_kind_ok<64>(t) : detail::quantize_kind_ok<128>(t);
-  return kind && !new_f32 && (t.tensor_scale > 0.f || t.scales != nullptr);
+  return detail::quantize_kind_ok(t, d) && !new_f32 &&
+         (t.tensor_scale > 0.f || t.scales != nullptr);
 }
 
 cudaError_t check_operand(const QuantView& v, int D, const char* which_data) {

@@ -119,11 +119,10 @@ __device__ __forceinline__ void quantize_row(const T* __restrict__ x, int64_t dr
 /// The kind of a quantize target as quantize_row's template arguments take it (launch_quantize2
 /// and the decode attention's append pick it alike): per tensor, one scale per row (group D) or
 /// groups of 32 / 64, each symmetric or with a zero point. False for a kind no kernel has.
-template <int kD>
-__host__ __device__ inline bool quantize_kind_ok(const QuantTarget& t) {
+inline bool quantize_kind_ok(const QuantTarget& t, int head_dim) {
   if (t.format != Format::kInt8 && t.format != Format::kInt4) return false;
   if (t.tensor_scale > 0.f) return t.minima == nullptr;
-  return t.group == kD || t.group == 32 || t.group == 64;
+  return t.group == head_dim || t.group == 32 || t.group == 64;
 }
 
 /// quantize_row for a target whose kind is read at run time (a kind quantize_kind_ok takes): the

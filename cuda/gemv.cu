@@ -325,10 +325,96 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
+constexpr int kWideWarps = 8;
+/// Chunks of W a lane of gemm_rows_mma_wide_kernel keeps in flight.
+constexpr int kWideAhead = 4;
+/// Column tiles from which the 9 .. 32-row products use gemm_rows_mma_wide_kernel, per SM: the
+/// logits product (N = 50257: 3142 tiles), not the block's own (<= 3072 columns: 192 tiles).
+constexpr int kWideTilesPerSm = 8;
+
+/// gemm_rows_mma_kernel for products with many output columns (the logits product): each warp
+/// owns one 16-column tile over all of K, so there is no partial tile to add through shared
+/// memory and a block lives for all of K; W streams kWideAhead chunks ahead of the mma (the
+/// first kWideAhead requested before waiting on the kernels before), x comes from L1 chunk by
+/// chunk. Same per-chunk mma layout and epilogue as gemm_rows_mma_kernel; the sum over K runs in
+/// chunk order (a different order than the split kernel's: other last bits).
+template <int kMT>
+__global__ void __launch_bounds__(kWideWarps * 32)
+    gemm_rows_mma_wide_kernel(const __half* __restrict__ x, const __half* __restrict__ w,
+                              const __half* __restrict__ bias, __half* __restrict__ y, int m_rows,
+                              int n_cols, int k_dim, bool gelu, int seg) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, i = lane % 4;
+  const int n0 = (blockIdx.x * kWideWarps + warp) * 16;
+  const int chunks = k_dim / 32;
+  const __half* wg = w + int64_t(min(n0 + g, n_cols - 1)) * k_dim + 8 * i;
+  const __half* wg8 = w + int64_t(min(n0 + g + 8, n_cols - 1)) * k_dim + 8 * i;
+  uint4 wa[kWideAhead], wb[kWideAhead];
+  auto load_w = [&](int slot, int c) {
+    wa[slot] = __ldg(reinterpret_cast<const uint4*>(wg + int64_t(c) * 32));
+    wb[slot] = __ldg(reinterpret_cast<const uint4*>(wg8 + int64_t(c) * 32));
+  };
+  const bool live = n0 < n_cols;
+  if (live) {
+#pragma unroll
+    for (int s = 0; s < kWideAhead; ++s)
+      if (s < chunks) load_w(s, s);
+  }
+  allow_next_kernel();
+  wait_prior_kernels();
+  if (!live) return;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  float acc[kMT][4];
+#pragma unroll
+  for (int j = 0; j < kMT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  for (int c0 = 0; c0 < chunks; c0 += kWideAhead) {
+#pragma unroll
+    for (int s = 0; s < kWideAhead; ++s) {
+      const int c = c0 + s;
+      if (c < chunks) {
+        uint4 xs[kMT];
+#pragma unroll
+        for (int j = 0; j < kMT; ++j) {
+          const int row = 8 * j + g;
+          xs[j] = row < m_rows ? *reinterpret_cast<const uint4*>(x + int64_t(row) * k_dim +
+                                                                 int64_t(c) * 32 + 8 * i)
+                               : zero;
+        }
+        const uint4 a = wa[s], b = wb[s];
+        if (c + kWideAhead < chunks) load_w(s, c + kWideAhead);
+#pragma unroll
+        for (int j = 0; j < kMT; ++j) {
+          mma_16816(acc[j], a.x, b.x, a.y, b.y, xs[j].x, xs[j].y);
+          mma_16816(acc[j], a.z, b.z, a.w, b.w, xs[j].z, xs[j].w);
+        }
+      }
+    }
+  }
+  // acc[j]: (column g, row 8 j + 2 i), (g, 8 j + 2 i + 1), (g + 8, 8 j + 2 i), (g + 8, ... + 1).
+#pragma unroll
+  for (int j = 0; j < kMT; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int m = 8 * j + 2 * i + (e & 1), n = n0 + g + (e >= 2 ? 8 : 0);
+      if (m >= m_rows || n >= n_cols) continue;
+      float v = acc[j][e] + (bias != nullptr ? __half2float(bias[n]) : 0.f);
+      if (gelu) {
+        constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
+        v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
+      }
+      y[out_index(m, n, m_rows, seg)] = __float2half_rn(v);
+    }
+  }
+}
+
 template <int kMT>
 cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, void* y, int m, int n,
                               int k, bool gelu, int seg, cudaStream_t stream) {
   const unsigned blocks = unsigned((n + 15) / 16);
+  if (int64_t(blocks) >= int64_t(kWideTilesPerSm) * device_sm_count())
+    return launch(gemm_rows_mma_wide_kernel<kMT>, dim3((blocks + kWideWarps - 1) / kWideWarps),
+                  dim3(kWideWarps * 32), 0, stream, static_cast<const __half*>(x),
+                  static_cast<const __half*>(w), static_cast<const __half*>(bias),
+                  static_cast<__half*>(y), m, n, k, gelu, seg);
   // Few column tiles (N = 768 of GPT-2's attention and MLP output products): twice the warps
   // per tile, so enough weight bytes are in flight.
   auto go = [&](auto warps_c) {

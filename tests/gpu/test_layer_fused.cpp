@@ -131,6 +131,30 @@ TEST(LayerFused, LinearMatchesAten) {
   }
 }
 
+// 9 .. 32 rows into many output columns (gemm_rows_mma_wide_kernel: the logits product), with a
+// ragged last tile, every epilogue, against the fp64 reference.
+TEST(LayerFused, WideLinearMatchesAten) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
+  at::manual_seed(41);
+  const int64_t n = 20001;
+  for (int64_t k : {96, 768}) {
+    const at::Tensor w = at::randn({n, k}, dev) / std::sqrt(double(k)), b = at::randn({n}, dev);
+    for (int64_t rows : {9, 17, 32}) {
+      const at::Tensor x = at::randn({rows, 1, k}, dev);
+      for (bool gelu : {false, true}) {
+        const at::Tensor got = ops::linear(x, w, b, gelu);
+        const at::Tensor want =
+            ops::ref::linear(x.to(at::kCPU, at::kDouble), w.to(at::kCPU, at::kDouble),
+                             b.to(at::kCPU, at::kDouble), gelu);
+        auto [e, i] = worst(got, want);
+        EXPECT_LE(e, 1e-2) << "k " << k << " rows " << rows << " gelu " << gelu << " worst element "
+                           << i;
+      }
+    }
+  }
+}
+
 // The head split of a QKV output: the same bits as ATen's views + copies, output poisoned first.
 TEST(LayerFused, SplitHeadsMatchesAtenViews) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";

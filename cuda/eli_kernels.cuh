@@ -144,8 +144,11 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
 cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, void* v, int batch,
                                int t_len, int heads, int head_dim, cudaStream_t stream);
 /// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
+/// Long rows are cut into parts over more blocks, merged by a second launch through
+/// `workspace` (argmax_workspace_bytes; 0: none needed).
+size_t argmax_workspace_bytes(int rows, int n);
 cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
-                               cudaStream_t stream);
+                               void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 /// Bytes of scratch that launch_decode_attention needs for these parameters.
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p);

@@ -3,6 +3,8 @@
 // stage is a launch of a few microseconds, mostly latency; fusing takes launches off each layer.
 #include <cuda_fp16.h>
 
+#include <algorithm>
+
 #include "common.cuh"
 
 // Elements per thread of a LayerNorm row (kLnThreads threads): the smallest of 4, 8, 16, 48
@@ -144,47 +146,57 @@ __global__ void __launch_bounds__(kLnThreads)
   layernorm_regs<T, kPer>(v, w, b, n, eps, out + row * n, s_red);
 }
 
-/// One block of 1024 threads per row: index of the largest element (NaN counts as largest, ties
-/// go to the lowest index, as at::argmax: the comparison orders by (value, index), so the order
-/// in which elements are visited does not matter).
+/// (value, index) a is larger than b: NaN counts as largest, ties go to the lowest index, as
+/// at::argmax. A total order, so the order in which elements are visited does not matter.
+__device__ __forceinline__ bool argmax_better(float v, int i, float bv, int bi) {
+  const bool vn = v != v, bn = bv != bv;
+  if (vn != bn) return vn;
+  return (vn || v == bv) ? i < bi : v > bv;
+}
+
+/// Index of the largest element of part blockIdx.x of row blockIdx.y (1024 threads): the row's
+/// whole 16-byte vectors are cut into gridDim.x contiguous parts (part 0 also takes the elements
+/// before the first vector boundary and after the last whole vector, one per thread). With one
+/// part the index goes to out; with several, (value, index) of each part go to part_v / part_i
+/// for argmax_merge_kernel: a row of a batch-32 step's logits was one block on one SM.
 template <typename T>
 __global__ void __launch_bounds__(1024)
-    argmax_rows_kernel(const T* __restrict__ x, int n, int64_t* __restrict__ out) {
+    argmax_rows_kernel(const T* __restrict__ x, int n, int64_t* __restrict__ out,
+                       float* __restrict__ part_v, int* __restrict__ part_i) {
   __shared__ float s_v[32];
   __shared__ int s_i[32];
   allow_next_kernel();
   wait_prior_kernels();
-  const T* xr = x + int64_t(blockIdx.x) * n;
+  const int row = blockIdx.y, part = blockIdx.x, parts = gridDim.x;
+  const T* xr = x + int64_t(row) * n;
   float best = -INFINITY;
   int best_i = n;
-  auto better = [](float v, int i, float bv, int bi) {
-    const bool vn = v != v, bn = bv != bv;
-    if (vn != bn) return vn;
-    return (vn || v == bv) ? i < bi : v > bv;
-  };
   auto consider = [&](float v, int i) {
-    if (better(v, i, best, best_i)) best = v, best_i = i;
+    if (argmax_better(v, i, best, best_i)) best = v, best_i = i;
   };
-  // The row in 16-byte vectors (kUnroll in flight per thread before any comparison: a row is
-  // latency-bound otherwise); the elements before the first 16-byte boundary and after the
-  // last whole vector one per thread.
+  // kUnroll 16-byte vectors in flight per thread before any comparison (a row is latency-bound
+  // otherwise).
   constexpr int kVec = 16 / int(sizeof(T)), kUnroll = 4;
   const int head = min(n, int((16 - (reinterpret_cast<uintptr_t>(xr) & 15)) & 15) / int(sizeof(T)));
   const int nvec = (n - head) / kVec, tail = head + nvec * kVec;
+  const int per = (nvec + parts - 1) / parts;
+  const int vbeg = min(nvec, part * per), vend = min(nvec, vbeg + per);
   const int tid = threadIdx.x;
-  if (tid < head) consider(to_float(xr[tid]), tid);
-  if (tail + tid < n) consider(to_float(xr[tail + tid]), tail + tid);
+  if (part == 0) {
+    if (tid < head) consider(to_float(xr[tid]), tid);
+    if (tail + tid < n) consider(to_float(xr[tail + tid]), tail + tid);
+  }
   const uint4* xv = reinterpret_cast<const uint4*>(xr + head);
-  for (int v0 = tid; v0 < nvec; v0 += kUnroll * 1024) {
+  for (int v0 = vbeg + tid; v0 < vend; v0 += kUnroll * 1024) {
     uint4 raw[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (v0 + u * 1024 < nvec) raw[u] = xv[v0 + u * 1024];
+      if (v0 + u * 1024 < vend) raw[u] = xv[v0 + u * 1024];
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int v = v0 + u * 1024;
-      if (v >= nvec) break;
+      if (v >= vend) break;
       const T* e = reinterpret_cast<const T*>(&raw[u]);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) consider(to_float(e[j]), head + v * kVec + j);
@@ -194,15 +206,38 @@ __global__ void __launch_bounds__(1024)
   for (int off = 16; off >= 1; off /= 2) {
     const float v = __shfl_xor_sync(0xffffffffu, best, off);
     const int i = __shfl_xor_sync(0xffffffffu, best_i, off);
-    if (better(v, i, best, best_i)) best = v, best_i = i;
+    if (argmax_better(v, i, best, best_i)) best = v, best_i = i;
   }
   if (threadIdx.x % 32 == 0) s_v[threadIdx.x / 32] = best, s_i[threadIdx.x / 32] = best_i;
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int w = 1; w < int(blockDim.x / 32); ++w)
-      if (better(s_v[w], s_i[w], best, best_i)) best = s_v[w], best_i = s_i[w];
-    out[blockIdx.x] = best_i < n ? best_i : 0;
+      if (argmax_better(s_v[w], s_i[w], best, best_i)) best = s_v[w], best_i = s_i[w];
+    if (parts == 1) {
+      out[row] = best_i < n ? best_i : 0;
+    } else {
+      part_v[int64_t(row) * parts + part] = best;
+      part_i[int64_t(row) * parts + part] = best_i;
+    }
   }
+}
+
+/// One warp per row: the largest of the row's parts (<= 32) from argmax_rows_kernel.
+__global__ void __launch_bounds__(32)
+    argmax_merge_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int parts,
+                        int n, int64_t* __restrict__ out) {
+  allow_next_kernel();
+  wait_prior_kernels();
+  const int row = blockIdx.x, lane = threadIdx.x;
+  float best = lane < parts ? part_v[int64_t(row) * parts + lane] : -INFINITY;
+  int best_i = lane < parts ? part_i[int64_t(row) * parts + lane] : n;
+#pragma unroll
+  for (int off = 16; off >= 1; off /= 2) {
+    const float v = __shfl_xor_sync(0xffffffffu, best, off);
+    const int i = __shfl_xor_sync(0xffffffffu, best_i, off);
+    if (argmax_better(v, i, best, best_i)) best = v, best_i = i;
+  }
+  if (lane == 0) out[row] = best_i < n ? best_i : 0;
 }
 
 }  // namespace detail
@@ -229,14 +264,36 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
   return cudaGetLastError();
 }
 
+int argmax_parts(int rows, int n) {
+  // Blocks enough for about two an SM, each over at least 512 vectors, at most 32 parts a row
+  // (one warp merges them).
+  const int vecs = n / 8;
+  int parts = (2 * device_sm_count() + rows - 1) / rows;
+  parts = std::min(parts, std::max(1, vecs / 512));
+  return std::max(1, std::min(parts, 32));
+}
+
+size_t argmax_workspace_bytes(int rows, int n) {
+  const int parts = rows > 0 && n > 0 ? argmax_parts(rows, n) : 1;
+  return parts > 1 ? size_t(rows) * parts * (sizeof(float) + sizeof(int)) : 0;
+}
+
 cudaError_t launch_argmax_rows(DType dtype, const void* x, int rows, int n, int64_t* out,
-                               cudaStream_t stream) {
+                               void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   if (rows <= 0 || n <= 0) return invalid_argument("argmax rows x width", int64_t(rows) * n);
   if (!x || !out) return invalid_argument("argmax pointer (null)", 0);
+  const int parts = argmax_parts(rows, n);
+  if (parts > 1 && (workspace == nullptr || workspace_bytes < argmax_workspace_bytes(rows, n)))
+    return invalid_argument("argmax workspace bytes (too small)", (long long)workspace_bytes);
+  float* part_v = static_cast<float*>(workspace);
+  int* part_i = parts > 1 ? reinterpret_cast<int*>(part_v + size_t(rows) * parts) : nullptr;
   ELI_DISPATCH_DTYPE(dtype, T, {
-    launch(detail::argmax_rows_kernel<T>, dim3(rows), dim3(1024), 0, stream,
-           static_cast<const T*>(x), n, out);
+    launch(detail::argmax_rows_kernel<T>, dim3(parts, rows), dim3(1024), 0, stream,
+           static_cast<const T*>(x), n, out, part_v, part_i);
   });
+  if (parts > 1)
+    launch(detail::argmax_merge_kernel, dim3(rows), dim3(32), 0, stream,
+           static_cast<const float*>(part_v), static_cast<const int*>(part_i), parts, n, out);
   return cudaGetLastError();
 }
 

@@ -391,11 +391,14 @@ at::Tensor argmax_rows(const at::Tensor& x) {
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor out = at::empty({x.size(0)}, x.options().dtype(at::kLong));
-  check_launch(
-      ec::launch_argmax_rows(dtype_of(xc.scalar_type(), op), xc.data_ptr(),
-                             static_cast<int>(x.size(0)), static_cast<int>(x.size(1)),
-                             out.data_ptr<int64_t>(), at::cuda::getCurrentCUDAStream().stream()),
-      op);
+  const int rows = static_cast<int>(x.size(0)), n = static_cast<int>(x.size(1));
+  const size_t ws_bytes = ec::argmax_workspace_bytes(rows, n);
+  const at::Tensor ws = at::empty({static_cast<int64_t>(std::max<size_t>(ws_bytes, 1))},
+                                  x.options().dtype(at::kByte));
+  check_launch(ec::launch_argmax_rows(dtype_of(xc.scalar_type(), op), xc.data_ptr(), rows, n,
+                                      out.data_ptr<int64_t>(), ws.data_ptr(), ws_bytes,
+                                      at::cuda::getCurrentCUDAStream().stream()),
+               op);
   return out;
 }
 

@@ -94,6 +94,29 @@ TEST(LayerFused, ArgmaxMatchesAtenWithTiesAndNan) {
   }
 }
 
+// Long rows cut into parts over several blocks and merged (1 and 32 rows of 50257 logits, a
+// decode step's): the maximum in the first, a middle and the last part, and a NaN.
+TEST(LayerFused, ArgmaxOfLongRowsInPartsMatchesAten) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  at::manual_seed(6);
+  for (auto dtype : {at::kHalf, at::kFloat}) {
+    const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
+    for (int64_t rows : {1, 32}) {
+      for (int64_t n : {50257, 20000}) {
+        for (int64_t at_i : {int64_t(3), n / 2 + 1, n - 2}) {
+          at::Tensor x = at::randn({rows, n}, dev);
+          x.select(1, at_i).fill_(50.0);
+          if (rows > 1) x[rows - 1][n / 3] = std::nan("");
+          const at::Tensor got = ops::argmax_rows(x).cpu();
+          const at::Tensor want = x.to(at::kCPU, at::kFloat).argmax(-1);
+          EXPECT_TRUE(at::equal(got, want))
+              << c10::toString(dtype) << " rows " << rows << " n " << n << " max at " << at_i;
+        }
+      }
+    }
+  }
+}
+
 // Decode-step products (<= 8 rows: the kernel) and a prefill-sized one (ATen), every epilogue.
 TEST(LayerFused, LinearMatchesAten) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";

@@ -291,5 +291,18 @@ __device__ __forceinline__ void copy16_async_wait() {
   asm volatile("cp.async.wait_all;\n" ::: "memory");
 #endif
 }
+/// Closes this thread's group of copy16_async calls (an empty group too).
+__device__ __forceinline__ void copy16_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void copy16_async_wait_pending() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+#endif
+}
 
 }  // namespace eli::cuda::detail

@@ -326,38 +326,50 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 constexpr int kWideWarps = 8;
-/// Chunks of W a lane of gemm_rows_mma_wide_kernel keeps in flight.
-constexpr int kWideAhead = 4;
+/// gemm_rows_mma_wide_kernel: chunks of W in a block's ring (64 KiB; 3 blocks of 8 warps an SM
+/// in shared memory and registers, so the logits product's 393 blocks are one wave).
+constexpr int kWideStages = 8;
+constexpr int kWideBlocksPerSm = 3;
+constexpr size_t kWideRingBytes = size_t(kWideStages) * 2 * kWideWarps * 32 * sizeof(uint4);
 /// Column tiles from which the 9 .. 32-row products use gemm_rows_mma_wide_kernel, per SM: the
 /// logits product (N = 50257: 3142 tiles), not the block's own (<= 3072 columns: 192 tiles).
 constexpr int kWideTilesPerSm = 8;
 
 /// gemm_rows_mma_kernel for products with many output columns (the logits product): each warp
 /// owns one 16-column tile over all of K, so there is no partial tile to add through shared
-/// memory and a block lives for all of K; W streams kWideAhead chunks ahead of the mma (the
-/// first kWideAhead requested before waiting on the kernels before), x comes from L1 chunk by
-/// chunk. Same per-chunk mma layout and epilogue as gemm_rows_mma_kernel; the sum over K runs in
-/// chunk order (a different order than the split kernel's: other last bits).
+/// memory and a block lives for all of K. W streams through a ring of kWideStages chunks in
+/// shared memory (cp.async: the bytes in flight hold no registers, so 7 chunks a warp are in
+/// flight where registers held 4), the first ones requested before waiting on the kernels
+/// before; each lane reads back only the 16-byte vectors it copied itself, so there is no
+/// barrier. x comes from L1. Same per-chunk mma layout and epilogue as gemm_rows_mma_kernel; the
+/// sum over K runs in chunk order (other last bits than the split kernel's). H200, p50 ms per
+/// decode step, same run, W in registers 4 chunks ahead -> this ring: 124M 32 x 896 full_cache
+/// 0.749 -> 0.726, 32 x 3968 quant_int4 0.919 -> 0.897; the same ring with 32 contiguous bytes of
+/// a row a lane per step (128-byte runs instead of 64) gained a third of that (0.740, 0.909).
 template <int kMT>
-__global__ void __launch_bounds__(kWideWarps * 32)
+__global__ void __launch_bounds__(kWideWarps * 32, kWideBlocksPerSm)
     gemm_rows_mma_wide_kernel(const __half* __restrict__ x, const __half* __restrict__ w,
                               const __half* __restrict__ bias, __half* __restrict__ y, int m_rows,
                               int n_cols, int k_dim, bool gelu, int seg) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, i = lane % 4;
+  constexpr int kThreads = kWideWarps * 32;
+  extern __shared__ uint4 s_ring[];  // [stage][row g, row g + 8][thread]
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32, g = lane / 4, i = lane % 4;
   const int n0 = (blockIdx.x * kWideWarps + warp) * 16;
   const int chunks = k_dim / 32;
   const __half* wg = w + int64_t(min(n0 + g, n_cols - 1)) * k_dim + 8 * i;
   const __half* wg8 = w + int64_t(min(n0 + g + 8, n_cols - 1)) * k_dim + 8 * i;
-  uint4 wa[kWideAhead], wb[kWideAhead];
-  auto load_w = [&](int slot, int c) {
-    wa[slot] = __ldg(reinterpret_cast<const uint4*>(wg + int64_t(c) * 32));
-    wb[slot] = __ldg(reinterpret_cast<const uint4*>(wg8 + int64_t(c) * 32));
+  auto at = [&](int stage, int row8) { return &s_ring[(stage * 2 + row8) * kThreads + t]; };
+  auto issue = [&](int c) {  // one commit group per chunk, empty past the end (for the count)
+    if (c < chunks) {
+      copy16_async(at(c % kWideStages, 0), wg + int64_t(c) * 32);
+      copy16_async(at(c % kWideStages, 1), wg8 + int64_t(c) * 32);
+    }
+    copy16_async_commit();
   };
   const bool live = n0 < n_cols;
   if (live) {
 #pragma unroll
-    for (int s = 0; s < kWideAhead; ++s)
-      if (s < chunks) load_w(s, s);
+    for (int c = 0; c < kWideStages - 1; ++c) issue(c);
   }
   allow_next_kernel();
   wait_prior_kernels();
@@ -366,27 +378,23 @@ __global__ void __launch_bounds__(kWideWarps * 32)
   float acc[kMT][4];
 #pragma unroll
   for (int j = 0; j < kMT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  for (int c0 = 0; c0 < chunks; c0 += kWideAhead) {
+  for (int c = 0; c < chunks; ++c) {
+    copy16_async_wait_pending<kWideStages - 2>();  // chunk c's group has landed
+    const uint4 a = *at(c % kWideStages, 0), b = *at(c % kWideStages, 1);
+    issue(c + kWideStages - 1);  // into chunk c - 1's stage, read and used the step before
+    uint4 xs[kMT];
 #pragma unroll
-    for (int s = 0; s < kWideAhead; ++s) {
-      const int c = c0 + s;
-      if (c < chunks) {
-        uint4 xs[kMT];
+    for (int j = 0; j < kMT; ++j) {
+      const int row = 8 * j + g;
+      xs[j] =
+          row < m_rows
+              ? *reinterpret_cast<const uint4*>(x + int64_t(row) * k_dim + int64_t(c) * 32 + 8 * i)
+              : zero;
+    }
 #pragma unroll
-        for (int j = 0; j < kMT; ++j) {
-          const int row = 8 * j + g;
-          xs[j] = row < m_rows ? *reinterpret_cast<const uint4*>(x + int64_t(row) * k_dim +
-                                                                 int64_t(c) * 32 + 8 * i)
-                               : zero;
-        }
-        const uint4 a = wa[s], b = wb[s];
-        if (c + kWideAhead < chunks) load_w(s, c + kWideAhead);
-#pragma unroll
-        for (int j = 0; j < kMT; ++j) {
-          mma_16816(acc[j], a.x, b.x, a.y, b.y, xs[j].x, xs[j].y);
-          mma_16816(acc[j], a.z, b.z, a.w, b.w, xs[j].z, xs[j].w);
-        }
-      }
+    for (int j = 0; j < kMT; ++j) {
+      mma_16816(acc[j], a.x, b.x, a.y, b.y, xs[j].x, xs[j].y);
+      mma_16816(acc[j], a.z, b.z, a.w, b.w, xs[j].z, xs[j].w);
     }
   }
   // acc[j]: (column g, row 8 j + 2 i), (g, 8 j + 2 i + 1), (g + 8, 8 j + 2 i), (g + 8, ... + 1).
@@ -406,15 +414,29 @@ __global__ void __launch_bounds__(kWideWarps * 32)
   }
 }
 
+/// Launches gemm_rows_mma_wide_kernel<kMT>: its ring is above the default 48 KiB of dynamic
+/// shared memory, allowed on every launch rather than once, so that it holds on whichever device
+/// is current (a decode step is a graph replay: once per capture).
+template <int kMT>
+cudaError_t run_gemm_rows_mma_wide(const void* x, const void* w, const void* bias, void* y, int m,
+                                   int n, int k, bool gelu, int seg, cudaStream_t stream) {
+  const cudaError_t allowed =
+      cudaFuncSetAttribute(gemm_rows_mma_wide_kernel<kMT>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(kWideRingBytes));
+  if (allowed != cudaSuccess) return allowed;
+  const unsigned tiles = unsigned((n + 15) / 16);
+  return launch(gemm_rows_mma_wide_kernel<kMT>, dim3((tiles + kWideWarps - 1) / kWideWarps),
+                dim3(kWideWarps * 32), kWideRingBytes, stream, static_cast<const __half*>(x),
+                static_cast<const __half*>(w), static_cast<const __half*>(bias),
+                static_cast<__half*>(y), m, n, k, gelu, seg);
+}
+
 template <int kMT>
 cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, void* y, int m, int n,
                               int k, bool gelu, int seg, cudaStream_t stream) {
   const unsigned blocks = unsigned((n + 15) / 16);
   if (int64_t(blocks) >= int64_t(kWideTilesPerSm) * device_sm_count())
-    return launch(gemm_rows_mma_wide_kernel<kMT>, dim3((blocks + kWideWarps - 1) / kWideWarps),
-                  dim3(kWideWarps * 32), 0, stream, static_cast<const __half*>(x),
-                  static_cast<const __half*>(w), static_cast<const __half*>(bias),
-                  static_cast<__half*>(y), m, n, k, gelu, seg);
+    return run_gemm_rows_mma_wide<kMT>(x, w, bias, y, m, n, k, gelu, seg, stream);
   // Few column tiles (N = 768 of GPT-2's attention and MLP output products): twice the warps
   // per tile, so enough weight bytes are in flight.
   auto go = [&](auto warps_c) {

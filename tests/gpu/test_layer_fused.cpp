@@ -161,7 +161,7 @@ TEST(LayerFused, WideLinearMatchesAten) {
   const auto dev = at::TensorOptions().device(at::kCUDA).dtype(at::kHalf);
   at::manual_seed(41);
   const int64_t n = 20001;
-  for (int64_t k : {96, 768}) {
+  for (int64_t k : {32, 96, 768, 1600}) {  // fewer chunks than the ring holds, and more
     const at::Tensor w = at::randn({n, k}, dev) / std::sqrt(double(k)), b = at::randn({n}, dev);
     for (int64_t rows : {9, 17, 32}) {
       const at::Tensor x = at::randn({rows, 1, k}, dev);

@@ -233,35 +233,52 @@ cudaError_t run_gemv(const void* x, const void* w, const void* bias, void* y, in
   }
 }
 
+/// Shared memory for the ring of W chunks of a tensor-core product block (gemm_rows_mma_kernel,
+/// gemm_rows_mma_wide_kernel): 64 KiB, 8 chunks a warp at 8 warps.
+constexpr size_t kMmaRingBytes = 64 * 1024;
+/// Bytes of W a warp's lanes copy per 32-element chunk: 16 rows x 64 bytes.
+constexpr size_t kMmaChunkBytes = 2 * 32 * sizeof(uint4);
+
 /// fp16 products of 9 .. 32 rows on the tensor cores, W still read once: warp w of a block
 /// takes the block's 16 output columns n0 .. n0 + 15 over its 1 / kWarps of K, in chunks of 32
 /// elements; per chunk two mma.m16n8k16 per 8 rows of x, A = 16 rows of W, B = x^T. Within a
 /// chunk, lane (g, i) = (lane / 4, lane % 4) loads 16 contiguous bytes, elements 8 i .. 8 i + 7,
 /// of W rows n0 + g and n0 + g + 8 and of x rows 8 j + g: the first mma takes elements 8 i + 0..3
 /// and the second 8 i + 4..7, a permutation of K that A and B share (so the sum is unchanged)
-/// and that makes every load one 16-byte vector. Loads run two chunks ahead (W requested before
-/// waiting on the kernels before, like gemv_kernel); the warps' fp32 partial tiles are added in
-/// warp order through shared memory, then the epilogue of gemv_kernel (bias and GELU in fp32,
-/// one rounding).
+/// and that makes every load one 16-byte vector. W streams through a ring of kStages chunks a
+/// warp in shared memory (cp.async, one commit group a chunk; each lane reads back only what it
+/// copied, so no barrier), the first kStages - 1 requested before waiting on the kernels before
+/// (all of a warp's part of W for GPT-2's 124M products); x runs two chunks ahead in registers.
+/// The warps' fp32 partial tiles are added in warp order through shared memory, then the
+/// epilogue of gemv_kernel (bias and GELU in fp32, one rounding).
 template <int kWarps, int kMT>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, 1)
     gemm_rows_mma_kernel(const __half* __restrict__ x, const __half* __restrict__ w,
                          const __half* __restrict__ bias, __half* __restrict__ y, int m_rows,
                          int n_cols, int k_dim, bool gelu, int seg) {
   constexpr int kRows = 8 * kMT;
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kStages = int(kMmaRingBytes / (kWarps * kMmaChunkBytes));
+  static_assert(kStages >= 2, "the ring needs two stages");
   __shared__ float s_c[kWarps][16][kRows];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, i = lane % 4;
+  extern __shared__ uint4 s_ring[];  // [stage][row g, row g + 8][thread]
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32, g = lane / 4, i = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k_dim / 32, per = (chunks + kWarps - 1) / kWarps;
   const int c_begin = min(chunks, warp * per), c_end = min(chunks, c_begin + per);
   const __half* wg = w + int64_t(min(n0 + g, n_cols - 1)) * k_dim + 8 * i;
   const __half* wg8 = w + int64_t(min(n0 + g + 8, n_cols - 1)) * k_dim + 8 * i;
-  uint4 wa[2], wb[2], xs[2][kMT];
-  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-  auto load_w = [&](int slot, int c) {
-    wa[slot] = __ldg(reinterpret_cast<const uint4*>(wg + int64_t(c) * 32));
-    wb[slot] = __ldg(reinterpret_cast<const uint4*>(wg8 + int64_t(c) * 32));
+  auto at = [&](int stage, int row8) { return &s_ring[(stage * 2 + row8) * kThreads + t]; };
+  auto issue = [&](int c) {  // one commit group per chunk, empty past the end (for the count)
+    if (c < c_end) {
+      const int stage = (c - c_begin) % kStages;
+      copy16_async(at(stage, 0), wg + int64_t(c) * 32);
+      copy16_async(at(stage, 1), wg8 + int64_t(c) * 32);
+    }
+    copy16_async_commit();
   };
+  uint4 xs[2][kMT];
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   auto load_x = [&](int slot, int c) {
 #pragma unroll
     for (int j = 0; j < kMT; ++j) {
@@ -273,8 +290,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   };
 #pragma unroll
-  for (int s = 0; s < 2; ++s)
-    if (c_begin + s < c_end) load_w(s, c_begin + s);
+  for (int s = 0; s < kStages - 1; ++s) issue(c_begin + s);
   allow_next_kernel();
   wait_prior_kernels();
 #pragma unroll
@@ -287,17 +303,17 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       if (c + s < c_end) {
-        const uint4 a = wa[s], b = wb[s];
+        copy16_async_wait_pending<kStages - 2>();  // chunk c + s's group has landed
+        const int stage = (c + s - c_begin) % kStages;
+        const uint4 a = *at(stage, 0), b = *at(stage, 1);
+        issue(c + s + kStages - 1);  // into the stage read and used the step before
 #pragma unroll
         for (int j = 0; j < kMT; ++j) {
           const uint4 xv = xs[s][j];
           mma_16816(acc[j], a.x, b.x, a.y, b.y, xv.x, xv.y);
           mma_16816(acc[j], a.z, b.z, a.w, b.w, xv.z, xv.w);
         }
-        if (c + s + 2 < c_end) {
-          load_w(s, c + s + 2);
-          load_x(s, c + s + 2);
-        }
+        if (c + s + 2 < c_end) load_x(s, c + s + 2);
       }
     }
   }
@@ -328,9 +344,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 constexpr int kWideWarps = 8;
 /// gemm_rows_mma_wide_kernel: chunks of W in a block's ring (64 KiB; 3 blocks of 8 warps an SM
 /// in shared memory and registers, so the logits product's 393 blocks are one wave).
-constexpr int kWideStages = 8;
+constexpr int kWideStages = int(kMmaRingBytes / (kWideWarps * kMmaChunkBytes));
 constexpr int kWideBlocksPerSm = 3;
-constexpr size_t kWideRingBytes = size_t(kWideStages) * 2 * kWideWarps * 32 * sizeof(uint4);
 /// Column tiles from which the 9 .. 32-row products use gemm_rows_mma_wide_kernel, per SM: the
 /// logits product (N = 50257: 3142 tiles), not the block's own (<= 3072 columns: 192 tiles).
 constexpr int kWideTilesPerSm = 8;
@@ -422,11 +437,11 @@ cudaError_t run_gemm_rows_mma_wide(const void* x, const void* w, const void* bia
                                    int n, int k, bool gelu, int seg, cudaStream_t stream) {
   const cudaError_t allowed =
       cudaFuncSetAttribute(gemm_rows_mma_wide_kernel<kMT>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(kWideRingBytes));
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMmaRingBytes));
   if (allowed != cudaSuccess) return allowed;
   const unsigned tiles = unsigned((n + 15) / 16);
   return launch(gemm_rows_mma_wide_kernel<kMT>, dim3((tiles + kWideWarps - 1) / kWideWarps),
-                dim3(kWideWarps * 32), kWideRingBytes, stream, static_cast<const __half*>(x),
+                dim3(kWideWarps * 32), kMmaRingBytes, stream, static_cast<const __half*>(x),
                 static_cast<const __half*>(w), static_cast<const __half*>(bias),
                 static_cast<__half*>(y), m, n, k, gelu, seg);
 }
@@ -441,7 +456,11 @@ cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, vo
   // per tile, so enough weight bytes are in flight.
   auto go = [&](auto warps_c) {
     constexpr int kW = decltype(warps_c)::value;
-    return launch(gemm_rows_mma_kernel<kW, kMT>, dim3(blocks), dim3(kW * 32), 0, stream,
+    const cudaError_t allowed =
+        cudaFuncSetAttribute(gemm_rows_mma_kernel<kW, kMT>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMmaRingBytes));
+    if (allowed != cudaSuccess) return allowed;
+    return launch(gemm_rows_mma_kernel<kW, kMT>, dim3(blocks), dim3(kW * 32), kMmaRingBytes, stream,
                   static_cast<const __half*>(x), static_cast<const __half*>(w),
                   static_cast<const __half*>(bias), static_cast<__half*>(y), m, n, k, gelu, seg);
   };

@@ -117,14 +117,16 @@ TEST(LayerFused, ArgmaxOfLongRowsInPartsMatchesAten) {
   }
 }
 
-// Decode-step products (<= 8 rows: the kernel) and a prefill-sized one (ATen), every epilogue.
+// Decode-step products (<= 8 rows: the weight-streaming kernel; 9 .. 32 fp16 rows: the tensor-core
+// kernel, K long enough to wrap its ring of W chunks) and a prefill-sized one (ATen), every
+// epilogue.
 TEST(LayerFused, LinearMatchesAten) {
   if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
   for (auto dtype : {at::kFloat, at::kHalf}) {
     const double tol = dtype == at::kHalf ? 1e-2 : 1e-5;
     const auto dev = at::TensorOptions().device(at::kCUDA).dtype(dtype);
     at::manual_seed(9);
-    for (int64_t k : {8, 104, 768, 3072}) {
+    for (int64_t k : {8, 104, 768, 3072, 6400}) {
       for (int64_t n : {1, 97, 2304}) {
         const at::Tensor w = at::randn({n, k}, dev) / std::sqrt(double(k)), b = at::randn({n}, dev);
         for (int64_t rows : {1, 3, 8, 9, 17, 32}) {

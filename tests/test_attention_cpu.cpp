@@ -2,6 +2,8 @@
 // against its specification ops::ref::decode_attention_out (fp64) on random inputs of awkward
 // sizes: every storage format, K and V in different formats, contiguous and paged through a
 // shuffled block table, per-slot bias, per-sequence lengths (0 included), head dims not 64/128.
+// Also the caches' ATen attention of a prompt (cache::attend_history) in blocks of query rows
+// against one softmax over every key, written out here from the masking rules.
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "eli/cache/attend.h"
 #include "eli/error.h"
 #include "eli/ops.h"
 #include "ops/ref.h"
@@ -193,6 +196,84 @@ TEST(AttentionCpu, SplitLenIsCheckedAndIgnored) {
       EXPECT_NE(std::string(e.what()).find("split_len"), std::string::npos) << e.what();
     }
   }
+}
+
+// One masked softmax over all S + T keys in fp64, the mask and bias written out from the rules
+// in attend.h: history slot j (position hist_pos[j], -1 a summary) is seen by query position p
+// with bias hist_bias[j] unless a window hides it (p - pos >= window, pos not a sink); new key j
+// is seen by query i iff j <= i and the window does not hide it.
+at::Tensor attend_reference(const at::Tensor& q, const at::Tensor& kh, const at::Tensor& vh,
+                            const std::vector<int64_t>& pos, const std::vector<float>& hb,
+                            const at::Tensor& kn, const at::Tensor& vn,
+                            const cache::AttendMask& m) {
+  const int64_t t = q.size(2), s = static_cast<int64_t>(pos.size()), d = q.size(3);
+  at::Tensor bias = at::zeros({t, s + t}, at::kDouble);
+  auto hidden = [&](int64_t p, int64_t kp) {
+    return m.window > 0 && kp >= m.sinks && p - kp >= m.window;
+  };
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t p = m.q_pos0 + i;
+    for (int64_t j = 0; j < s; ++j) {
+      const int64_t kp = pos[static_cast<size_t>(j)];
+      bias[i][j] = kp >= 0 && hidden(p, kp) ? -INFINITY : double(hb[static_cast<size_t>(j)]);
+    }
+    for (int64_t j = 0; j < t; ++j)
+      bias[i][s + j] = j > i || hidden(p, m.q_pos0 + j) ? -INFINITY : 0.0;
+  }
+  const at::Tensor k = at::cat({kh.to(at::kDouble), kn.to(at::kDouble)}, 2);
+  const at::Tensor v = at::cat({vh.to(at::kDouble), vn.to(at::kDouble)}, 2);
+  const at::Tensor scores =
+      at::matmul(q.to(at::kDouble), k.transpose(-2, -1)) / std::sqrt(double(d));
+  return at::matmul(at::softmax(scores + bias, -1), v);
+}
+
+// A prompt in blocks of query rows (1, 5 and all 37 rows a block by the score budget; the
+// default), with and without history, plain causal and with summaries, slot bias, a window and
+// sinks.
+TEST(AttendHistory, BlocksOfQueryRowsEqualOneSoftmax) {
+  at::manual_seed(77);
+  const int64_t B = 2, H = 3, T = 37, D = 16;
+  const at::Tensor q = at::randn({B, H, T, D}), kn = at::randn({B, H, T, D}),
+                   vn = at::randn({B, H, T, D});
+  struct Setup {
+    const char* name;
+    int64_t s;
+    bool bias;
+    cache::AttendMask mask;
+  };
+  for (const Setup& c :
+       {Setup{"prompt", 0, false, {0, 0, 0}}, Setup{"history", 11, false, {11, 0, 0}},
+        Setup{"history + bias", 11, true, {11, 0, 0}},
+        Setup{"window + sinks", 11, false, {11, 9, 2}},
+        Setup{"prompt window", 0, false, {0, 6, 1}}}) {
+    const at::Tensor kh = at::randn({B, H, c.s, D}), vh = at::randn({B, H, c.s, D});
+    std::vector<int64_t> pos;
+    std::vector<float> hb;
+    for (int64_t j = 0; j < c.s; ++j) {
+      pos.push_back(j == 3 ? -1 : j);  // slot 3: a summary
+      hb.push_back(c.bias ? 0.25f * float(j % 4) - 0.3f : 0.0f);
+    }
+    const at::Tensor want = attend_reference(q, kh, vh, pos, hb, kn, vn, c.mask);
+    const int64_t row_bytes = H * (c.s + T) * int64_t(sizeof(float));  // one sequence's
+    for (int64_t rows : {int64_t(1), int64_t(5), T, int64_t(0)}) {
+      const at::Tensor got =
+          cache::attend_history(q, kh, vh, pos, hb, kn, vn, c.mask, rows * row_bytes);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_TRUE(at::allclose(got.to(at::kDouble), want, 1e-5, 1e-5))
+          << c.name << ", " << rows << " rows a block, max error "
+          << (got.to(at::kDouble) - want).abs().max().item<double>();
+    }
+  }
+  // The blocks are cut per sequence: a sequence's rows are the same alone as in the batch.
+  const int64_t five_rows = 5 * H * T * int64_t(sizeof(float));
+  const at::Tensor both =
+      cache::attend_history(q, at::Tensor(), at::Tensor(), {}, {}, kn, vn, {0, 0, 0}, five_rows);
+  const at::Tensor second =
+      cache::attend_history(q.narrow(0, 1, 1), at::Tensor(), at::Tensor(), {}, {},
+                            kn.narrow(0, 1, 1), vn.narrow(0, 1, 1), {0, 0, 0}, five_rows);
+  EXPECT_TRUE(at::equal(both.narrow(0, 1, 1), second));
+  EXPECT_THROW(cache::attend_history(q, at::Tensor(), at::Tensor(), {}, {}, kn, vn, {0, 0, 0}, -1),
+               eli::Error);
 }
 
 }  // namespace

@@ -4,13 +4,18 @@
 // moves: the stored cache read by attend (payload + scales + metadata), the new token's
 // encoded K and V written, the query read and the output written.
 // Runs on CPU fp32; ELI_BENCH_DEVICE=cuda runs the same on fp16 CUDA tensors.
+// prompt_attention: one layer's attention of a whole prompt (cache::attend_history, the path of
+// every cache's prefill), its fp32 scores in blocks of query rows that fit score_mib per
+// sequence (0: one block, every row at once).
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "eli/cache/attend.h"
 #include "eli/kv_cache.h"
 
 namespace {
@@ -62,7 +67,29 @@ void BM_DecodeStep(benchmark::State& state, const std::string& spec) {
   state.SetLabel(cache->name());
 }
 
+void BM_PromptAttention(benchmark::State& state) {
+  const int64_t batch = state.range(0), prompt = state.range(1), mib = state.range(2);
+  const at::Device dev = bench_device();
+  const at::ScalarType dtype = dev.is_cuda() ? at::kHalf : at::kFloat;
+  auto opts = at::TensorOptions().dtype(dtype).device(dev);
+  at::manual_seed(0);
+  const at::Tensor q = at::randn({batch, 12, prompt, 64}, opts),
+                   k = at::randn({batch, 12, prompt, 64}, opts),
+                   v = at::randn({batch, 12, prompt, 64}, opts);
+  const int64_t budget = mib > 0 ? mib << 20 : INT64_MAX;  // (0 would be the device default)
+  for (auto _ : state) {
+    const at::Tensor out =
+        eli::cache::attend_history(q, at::Tensor(), at::Tensor(), {}, {}, k, v, {}, budget);
+    benchmark::DoNotOptimize(out.sum().item<float>());  // (waits for a device)
+  }
+  state.SetItemsProcessed(state.iterations() * batch * prompt);
+}
+
 const int kRegistered = [] {
+  benchmark::RegisterBenchmark("prompt_attention", BM_PromptAttention)
+      ->ArgsProduct({{1}, {1024, 2048}, {4, 16, 64, 1024, 0}})
+      ->ArgNames({"batch", "prompt", "score_mib"})
+      ->Unit(benchmark::kMillisecond);
   for (const auto& s : kSpecs) {
     benchmark::RegisterBenchmark(("decode_step/" + s).c_str(), BM_DecodeStep, s)
         ->ArgsProduct({{1, 4}, {128, 512, 1000}})

@@ -1,5 +1,6 @@
 #include "eli/cache/attend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -10,32 +11,23 @@ namespace eli::cache {
 
 at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const at::Tensor& v_hist,
                           const std::vector<int64_t>& hist_pos, const std::vector<float>& hist_bias,
-                          const at::Tensor& k_new, const at::Tensor& v_new,
-                          const AttendMask& mask) {
-  const int64_t t = q.size(2);
+                          const at::Tensor& k_new, const at::Tensor& v_new, const AttendMask& mask,
+                          int64_t score_bytes_per_seq) {
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3);
   const int64_t s = static_cast<int64_t>(hist_pos.size());
-  const int64_t d = q.size(3);
+  ELI_CHECK(score_bytes_per_seq >= 0,
+            "attend_history: score_bytes_per_seq must not be negative (got {})",
+            score_bytes_per_seq);
+  if (score_bytes_per_seq == 0)
+    score_bytes_per_seq = q.is_cpu() ? kAttendScoreBytesCpu : kAttendScoreBytesGpu;
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  const double scale = 1.0 / std::sqrt(double(d));
 
-  // Additive bias [T, S + T], built on the host: the mask is a function of positions only.
-  std::vector<float> bias(static_cast<size_t>(t * (s + t)), 0.0f);
-  bool any = false;
-  for (int64_t i = 0; i < t; ++i) {
-    const int64_t p = mask.q_pos0 + i;
-    float* row = bias.data() + i * (s + t);
-    for (int64_t j = 0; j < s; ++j) {
-      const int64_t kp = hist_pos[static_cast<size_t>(j)];
-      const bool visible = kp < 0 || mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
-      row[j] = visible ? hist_bias[static_cast<size_t>(j)] : neg_inf;
-      any = any || row[j] != 0.0f;
-    }
-    for (int64_t j = 0; j < t; ++j) {
-      const int64_t kp = mask.q_pos0 + j;
-      const bool visible = j <= i && (mask.window <= 0 || kp < mask.sinks || p - kp < mask.window);
-      row[s + j] = visible ? 0.0f : neg_inf;
-      any = any || !visible;
-    }
-  }
+  // Whether any history slot carries a bias or may be masked; if not, the only mask is the
+  // causal one among the new keys, built on q's device.
+  bool hist_plain = mask.window <= 0;
+  for (int64_t j = 0; hist_plain && j < s; ++j)
+    hist_plain = hist_bias[static_cast<size_t>(j)] == 0.0f;
 
   auto kf = k_new.to(at::kFloat);
   auto vf = v_new.to(at::kFloat);
@@ -43,11 +35,49 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
     kf = at::cat({k_hist, kf}, 2);
     vf = at::cat({v_hist, vf}, 2);
   }
-  auto scores = at::matmul(q.to(at::kFloat), kf.transpose(-2, -1)) * (1.0 / std::sqrt(double(d)));
-  if (any) {
-    scores = scores + at::from_blob(bias.data(), {t, s + t}, at::kFloat).to(scores.device());
+  const at::Tensor qf = q.to(at::kFloat);
+  const int64_t row_bytes = std::max<int64_t>(1, h * (s + t) * int64_t(sizeof(float)));
+  const int64_t rows = std::clamp<int64_t>(score_bytes_per_seq / row_bytes, 1, t);
+  at::Tensor out;
+  if (rows < t) out = at::empty({b, h, t, d}, qf.options());
+  for (int64_t i0 = 0; i0 < t; i0 += rows) {
+    const int64_t n = std::min(rows, t - i0), keys = s + i0 + n;
+    at::Tensor scores =
+        at::matmul(qf.narrow(2, i0, n), kf.narrow(2, 0, keys).transpose(-2, -1)) * scale;
+    if (hist_plain) {
+      // Query i0 + r sees new key j (column s + j) iff j <= i0 + r.
+      if (n > 1) {
+        const auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
+        const at::Tensor col = at::arange(keys, opts).unsqueeze(0) - s;
+        const at::Tensor row = at::arange(i0, i0 + n, opts).unsqueeze(1);
+        scores.masked_fill_(col > row, neg_inf);
+      }
+    } else {
+      // Additive bias [n, keys], built on the host: the mask is a function of positions only.
+      std::vector<float> bias(static_cast<size_t>(n * keys), 0.0f);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t i = i0 + r, p = mask.q_pos0 + i;
+        float* out_row = bias.data() + r * keys;
+        for (int64_t j = 0; j < s; ++j) {
+          const int64_t kp = hist_pos[static_cast<size_t>(j)];
+          const bool visible =
+              kp < 0 || mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
+          out_row[j] = visible ? hist_bias[static_cast<size_t>(j)] : neg_inf;
+        }
+        for (int64_t j = 0; j < i0 + n; ++j) {
+          const int64_t kp = mask.q_pos0 + j;
+          const bool visible =
+              j <= i && (mask.window <= 0 || kp < mask.sinks || p - kp < mask.window);
+          out_row[s + j] = visible ? 0.0f : neg_inf;
+        }
+      }
+      scores = scores + at::from_blob(bias.data(), {n, keys}, at::kFloat).to(scores.device());
+    }
+    at::Tensor o = at::matmul(at::softmax(scores, -1), vf.narrow(2, 0, keys));
+    if (rows >= t) return o;
+    out.narrow(2, i0, n).copy_(o);
   }
-  return at::matmul(at::softmax(scores, -1), vf);
+  return out;
 }
 
 }  // namespace eli::cache

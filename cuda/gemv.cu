@@ -248,7 +248,9 @@ constexpr size_t kMmaChunkBytes = 2 * 32 * sizeof(uint4);
 /// and that makes every load one 16-byte vector. W streams through a ring of kStages chunks a
 /// warp in shared memory (cp.async, one commit group a chunk; each lane reads back only what it
 /// copied, so no barrier), the first kStages - 1 requested before waiting on the kernels before
-/// (all of a warp's part of W for GPT-2's 124M products); x runs two chunks ahead in registers.
+/// (7 at 8 warps: all of a warp's part of W for GPT-2 124M's QKV, attention-output and fc
+/// products; 3 of the 6 at 16 warps for its MLP output product); x runs two chunks ahead in
+/// registers.
 /// The warps' fp32 partial tiles are added in warp order through shared memory, then the
 /// epilogue of gemv_kernel (bias and GELU in fp32, one rounding).
 template <int kWarps, int kMT>

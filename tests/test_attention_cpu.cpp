@@ -272,6 +272,10 @@ TEST(AttendHistory, BlocksOfQueryRowsEqualOneSoftmax) {
       cache::attend_history(q.narrow(0, 1, 1), at::Tensor(), at::Tensor(), {}, {},
                             kn.narrow(0, 1, 1), vn.narrow(0, 1, 1), {0, 0, 0}, five_rows);
   EXPECT_TRUE(at::equal(both.narrow(0, 1, 1), second));
+  const at::Tensor none =
+      cache::attend_history(q.narrow(2, 0, 0), at::Tensor(), at::Tensor(), {}, {},
+                            kn.narrow(2, 0, 0), vn.narrow(2, 0, 0), {0, 0, 0}, five_rows);
+  EXPECT_EQ(none.sizes(), (at::IntArrayRef{B, H, 0, D}));
   EXPECT_THROW(cache::attend_history(q, at::Tensor(), at::Tensor(), {}, {}, kn, vn, {0, 0, 0}, -1),
                eli::Error);
 }

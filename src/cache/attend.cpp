@@ -20,6 +20,7 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
             score_bytes_per_seq);
   if (score_bytes_per_seq == 0)
     score_bytes_per_seq = q.is_cpu() ? kAttendScoreBytesCpu : kAttendScoreBytesGpu;
+  if (t == 0) return at::empty({b, h, 0, d}, q.options().dtype(at::kFloat));
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const double scale = 1.0 / std::sqrt(double(d));
 

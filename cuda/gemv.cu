@@ -45,6 +45,12 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b, float acc
   return acc;
 }
 
+/// GELU, tanh form (GPT-2's), in fp32: the epilogue of every product kernel here.
+__device__ __forceinline__ float gelu_tanh(float v) {
+  constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
+  return 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
+}
+
 /// Where element (m, n) of the product goes: y is [n_cols / seg, m_rows, seg], the columns cut
 /// into parts of seg (launch_gemv's `parts`; seg = n_cols: plain [m_rows, n_cols]). At one row
 /// that is n.
@@ -162,10 +168,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, gemv_min_blocks(kM))
   for (int m = 0; m < kM; ++m) {
     if (m >= m_rows) break;
     float v = acc[m] + s_bias[warp];
-    if (gelu) {
-      constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
-      v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
-    }
+    if (gelu) v = gelu_tanh(v);
     y[kM == 1 ? int64_t(n) : out_index(m, n, m_rows, seg)] = from_float<T>(v);
   }
 }
@@ -335,10 +338,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
 #pragma unroll
     for (int q = 0; q < kWarps; ++q) v += s_c[q][col][m];
     v += bias != nullptr ? __half2float(bias[n]) : 0.f;
-    if (gelu) {
-      constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
-      v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
-    }
+    if (gelu) v = gelu_tanh(v);
     y[out_index(m, n, m_rows, seg)] = __float2half_rn(v);
   }
 }
@@ -422,25 +422,25 @@ __global__ void __launch_bounds__(kWideWarps * 32, kWideBlocksPerSm)
       const int m = 8 * j + 2 * i + (e & 1), n = n0 + g + (e >= 2 ? 8 : 0);
       if (m >= m_rows || n >= n_cols) continue;
       float v = acc[j][e] + (bias != nullptr ? __half2float(bias[n]) : 0.f);
-      if (gelu) {
-        constexpr float kAlpha = 0.7978845608028654f;  // sqrt(2 / pi)
-        v = 0.5f * v * (1.f + tanhf(kAlpha * fmaf(0.044715f * v, v * v, v)));
-      }
+      if (gelu) v = gelu_tanh(v);
       y[out_index(m, n, m_rows, seg)] = __float2half_rn(v);
     }
   }
 }
 
-/// Launches gemm_rows_mma_wide_kernel<kMT>: its ring is above the default 48 KiB of dynamic
-/// shared memory, allowed on every launch rather than once, so that it holds on whichever device
-/// is current (a decode step is a graph replay: once per capture).
+/// Lets a tensor-core product kernel take its ring (kMmaRingBytes, above the default 48 KiB of
+/// dynamic shared memory). Called on every launch rather than once, so that it holds on
+/// whichever device is current (a decode step is a graph replay: once per capture).
+template <typename Kernel>
+cudaError_t allow_ring(Kernel* kernel) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              int(kMmaRingBytes));
+}
+
 template <int kMT>
 cudaError_t run_gemm_rows_mma_wide(const void* x, const void* w, const void* bias, void* y, int m,
                                    int n, int k, bool gelu, int seg, cudaStream_t stream) {
-  const cudaError_t allowed =
-      cudaFuncSetAttribute(gemm_rows_mma_wide_kernel<kMT>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMmaRingBytes));
-  if (allowed != cudaSuccess) return allowed;
+  if (const cudaError_t e = allow_ring(gemm_rows_mma_wide_kernel<kMT>); e != cudaSuccess) return e;
   const unsigned tiles = unsigned((n + 15) / 16);
   return launch(gemm_rows_mma_wide_kernel<kMT>, dim3((tiles + kWideWarps - 1) / kWideWarps),
                 dim3(kWideWarps * 32), kMmaRingBytes, stream, static_cast<const __half*>(x),
@@ -458,10 +458,7 @@ cudaError_t run_gemm_rows_mma(const void* x, const void* w, const void* bias, vo
   // per tile, so enough weight bytes are in flight.
   auto go = [&](auto warps_c) {
     constexpr int kW = decltype(warps_c)::value;
-    const cudaError_t allowed =
-        cudaFuncSetAttribute(gemm_rows_mma_kernel<kW, kMT>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMmaRingBytes));
-    if (allowed != cudaSuccess) return allowed;
+    if (const cudaError_t e = allow_ring(gemm_rows_mma_kernel<kW, kMT>); e != cudaSuccess) return e;
     return launch(gemm_rows_mma_kernel<kW, kMT>, dim3(blocks), dim3(kW * 32), kMmaRingBytes, stream,
                   static_cast<const __half*>(x), static_cast<const __half*>(w),
                   static_cast<const __half*>(bias), static_cast<__half*>(y), m, n, k, gelu, seg);

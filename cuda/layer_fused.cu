@@ -264,9 +264,9 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
   return cudaGetLastError();
 }
 
-int argmax_parts(int rows, int n) {
-  // Blocks enough for about two an SM, each over at least 512 vectors, at most 32 parts a row
-  // (one warp merges them).
+static int argmax_parts(int rows, int n) {
+  // Blocks enough for about two an SM, each over at least 512 vectors of 8 elements, at most 32
+  // parts a row (one warp merges them).
   const int vecs = n / 8;
   int parts = (2 * device_sm_count() + rows - 1) / rows;
   parts = std::min(parts, std::max(1, vecs / 512));

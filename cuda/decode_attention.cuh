@@ -173,14 +173,16 @@ __global__ void __launch_bounds__(kAttnThreads, attn_min_blocks(kD, FK, FV))
   __shared__ __align__(16) uint32_t s_row[kMaxSplitLen];
   const int npad = (n + kRowPad - 1) / kRowPad * kRowPad;
   fill_rows(p.map, b, h, start, n, npad, s_row);
+  const float qscale = p.sm_scale * kLog2e;
+  __shared__ __align__(16) QPlanes<kD> s_q;  // INT4 K: q in fixed point
+  if constexpr (FK == Format::kInt4) prepare_q_dp4a<T, kD>(p, bh, qscale, s_q);
   __syncthreads();
 
   // ---- scores: logit_t (log2 domain) into shared memory
-  const float qscale = p.sm_scale * kLog2e;
   if constexpr (std::is_same_v<T, __half> && FK == Format::kInt8)
     scores_mma<kD>(p, s_row, b, bh, start, n, qscale, s_logit);
   else if constexpr (FK == Format::kInt4)
-    scores_dp4a<T, kD>(p, s_row, bh, n, qscale, s_logit);
+    scores_dp4a<T, kD>(p, s_row, n, s_q, s_logit);
   else
     scores_fp32<T, kD, FK>(p, s_row, b, bh, start, n, qscale, s_logit);
   __syncthreads();

@@ -55,22 +55,20 @@ at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const a
       }
     } else {
       // Additive bias [n, keys], built on the host: the mask is a function of positions only.
+      // A key at position kp is in the window of the query at p (sinks always are).
+      auto in_window = [&](int64_t p, int64_t kp) {
+        return mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
+      };
       std::vector<float> bias(static_cast<size_t>(n * keys), 0.0f);
       for (int64_t r = 0; r < n; ++r) {
         const int64_t i = i0 + r, p = mask.q_pos0 + i;
         float* out_row = bias.data() + r * keys;
         for (int64_t j = 0; j < s; ++j) {
-          const int64_t kp = hist_pos[static_cast<size_t>(j)];
-          const bool visible =
-              kp < 0 || mask.window <= 0 || kp < mask.sinks || p - kp < mask.window;
-          out_row[j] = visible ? hist_bias[static_cast<size_t>(j)] : neg_inf;
+          const int64_t kp = hist_pos[static_cast<size_t>(j)];  // -1: a summary, always seen
+          out_row[j] = kp < 0 || in_window(p, kp) ? hist_bias[static_cast<size_t>(j)] : neg_inf;
         }
-        for (int64_t j = 0; j < i0 + n; ++j) {
-          const int64_t kp = mask.q_pos0 + j;
-          const bool visible =
-              j <= i && (mask.window <= 0 || kp < mask.sinks || p - kp < mask.window);
-          out_row[s + j] = visible ? 0.0f : neg_inf;
-        }
+        for (int64_t j = 0; j < i0 + n; ++j)
+          out_row[s + j] = j <= i && in_window(p, mask.q_pos0 + j) ? 0.0f : neg_inf;
       }
       scores = scores + at::from_blob(bias.data(), {n, keys}, at::kFloat).to(scores.device());
     }

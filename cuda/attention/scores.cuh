@@ -76,13 +76,24 @@ __device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, cons
       });
 }
 
+/// Byte planes of q's fixed point in scores_dp4a: fp16 q (T = __half) in 16 bits, fp32 q in 24.
+/// Against the slice's largest |q|, 16 bits move each element by at most 2^-16 of that largest
+/// value, so a logit moves by ~2^-16 of sum |q_i k_i| (up to 5.5e-4 at logits of ~20 in the GPU
+/// tests), far below what INT4 K's own rounding (a step of 1/15 of a group's range) does to
+/// it. Two planes take 4 IDP4A a word instead of 6: H200, same-run A/B against 24 bits, INT4 B 32 x 8192 D 64
+/// 65.8 -> 61.8 us, B 1 x 32768 16.4 -> 15.6 us, D 128 2% faster (and no spills there).
+template <typename T>
+constexpr int q_planes() {
+  return sizeof(T) == 2 ? 2 : 3;
+}
+
 template <int kD>
 struct QPlanes {
   /// [slice][k][w][e]: byte plane k of the slice's q elements under word w's even (e = 0) or odd
   /// nibbles (element 8 w + 2 j + e in byte j).
   uint32_t planes[kD / 32][3][4][2];
   float sq[kD / 32];    // q_i ~ sq Q_i
-  float qsum[kD / 32];  // sum of the slice's q_i (times sm_scale log2 e)
+  float qsum[kD / 32];  // sq x sum(Q_i): the rounded slice's sum, for the zero point's share
   float qoff[kD / 32];  // -offset x sum(Q_i): the code offset's share of the dot
 };
 
@@ -98,40 +109,42 @@ __device__ __forceinline__ void prepare_q_dp4a(const DecodeAttentionParams& p, i
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (warp >= kD / 32) return;
   const float qf = to_float(static_cast<const T*>(p.q)[bh * kD + warp * 32 + lane]) * qscale;
-  float amax = fabsf(qf), qsum = qf;
+  float amax = fabsf(qf);
 #pragma unroll
-  for (int off = 16; off >= 1; off /= 2) {
+  for (int off = 16; off >= 1; off /= 2)
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    qsum += __shfl_xor_sync(0xffffffffu, qsum, off);
-  }
-  constexpr float kQMax = 8388607.f;  // 2^23 - 1
+  constexpr int kPlanes = q_planes<T>();
+  constexpr int kQMaxInt = (1 << (8 * kPlanes - 1)) - 1;  // 2^15 - 1 or 2^23 - 1
+  constexpr float kQMax = float(kQMaxInt);
   const float inv = amax > 0.f ? kQMax / amax : 0.f;
-  const int v = max(-8388607, min(8388607, __float2int_rn(qf * inv)));
+  const int v = max(-kQMaxInt, min(kQMaxInt, __float2int_rn(qf * inv)));
   int vsum = v;  // |sum| <= 32 (2^23 - 1) < 2^31
 #pragma unroll
   for (int off = 16; off >= 1; off /= 2) vsum += __shfl_xor_sync(0xffffffffu, vsum, off);
   const int w = lane / 8, j = (lane % 8) / 2, e = lane % 2;
 #pragma unroll
-  for (int k = 0; k < 3; ++k)
+  for (int k = 0; k < kPlanes; ++k)
     reinterpret_cast<uint8_t*>(&s.planes[warp][k][w][e])[j] = uint8_t((v >> (8 * k)) & 0xFF);
   if (lane == 0) {
     // stored nibble = code + kInt4Offset when symmetric
     const float offset = p.k.minima != nullptr ? 0.f : float(quant::kInt4Offset);
     s.sq[warp] = amax / kQMax;
-    s.qsum[warp] = qsum;
+    s.qsum[warp] = s.sq[warp] * float(vsum);
     s.qoff[warp] = -offset * float(vsum);
   }
 }
 
 /// INT4 K scores with integer dot products (IDP4A: four byte products summed per instruction).
 /// Each thread owns one 16-byte vector (32 codes) of a row, as in the generic loop. Its q slice
-/// (times sm_scale log2 e) becomes 24-bit fixed point, q_i ~ sq * Q_i with |Q_i| <= 2^23 - 1,
-/// split into three byte planes Q = 65536 Q2 + 256 Q1 + Q0 (Q2 signed): the integer sums are
-/// exact, so the only error is the rounding of q to 24 bits of its slice's max (the precision of
-/// fp32). The stored nibbles u (0..15) are used as they are: `w & kEvenNibbles` gives the even
-/// elements as bytes, `w & kOddNibbles` the odd ones times 16, so one word costs two LOPs and six
-/// IDP4A against 8 PRMT + 8 FADD + 8 FFMA + 3 masks on the fp32 path; the code offset (8 when
-/// symmetric) comes off once per row as offset * sum(Q).
+/// (times sm_scale log2 e) becomes fixed point, q_i ~ sq * Q_i: fp32 q in 24 bits, |Q_i| <=
+/// 2^23 - 1, three byte planes Q = 65536 Q2 + 256 Q1 + Q0 (Q2 signed); fp16 q in 16 bits, two
+/// planes 256 Q1 + Q0 (q_planes). The integer sums are exact and the zero point multiplies the
+/// rounded slice's sum, so a logit is exactly the dot product of the rounded q with the stored
+/// row: the only error is the rounding of q against its slice's max. The stored nibbles u
+/// (0..15) are used as they are: `w & kEvenNibbles` gives the even elements as bytes,
+/// `w & kOddNibbles` the odd ones times 16, so one word costs two LOPs and four (fp16) or six
+/// (fp32) IDP4A against 8 PRMT + 8 FADD + 8 FFMA + 3 masks on the fp32 path; the code offset (8
+/// when symmetric) comes off once per row as offset * sum(Q).
 /// The bias of its slots is left to the softmax pass (kBiasInSoftmax): in this loop, the one that
 /// issues most, the test and address per row cost ~50 of ~320 instructions an iteration (ncu,
 /// H200, B = 32, 8192, D = 64). The fixed-point q comes from the block's one pass over it
@@ -143,12 +156,13 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
   constexpr int kTpr = Tile::kTpr, kRows = Tile::kRows, kRowBytes = Tile::kRowBytes;
   const int tid = threadIdx.x, lk = tid % kTpr, rk = tid / kTpr;
   const OperandReader<Format::kInt4> rd(p.k, kD, lk * 32);
-  uint32_t planes[3][4][2];
+  constexpr int kPlanes = q_planes<T>();
+  uint32_t planes[kPlanes][4][2];
   {
     const uint4* src = reinterpret_cast<const uint4*>(&qp.planes[lk][0][0][0]);
     uint32_t* dst = &planes[0][0][0];
 #pragma unroll
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < 2 * kPlanes; ++i) {
       const uint4 v = src[i];
       dst[4 * i] = v.x;
       dst[4 * i + 1] = v.y;
@@ -166,23 +180,29 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
 #pragma unroll
         for (int u = 0; u < kAttnUnroll; ++u) {
           const uint32_t words[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
-          uint32_t a0 = 0, a1 = 0, a0x16 = 0, a1x16 = 0;
-          int a2 = 0, a2x16 = 0;
+          // Unsigned sums of the low planes, signed of the top one (its byte carries the sign).
+          uint32_t lo[kPlanes - 1], lo16[kPlanes - 1];
+#pragma unroll
+          for (int k = 0; k < kPlanes - 1; ++k) lo[k] = lo16[k] = 0;
+          int hi = 0, hi16 = 0;
 #pragma unroll
           for (int w = 0; w < 4; ++w) {
             const uint32_t even = words[w] & kEvenNibbles, odd16 = words[w] & kOddNibbles;
-            a0 = dp4a_uu(planes[0][w][0], even, a0);
-            a1 = dp4a_uu(planes[1][w][0], even, a1);
-            a2 = dp4a_su(planes[2][w][0], even, a2);
-            a0x16 = dp4a_uu(planes[0][w][1], odd16, a0x16);
-            a1x16 = dp4a_uu(planes[1][w][1], odd16, a1x16);
-            a2x16 = dp4a_su(planes[2][w][1], odd16, a2x16);
+#pragma unroll
+            for (int k = 0; k < kPlanes - 1; ++k) {
+              lo[k] = dp4a_uu(planes[k][w][0], even, lo[k]);
+              lo16[k] = dp4a_uu(planes[k][w][1], odd16, lo16[k]);
+            }
+            hi = dp4a_su(planes[kPlanes - 1][w][0], even, hi);
+            hi16 = dp4a_su(planes[kPlanes - 1][w][1], odd16, hi16);
           }
-          // Bounds: a0 <= 16 * 255 * 15, a1x16 <= 16 * 255 * 240, so the low part < 2^25; the
-          // x16 sums are exact multiples of 16.
-          const uint32_t low = a0 + (a1 << 8) + ((a0x16 + (a1x16 << 8)) >> 4);
-          const int high = a2 + (a2x16 >> 4);
-          const float dot = fmaf(float(high), 65536.f, float(low)) + qoff;
+          // Bounds: lo[0] <= 16 * 255 * 15, lo16[1] <= 16 * 255 * 240, so the low part < 2^25;
+          // the x16 sums are exact multiples of 16.
+          uint32_t low = lo[0] + (lo16[0] >> 4);
+          if constexpr (kPlanes == 3) low += (lo[1] << 8) + (lo16[1] << 4);
+          const int high = hi + (hi16 >> 4);
+          constexpr float kHighWeight = kPlanes == 3 ? 65536.f : 256.f;
+          const float dot = fmaf(float(high), kHighWeight, float(low)) + qoff;
           store_logit_nobias<kTpr>(n, i0 + u * kRows + rk, lk, fmaf(ks[u] * sq, dot, km[u] * qsum),
                                    s_logit);
         }

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -47,6 +49,30 @@ std::vector<Pair> pairs() {
           // of quant_int4 (group 32) and group 64.
           {{4, Granularity::kGroup, 32, false}, {4, Granularity::kGroup, 32, false}},
           {{8, Granularity::kPerTokenHead, 32, false}, {4, Granularity::kGroup, 64, false}}};
+}
+
+// The q that INT4 K's scores multiply (cuda/attention/scores.cuh, prepare_q_dp4a): each 32-element
+// slice of q x sm_scale x log2 e in fixed point against the slice's largest |q|, 16 bits for fp16
+// q and 24 for fp32, rounded to nearest even; returned as fp32 in q's own units.
+at::Tensor dp4a_rounded_q(const at::Tensor& q) {
+  const at::Tensor qf = q.to(at::kCPU).to(at::kFloat).contiguous();
+  const int64_t D = q.size(-1);
+  at::Tensor out = at::empty_like(qf);
+  const float qmax = q.scalar_type() == at::kHalf ? 32767.f : 8388607.f;
+  const float qscale =
+      static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))) * 1.4426950408889634f;
+  const float* src = qf.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  for (int64_t s0 = 0; s0 < qf.numel(); s0 += 32) {
+    float amax = 0.f;
+    for (int64_t i = s0; i < s0 + 32; ++i) amax = std::max(amax, std::fabs(src[i] * qscale));
+    const float inv = amax > 0.f ? qmax / amax : 0.f, sq = amax / qmax;
+    for (int64_t i = s0; i < s0 + 32; ++i) {
+      const float v = std::min(qmax, std::max(-qmax, std::nearbyint(src[i] * qscale * inv)));
+      dst[i] = static_cast<float>(static_cast<double>(v) * sq / qscale);
+    }
+  }
+  return out;
 }
 
 void check_attention(const Pair& pair, const Case& c) {
@@ -105,6 +131,14 @@ void check_attention(const Pair& pair, const Case& c) {
       (c.bias ? " bias" : "") + (c.split > 0 ? " split " + std::to_string(c.split) : "");
   // fp16 output: its own rounding (2^-11 relative) plus fp32 accumulation; fp32: accumulation.
   EXPECT_TRUE(all_close(got, want, half ? 2e-3 : 1e-4, half ? 4e-3 : 1e-4)) << what;
+  if (kk.bits == 4) {
+    // INT4 K's logits are the rounded q's (dp4a_rounded_q): up to ~5e-4 from the exact q's at
+    // logits of ~20 with fp16 q, beyond the fp32 accumulation's 2e-4. The lse is held to the
+    // rounded q's reference at the accumulation's tolerance.
+    at::Tensor want_out = at::empty(q.sizes(), at::kFloat);
+    ref::decode_attention_out(dp4a_rounded_q(q), testing::store_to(k, at::kCPU),
+                              testing::store_to(v, at::kCPU), cpu_args, want_out, &want_lse);
+  }
   EXPECT_TRUE(all_close(got_lse, want_lse, 2e-4, 1e-5)) << what << " lse";
 }
 

@@ -78,10 +78,10 @@ __device__ __forceinline__ void scores_fp32(const DecodeAttentionParams& p, cons
 
 /// Byte planes of q's fixed point in scores_dp4a: fp16 q (T = __half) in 16 bits, fp32 q in 24.
 /// Against the slice's largest |q|, 16 bits move each element by at most 2^-16 of that largest
-/// value, so a logit moves by ~2^-16 of sum |q_i k_i| (up to 5.5e-4 at logits of ~20 in the GPU
-/// tests), far below what INT4 K's own rounding (a step of 1/15 of a group's range) does to
-/// it. Two planes take 4 IDP4A a word instead of 6: H200, same-run A/B against 24 bits, INT4 B 32 x 8192 D 64
-/// 65.8 -> 61.8 us, B 1 x 32768 16.4 -> 15.6 us, D 128 2% faster (and no spills there).
+/// value, so a logit moves by ~2^-16 of sum |q_i k_i| (an lse by up to 5.5e-4 at logits of ~20
+/// in the GPU tests), far below what INT4 K's own rounding (a step of 1/15 of a group's range)
+/// does to it. Two planes take 4 IDP4A a word instead of 6: H200, same-run A/B against 24 bits,
+/// INT4 B 32 x 8192 D 64 65.8 -> 61.8 us, B 1 x 32768 16.4 -> 15.6 us, D 128 2% faster.
 template <typename T>
 constexpr int q_planes() {
   return sizeof(T) == 2 ? 2 : 3;

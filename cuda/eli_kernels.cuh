@@ -143,6 +143,12 @@ cudaError_t launch_embed_layernorm(DType dtype, const void* wte, const void* wpe
 /// D * sizeof(dtype) a multiple of 16 bytes, pointers 16-byte aligned.
 cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, void* v, int batch,
                                int t_len, int heads, int head_dim, cudaStream_t stream);
+/// o, lse = merge of two attentions over disjoint key sets (ops::merge_attention): o1, o2, o
+/// [rows, D] in dtype, lse1, lse2, lse [rows] fp32 (-inf: no keys). o and lse must not alias the
+/// inputs.
+cudaError_t launch_merge_attention(DType dtype, const void* o1, const float* lse1, const void* o2,
+                                   const float* lse2, void* o, float* lse, int64_t rows, int D,
+                                   cudaStream_t stream);
 /// out[r] = index of the largest of x [rows, n] row r (NaN largest, ties: the lowest index).
 /// Long rows are cut into parts over more blocks, merged by a second launch through
 /// `workspace` (argmax_workspace_bytes; 0: none needed).

@@ -1,6 +1,8 @@
 // Fused row stages of GPT-2 on the GPU: bias + residual + LayerNorm after the attention and MLP
 // projections, embedding + the first LayerNorm, and the greedy argmax. At decode sizes every
 // stage is a launch of a few microseconds, mostly latency; fusing takes launches off each layer.
+// Also the merge of two partial attentions (a cache with two regions: summaries + ring, or
+// history + residual ring), one launch where ATen took about twenty.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -334,6 +336,28 @@ __global__ void split_heads_kernel(const uint4* __restrict__ qkv, uint4* __restr
   uint4* dst = part == 0 ? q : (part == 1 ? k : v);
   dst[((b * heads + h) * t_len + t) * vecs + j] = qkv[i];
 }
+/// merge_attention, one thread per output element of rows x D: the ATen sequence of
+/// ops::ref::merge_attention in the same fp32 operations and order (no contraction into FMAs).
+template <typename T>
+__global__ void merge_attention_kernel(const T* __restrict__ o1, const float* __restrict__ lse1,
+                                       const T* __restrict__ o2, const float* __restrict__ lse2,
+                                       T* __restrict__ o, float* __restrict__ lse, int64_t total,
+                                       int D) {
+  allow_next_kernel();
+  wait_prior_kernels();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int64_t r = i / D;
+  const float a = lse1[r], b = lse2[r];
+  float m = fmaxf(a, b);
+  if (isinf(m)) m = 0.f;  // both empty: weights 0, not NaN
+  const float w1 = expf(__fsub_rn(a, m)), w2 = expf(__fsub_rn(b, m)), sum = __fadd_rn(w1, w2);
+  const float safe = sum > 0.f ? sum : 1.f;
+  const float x = __fadd_rn(__fmul_rn(to_float(o1[i]), __fdiv_rn(w1, safe)),
+                            __fmul_rn(to_float(o2[i]), __fdiv_rn(w2, safe)));
+  o[i] = from_float<T>(x);
+  if (i % D == 0) lse[r] = __fadd_rn(m, logf(sum));
+}
 }  // namespace detail
 
 cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, void* v, int batch,
@@ -359,6 +383,21 @@ cudaError_t launch_split_heads(DType dtype, const void* qkv, void* q, void* k, v
       launch(detail::split_heads_kernel<T>, dim3(unsigned(blocks)), dim3(kThreads), 0, stream,
              static_cast<const uint4*>(qkv), static_cast<uint4*>(q), static_cast<uint4*>(k),
              static_cast<uint4*>(v), total, t_len, heads, vecs));
+  return cudaGetLastError();
+}
+
+cudaError_t launch_merge_attention(DType dtype, const void* o1, const float* lse1, const void* o2,
+                                   const float* lse2, void* o, float* lse, int64_t rows, int D,
+                                   cudaStream_t stream) {
+  if (rows <= 0 || D <= 0) return invalid_argument("merge_attention rows x head_dim", rows * D);
+  const int64_t total = rows * D;
+  constexpr int kThreads = 256;
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  if (blocks > 0x7fffffff) return invalid_argument("merge_attention size", total);
+  ELI_DISPATCH_DTYPE(dtype, T,
+                     launch(detail::merge_attention_kernel<T>, dim3(unsigned(blocks)),
+                            dim3(kThreads), 0, stream, static_cast<const T*>(o1), lse1,
+                            static_cast<const T*>(o2), lse2, static_cast<T*>(o), lse, total, D));
   return cudaGetLastError();
 }
 

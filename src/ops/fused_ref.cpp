@@ -6,6 +6,7 @@
 
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "ops/ref.h"
 
@@ -24,6 +25,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ref::split_heads(const at::Tensor
     return qkv.narrow(2, i * e, e).view({b, t, heads, e / heads}).transpose(1, 2).contiguous();
   };
   return {part(0), part(1), part(2)};
+}
+
+std::pair<at::Tensor, at::Tensor> ref::merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                       const at::Tensor& o2,
+                                                       const at::Tensor& lse2) {
+  const at::Tensor a = lse1.to(at::kFloat), b = lse2.to(at::kFloat);
+  at::Tensor m = at::maximum(a, b);
+  m = at::where(at::isinf(m), at::zeros_like(m), m);  // both empty: weights 0, not NaN
+  const at::Tensor w1 = at::exp(a - m), w2 = at::exp(b - m), sum = w1 + w2;
+  std::vector<int64_t> wshape = {lse1.size(0), lse1.size(1)};
+  for (int64_t i = 2; i < o1.dim(); ++i) wshape.push_back(1);
+  const at::Tensor safe = at::where(sum > 0, sum, at::ones_like(sum));
+  const at::Tensor o =
+      (o1.to(at::kFloat) * (w1 / safe).view(wshape) + o2.to(at::kFloat) * (w2 / safe).view(wshape))
+          .to(o1.scalar_type());
+  return {o, m + at::log(sum)};
 }
 
 at::Tensor ref::bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,

@@ -162,17 +162,15 @@ std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at
   ELI_CHECK(lse1.defined() && lse2.defined() && lse1.dim() == 2 && lse1.sizes() == lse2.sizes() &&
                 lse1.size(0) == o1.size(0) && lse1.size(1) == o1.size(1),
             "merge_attention: lse must be [B, H] matching the outputs");
-  const at::Tensor a = lse1.to(at::kFloat), b = lse2.to(at::kFloat);
-  at::Tensor m = at::maximum(a, b);
-  m = at::where(at::isinf(m), at::zeros_like(m), m);  // both empty: weights 0, not NaN
-  const at::Tensor w1 = at::exp(a - m), w2 = at::exp(b - m), sum = w1 + w2;
-  std::vector<int64_t> wshape = {lse1.size(0), lse1.size(1)};
-  for (int64_t i = 2; i < o1.dim(); ++i) wshape.push_back(1);
-  const at::Tensor safe = at::where(sum > 0, sum, at::ones_like(sum));
-  const at::Tensor o =
-      (o1.to(at::kFloat) * (w1 / safe).view(wshape) + o2.to(at::kFloat) * (w2 / safe).view(wshape))
-          .to(o1.scalar_type());
-  return {o, m + at::log(sum)};
+  if (o1.is_cuda()) {
+#ifdef ELI_WITH_CUDA
+    if (cuda_impl::merge_attention_applies(o1, lse1, o2, lse2))
+      return cuda_impl::merge_attention(o1, lse1, o2, lse2);
+#else
+    no_cuda("merge_attention");
+#endif
+  }
+  return ref::merge_attention(o1, lse1, o2, lse2);
 }
 
 at::Tensor bias_residual_layernorm(at::Tensor& x, const at::Tensor& y, const at::Tensor& bias,

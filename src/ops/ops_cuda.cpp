@@ -428,6 +428,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv
   return {q, k, v};
 }
 
+bool merge_attention_applies(const at::Tensor& o1, const at::Tensor& lse1, const at::Tensor& o2,
+                             const at::Tensor& lse2) {
+  const at::ScalarType t = o1.scalar_type();
+  auto fp32_on = [&](const at::Tensor& x) {
+    return x.scalar_type() == at::kFloat && x.is_contiguous() && x.device() == o1.device();
+  };
+  return (t == at::kHalf || t == at::kFloat) && o2.scalar_type() == t && o1.is_contiguous() &&
+         o2.is_contiguous() && o2.device() == o1.device() && fp32_on(lse1) && fp32_on(lse2) &&
+         o1.numel() > 0 && o1.size(-1) <= INT_MAX;
+}
+
+std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                  const at::Tensor& o2, const at::Tensor& lse2) {
+  const char* op = "merge_attention";
+  const c10::cuda::CUDAGuard guard(o1.device());
+  at::Tensor o = at::empty_like(o1), lse = at::empty_like(lse1);
+  check_launch(
+      ec::launch_merge_attention(
+          dtype_of(o1.scalar_type(), op), o1.data_ptr(), lse1.data_ptr<float>(), o2.data_ptr(),
+          lse2.data_ptr<float>(), o.data_ptr(), lse.data_ptr<float>(), lse1.numel(),
+          static_cast<int>(o1.size(-1)), at::cuda::getCurrentCUDAStream().stream()),
+      op);
+  return {o, lse};
+}
+
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
   if (!x.defined() || !w.defined() || x.dim() < 1 || w.dim() != 2 || x.numel() == 0) return false;
   const at::ScalarType t = x.scalar_type();

@@ -29,6 +29,12 @@ at::Tensor argmax_rows(const at::Tensor& x);
 /// multiple of 16 bytes, B and T non-zero).
 bool split_heads_applies(const at::Tensor& qkv, int64_t heads);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
+/// Whether the merge kernel takes the operands: o1, o2 contiguous fp16/fp32 of one dtype on one
+/// device, lse1, lse2 contiguous fp32 [B, H] there.
+bool merge_attention_applies(const at::Tensor& o1, const at::Tensor& lse1, const at::Tensor& o2,
+                             const at::Tensor& lse2);
+std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                  const at::Tensor& o2, const at::Tensor& lse2);
 /// Whether launch_gemv takes x [..., K] w [N, K]: fp16/fp32, at most kGemvMaxRows rows, K a
 /// multiple of 16 bytes, w contiguous and aligned.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);

@@ -23,6 +23,8 @@ std::pair<at::Tensor, at::Tensor> embed_layernorm(const at::Tensor& wte, const a
                                                   double eps);
 at::Tensor argmax_rows(const at::Tensor& x);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> split_heads(const at::Tensor& qkv, int64_t heads);
+std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
+                                                  const at::Tensor& o2, const at::Tensor& lse2);
 void quantize_kv_out(const at::Tensor& x, const KvStore& dst, const SlotMap& slots);
 void dequantize_kv_out(const KvStore& src, const SlotMap& slots, at::Tensor& out);
 void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& v,

@@ -1,5 +1,5 @@
 // The fused GPT-2 stages on CUDA (ops::bias_residual_layernorm, embed_layernorm, argmax_rows,
-// linear's skinny-product kernel) against
+// linear's skinny-product kernel, merge_attention) against
 // their ATen specification (ops::ref) in fp64 on the CPU, on random inputs of awkward widths
 // (label gpu; skipped without a GPU).
 
@@ -10,6 +10,7 @@
 #include "eli/error.h"
 #include "eli/ops.h"
 #include "ops/ref.h"
+#include "ops_test_util.h"
 
 namespace eli {
 namespace {
@@ -230,6 +231,41 @@ TEST(LayerFused, QkvHeadsMatchesLinearThenSplitHeads) {
           }
         }
       }
+    }
+  }
+}
+
+// Two partial attentions merged in one launch: ATen's values for the same sequence of fp32
+// operations (ops::ref on the GPU), and exactly the other side where one side has no keys, zeros
+// and -inf where neither has.
+TEST(LayerFused, MergeAttentionMatchesAten) {
+  if (!gpu_available()) GTEST_SKIP() << "no CUDA GPU";
+  for (auto dtype : {at::kFloat, at::kHalf}) {
+    const auto dev = at::TensorOptions().device(at::kCUDA);
+    at::manual_seed(41);
+    for (const int64_t d : {64, 128}) {
+      const int64_t b = 5, h = 7;
+      const at::Tensor o1 = at::randn({b, h, 1, d}, dev.dtype(dtype));
+      const at::Tensor o2 = at::randn({b, h, 1, d}, dev.dtype(dtype));
+      at::Tensor l1 = 8 * at::randn({b, h}, dev.dtype(at::kFloat));
+      at::Tensor l2 = 8 * at::randn({b, h}, dev.dtype(at::kFloat));
+      l1.select(0, 1).fill_(-INFINITY);  // sequence 1: no keys on side 1
+      l1.select(0, 2).fill_(-INFINITY);  // sequence 2: none on either side
+      l2.select(0, 2).fill_(-INFINITY);
+      const auto [o, lse] = ops::merge_attention(o1, l1, o2, l2);
+      const auto [want_o, want_lse] = ops::ref::merge_attention(o1, l1, o2, l2);
+      const std::string what = std::string(c10::toString(dtype)) + " D " + std::to_string(d);
+      ASSERT_TRUE(o.is_cuda() && lse.is_cuda()) << what;
+      ASSERT_EQ(o.sizes(), o1.sizes()) << what;
+      ASSERT_EQ(o.scalar_type(), dtype) << what;
+      // fp16: one rounding of the fp32 result, which may fall either side of a tie.
+      EXPECT_TRUE(ops::testing::all_close(o, want_o, 1e-6, dtype == at::kHalf ? 1e-3 : 1e-6))
+          << what;
+      EXPECT_TRUE(ops::testing::all_close(lse, want_lse, 1e-6, 1e-6)) << what;
+      EXPECT_TRUE(at::equal(o.select(0, 1), o2.select(0, 1))) << what;
+      EXPECT_TRUE(at::equal(lse.select(0, 1), l2.select(0, 1))) << what;
+      EXPECT_TRUE(at::equal(o.select(0, 2), at::zeros_like(o.select(0, 2)))) << what;
+      EXPECT_TRUE((lse.select(0, 2) == -INFINITY).all().item<bool>()) << what;
     }
   }
 }

@@ -84,7 +84,8 @@ void decode_attention_out(const at::Tensor& q, const KvStore& k, const KvStore& 
                           at::Tensor* lse = nullptr);
 
 /// Combines attention over two disjoint key sets (e.g. quantized history + fp16 residual):
-/// o1, o2 [B, H, (1,) D], lse1, lse2 [B, H] fp32 -> (o [like o1], lse [B, H]).
+/// o1, o2 [B, H, (1,) D], lse1, lse2 [B, H] fp32 -> (o [like o1], lse [B, H]). One launch on
+/// CUDA (contiguous fp16/fp32 operands), the ATen sequence of ops::ref otherwise.
 std::pair<at::Tensor, at::Tensor> merge_attention(const at::Tensor& o1, const at::Tensor& lse1,
                                                   const at::Tensor& o2, const at::Tensor& lse2);
 

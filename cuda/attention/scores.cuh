@@ -196,8 +196,9 @@ __device__ __forceinline__ void scores_dp4a(const DecodeAttentionParams& p, cons
             hi = dp4a_su(planes[kPlanes - 1][w][0], even, hi);
             hi16 = dp4a_su(planes[kPlanes - 1][w][1], odd16, hi16);
           }
-          // Bounds: lo[0] <= 16 * 255 * 15, lo16[1] <= 16 * 255 * 240, so the low part < 2^25;
-          // the x16 sums are exact multiples of 16.
+          // Bounds: each lo[k] <= 16 * 255 * 15 and lo16[k] <= 16 * 255 * 240, so the low part
+          // (plane 1 shifted by 8 when there are three) < 2^25; the x16 sums are exact
+          // multiples of 16.
           uint32_t low = lo[0] + (lo16[0] >> 4);
           if constexpr (kPlanes == 3) low += (lo[1] << 8) + (lo16[1] << 4);
           const int high = hi + (hi16 >> 4);

@@ -36,8 +36,8 @@ constexpr int64_t kAttendScoreBytesGpu = int64_t(32) << 20;
 /// score_bytes_per_seq (0: the device's default above; at least one row a block; the blocks do
 /// not depend on the batch, so neither do a sequence's results); a block reads the keys up to
 /// its last query's own (the later new keys are masked for all of its rows), so a prompt of T
-/// tokens computes about half of the T x T scores. A single block (decode steps, prompts within the budget) is one masked softmax
-/// over every key.
+/// tokens computes about half of the T x T scores. A single block (decode steps, prompts within
+/// the budget) is one masked softmax over every key.
 at::Tensor attend_history(const at::Tensor& q, const at::Tensor& k_hist, const at::Tensor& v_hist,
                           const std::vector<int64_t>& hist_pos, const std::vector<float>& hist_bias,
                           const at::Tensor& k_new, const at::Tensor& v_new, const AttendMask& mask,
